@@ -1,0 +1,45 @@
+#include "ferry/common/config.h"
+
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+
+namespace ferry {
+namespace {
+
+Config Load() {
+  Config c;
+  using std::chrono::milliseconds;
+  c.inline_bytes = EnvInt("FERRY_INLINE_BYTES", c.inline_bytes);
+  c.worker_start_timeout = milliseconds(EnvInt("FERRY_WORKER_START_TIMEOUT_S", 60) * 1000);
+  c.rpc_connect_timeout = milliseconds(EnvInt("FERRY_RPC_CONNECT_TIMEOUT_S", 10) * 1000);
+  c.kill_grace = milliseconds(EnvInt("FERRY_KILL_GRACE_S", 2) * 1000);
+  c.shm_pool_bytes = EnvInt("FERRY_SHM_POOL_BYTES", c.shm_pool_bytes);
+  c.transfer_timeout = milliseconds(EnvInt("FERRY_TRANSFER_TIMEOUT_S", 60) * 1000);
+  return c;
+}
+
+Config& Instance() {
+  static Config config = Load();
+  return config;
+}
+
+}  // namespace
+
+const Config& Config::Get() { return Instance(); }
+void Config::ReloadForTest() { Instance() = Load(); }
+
+int64_t EnvInt(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  long long n = std::strtoll(v, &end, 10);
+  return (end != nullptr && *end == '\0') ? n : fallback;
+}
+
+std::string EnvString(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return (v == nullptr || *v == '\0') ? fallback : std::string(v);
+}
+
+}  // namespace ferry

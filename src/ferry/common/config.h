@@ -1,0 +1,42 @@
+// Run-time settings, each with a documented default and an environment
+// override FERRY_<NAME>. Read once per process (thread-safe static init);
+// tests may call Config::ReloadForTest() after setenv.
+//
+//   auto t = Config::Get().worker_start_timeout;
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace ferry {
+
+struct Config {
+  // FERRY_INLINE_BYTES: values up to this size travel inside control
+  // messages; larger ones go into a shared-memory segment. Default 100 KiB.
+  int64_t inline_bytes = 100 * 1024;
+  // FERRY_WORKER_START_TIMEOUT_S: a spawned worker must register and build its
+  // actor within this time, or the actor is marked dead. Default 60 s.
+  std::chrono::milliseconds worker_start_timeout{60'000};
+  // FERRY_RPC_CONNECT_TIMEOUT_S: connecting to a peer and the handshake.
+  // Default 10 s.
+  std::chrono::milliseconds rpc_connect_timeout{10'000};
+  // FERRY_KILL_GRACE_S: after asking a worker to exit, wait this long before
+  // SIGKILL. Default 2 s.
+  std::chrono::milliseconds kill_grace{2'000};
+  // FERRY_SHM_POOL_BYTES: freed shared-memory segments kept warm for reuse
+  // per process. Default 4 GiB.
+  int64_t shm_pool_bytes = int64_t{4} << 30;
+  // FERRY_TRANSFER_TIMEOUT_S: bound on one tensor transfer. Default 60 s.
+  std::chrono::milliseconds transfer_timeout{60'000};
+
+  static const Config& Get();
+  static void ReloadForTest();
+};
+
+// Reads an integer environment variable, or returns `fallback`.
+int64_t EnvInt(const char* name, int64_t fallback);
+// Reads a string environment variable, or returns `fallback`.
+std::string EnvString(const char* name, const std::string& fallback);
+
+}  // namespace ferry

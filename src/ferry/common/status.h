@@ -1,0 +1,3 @@
+// The library-internal name for ferry's public Status header.
+#pragma once
+#include "ferry/status.h"
