@@ -1,0 +1,129 @@
+"""Shared fixtures and helpers for ferry's Python integration tests.
+
+Every test here runs real worker processes. Rules kept throughout:
+
+* nothing synchronizes by sleeping: tests poll a condition with a deadline
+  (`wait_for`), and every blocking `ferry.get` carries a timeout so a bug shows
+  up as a failure, not as a hung CI run;
+* actor classes live in `ferry_test_actors.py`, imported through the `actors`
+  fixture (not at module import) so the suite still collects while the
+  package is being written;
+* scripts that must run as a separate driver go through `run_script`, with
+  `sys.executable`.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+PYTHON_DIR = os.path.dirname(TESTS_DIR)
+
+# Worker processes unpickle test actor classes by reference
+# (`ferry_test_actors.Counter`), so they must be able to import this folder.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (TESTS_DIR, PYTHON_DIR, os.environ.get("PYTHONPATH")) if p)
+
+# Upper bound for any single blocking wait in the suite; generous for slow CI.
+GET_TIMEOUT = float(os.environ.get("FERRY_TEST_GET_TIMEOUT", "60"))
+# How long a process may take to disappear after kill / crash / shutdown.
+EXIT_DEADLINE = float(os.environ.get("FERRY_TEST_EXIT_DEADLINE", "15"))
+
+
+def wait_for(pred, timeout, interval=0.01):
+    """Polls pred() until it is truthy or timeout seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def pid_alive(pid):
+    """True while pid runs. A zombie (exited, not yet reaped) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # The state follows the parenthesised command name, which may hold spaces.
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def all_gone(pids):
+    return not any(pid_alive(p) for p in pids)
+
+
+def kill_leftovers(pids):
+    """Cleanup after a failed test: SIGKILL processes this test caused to exist."""
+    for p in pids:
+        if pid_alive(p):
+            try:
+                os.kill(p, 9)
+            except OSError:
+                pass
+
+
+def shm_entries():
+    try:
+        return set(os.listdir("/dev/shm"))
+    except FileNotFoundError:
+        return set()
+
+
+def write_script(tmp_path, body, name="driver.py"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def run_script(tmp_path, body, timeout=120, name="driver.py"):
+    """Runs body as a fresh driver (`sys.executable`), returns CompletedProcess (text)."""
+    path = write_script(tmp_path, body, name)
+    return subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, cwd=str(tmp_path))
+
+
+def _fresh_runtime():
+    import ferry
+    if ferry.is_initialized():  # e.g. left by an auto-init elsewhere
+        ferry.shutdown()
+    ferry.init()
+    return ferry
+
+
+@pytest.fixture
+def ferry_session():
+    """A runtime for one test: ferry.init() before, ferry.shutdown() after."""
+    ferry = _fresh_runtime()
+    try:
+        yield ferry
+    finally:
+        ferry.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ferry_module_session():
+    """One runtime shared by a test module (starting workers costs tens of ms each)."""
+    ferry = _fresh_runtime()
+    try:
+        yield ferry
+    finally:
+        ferry.shutdown()
+
+
+@pytest.fixture(scope="session")
+def actors():
+    """The module of test actor classes (imported lazily, see the module docstring)."""
+    import ferry_test_actors
+    return ferry_test_actors
