@@ -109,6 +109,7 @@ a = Adder.remote(40)                      # no ferry.init(): the first .remote()
 print("after", ferry.is_initialized(), flush=True)
 print("result", ferry.get(a.add.remote(2), timeout=60), flush=True)
 print("worker", ferry.get(a.pid.remote(), timeout=60), flush=True)
+print("driver", os.getpid(), flush=True)
 # no shutdown: leaving the script must end the runtime and its workers
 """
 
@@ -121,7 +122,7 @@ def test_auto_init_in_a_fresh_script(tmp_path):
     assert lines.get("after") == "True", proc.stdout
     assert lines.get("result") == "42", proc.stdout
     worker = int(lines["worker"])
-    assert worker != proc.pid
+    assert worker != int(lines["driver"])
     try:
         assert wait_for(lambda: not pid_alive(worker), EXIT_DEADLINE), \
             f"worker {worker} outlived its driver script"
