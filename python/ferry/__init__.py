@@ -1,0 +1,26 @@
+"""ferry: an actor runtime that moves tensors directly between processes.
+
+    import ferry
+
+    @ferry.remote
+    class Counter:
+        def __init__(self):
+            self.n = 0
+        def add(self, k):
+            self.n += k
+            return self.n
+
+    c = Counter.remote()
+    print(ferry.get(c.add.remote(2)))
+"""
+from ferry import exceptions
+from ferry._core import ObjectRef
+from ferry.actor import ActorClass, ActorHandle, method
+from ferry.api import get, init, is_initialized, kill, put, remote, shutdown, wait
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActorClass", "ActorHandle", "ObjectRef", "exceptions", "get", "init", "is_initialized",
+    "kill", "method", "put", "remote", "shutdown", "wait",
+]

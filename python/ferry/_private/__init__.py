@@ -1,0 +1,1 @@
+"""ferry's internals: the glue between the Python API and ferry._core."""

@@ -1,0 +1,63 @@
+"""The process's one ferry runtime: start (driver or worker), look up, stop."""
+import atexit
+import os
+import sys
+import threading
+
+from ferry import _core
+
+_lock = threading.Lock()
+_runtime = None
+
+
+def worker_command():
+    """argv that starts a Python actor worker with this interpreter."""
+    return [sys.executable, "-m", "ferry._worker"]
+
+
+def init():
+    global _runtime
+    with _lock:
+        if _runtime is not None:
+            raise RuntimeError("ferry.init() was already called in this process; "
+                               "call ferry.shutdown() first")
+        # Workers import the driver's modules by name: give them its path.
+        os.environ["FERRY_SYS_PATH"] = os.pathsep.join(p for p in sys.path if p)
+        _runtime = _core.Runtime.start_driver()
+        return _runtime
+
+
+def start_worker():
+    global _runtime
+    with _lock:
+        _runtime = _core.Runtime.start_worker()
+        return _runtime
+
+
+def current():
+    """The running runtime; starts a driver on first use (auto-init)."""
+    rt = _runtime
+    if rt is not None:
+        return rt
+    with _lock:
+        if _runtime is not None:
+            return _runtime
+    try:
+        return init()
+    except RuntimeError:  # another thread won the race
+        return _runtime
+
+
+def is_initialized():
+    return _runtime is not None
+
+
+def shutdown():
+    global _runtime
+    with _lock:
+        rt, _runtime = _runtime, None
+    if rt is not None:
+        rt.shutdown()
+
+
+atexit.register(shutdown)

@@ -1,0 +1,108 @@
+"""Values to bytes and back: cloudpickle with pickle protocol 5.
+
+Large buffers (numpy arrays, CPU torch tensors) travel out of band: the core
+copies them once into shared memory, and readers get arrays that view the
+mapped bytes. ObjectRefs inside call arguments become indices into a list of
+dependencies that the core resolves before the call.
+"""
+import copyreg
+import io
+import pickle
+import sys
+
+import cloudpickle
+
+from ferry._core import ObjectRef
+
+PROTOCOL = 5
+
+
+def _rebuild_tensor(buffer, dtype, shape, requires_grad):
+    import torch
+    if len(buffer) == 0:
+        t = torch.empty(shape, dtype=dtype)
+    else:
+        t = torch.frombuffer(buffer, dtype=torch.uint8).view(dtype).reshape(shape)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _reduce_tensor(t):
+    import torch
+    if type(t) is not torch.Tensor or t.device.type != "cpu" or t.is_sparse or t.is_quantized:
+        return t.__reduce_ex__(PROTOCOL)
+    try:
+        flat = t.detach().contiguous().reshape(-1)
+        raw = flat.view(torch.uint8) if flat.numel() else flat.to(torch.uint8)
+        buf = pickle.PickleBuffer(raw.numpy())
+    except (RuntimeError, TypeError):
+        return t.__reduce_ex__(PROTOCOL)
+    return _rebuild_tensor, (buf, t.dtype, tuple(t.shape), t.requires_grad)
+
+
+def _dispatch_table():
+    table = copyreg.dispatch_table.copy()
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        table[torch.Tensor] = _reduce_tensor
+    return table
+
+
+class _Pickler(cloudpickle.CloudPickler):
+    def __init__(self, file, buffers, refs=None):
+        super().__init__(file, protocol=PROTOCOL, buffer_callback=buffers.append)
+        self.dispatch_table = _dispatch_table()
+        self._refs = refs
+        self._ref_index = {}
+
+    def persistent_id(self, obj):
+        if self._refs is None or type(obj) is not ObjectRef:
+            return None
+        key = obj.binary()
+        index = self._ref_index.get(key)
+        if index is None:
+            index = self._ref_index[key] = len(self._refs)
+            self._refs.append(obj)
+        return index
+
+
+def _raw(buffers):
+    return [b.raw() for b in buffers]
+
+
+def dumps(value):
+    """-> (data, buffers) for a value."""
+    buffers = []
+    f = io.BytesIO()
+    _Pickler(f, buffers).dump(value)
+    return f.getbuffer(), _raw(buffers)
+
+
+def dumps_args(args, kwargs):
+    """-> (data, buffers, refs): ObjectRefs anywhere in the arguments become
+    dependencies, resolved to values before the call."""
+    buffers, refs = [], []
+    f = io.BytesIO()
+    _Pickler(f, buffers, refs).dump((args, kwargs))
+    return f.getbuffer(), _raw(buffers), refs
+
+
+def loads(data, buffers):
+    return pickle.loads(data, buffers=buffers)
+
+
+class _ArgUnpickler(pickle.Unpickler):
+    def __init__(self, data, buffers, values):
+        super().__init__(io.BytesIO(data), buffers=buffers)
+        self._values = values
+
+    def persistent_load(self, pid):
+        return self._values[pid]
+
+
+def loads_args(data, buffers, values):
+    """Inverse of dumps_args; `values` are the resolved dependencies."""
+    if not values:
+        return pickle.loads(data, buffers=buffers)
+    return _ArgUnpickler(data, buffers, values).load()

@@ -1,0 +1,75 @@
+"""The worker side: build the actor, run its methods, package results.
+
+``execute`` is called by the C++ executor (ferry._core) for every task, with
+the arguments already resolved to (format, data, buffers) triples. It returns
+one (format, data, buffers, code, message) result per return id.
+"""
+import os
+import cloudpickle
+import sys
+import traceback
+
+from ferry._private import runtime, serialization
+
+TASK_ERROR = 100  # StatusCode::kTaskError
+
+_actor = None
+
+
+def _error_result(method, exc):
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        data = cloudpickle.dumps((method, tb, exc), protocol=serialization.PROTOCOL)
+    except Exception:  # the exception itself cannot be pickled
+        data = cloudpickle.dumps((method, tb, None), protocol=serialization.PROTOCOL)
+    return ("exception", data, [], TASK_ERROR, tb)
+
+
+def _value_result(value):
+    data, buffers = serialization.dumps(value)
+    return ("pickle5", data, buffers, 0, "")
+
+
+def execute(method, is_creation, return_ids, args, tensor_transport):
+    global _actor
+    try:
+        deps = [serialization.loads(data, buffers) for _, data, buffers in args[1:]]
+        _, data, buffers = args[0]
+        payload = serialization.loads_args(data, buffers, deps)
+        if is_creation:
+            (cls, call_args, call_kwargs), _ = payload
+            _actor = cls(*call_args, **call_kwargs)
+            return []
+        call_args, call_kwargs = payload
+        result = getattr(_actor, method)(*call_args, **call_kwargs)
+    except Exception as exc:  # user code raised: an application error
+        return [_error_result(method, exc)] * max(1, len(return_ids))
+    try:
+        n = len(return_ids)
+        if n == 1:
+            return [_value_result(result)]
+        if n == 0:
+            return []
+        values = list(result)
+        if len(values) != n:
+            raise ValueError(f"{method} was declared with num_returns={n} but returned "
+                             f"{len(values)} values")
+        return [_value_result(v) for v in values]
+    except Exception as exc:
+        return [_error_result(method, exc)] * n
+
+
+def main():
+    extra = os.environ.get("FERRY_SYS_PATH")
+    if extra:
+        for p in reversed(extra.split(os.pathsep)):
+            if p not in sys.path:
+                sys.path.insert(0, p)
+    rt = runtime.start_worker()
+    try:
+        rt.run_worker(execute)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # User threads or C++ state must not keep a finished worker alive.
+        os._exit(0)

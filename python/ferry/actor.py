@@ -1,0 +1,176 @@
+"""Actors: ``@ferry.remote`` classes, their handles and methods."""
+import inspect
+
+from ferry._private import runtime, serialization
+
+TENSOR_TRANSPORTS = ("object_store", "gloo", "nccl", "nixl", "shm", "cuda_ipc", "auto")
+_METHOD_OPTIONS = "__ferry_method_options__"
+
+
+def normalize_transport(name):
+    """Lower-cased transport name; ValueError listing the valid ones."""
+    if name is None:
+        return None
+    if not isinstance(name, str) or name.lower() not in TENSOR_TRANSPORTS:
+        raise ValueError(f"unknown tensor_transport {name!r}; valid: {', '.join(TENSOR_TRANSPORTS)}")
+    return name.lower()
+
+
+def _check_num_returns(n):
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"num_returns must be an int >= 0, got {n!r}")
+    return n
+
+
+def method(*, num_returns=1, tensor_transport=None):
+    """``@ferry.method(num_returns=2, tensor_transport="gloo")`` on an actor method."""
+    opts = {"num_returns": _check_num_returns(num_returns),
+            "tensor_transport": normalize_transport(tensor_transport)}
+
+    def decorate(fn):
+        setattr(fn, _METHOD_OPTIONS, opts)
+        return fn
+    return decorate
+
+
+class _MethodMeta:
+    """What a caller needs to know of one method: its signature (to reject
+    bad arguments at ``.remote``) and its default options."""
+    __slots__ = ("name", "signature", "num_returns", "tensor_transport")
+
+    def __init__(self, name, fn):
+        self.name = name
+        opts = getattr(fn, _METHOD_OPTIONS, {})
+        self.num_returns = opts.get("num_returns", 1)
+        self.tensor_transport = opts.get("tensor_transport")
+        try:
+            sig = inspect.signature(fn)
+            params = list(sig.parameters.values())[1:]  # drop self
+            self.signature = sig.replace(parameters=params)
+        except (TypeError, ValueError):
+            self.signature = None
+
+    def check_args(self, args, kwargs):
+        if self.signature is not None:
+            try:
+                self.signature.bind(*args, **kwargs)
+            except TypeError as e:
+                raise TypeError(f"bad arguments for actor method {self.name!r}: {e}") from None
+
+
+def _collect_methods(cls):
+    methods = {}
+    for name, fn in inspect.getmembers(cls, predicate=inspect.isfunction):
+        if name.startswith("__") and name != "__call__":
+            continue
+        methods[name] = _MethodMeta(name, fn)
+    return methods
+
+
+class ActorMethod:
+    def __init__(self, handle, meta, num_returns=None, tensor_transport=None):
+        self._handle = handle
+        self._meta = meta
+        self._num_returns = meta.num_returns if num_returns is None else num_returns
+        self._transport = meta.tensor_transport if tensor_transport is None else tensor_transport
+
+    def options(self, *, num_returns=None, tensor_transport=None):
+        return ActorMethod(self._handle, self._meta,
+                           None if num_returns is None else _check_num_returns(num_returns),
+                           normalize_transport(tensor_transport))
+
+    def remote(self, *args, **kwargs):
+        self._meta.check_args(args, kwargs)
+        data, buffers, refs = serialization.dumps_args(args, kwargs)
+        out = runtime.current().submit(self._handle._actor_id, self._meta.name, data, buffers,
+                                       refs, self._num_returns, self._transport or "")
+        return out[0] if self._num_returns == 1 else out
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"actor methods are called with .remote(): use "
+                        f"handle.{self._meta.name}.remote(...)")
+
+
+class ActorHandle:
+    """A reference to a running actor; picklable, so it can be passed to
+    other actors."""
+
+    def __init__(self, actor_id, class_name, methods):
+        self._actor_id = actor_id
+        self._class_name = class_name
+        self._methods = methods
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        meta = self._methods.get(name)
+        if meta is None:
+            raise AttributeError(f"actor class {self._class_name!r} has no method {name!r}")
+        return ActorMethod(self, meta)
+
+    def __repr__(self):
+        return f"Actor({self._class_name}, {self._actor_id.hex()})"
+
+    def __eq__(self, other):
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self):
+        return hash(self._actor_id)
+
+    def __reduce__(self):
+        return ActorHandle, (self._actor_id, self._class_name, self._methods)
+
+
+# _MethodMeta holds an inspect.Signature, which pickles fine by value.
+def _reduce_meta(meta):
+    return _rebuild_meta, (meta.name, meta.signature, meta.num_returns, meta.tensor_transport)
+
+
+def _rebuild_meta(name, signature, num_returns, tensor_transport):
+    meta = _MethodMeta.__new__(_MethodMeta)
+    meta.name, meta.signature = name, signature
+    meta.num_returns, meta.tensor_transport = num_returns, tensor_transport
+    return meta
+
+
+_MethodMeta.__reduce__ = _reduce_meta
+
+
+class ActorClass:
+    """What ``@ferry.remote`` makes of a class: ``.remote(...)`` starts an
+    actor process and returns its handle."""
+
+    def __init__(self, cls, options):
+        self._cls = cls
+        self._options = options
+        self._methods = _collect_methods(cls)
+        try:
+            self._init_sig = inspect.signature(cls)
+        except (TypeError, ValueError):
+            self._init_sig = None
+        self.__name__ = cls.__name__
+        self.__doc__ = cls.__doc__
+
+    def options(self, **options):
+        unknown = set(options) - {"name", "num_cpus", "num_gpus", "max_concurrency"}
+        if unknown:
+            raise ValueError(f"unknown actor options: {sorted(unknown)}")
+        return ActorClass(self._cls, {**self._options, **options})
+
+    def remote(self, *args, **kwargs):
+        if self._init_sig is not None:
+            try:
+                self._init_sig.bind(*args, **kwargs)
+            except TypeError as e:
+                raise TypeError(f"bad arguments for {self._cls.__name__}(): {e}") from None
+        data, buffers, refs = serialization.dumps_args((self._cls, args, kwargs), {})
+        opts = dict(self._options)
+        opts.setdefault("max_concurrency", 1)
+        rt = runtime.current()
+        actor_id = rt.create_actor(self._cls.__name__, opts, runtime.worker_command(),
+                                   data, buffers, refs)
+        return ActorHandle(actor_id, self._cls.__name__, self._methods)
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"actor classes are instantiated with .remote(): use "
+                        f"{self._cls.__name__}.remote(...)")

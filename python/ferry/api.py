@@ -1,0 +1,106 @@
+"""ferry's top-level functions: init, get, put, wait, kill, remote."""
+import inspect
+import pickle
+
+from ferry import exceptions
+from ferry._core import ObjectRef
+from ferry._private import runtime, serialization
+from ferry.actor import ActorClass, ActorHandle
+
+_STATUS_ERRORS = {
+    4: exceptions.GetTimeoutError,   # DEADLINE_EXCEEDED
+    14: exceptions.ActorDiedError,   # UNAVAILABLE
+    15: exceptions.ObjectLostError,  # DATA_LOSS
+}
+TASK_ERROR = 100
+
+
+def init(address=None, *, num_cpus=None, num_gpus=None):
+    """Starts ferry in this process (the driver). Optional: the first
+    ``.remote()`` does it. ``address`` (cluster mode) is not supported yet."""
+    if address is not None:
+        raise NotImplementedError("ferry.init(address=...) (cluster mode) is not supported yet; "
+                                  "call ferry.init() to run on this host")
+    runtime.init()
+
+
+def shutdown():
+    """Stops every actor of this driver and the runtime. Idempotent."""
+    runtime.shutdown()
+
+
+def is_initialized():
+    return runtime.is_initialized()
+
+
+def remote(*args, **options):
+    """``@ferry.remote`` or ``@ferry.remote(num_cpus=..., max_concurrency=...)`` on a class."""
+    def decorate(target):
+        if not inspect.isclass(target):
+            raise TypeError("ferry.remote supports classes (actors); remote functions are not "
+                            "supported yet")
+        return ActorClass(target, options).options(**options) if options else ActorClass(target, {})
+    if len(args) == 1 and not options and callable(args[0]):
+        return decorate(args[0])
+    if args:
+        raise TypeError("use @ferry.remote or @ferry.remote(option=value, ...)")
+    return decorate
+
+
+def _raise_error(fmt, data, code, message):
+    if code == TASK_ERROR and fmt == "exception":
+        method, tb, cause = pickle.loads(data)
+        raise exceptions.make_task_error(method, tb, cause)
+    if code == TASK_ERROR:
+        raise exceptions.TaskError("", message, None)
+    raise _STATUS_ERRORS.get(code, exceptions.FerryError)(message)
+
+
+def get(refs, *, timeout=None):
+    """The value of an ObjectRef, or a list of values for a list of refs.
+    Raises the task's error (TaskError), ActorDiedError, ObjectLostError, or
+    GetTimeoutError after ``timeout`` seconds."""
+    single = isinstance(refs, ObjectRef)
+    ref_list = [refs] if single else list(refs)
+    for r in ref_list:
+        if not isinstance(r, ObjectRef):
+            raise TypeError(f"ferry.get expects an ObjectRef or a list of them, got "
+                            f"{type(r).__name__}")
+    if timeout is not None and timeout < 0:
+        raise ValueError("timeout must be >= 0 or None")
+    results = runtime.current().get(ref_list, timeout)
+    values = []
+    for fmt, data, buffers, code, message in results:
+        if code:
+            _raise_error(fmt, data, code, message)
+        values.append(serialization.loads(data, buffers))
+    return values[0] if single else values
+
+
+def put(value):
+    """Stores ``value`` in this process's object store; returns its ref."""
+    if isinstance(value, ObjectRef):
+        raise TypeError("ferry.put of an ObjectRef is not allowed; pass the ref itself")
+    data, buffers = serialization.dumps(value)
+    return runtime.current().put(data, buffers)
+
+
+def wait(refs, *, num_returns=1, timeout=None):
+    """-> (ready, not_ready): the first ``num_returns`` refs that are ready
+    (in the order given), once that many are or ``timeout`` passed."""
+    refs = list(refs)
+    if not 0 <= num_returns <= len(refs):
+        raise ValueError(f"num_returns must be between 0 and {len(refs)}, got {num_returns}")
+    flags = runtime.current().wait(refs, num_returns, timeout)
+    ready, not_ready = [], []
+    for ref, ok in zip(refs, flags):
+        (ready if ok and len(ready) < num_returns else not_ready).append(ref)
+    return ready, not_ready
+
+
+def kill(actor):
+    """Ends the actor's process now; its pending and later calls raise
+    ActorDiedError."""
+    if not isinstance(actor, ActorHandle):
+        raise TypeError(f"ferry.kill expects an actor handle, got {type(actor).__name__}")
+    runtime.current().kill(actor._actor_id)

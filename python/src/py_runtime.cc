@@ -1,0 +1,298 @@
+#include "py_runtime.h"
+
+#include <pybind11/stl.h>
+
+#include "ferry/cluster/process_spawner.h"
+#include "ferry/common/config.h"
+#include "ferry/core/error_value.h"
+#include "py_buffers.h"
+#include "py_errors.h"
+#include "py_executor.h"
+#include "py_object_ref.h"
+
+namespace py = pybind11;
+
+namespace ferry::python {
+namespace {
+
+std::string RandomHex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  FillRandom(reinterpret_cast<uint8_t*>(raw.data()), bytes);
+  return HexEncode(reinterpret_cast<const uint8_t*>(raw.data()), bytes);
+}
+
+// Borrowed views of a Python (data, [buffers]) pair, valid while `infos` lives.
+core::SerializedValue ToSerialized(const std::string& format, const py::buffer& data,
+                                   const py::list& buffers, std::vector<py::buffer_info>& infos) {
+  core::SerializedValue v;
+  v.format = format;
+  infos.push_back(data.request());
+  v.data = std::string_view(static_cast<const char*>(infos.back().ptr),
+                            static_cast<size_t>(infos.back().size * infos.back().itemsize));
+  infos.reserve(buffers.size() + 1);
+  for (py::handle b : buffers) {
+    infos.push_back(b.cast<py::buffer>().request());
+    const auto& info = infos.back();
+    v.buffers.emplace_back(static_cast<const uint8_t*>(info.ptr),
+                           static_cast<size_t>(info.size * info.itemsize));
+  }
+  // Re-point data: reserve() above may have moved the first element.
+  v.data = std::string_view(static_cast<const char*>(infos.front().ptr), v.data.size());
+  return v;
+}
+
+Deadline DeadlineFrom(const py::object& timeout) {
+  if (timeout.is_none()) return Deadline::Never();
+  return Deadline::FromSeconds(timeout.cast<double>());
+}
+
+std::shared_ptr<core::CoreWorker> Core(const PyRuntime& rt) {
+  if (!rt.core()) throw py::value_error("ferry is not running (call ferry.init())");
+  return rt.core();
+}
+
+py::dict InfoToDict(const proto::ActorInfo& info) {
+  py::dict d;
+  static const char* kStates[] = {"PENDING", "ALIVE", "DEAD"};
+  d["state"] = kStates[info.state()];
+  d["address"] = info.address();
+  d["pid"] = info.pid();
+  d["death_cause"] = info.death_cause().message();
+  d["class_name"] = info.class_name();
+  d["name"] = info.name();
+  return d;
+}
+
+}  // namespace
+
+std::shared_ptr<PyRuntime> PyRuntime::StartDriver() {
+  std::shared_ptr<PyRuntime> rt(new PyRuntime());
+  core::CoreWorkerOptions options;
+  options.is_driver = true;
+  options.token = RandomHex(16);
+  options.session = RandomHex(6);
+  rt->core_ = std::make_shared<core::CoreWorker>(options);
+  rt->head_ = std::make_unique<cluster::Head>(
+      rt->core_->io_loop(), rt->core_->dispatcher(),
+      cluster::HeadOptions{options.token, options.session});
+  CheckOk(rt->core_->Start());
+  rt->head_->SetAddress(rt->core_->address());
+  return rt;
+}
+
+std::shared_ptr<PyRuntime> PyRuntime::StartWorker() {
+  cluster::InstallWorkerGuards();
+  core::CoreWorkerOptions options;
+  options.is_driver = false;
+  options.token = EnvString("FERRY_TOKEN", "");
+  options.session = EnvString("FERRY_SESSION", "");
+  options.head_address = EnvString("FERRY_HEAD_ADDRESS", "");
+  if (options.head_address.empty()) {
+    throw py::value_error("not started by ferry: FERRY_HEAD_ADDRESS is not set");
+  }
+  options.worker_id = ValueOrThrow(WorkerId::FromHex(EnvString("FERRY_WORKER_ID", "")));
+  options.actor_id = ValueOrThrow(ActorId::FromHex(EnvString("FERRY_ACTOR_ID", "")));
+  std::shared_ptr<PyRuntime> rt(new PyRuntime());
+  rt->core_ = std::make_shared<core::CoreWorker>(options);
+  CheckOk(rt->core_->Start());
+  return rt;
+}
+
+PyRuntime::~PyRuntime() { Shutdown(); }
+
+void PyRuntime::Shutdown() {
+  if (head_) head_->Shutdown();
+  if (core_) core_->Shutdown();
+  head_.reset();
+  core_.reset();
+}
+
+void RegisterRuntime(py::module_& m) {
+  py::class_<PyRuntime, std::shared_ptr<PyRuntime>>(m, "Runtime")
+      .def_static("start_driver", [] {
+        py::gil_scoped_release release;
+        return PyRuntime::StartDriver();
+      })
+      .def_static("start_worker", [] {
+        py::gil_scoped_release release;
+        return PyRuntime::StartWorker();
+      })
+      .def("shutdown", [](PyRuntime& rt) {
+        py::gil_scoped_release release;
+        rt.Shutdown();
+      })
+      .def_property_readonly("running", [](const PyRuntime& rt) { return rt.core() != nullptr; })
+      .def_property_readonly("worker_id", [](const PyRuntime& rt) { return Core(rt)->worker_id().Hex(); })
+      .def_property_readonly("address", [](const PyRuntime& rt) { return Core(rt)->address(); })
+      .def_property_readonly("is_driver", [](const PyRuntime& rt) { return Core(rt)->is_driver(); })
+      .def("worker_pids",
+           [](const PyRuntime& rt) { return rt.head() ? rt.head()->WorkerPids() : std::vector<int>{}; })
+      .def("create_actor",
+           [](const PyRuntime& rt, const std::string& class_name, const py::dict& opts,
+              const std::vector<std::string>& worker_command, const py::buffer& data,
+              const py::list& buffers, const py::list& refs) {
+             auto core = Core(rt);
+             core::ActorCreation c;
+             c.options.set_class_name(class_name);
+             if (opts.contains("name") && !opts["name"].is_none()) c.options.set_name(opts["name"].cast<std::string>());
+             if (opts.contains("num_cpus") && !opts["num_cpus"].is_none()) c.options.set_num_cpus(opts["num_cpus"].cast<double>());
+             if (opts.contains("num_gpus") && !opts["num_gpus"].is_none()) c.options.set_num_gpus(opts["num_gpus"].cast<double>());
+             if (opts.contains("max_concurrency")) c.options.set_max_concurrency(opts["max_concurrency"].cast<int>());
+             c.worker_command = worker_command;
+             std::vector<py::buffer_info> infos;
+             c.args.structure = ToSerialized("pickle5", data, buffers, infos);
+             c.args.refs = RefsFromPython(refs);
+             StatusOr<ActorId> id = Status::Internal("unset");
+             {
+               py::gil_scoped_release release;
+               id = core->CreateActor(c);
+             }
+             return py::bytes(ValueOrThrow(std::move(id)).Binary());
+           })
+      .def("submit",
+           [](const PyRuntime& rt, const py::bytes& actor_id, const std::string& method,
+              const py::buffer& data, const py::list& buffers, const py::list& refs,
+              int num_returns, const std::string& tensor_transport) {
+             auto core = Core(rt);
+             ActorId actor = ValueOrThrow(ActorId::FromBinary(std::string(actor_id)));
+             core::TaskCall call;
+             call.method = method;
+             call.num_returns = num_returns;
+             call.tensor_transport = tensor_transport;
+             std::vector<py::buffer_info> infos;
+             call.args.structure = ToSerialized("pickle5", data, buffers, infos);
+             call.args.refs = RefsFromPython(refs);
+             StatusOr<std::vector<core::ObjectRef>> out = Status::Internal("unset");
+             if (call.args.structure.data.size() > 64 * 1024 || !call.args.structure.buffers.empty()) {
+               py::gil_scoped_release release;  // large arguments are copied to shared memory
+               out = core->SubmitActorTask(actor, call);
+             } else {
+               out = core->SubmitActorTask(actor, call);
+             }
+             py::list result;
+             for (auto& ref : ValueOrThrow(std::move(out))) result.append(WrapRef(std::move(ref), core));
+             return result;
+           })
+      .def("get",
+           [](const PyRuntime& rt, const py::list& refs, const py::object& timeout) {
+             auto core = Core(rt);
+             std::vector<core::ObjectRef> ids = RefsFromPython(refs);
+             Deadline deadline = DeadlineFrom(timeout);
+             std::vector<std::shared_ptr<object::ReadableValue>> opened;
+             std::vector<core::ValuePtr> values;
+             Status error;
+             {
+               py::gil_scoped_release release;
+               auto got = core->Get(ids, deadline);
+               if (!got.ok()) {
+                 error = got.status();
+               } else {
+                 values = std::move(got).value();
+                 for (auto& v : values) {
+                   if (!core::ValueStatus(*v).ok()) {
+                     opened.push_back(nullptr);
+                     continue;
+                   }
+                   auto r = object::ReadableValue::Open(v);
+                   if (!r.ok()) {
+                     error = r.status();
+                     break;
+                   }
+                   opened.push_back(std::move(r).value());
+                 }
+               }
+             }
+             CheckOk(error);
+             // Each item: (format, data, buffers, code, message).
+             py::list out;
+             for (size_t i = 0; i < values.size(); ++i) {
+               Status s = core::ValueStatus(*values[i]);
+               if (!s.ok()) {
+                 out.append(py::make_tuple(values[i]->format(), py::bytes(values[i]->inline_data()),
+                                           py::list(), static_cast<int>(s.code()), s.message()));
+                 continue;
+               }
+               py::tuple t = ValueToPython(opened[i]);
+               out.append(py::make_tuple(t[0], t[1], t[2], 0, ""));
+             }
+             return out;
+           })
+      .def("put",
+           [](const PyRuntime& rt, const py::buffer& data, const py::list& buffers) {
+             auto core = Core(rt);
+             std::vector<py::buffer_info> infos;
+             core::SerializedValue v = ToSerialized("pickle5", data, buffers, infos);
+             StatusOr<core::ObjectRef> ref = Status::Internal("unset");
+             {
+               py::gil_scoped_release release;
+               ref = core->Put(v);
+             }
+             return WrapRef(ValueOrThrow(std::move(ref)), core);
+           })
+      .def("wait",
+           [](const PyRuntime& rt, const py::list& refs, size_t num_returns, const py::object& timeout) {
+             auto core = Core(rt);
+             std::vector<core::ObjectRef> ids = RefsFromPython(refs);
+             Deadline deadline = DeadlineFrom(timeout);
+             StatusOr<std::vector<bool>> flags = Status::Internal("unset");
+             {
+               py::gil_scoped_release release;
+               flags = core->Wait(ids, num_returns, deadline);
+             }
+             return ValueOrThrow(std::move(flags));
+           })
+      .def("kill",
+           [](const PyRuntime& rt, const py::bytes& actor_id) {
+             auto core = Core(rt);
+             ActorId actor = ValueOrThrow(ActorId::FromBinary(std::string(actor_id)));
+             Status s;
+             {
+               py::gil_scoped_release release;
+               s = core->KillActor(actor);
+             }
+             CheckOk(s);
+           })
+      .def("actor_info",
+           [](const PyRuntime& rt, const py::bytes& actor_id, bool wait) {
+             auto core = Core(rt);
+             ActorId actor = ValueOrThrow(ActorId::FromBinary(std::string(actor_id)));
+             StatusOr<proto::ActorInfo> info = Status::Internal("unset");
+             {
+               py::gil_scoped_release release;
+               info = core->GetActorInfo(actor, wait,
+                                         Deadline::After(Config::Get().worker_start_timeout));
+             }
+             return InfoToDict(ValueOrThrow(std::move(info)));
+           }, py::arg("actor_id"), py::arg("wait") = false)
+      .def("make_ref",
+           [](const PyRuntime& rt, const py::bytes& id, const std::string& owner_address,
+              const py::bytes& owner_id) {
+             auto core = Core(rt);
+             core::ObjectRef ref;
+             ref.id = ValueOrThrow(ObjectId::FromBinary(std::string(id)));
+             ref.owner_address = owner_address;
+             ref.owner_id = ValueOrThrow(WorkerId::FromBinary(std::string(owner_id)));
+             return NewRefHandle(std::move(ref), core);
+           })
+      .def("stats",
+           [](const PyRuntime& rt) {
+             auto s = Core(rt)->GetStats();
+             py::dict d;
+             d["owned_objects"] = s.owned_objects;
+             d["stored_values"] = s.stored_values;
+             d["local_segments"] = s.local_segments;
+             return d;
+           })
+      .def("run_worker", [](const PyRuntime& rt, py::object execute) {
+        auto core = Core(rt);
+        auto executor = std::make_unique<PyExecutor>(core.get(), std::move(execute));
+        Status s;
+        {
+          py::gil_scoped_release release;
+          s = core->RunActorWorker(executor.get());
+        }
+        CheckOk(s);
+      });
+}
+
+}  // namespace ferry::python

@@ -1,0 +1,33 @@
+// ferry._core.Runtime: one process's ferry runtime as Python sees it — a
+// CoreWorker, plus the embedded Head in a driver. Methods only convert
+// types, map errors and release the GIL around anything that blocks.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <memory>
+
+#include "ferry/cluster/head.h"
+#include "ferry/core/core_worker.h"
+
+namespace ferry::python {
+
+class PyRuntime {
+ public:
+  static std::shared_ptr<PyRuntime> StartDriver();
+  static std::shared_ptr<PyRuntime> StartWorker();
+  ~PyRuntime();
+
+  void Shutdown();
+  const std::shared_ptr<core::CoreWorker>& core() const { return core_; }
+  cluster::Head* head() const { return head_.get(); }
+
+ private:
+  PyRuntime() = default;
+  std::shared_ptr<core::CoreWorker> core_;
+  std::unique_ptr<cluster::Head> head_;
+};
+
+void RegisterRuntime(pybind11::module_& m);
+
+}  // namespace ferry::python

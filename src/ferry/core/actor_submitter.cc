@@ -1,0 +1,146 @@
+#include "ferry/core/actor_submitter.h"
+
+#include "ferry/common/logging.h"
+#include "ferry/core/error_value.h"
+
+namespace ferry::core {
+
+proto::PushTaskReply ErrorReplyFor(const proto::TaskSpec& spec, const Status& cause) {
+  proto::PushTaskReply reply;
+  proto::ObjectValueProto error = MakeErrorValue(cause);
+  for (int i = 0; i < spec.return_ids_size(); ++i) *reply.add_returns() = error;
+  return reply;
+}
+
+std::shared_ptr<ActorSubmitter::Actor> ActorSubmitter::GetActor(const ActorId& id) {
+  MutexLock lock(mu_);
+  auto& slot = actors_[id];
+  if (!slot) slot = std::make_shared<Actor>();
+  return slot;
+}
+
+void ActorSubmitter::Submit(const ActorId& id, proto::TaskSpec spec, DoneFn done) {
+  std::shared_ptr<Actor> actor = GetActor(id);
+  Pending pending{std::move(spec), std::move(done)};
+  std::shared_ptr<rpc::Channel> channel;
+  Status dead;
+  bool start_connect = false;
+  {
+    MutexLock lock(actor->mu);
+    pending.spec.set_sequence_number(actor->next_seq++);
+    switch (actor->state) {
+      case Actor::State::kAlive:
+        // Sent under the lock so frames leave in sequence order; Send never
+        // runs the completion inline (failures are posted).
+        Send(actor->channel, std::move(pending));
+        return;
+      case Actor::State::kDead:
+        dead = actor->death_cause;
+        break;
+      case Actor::State::kNew:
+        actor->state = Actor::State::kConnecting;
+        start_connect = true;
+        [[fallthrough]];
+      case Actor::State::kConnecting:
+        actor->queue.push_back(std::move(pending));
+        break;
+    }
+  }
+  if (!dead.ok()) {
+    Fail(pending, dead);
+    return;
+  }
+  if (start_connect) {
+    if (!background_->Post([this, id, actor] { Connect(id, actor); })) {
+      MarkDead(id, Status::Unavailable("ferry is shutting down"));
+    }
+  }
+}
+
+void ActorSubmitter::Connect(const ActorId& id, std::shared_ptr<Actor> actor) {
+  StatusOr<std::shared_ptr<rpc::Channel>> channel = connector_->ConnectToActor(id);
+  if (!channel.ok()) {
+    MarkDead(id, channel.status());
+    return;
+  }
+  std::shared_ptr<rpc::Channel> ch = *channel;
+  ch->SetCloseCallback([this, id, actor](Status) {
+    // Runs on the io thread: the cause lookup blocks, so do it elsewhere.
+    if (!background_->Post([this, id, actor] { OnChannelClosed(id, actor); })) {
+      MarkDead(id, Status::Unavailable("ferry is shutting down"));
+    }
+  });
+  MutexLock lock(actor->mu);
+  if (actor->state == Actor::State::kDead) {
+    ch->Close();
+    return;
+  }
+  actor->state = Actor::State::kAlive;
+  actor->channel = ch;
+  while (!actor->queue.empty()) {
+    Send(ch, std::move(actor->queue.front()));
+    actor->queue.pop_front();
+  }
+}
+
+void ActorSubmitter::OnChannelClosed(const ActorId& id, std::shared_ptr<Actor> actor) {
+  Status cause = connector_->DeathCause(id);
+  if (cause.ok()) {
+    cause = Status::Unavailable("the actor's worker process exited (its connection closed)");
+  }
+  MarkDead(id, cause);
+}
+
+void ActorSubmitter::MarkDead(const ActorId& id, Status cause) {
+  if (cause.code() != StatusCode::kUnavailable) {
+    cause = Status::Unavailable(cause.message());
+  }
+  std::shared_ptr<Actor> actor = GetActor(id);
+  std::deque<Pending> failed;
+  std::shared_ptr<rpc::Channel> channel;
+  {
+    MutexLock lock(actor->mu);
+    if (actor->state == Actor::State::kDead) return;
+    actor->state = Actor::State::kDead;
+    actor->death_cause = cause;
+    failed.swap(actor->queue);
+    channel = std::move(actor->channel);
+  }
+  if (channel) channel->Close();
+  for (Pending& p : failed) Fail(p, cause);
+}
+
+void ActorSubmitter::Send(const std::shared_ptr<rpc::Channel>& channel, Pending pending) {
+  auto done = std::make_shared<DoneFn>(std::move(pending.done));
+  auto spec = std::make_shared<proto::TaskSpec>(std::move(pending.spec));
+  channel->Call(proto::PUSH_TASK, *spec, [done, spec](Status status, std::string_view payload) {
+    proto::PushTaskReply reply;
+    if (status.ok() && !reply.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+      status = Status::Internal("malformed PushTaskReply");
+    }
+    if (!status.ok()) {
+      if (status.code() == StatusCode::kUnavailable) {
+        status = Status::Unavailable("the actor died before finishing " + spec->method() + ": " +
+                                     status.message());
+      }
+      (*done)(ErrorReplyFor(*spec, status));
+      return;
+    }
+    (*done)(std::move(reply));
+  });
+}
+
+void ActorSubmitter::Fail(Pending& pending, const Status& cause) {
+  pending.done(ErrorReplyFor(pending.spec, cause));
+}
+
+void ActorSubmitter::Shutdown() {
+  std::vector<std::pair<ActorId, std::shared_ptr<Actor>>> all;
+  {
+    MutexLock lock(mu_);
+    for (auto& [id, actor] : actors_) all.emplace_back(id, actor);
+  }
+  for (auto& [id, actor] : all) MarkDead(id, Status::Unavailable("ferry was shut down"));
+}
+
+}  // namespace ferry::core

@@ -1,0 +1,552 @@
+#include "ferry/core/core_worker.h"
+
+#include <unistd.h>
+
+#include <condition_variable>
+#include <thread>
+
+#include "ferry/common/config.h"
+#include "ferry/common/logging.h"
+#include "ferry/core/error_value.h"
+#include "ferry/object/value_writer.h"
+#include "ferry/rpc/connect.h"
+
+namespace ferry::core {
+namespace {
+
+// Collects the completions of several asynchronous lookups for one blocking
+// caller. Shared with the callbacks, which may outlive the caller's wait.
+class Gather {
+ public:
+  explicit Gather(size_t n) : values_(n) {}
+
+  void Set(size_t i, ValuePtr v) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (values_[i]) return;
+      values_[i] = std::move(v);
+      ++ready_;
+    }
+    cv_.notify_all();
+  }
+  // Waits until `want` values are in or the deadline passes; returns how many.
+  size_t WaitFor(size_t want, Deadline deadline) {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto pred = [&] { return ready_ >= want; };
+    if (deadline.IsNever()) {
+      cv_.wait(lock, pred);
+    } else {
+      cv_.wait_until(lock, deadline.time_point(), pred);
+    }
+    return ready_;
+  }
+  std::vector<ValuePtr> Take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return values_;
+  }
+  std::vector<bool> Flags() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<bool> flags(values_.size());
+    for (size_t i = 0; i < values_.size(); ++i) flags[i] = values_[i] != nullptr;
+    return flags;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<ValuePtr> values_;
+  size_t ready_ = 0;
+};
+
+ValuePtr ErrorPtr(const Status& s) {
+  return std::make_shared<const proto::ObjectValueProto>(MakeErrorValue(s));
+}
+
+bool IsRemoteShm(const proto::ObjectValueProto& v) {
+  return v.has_shm() && v.shm().pid() != getpid();
+}
+
+}  // namespace
+
+CoreWorker::CoreWorker(CoreWorkerOptions options)
+    : options_(std::move(options)),
+      io_loop_(std::make_unique<rpc::IoLoop>()),
+      dispatcher_(std::make_shared<rpc::Dispatcher>()),
+      background_(std::make_unique<WorkQueue>("ferry-background")),
+      pool_(std::make_unique<object::SegmentPool>(Config::Get().shm_pool_bytes)),
+      segments_(std::make_unique<object::LocalSegments>(*pool_)),
+      store_(std::make_unique<object::MemoryStore>()),
+      refs_(std::make_unique<object::ReferenceCounter>(
+          [this](const ObjectId& id) { OnObjectFreed(id); })),
+      submitter_(std::make_unique<ActorSubmitter>(this, background_.get())),
+      receiver_(std::make_unique<TaskReceiver>(this)) {
+  address_ = options_.listen_address.empty()
+                 ? "unix:@ferry-" + options_.session + "-" + options_.worker_id.Hex()
+                 : options_.listen_address;
+  RegisterHandlers();
+}
+
+CoreWorker::~CoreWorker() { Shutdown(); }
+
+proto::Hello CoreWorker::MakeHello() const {
+  proto::Hello hello;
+  hello.set_token(options_.token);
+  hello.set_worker_id(options_.worker_id.Binary());
+  hello.set_address(address_);
+  hello.set_pid(getpid());
+  return hello;
+}
+
+void CoreWorker::RegisterHandlers() {
+  dispatcher_->Register(proto::GET_OBJECT,
+                        [this](const std::shared_ptr<rpc::Channel>&, std::string_view payload,
+                               rpc::Responder responder) {
+                          HandleGetObject(payload, std::move(responder));
+                        });
+  dispatcher_->Register(proto::FREE_OBJECTS,
+                        [this](const std::shared_ptr<rpc::Channel>&, std::string_view payload,
+                               rpc::Responder) { HandleFreeObjects(payload); });
+  dispatcher_->Register(proto::PUSH_TASK, [this](const std::shared_ptr<rpc::Channel>&,
+                                                 std::string_view payload,
+                                                 rpc::Responder responder) {
+    proto::TaskSpec spec;
+    if (!spec.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+      responder.ReplyError(Status::InvalidArgument("malformed TaskSpec"));
+      return;
+    }
+    auto shared = std::make_shared<rpc::Responder>(std::move(responder));
+    receiver_->Submit(std::move(spec),
+                      [shared](proto::PushTaskReply reply) { shared->Reply(reply); });
+  });
+  dispatcher_->Register(proto::EXIT, [this](const std::shared_ptr<rpc::Channel>&,
+                                            std::string_view, rpc::Responder) {
+    RequestExit("the head asked this worker to exit");
+  });
+}
+
+Status CoreWorker::Start() {
+  {
+    MutexLock lock(mu_);
+    if (started_) return Status::FailedPrecondition("CoreWorker already started");
+    started_ = true;
+  }
+  io_loop_->Start();
+  rpc::ServerOptions server_options;
+  server_options.token = options_.token;
+  server_options.worker_id = options_.worker_id.Binary();
+  FERRY_ASSIGN_OR_RETURN(server_, rpc::Server::Listen(*io_loop_, address_, server_options,
+                                                      dispatcher_, nullptr));
+  address_ = server_->address();
+  head_address_ = options_.head_address.empty() ? address_ : options_.head_address;
+  channels_ = std::make_unique<rpc::ChannelCache>(*io_loop_, MakeHello(), dispatcher_);
+  return Status::Ok();
+}
+
+void CoreWorker::Shutdown() {
+  {
+    MutexLock lock(mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  receiver_->Stop();
+  submitter_->Shutdown();
+  background_->Close();
+  background_->Join();
+  if (channels_) channels_->CloseAll();
+  if (server_) server_->Close();
+  io_loop_->Stop();
+  io_loop_->Join();
+  segments_->Clear();
+  pool_->Clear();
+}
+
+// --- references -------------------------------------------------------------
+
+void CoreWorker::AddLocalRef(const ObjectRef& ref) {
+  if (ref.owner_id == options_.worker_id) refs_->AddLocalRef(ref.id);
+}
+
+void CoreWorker::RemoveLocalRef(const ObjectRef& ref) {
+  if (ref.owner_id == options_.worker_id) refs_->RemoveLocalRef(ref.id);
+}
+
+void CoreWorker::PinEscapedRef(const ObjectRef& ref) {
+  if (ref.owner_id == options_.worker_id) refs_->Pin(ref.id);
+}
+
+void CoreWorker::OnObjectFreed(const ObjectId& id) {
+  ValuePtr value = store_->GetIfReady(id);
+  store_->Erase(id);
+  if (value) FreeValue(id, value);
+}
+
+void CoreWorker::FreeValue(const ObjectId& id, const ValuePtr& value) {
+  if (!value->has_shm()) return;
+  if (!IsRemoteShm(*value)) {
+    segments_->Free(id);
+    return;
+  }
+  std::string producer;
+  {
+    MutexLock lock(mu_);
+    auto it = remote_producers_.find(id);
+    if (it == remote_producers_.end()) return;
+    producer = std::move(it->second);
+    remote_producers_.erase(it);
+  }
+  // May run on the io thread: the connect must not.
+  background_->Post([this, id, producer] {
+    auto channel = channels_->Get(producer, Deadline::After(Config::Get().rpc_connect_timeout));
+    if (!channel.ok()) return;  // the producer is gone, and its segments with it
+    proto::FreeObjects msg;
+    msg.add_object_ids(id.Binary());
+    (*channel)->Notify(proto::FREE_OBJECTS, msg);
+  });
+}
+
+// --- values -----------------------------------------------------------------
+
+StatusOr<proto::ObjectValueProto> CoreWorker::WriteValue(const ObjectId& id,
+                                                         const SerializedValue& value) {
+  return object::WriteValue(id, value.format, value.data, value.buffers, *segments_, *pool_,
+                            Config::Get().inline_bytes);
+}
+
+StatusOr<ObjectRef> CoreWorker::Put(const SerializedValue& value) {
+  ObjectRef ref{ObjectId::Random(), address_, options_.worker_id};
+  FERRY_ASSIGN_OR_RETURN(proto::ObjectValueProto stored, WriteValue(ref.id, value));
+  (void)refs_->AddOwnedObject(ref.id);  // fresh random id: never tracked yet
+  refs_->AddLocalRef(ref.id);
+  store_->Put(ref.id, std::make_shared<const proto::ObjectValueProto>(std::move(stored)));
+  return ref;
+}
+
+void CoreWorker::Resolve(const proto::ObjectRefProto& ref, std::function<void(ValuePtr)> done) {
+  auto id = ObjectId::FromBinary(ref.object_id());
+  if (!id.ok()) {
+    done(ErrorPtr(id.status()));
+    return;
+  }
+  if (ref.owner_worker_id() != options_.worker_id.Binary()) {
+    FetchFromOwner(ref, std::move(done));
+    return;
+  }
+  if (!refs_->Has(*id) && !store_->GetIfReady(*id)) {
+    done(ErrorPtr(Status::DataLoss("object " + id->Hex() +
+                                   " was already freed: no ObjectRef to it was alive")));
+    return;
+  }
+  store_->Subscribe(*id, [done = std::move(done)](ValuePtr v) { done(std::move(v)); });
+}
+
+void CoreWorker::FetchFromOwner(const proto::ObjectRefProto& ref,
+                                std::function<void(ValuePtr)> done) {
+  auto job = [this, ref, done = std::move(done)]() mutable {
+    auto channel = channels_->Get(ref.owner_address(),
+                                  Deadline::After(Config::Get().rpc_connect_timeout));
+    if (!channel.ok()) {
+      done(ErrorPtr(Status::DataLoss("the owner of object " +
+                                     HexEncode(reinterpret_cast<const uint8_t*>(
+                                                   ref.object_id().data()),
+                                               ref.object_id().size()) +
+                                     " is unreachable (" + channel.status().message() + ")")));
+      return;
+    }
+    proto::GetObjectRequest req;
+    req.set_object_id(ref.object_id());
+    req.set_timeout_ms(-1);
+    (*channel)->Call(proto::GET_OBJECT, req,
+                     [done = std::move(done)](Status status, std::string_view payload) {
+                       if (!status.ok()) {
+                         if (status.code() == StatusCode::kUnavailable) {
+                           status = Status::DataLoss("the owner of the object died: " +
+                                                     status.message());
+                         }
+                         done(ErrorPtr(status));
+                         return;
+                       }
+                       auto value = std::make_shared<proto::ObjectValueProto>();
+                       if (!value->ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+                         done(ErrorPtr(Status::Internal("malformed object value from its owner")));
+                         return;
+                       }
+                       done(std::move(value));
+                     });
+  };
+  if (!background_->Post(std::move(job))) {
+    // Shutting down: nothing will answer.
+  }
+}
+
+StatusOr<std::vector<ValuePtr>> CoreWorker::Get(std::span<const ObjectRef> refs, Deadline deadline) {
+  auto gather = std::make_shared<Gather>(refs.size());
+  for (size_t i = 0; i < refs.size(); ++i) {
+    Resolve(refs[i].ToProto(), [gather, i](ValuePtr v) { gather->Set(i, std::move(v)); });
+  }
+  size_t ready = gather->WaitFor(refs.size(), deadline);
+  if (ready < refs.size()) {
+    return Status::DeadlineExceeded("get timed out: " + std::to_string(refs.size() - ready) +
+                                    " of " + std::to_string(refs.size()) +
+                                    " objects were not ready");
+  }
+  return gather->Take();
+}
+
+StatusOr<std::vector<bool>> CoreWorker::Wait(std::span<const ObjectRef> refs, size_t num_ready,
+                                             Deadline deadline) {
+  auto gather = std::make_shared<Gather>(refs.size());
+  for (size_t i = 0; i < refs.size(); ++i) {
+    Resolve(refs[i].ToProto(), [gather, i](ValuePtr v) { gather->Set(i, std::move(v)); });
+  }
+  gather->WaitFor(std::min(num_ready, refs.size()), deadline);
+  return gather->Flags();
+}
+
+void CoreWorker::HandleGetObject(std::string_view payload, rpc::Responder responder) {
+  proto::GetObjectRequest req;
+  if (!req.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+    responder.ReplyError(Status::InvalidArgument("malformed GetObjectRequest"));
+    return;
+  }
+  auto id = ObjectId::FromBinary(req.object_id());
+  if (!id.ok()) {
+    responder.ReplyError(id.status());
+    return;
+  }
+  if (!refs_->Has(*id) && !store_->GetIfReady(*id)) {
+    responder.ReplyError(Status::DataLoss("object " + id->Hex() + " was freed by its owner"));
+    return;
+  }
+  auto shared = std::make_shared<rpc::Responder>(std::move(responder));
+  store_->Subscribe(*id, [shared](ValuePtr v) { shared->Reply(*v); });
+}
+
+void CoreWorker::HandleFreeObjects(std::string_view payload) {
+  proto::FreeObjects msg;
+  if (!msg.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
+  for (const std::string& b : msg.object_ids()) {
+    auto id = ObjectId::FromBinary(b);
+    if (id.ok()) segments_->Free(*id);
+  }
+}
+
+// --- actors -----------------------------------------------------------------
+
+StatusOr<std::shared_ptr<rpc::Channel>> CoreWorker::HeadChannel() {
+  return channels_->Get(head_address_, Deadline::After(Config::Get().rpc_connect_timeout));
+}
+
+Status CoreWorker::FillArgs(const CallArgs& args, proto::TaskSpec* spec,
+                            std::vector<ObjectId>* counted_deps, std::vector<ObjectId>* temp_ids) {
+  ObjectId structure_id = ObjectId::Random();
+  FERRY_ASSIGN_OR_RETURN(proto::ObjectValueProto structure, WriteValue(structure_id, args.structure));
+  if (structure.has_shm()) temp_ids->push_back(structure_id);
+  *spec->add_args()->mutable_value() = std::move(structure);
+  for (const ObjectRef& ref : args.refs) {
+    proto::TaskArg* arg = spec->add_args();
+    if (ref.owner_id == options_.worker_id) {
+      // Ours and ready: pass the value (or its location) along directly and
+      // save the receiver a round trip.
+      if (ValuePtr v = store_->GetIfReady(ref.id)) {
+        *arg->mutable_value() = *v;
+        if (v->has_shm()) {
+          refs_->AddSubmittedTaskRefs(std::span<const ObjectId>(&ref.id, 1));
+          counted_deps->push_back(ref.id);
+        }
+        continue;
+      }
+      if (!refs_->Has(ref.id)) {
+        return Status::DataLoss("object " + ref.id.Hex() + " was already freed");
+      }
+      refs_->AddSubmittedTaskRefs(std::span<const ObjectId>(&ref.id, 1));
+      counted_deps->push_back(ref.id);
+    }
+    *arg->mutable_ref() = ref.ToProto();
+  }
+  return Status::Ok();
+}
+
+StatusOr<ActorId> CoreWorker::CreateActor(const ActorCreation& creation) {
+  ActorId actor_id = ActorId::Random();
+  proto::CreateActor req;
+  req.set_actor_id(actor_id.Binary());
+  *req.mutable_options() = creation.options;
+  for (const auto& a : creation.worker_command) req.add_worker_command(a);
+  proto::TaskSpec* spec = req.mutable_creation_task();
+  spec->set_task_id(TaskId::Random().Binary());
+  spec->set_actor_id(actor_id.Binary());
+  spec->set_caller_id(options_.worker_id.Binary());
+  spec->set_caller_address(address_);
+  spec->set_method("__init__");
+  spec->set_is_creation(true);
+  spec->set_language(creation.language);
+  spec->set_max_concurrency(std::max(1, creation.options.max_concurrency()));
+  std::vector<ObjectId> counted, temps;
+  FERRY_RETURN_IF_ERROR(FillArgs(creation.args, spec, &counted, &temps));
+  // Constructor arguments stay pinned for the actor's lifetime: the worker
+  // may fetch them whenever it starts. (Released at shutdown.)
+  for (const ObjectId& id : counted) refs_->Pin(id);
+  FERRY_ASSIGN_OR_RETURN(auto head, HeadChannel());
+  auto reply = head->CallSync(proto::CREATE_ACTOR, req,
+                              Deadline::After(Config::Get().rpc_connect_timeout));
+  if (!reply.ok()) return reply.status().WithContext("creating actor");
+  return actor_id;
+}
+
+StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& actor,
+                                                             const TaskCall& call) {
+  if (call.num_returns < 0) return Status::InvalidArgument("num_returns must be >= 0");
+  proto::TaskSpec spec;
+  spec.set_task_id(TaskId::Random().Binary());
+  spec.set_actor_id(actor.Binary());
+  spec.set_caller_id(options_.worker_id.Binary());
+  spec.set_caller_address(address_);
+  spec.set_method(call.method);
+  spec.set_tensor_transport(call.tensor_transport);
+  std::vector<ObjectId> counted, temps;
+  FERRY_RETURN_IF_ERROR(FillArgs(call.args, &spec, &counted, &temps));
+  std::vector<ObjectRef> returns;
+  std::vector<ObjectId> return_ids;
+  for (int i = 0; i < call.num_returns; ++i) {
+    ObjectRef ref{ObjectId::Random(), address_, options_.worker_id};
+    (void)refs_->AddOwnedObject(ref.id);  // fresh random id: never tracked yet
+    refs_->AddLocalRef(ref.id);
+    spec.add_return_ids(ref.id.Binary());
+    return_ids.push_back(ref.id);
+    returns.push_back(std::move(ref));
+  }
+  submitter_->Submit(actor, std::move(spec),
+                     [this, actor, return_ids, counted, temps](proto::PushTaskReply reply) {
+                       OnTaskDone(actor, return_ids, counted, temps, std::move(reply));
+                     });
+  return returns;
+}
+
+void CoreWorker::OnTaskDone(const ActorId& actor, const std::vector<ObjectId>& return_ids,
+                            const std::vector<ObjectId>& counted_deps,
+                            const std::vector<ObjectId>& temp_ids, proto::PushTaskReply reply) {
+  for (const ObjectId& id : temp_ids) segments_->Free(id);
+  std::string producer;
+  {
+    MutexLock lock(mu_);
+    auto it = actor_addresses_.find(actor);
+    if (it != actor_addresses_.end()) producer = it->second;
+  }
+  for (size_t i = 0; i < return_ids.size(); ++i) {
+    ValuePtr value = static_cast<int>(i) < reply.returns_size()
+                         ? std::make_shared<const proto::ObjectValueProto>(
+                               std::move(*reply.mutable_returns(static_cast<int>(i))))
+                         : ErrorPtr(Status::Internal("the actor returned too few values"));
+    const ObjectId& id = return_ids[i];
+    if (IsRemoteShm(*value)) {
+      MutexLock lock(mu_);
+      remote_producers_[id] = producer;
+    }
+    store_->Put(id, value);
+    // Every ref may have been dropped while the task ran.
+    if (!refs_->Has(id)) OnObjectFreed(id);
+  }
+  if (!counted_deps.empty()) refs_->RemoveSubmittedTaskRefs(counted_deps);
+}
+
+StatusOr<proto::ActorInfo> CoreWorker::GetActorInfo(const ActorId& actor, bool wait_until_settled,
+                                                    Deadline deadline) {
+  FERRY_ASSIGN_OR_RETURN(auto head, HeadChannel());
+  proto::GetActorInfo req;
+  req.set_actor_id(actor.Binary());
+  req.set_wait_until_settled(wait_until_settled);
+  FERRY_ASSIGN_OR_RETURN(std::string payload, head->CallSync(proto::GET_ACTOR_INFO, req, deadline));
+  proto::ActorInfo info;
+  if (!info.ParseFromString(payload)) return Status::Internal("malformed ActorInfo");
+  return info;
+}
+
+StatusOr<std::shared_ptr<rpc::Channel>> CoreWorker::ConnectToActor(const ActorId& id) {
+  auto deadline = Deadline::After(Config::Get().worker_start_timeout + Config::Get().rpc_connect_timeout);
+  FERRY_ASSIGN_OR_RETURN(proto::ActorInfo info, GetActorInfo(id, true, deadline));
+  if (info.state() == proto::ActorInfo::DEAD) {
+    return Status::Unavailable(info.death_cause().message());
+  }
+  if (info.state() != proto::ActorInfo::ALIVE) {
+    return Status::Unavailable("actor " + id.Hex() + " did not start in time");
+  }
+  {
+    MutexLock lock(mu_);
+    actor_addresses_[id] = info.address();
+  }
+  // A dedicated channel: its close is the actor's death.
+  return rpc::Connect(*io_loop_, info.address(), MakeHello(), dispatcher_,
+                      Deadline::After(Config::Get().rpc_connect_timeout));
+}
+
+Status CoreWorker::DeathCause(const ActorId& id) {
+  auto info = GetActorInfo(id, false, Deadline::After(std::chrono::seconds(2)));
+  if (!info.ok() || info->state() != proto::ActorInfo::DEAD) return Status::Ok();
+  return FromProto(info->death_cause());
+}
+
+Status CoreWorker::KillActor(const ActorId& actor) {
+  FERRY_ASSIGN_OR_RETURN(auto head, HeadChannel());
+  proto::KillActor req;
+  req.set_actor_id(actor.Binary());
+  auto reply = head->CallSync(proto::KILL_ACTOR, req,
+                              Deadline::After(Config::Get().kill_grace + std::chrono::seconds(10)));
+  if (!reply.ok()) return reply.status().WithContext("killing actor");
+  submitter_->MarkDead(actor, Status::Unavailable("the actor was killed by ferry.kill()"));
+  return Status::Ok();
+}
+
+CoreWorker::Stats CoreWorker::GetStats() {
+  Stats s;
+  s.owned_objects = refs_->NumTracked();
+  s.stored_values = store_->Size();
+  s.local_segments = segments_->Size();
+  return s;
+}
+
+// --- worker side ------------------------------------------------------------
+
+void CoreWorker::RequestExit(const std::string& why) {
+  FERRY_LOG(INFO) << "worker exiting: " << why;
+  receiver_->Stop();
+}
+
+Status CoreWorker::RunActorWorker(TaskExecutor* executor) {
+  FERRY_ASSIGN_OR_RETURN(auto head, HeadChannel());
+  head->SetCloseCallback([this](Status) { RequestExit("the head's connection closed"); });
+  proto::RegisterWorker reg;
+  reg.set_worker_id(options_.worker_id.Binary());
+  reg.set_actor_id(options_.actor_id.Binary());
+  reg.set_address(address_);
+  reg.set_pid(getpid());
+  FERRY_ASSIGN_OR_RETURN(std::string payload,
+                         head->CallSync(proto::REGISTER_WORKER, reg,
+                                        Deadline::After(Config::Get().rpc_connect_timeout)));
+  proto::RegisterWorkerReply registered;
+  if (!registered.ParseFromString(payload)) return Status::Internal("malformed RegisterWorkerReply");
+  const proto::CreateActor& actor = registered.actor();
+  int concurrency = std::max(1, actor.options().max_concurrency());
+
+  proto::TaskSpec creation = actor.creation_task();
+  // Its own caller queue: the creator's method calls start at sequence 0 too.
+  creation.set_caller_id("__creation__");
+  creation.set_sequence_number(0);
+  receiver_->Submit(std::move(creation), [this, head](proto::PushTaskReply reply) {
+    proto::ActorReady ready;
+    ready.set_actor_id(options_.actor_id.Binary());
+    bool failed = reply.returns_size() > 0 && !ValueStatus(reply.returns(0)).ok();
+    if (failed) *ready.mutable_creation_error() = reply.returns(0).error();
+    auto ack = head->CallSync(proto::ACTOR_READY, ready,
+                              Deadline::After(Config::Get().rpc_connect_timeout));
+    if (failed || !ack.ok()) RequestExit("the actor's constructor failed");
+  });
+  std::vector<std::thread> extra;
+  for (int i = 1; i < concurrency; ++i) {
+    extra.emplace_back([this, executor] { receiver_->RunExecutor(executor); });
+  }
+  receiver_->RunExecutor(executor);
+  for (auto& t : extra) t.join();
+  return Status::Ok();
+}
+
+}  // namespace ferry::core

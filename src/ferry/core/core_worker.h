@@ -1,0 +1,211 @@
+// CoreWorker: the runtime inside every ferry process — driver or actor worker.
+//
+// It owns the process's io loop and listening socket, the objects this
+// process owns (memory store + reference counter), its shared-memory
+// segments, the actor-task submitter (caller side) and the task receiver
+// (actor side). Languages sit on top: the Python module and the C++ API call
+// the methods below and implement TaskExecutor; nothing here knows Python.
+//
+// Lifecycle: construct; others (the embedded Head) may add handlers to
+// dispatcher(); Start() listens; a worker then calls RunActorWorker(), which
+// blocks until the actor exits; Shutdown() stops everything and is safe to
+// call twice and from the destructor.
+//
+// Thread contract: every public method is thread-safe. Blocking methods
+// (Get, Wait, CreateActor, KillActor, RunActorWorker) must not be called on
+// the io thread. Three kinds of thread run inside: the io thread (sockets,
+// handlers; never blocks), one background WorkQueue (connects and other
+// blocking control work), and the executor threads of RunActorWorker.
+//
+//   CoreWorker core(options);
+//   FERRY_RETURN_IF_ERROR(core.Start());
+//   FERRY_ASSIGN_OR_RETURN(ActorId a, core.CreateActor(creation));
+//   FERRY_ASSIGN_OR_RETURN(auto refs, core.SubmitActorTask(a, call));
+//   FERRY_ASSIGN_OR_RETURN(auto values, core.Get(refs, Deadline::Never()));
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ferry/common/clock.h"
+#include "ferry/common/id.h"
+#include "ferry/common/thread_annotations.h"
+#include "ferry/common/work_queue.h"
+#include "ferry/core/actor_submitter.h"
+#include "ferry/core/argument_resolver.h"
+#include "ferry/core/object_ref.h"
+#include "ferry/core/task_executor.h"
+#include "ferry/core/task_receiver.h"
+#include "ferry/object/local_segments.h"
+#include "ferry/object/memory_store.h"
+#include "ferry/object/reference_counter.h"
+#include "ferry/object/segment_pool.h"
+#include "ferry/rpc/channel_cache.h"
+#include "ferry/rpc/dispatcher.h"
+#include "ferry/rpc/io_loop.h"
+#include "ferry/rpc/server.h"
+
+namespace ferry::core {
+
+struct CoreWorkerOptions {
+  bool is_driver = true;
+  WorkerId worker_id = WorkerId::Random();
+  // Random per session; every connection must present it.
+  std::string token;
+  // Names this session's sockets. Hex.
+  std::string session;
+  // Empty: "unix:@ferry-<session>-<worker id>" (abstract: nothing on disk).
+  std::string listen_address;
+  // Where the Head listens. Empty in a driver: its own address (the Head is
+  // embedded and serves on this process's socket).
+  std::string head_address;
+  // Worker only: the actor this process hosts.
+  ActorId actor_id;
+};
+
+// A serialized value handed in by a language: format + bytes + out-of-band
+// buffers (borrowed for the duration of the call).
+struct SerializedValue {
+  std::string format;
+  std::string_view data;
+  std::vector<std::span<const uint8_t>> buffers;
+};
+
+// The arguments of a call: the serialized argument structure, in which the
+// language replaced each ObjectRef by an index into `refs`.
+struct CallArgs {
+  SerializedValue structure;
+  std::vector<ObjectRef> refs;
+};
+
+struct ActorCreation {
+  proto::ActorOptions options;
+  std::vector<std::string> worker_command;  // argv of the worker process
+  std::string language = "python";
+  CallArgs args;  // the language's constructor payload (class + args)
+};
+
+struct TaskCall {
+  std::string method;
+  CallArgs args;
+  int num_returns = 1;
+  std::string tensor_transport;
+};
+
+class CoreWorker : public ArgumentResolver, public ActorConnector {
+ public:
+  explicit CoreWorker(CoreWorkerOptions options);
+  ~CoreWorker() override;
+  CoreWorker(const CoreWorker&) = delete;
+  CoreWorker& operator=(const CoreWorker&) = delete;
+
+  rpc::IoLoop& io_loop() { return *io_loop_; }
+  rpc::Dispatcher& dispatcher() { return *dispatcher_; }
+  const WorkerId& worker_id() const { return options_.worker_id; }
+  const std::string& address() const { return address_; }
+  const std::string& head_address() const { return head_address_; }
+  bool is_driver() const { return options_.is_driver; }
+
+  Status Start();
+  void Shutdown();
+
+  // --- Reference counting of owned objects (no-ops for borrowed refs).
+  void AddLocalRef(const ObjectRef& ref);
+  void RemoveLocalRef(const ObjectRef& ref);
+  // A ref serialized into a value can be used anywhere later: pin it.
+  void PinEscapedRef(const ObjectRef& ref);
+
+  // --- Actors (caller side).
+  StatusOr<ActorId> CreateActor(const ActorCreation& creation);
+  // Returns `num_returns` refs, each already counted once (the caller's
+  // handle must call RemoveLocalRef when it is dropped).
+  StatusOr<std::vector<ObjectRef>> SubmitActorTask(const ActorId& actor, const TaskCall& call);
+  // Ends the actor's process; later calls to it fail with kUnavailable.
+  Status KillActor(const ActorId& actor);
+  StatusOr<proto::ActorInfo> GetActorInfo(const ActorId& actor, bool wait_until_settled,
+                                          Deadline deadline);
+
+  // --- Objects.
+  // Values of `refs` (error values included: see error_value.h). Waits up to
+  // `deadline` (DeadlineExceeded).
+  StatusOr<std::vector<ValuePtr>> Get(std::span<const ObjectRef> refs, Deadline deadline);
+  // Readiness of each ref once `num_ready` are ready or the deadline passed.
+  StatusOr<std::vector<bool>> Wait(std::span<const ObjectRef> refs, size_t num_ready,
+                                   Deadline deadline);
+  // Stores a value owned by this process; returned ref counted once.
+  StatusOr<ObjectRef> Put(const SerializedValue& value);
+  // Writes a value into this process's memory (inline or a segment of its
+  // own, registered under `id`); used for task returns.
+  StatusOr<proto::ObjectValueProto> WriteValue(const ObjectId& id, const SerializedValue& value);
+  void FreeLocalSegment(const ObjectId& id) { segments_->Free(id); }
+
+  // --- Worker side.
+  // Registers with the Head, builds the actor with `executor`, then serves
+  // tasks on this thread (plus max_concurrency-1 more) until told to exit.
+  Status RunActorWorker(TaskExecutor* executor);
+
+  struct Stats {
+    size_t owned_objects = 0;
+    size_t stored_values = 0;
+    size_t local_segments = 0;
+  };
+  Stats GetStats();
+
+  // ArgumentResolver.
+  void Resolve(const proto::ObjectRefProto& ref, std::function<void(ValuePtr)> done) override;
+  // ActorConnector.
+  StatusOr<std::shared_ptr<rpc::Channel>> ConnectToActor(const ActorId& id) override;
+  Status DeathCause(const ActorId& id) override;
+
+ private:
+  void RegisterHandlers();
+  proto::Hello MakeHello() const;
+  StatusOr<std::shared_ptr<rpc::Channel>> HeadChannel();
+  // Builds a TaskSpec's arguments; adds submitted-task refs to owned deps.
+  // `temp_ids` receives ids of temporary segments to free on completion.
+  Status FillArgs(const CallArgs& args, proto::TaskSpec* spec, std::vector<ObjectId>* counted_deps,
+                  std::vector<ObjectId>* temp_ids);
+  void OnTaskDone(const ActorId& actor, const std::vector<ObjectId>& return_ids,
+                  const std::vector<ObjectId>& counted_deps, const std::vector<ObjectId>& temp_ids,
+                  proto::PushTaskReply reply);
+  // The reference counter dropped `id`: forget and free its bytes.
+  void OnObjectFreed(const ObjectId& id);
+  void FreeValue(const ObjectId& id, const ValuePtr& value);
+  void FetchFromOwner(const proto::ObjectRefProto& ref, std::function<void(ValuePtr)> done);
+  void RequestExit(const std::string& why);
+
+  // Handlers (io thread).
+  void HandleGetObject(std::string_view payload, rpc::Responder responder);
+  void HandleFreeObjects(std::string_view payload);
+
+  const CoreWorkerOptions options_;
+  std::string address_;
+  std::string head_address_;
+
+  std::unique_ptr<rpc::IoLoop> io_loop_;
+  std::shared_ptr<rpc::Dispatcher> dispatcher_;
+  std::unique_ptr<rpc::Server> server_;
+  std::unique_ptr<rpc::ChannelCache> channels_;
+  std::unique_ptr<WorkQueue> background_;
+
+  std::unique_ptr<object::SegmentPool> pool_;
+  std::unique_ptr<object::LocalSegments> segments_;
+  std::unique_ptr<object::MemoryStore> store_;
+  std::unique_ptr<object::ReferenceCounter> refs_;
+
+  std::unique_ptr<ActorSubmitter> submitter_;
+  std::unique_ptr<TaskReceiver> receiver_;
+
+  Mutex mu_;
+  // Owned objects whose bytes live in another process's segment: where to
+  // send FREE_OBJECTS.
+  std::unordered_map<ObjectId, std::string> remote_producers_ FERRY_GUARDED_BY(mu_);
+  std::unordered_map<ActorId, std::string> actor_addresses_ FERRY_GUARDED_BY(mu_);
+  bool started_ FERRY_GUARDED_BY(mu_) = false;
+  bool shut_down_ FERRY_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace ferry::core

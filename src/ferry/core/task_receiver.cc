@@ -1,0 +1,148 @@
+#include "ferry/core/task_receiver.h"
+
+#include "ferry/common/logging.h"
+#include "ferry/core/error_value.h"
+
+namespace ferry::core {
+
+void TaskReceiver::Submit(proto::TaskSpec spec, ReplyFn reply) {
+  auto task = std::make_shared<Task>();
+  task->spec = std::move(spec);
+  task->reply = std::move(reply);
+  const int n = task->spec.args_size();
+  task->args.resize(n);
+  for (int i = 0; i < n; ++i) {
+    const proto::TaskArg& arg = task->spec.args(i);
+    if (arg.has_ref()) {
+      task->unresolved++;
+    } else {
+      task->args[i] = std::make_shared<const proto::ObjectValueProto>(arg.value());
+    }
+  }
+  {
+    MutexLock lock(mu_);
+    if (stopped_) {
+      lock.native().unlock();
+      task->reply(ErrorReply(task->spec, MakeErrorValue(Status::Unavailable(
+                                             "the actor is shutting down; the task was not run"))));
+      return;
+    }
+    CallerQueue& queue = callers_[task->spec.caller_id()];
+    if (task->spec.sequence_number() < queue.next_seq ||
+        queue.waiting.count(task->spec.sequence_number()) != 0) {
+      FERRY_LOG(ERROR) << "duplicate task sequence number " << task->spec.sequence_number();
+    }
+    queue.waiting[task->spec.sequence_number()] = task;
+    if (task->unresolved == 0) {
+      task->resolved = true;
+      DispatchLocked(queue);
+    }
+  }
+  if (task->unresolved == 0) {
+    cv_.notify_one();
+    return;
+  }
+  // Resolve outside the lock: the resolver may answer synchronously.
+  for (int i = 0; i < n; ++i) {
+    const proto::TaskArg& arg = task->spec.args(i);
+    if (!arg.has_ref()) continue;
+    resolver_->Resolve(arg.ref(), [this, task, i](ValuePtr value) {
+      OnArgResolved(task, static_cast<size_t>(i), std::move(value));
+    });
+  }
+}
+
+void TaskReceiver::OnArgResolved(const std::shared_ptr<Task>& task, size_t index, ValuePtr value) {
+  {
+    MutexLock lock(mu_);
+    task->args[index] = std::move(value);
+    if (--task->unresolved != 0) return;
+    task->resolved = true;
+    auto it = callers_.find(task->spec.caller_id());
+    if (it == callers_.end()) return;  // stopped
+    DispatchLocked(it->second);
+  }
+  cv_.notify_all();
+}
+
+void TaskReceiver::DispatchLocked(CallerQueue& queue) {
+  while (!queue.waiting.empty()) {
+    auto it = queue.waiting.begin();
+    if (it->first != queue.next_seq || !it->second->resolved) return;
+    ready_.push_back(std::move(it->second));
+    queue.waiting.erase(it);
+    queue.next_seq++;
+  }
+}
+
+void TaskReceiver::RunExecutor(TaskExecutor* executor) {
+  for (;;) {
+    std::shared_ptr<Task> task;
+    {
+      MutexLock lock(mu_);
+      cv_.wait(lock.native(), [&] { return stopped_ || !ready_.empty(); });
+      if (ready_.empty()) return;  // stopped
+      task = std::move(ready_.front());
+      ready_.pop_front();
+    }
+    proto::PushTaskReply reply = Execute(executor, *task);
+    task->reply(std::move(reply));
+  }
+}
+
+proto::PushTaskReply TaskReceiver::Execute(TaskExecutor* executor, Task& task) {
+  // An argument that holds a failure fails the task without running it, so
+  // the producer's error reaches every consumer.
+  for (const ValuePtr& arg : task.args) {
+    if (!ValueStatus(*arg).ok()) return ErrorReply(task.spec, *arg);
+  }
+  std::vector<std::shared_ptr<object::ReadableValue>> opened;
+  opened.reserve(task.args.size());
+  for (ValuePtr& arg : task.args) {
+    auto readable = object::ReadableValue::Open(std::move(arg));
+    if (!readable.ok()) {
+      return ErrorReply(task.spec, MakeErrorValue(readable.status().WithContext(
+                                       "could not read an argument of " + task.spec.method())));
+    }
+    opened.push_back(std::move(readable).value());
+  }
+  task.args.clear();
+  proto::PushTaskReply reply;
+  std::vector<proto::ObjectValueProto> returns = executor->Execute(task.spec, std::move(opened));
+  for (auto& v : returns) *reply.add_returns() = std::move(v);
+  return reply;
+}
+
+proto::PushTaskReply TaskReceiver::ErrorReply(const proto::TaskSpec& spec,
+                                              const proto::ObjectValueProto& error) {
+  proto::PushTaskReply reply;
+  int n = spec.is_creation() ? 1 : spec.return_ids_size();
+  for (int i = 0; i < n; ++i) *reply.add_returns() = error;
+  return reply;
+}
+
+void TaskReceiver::Stop() {
+  std::vector<std::shared_ptr<Task>> dropped;
+  {
+    MutexLock lock(mu_);
+    stopped_ = true;
+    for (auto& [caller, queue] : callers_) {
+      for (auto& [seq, task] : queue.waiting) dropped.push_back(std::move(task));
+    }
+    callers_.clear();
+    for (auto& task : ready_) dropped.push_back(std::move(task));
+    ready_.clear();
+  }
+  cv_.notify_all();
+  auto error = MakeErrorValue(Status::Unavailable("the actor stopped before running this task"));
+  for (auto& task : dropped) task->reply(ErrorReply(task->spec, error));
+}
+
+size_t TaskReceiver::NumQueued() {
+  MutexLock lock(mu_);
+  size_t n = ready_.size();
+  for (auto& [caller, queue] : callers_) n += queue.waiting.size();
+  return n;
+}
+
+}  // namespace ferry::core

@@ -1,0 +1,85 @@
+// TaskReceiver: the worker side of actor tasks — ordering, argument
+// resolution and the executor threads.
+//
+// A task arrives (io thread), its ObjectRef arguments are resolved
+// asynchronously through an ArgumentResolver, and it becomes runnable once
+// resolved AND every earlier task from the same caller (by sequence number)
+// has been dispatched. Tasks from different callers never wait on each
+// other's arguments, so a task whose argument is produced by a later task of
+// another caller cannot deadlock the actor. Runnable tasks go to a FIFO that
+// `max_concurrency` executor threads drain; with one thread, tasks of one
+// caller run in submission order.
+//
+// Thread contract: thread-safe. Submit() from any thread (normally the io
+// thread); RunExecutor() blocks the calling thread as one executor until
+// Stop(). Reply callbacks run on executor threads, outside any lock.
+//
+//   TaskReceiver r(&resolver);
+//   r.Submit(spec, [](proto::PushTaskReply reply) { responder.Reply(reply); });
+//   std::thread t([&] { r.RunExecutor(&executor); });
+//   ...; r.Stop(); t.join();
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "ferry/common/thread_annotations.h"
+#include "ferry/core/argument_resolver.h"
+#include "ferry/core/task_executor.h"
+
+namespace ferry::core {
+
+class TaskReceiver {
+ public:
+  using ReplyFn = std::function<void(proto::PushTaskReply)>;
+
+  explicit TaskReceiver(ArgumentResolver* resolver) : resolver_(resolver) {}
+  TaskReceiver(const TaskReceiver&) = delete;
+  TaskReceiver& operator=(const TaskReceiver&) = delete;
+
+  // Queues `spec`; `reply` fires exactly once with its results (also after
+  // Stop(), with an error value per return).
+  void Submit(proto::TaskSpec spec, ReplyFn reply);
+
+  // Runs tasks until Stop(). Call from each executor thread.
+  void RunExecutor(TaskExecutor* executor);
+
+  // Wakes every executor; queued tasks are answered with an error.
+  void Stop();
+
+  size_t NumQueued();
+
+ private:
+  struct Task {
+    proto::TaskSpec spec;
+    ReplyFn reply;
+    std::vector<ValuePtr> args;
+    size_t unresolved = 0;
+    bool resolved = false;
+  };
+  struct CallerQueue {
+    uint64_t next_seq = 0;
+    std::map<uint64_t, std::shared_ptr<Task>> waiting;
+  };
+
+  void OnArgResolved(const std::shared_ptr<Task>& task, size_t index, ValuePtr value);
+  // Moves every dispatchable task of `caller` to ready_.
+  void DispatchLocked(CallerQueue& queue) FERRY_REQUIRES(mu_);
+  static proto::PushTaskReply Execute(TaskExecutor* executor, Task& task);
+  static proto::PushTaskReply ErrorReply(const proto::TaskSpec& spec, const proto::ObjectValueProto& error);
+
+  ArgumentResolver* const resolver_;
+
+  Mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_map<std::string, CallerQueue> callers_ FERRY_GUARDED_BY(mu_);
+  std::deque<std::shared_ptr<Task>> ready_ FERRY_GUARDED_BY(mu_);
+  bool stopped_ FERRY_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace ferry::core

@@ -1,0 +1,160 @@
+#include "ferry/core/task_receiver.h"
+
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <thread>
+
+#include "ferry/core/error_value.h"
+
+namespace ferry::core {
+namespace {
+
+// Holds every Resolve() until the test answers it: deterministic ordering.
+class FakeResolver : public ArgumentResolver {
+ public:
+  void Resolve(const proto::ObjectRefProto& ref, std::function<void(ValuePtr)> done) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.emplace_back(ref.object_id(), std::move(done));
+  }
+  void Answer(const std::string& object_id, ValuePtr value) {
+    std::function<void(ValuePtr)> done;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+        if (it->first == object_id) {
+          done = std::move(it->second);
+          pending_.erase(it);
+          break;
+        }
+      }
+    }
+    ASSERT_TRUE(done) << "nothing waits for " << object_id;
+    done(std::move(value));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::pair<std::string, std::function<void(ValuePtr)>>> pending_;
+};
+
+// Records the methods it runs; returns one inline value per return id.
+class RecordingExecutor : public TaskExecutor {
+ public:
+  std::vector<proto::ObjectValueProto> Execute(
+      const proto::TaskSpec& spec, std::vector<std::shared_ptr<object::ReadableValue>> args) override {
+    std::lock_guard<std::mutex> lock(mu);
+    ran.push_back(spec.method());
+    std::vector<proto::ObjectValueProto> out(spec.return_ids_size());
+    for (auto& v : out) {
+      v.set_format("raw");
+      v.set_inline_data(spec.method());
+      v.set_data_size(spec.method().size());
+    }
+    return out;
+  }
+  std::mutex mu;
+  std::vector<std::string> ran;
+};
+
+proto::TaskSpec Spec(const std::string& caller, uint64_t seq, const std::string& method,
+                     const std::string& ref_id = "") {
+  proto::TaskSpec spec;
+  spec.set_caller_id(caller);
+  spec.set_sequence_number(seq);
+  spec.set_method(method);
+  spec.add_return_ids("r-" + method);
+  spec.add_args()->mutable_value()->set_format("raw");
+  if (!ref_id.empty()) spec.add_args()->mutable_ref()->set_object_id(ref_id);
+  return spec;
+}
+
+ValuePtr RawValue() {
+  auto v = std::make_shared<proto::ObjectValueProto>();
+  v->set_format("raw");
+  return v;
+}
+
+struct Harness {
+  FakeResolver resolver;
+  RecordingExecutor executor;
+  TaskReceiver receiver{&resolver};
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<std::string, proto::PushTaskReply>> replies;
+
+  TaskReceiver::ReplyFn Reply(const std::string& method) {
+    return [this, method](proto::PushTaskReply r) {
+      std::lock_guard<std::mutex> lock(mu);
+      replies.emplace_back(method, std::move(r));
+      cv.notify_all();
+    };
+  }
+  void WaitReplies(size_t n) {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return replies.size() >= n; }));
+  }
+};
+
+TEST(TaskReceiverTest, OneCallerRunsInSequenceOrderWhateverTheArrivalOrder) {
+  Harness h;
+  h.receiver.Submit(Spec("c", 2, "third"), h.Reply("third"));
+  h.receiver.Submit(Spec("c", 0, "first"), h.Reply("first"));
+  h.receiver.Submit(Spec("c", 1, "second"), h.Reply("second"));
+  std::thread t([&] { h.receiver.RunExecutor(&h.executor); });
+  h.WaitReplies(3);
+  h.receiver.Stop();
+  t.join();
+  EXPECT_EQ(h.executor.ran, (std::vector<std::string>{"first", "second", "third"}));
+}
+
+TEST(TaskReceiverTest, LaterTaskOfSameCallerWaitsForEarlierArgument) {
+  Harness h;
+  h.receiver.Submit(Spec("c", 0, "needs_x", "x"), h.Reply("needs_x"));
+  h.receiver.Submit(Spec("c", 1, "plain"), h.Reply("plain"));
+  h.receiver.Submit(Spec("other", 0, "other_caller"), h.Reply("other_caller"));
+  std::thread t([&] { h.receiver.RunExecutor(&h.executor); });
+  // Another caller's task is not held up by c's unresolved argument.
+  h.WaitReplies(1);
+  {
+    std::lock_guard<std::mutex> lock(h.executor.mu);
+    EXPECT_EQ(h.executor.ran, (std::vector<std::string>{"other_caller"}));
+  }
+  h.resolver.Answer("x", RawValue());
+  h.WaitReplies(3);
+  h.receiver.Stop();
+  t.join();
+  EXPECT_EQ(h.executor.ran, (std::vector<std::string>{"other_caller", "needs_x", "plain"}));
+}
+
+TEST(TaskReceiverTest, FailedArgumentFailsTaskWithoutRunningIt) {
+  Harness h;
+  h.receiver.Submit(Spec("c", 0, "consumer", "bad"), h.Reply("consumer"));
+  h.resolver.Answer("bad", std::make_shared<proto::ObjectValueProto>(
+                               MakeErrorValue(Status::TaskError("producer raised"))));
+  std::thread t([&] { h.receiver.RunExecutor(&h.executor); });
+  h.WaitReplies(1);
+  h.receiver.Stop();
+  t.join();
+  EXPECT_TRUE(h.executor.ran.empty());
+  ASSERT_EQ(h.replies[0].second.returns_size(), 1);
+  EXPECT_EQ(ValueStatus(h.replies[0].second.returns(0)).code(), StatusCode::kTaskError);
+}
+
+TEST(TaskReceiverTest, StopAnswersQueuedTasksWithErrors) {
+  Harness h;
+  h.receiver.Submit(Spec("c", 0, "blocked", "never"), h.Reply("blocked"));
+  h.receiver.Submit(Spec("c", 1, "behind"), h.Reply("behind"));
+  EXPECT_EQ(h.receiver.NumQueued(), 2u);
+  h.receiver.Stop();
+  h.WaitReplies(2);
+  for (auto& [method, reply] : h.replies) {
+    EXPECT_EQ(ValueStatus(reply.returns(0)).code(), StatusCode::kUnavailable) << method;
+  }
+  // A late Submit is refused with an error, never dropped.
+  h.receiver.Submit(Spec("c", 2, "late"), h.Reply("late"));
+  h.WaitReplies(3);
+}
+
+}  // namespace
+}  // namespace ferry::core
