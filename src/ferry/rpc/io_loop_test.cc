@@ -1,0 +1,74 @@
+#include "ferry/rpc/io_loop.h"
+
+#include <atomic>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "ferry/rpc/test_util.h"
+
+namespace ferry::rpc {
+namespace {
+
+using testing::Waiter;
+
+TEST(IoLoopTest, PostRunsOnTheLoopThreadInOrder) {
+  IoLoop loop("test-io");
+  EXPECT_FALSE(loop.Running());
+  loop.Start();
+  EXPECT_TRUE(loop.Running());
+  EXPECT_FALSE(loop.InLoopThread());
+  Waiter waiter;
+  std::vector<int> order;
+  std::atomic<bool> all_in_loop{true};
+  for (int i = 0; i < 100; ++i) {
+    loop.Post([&, i] {
+      if (!loop.InLoopThread()) all_in_loop = false;
+      {
+        std::lock_guard<std::mutex> lock(waiter.mu());
+        order.push_back(i);
+      }
+      waiter.Notify();
+    });
+  }
+  ASSERT_TRUE(waiter.WaitFor([&] { return order.size() == 100; }));
+  EXPECT_TRUE(all_in_loop);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(order[i], i);
+  loop.Stop();
+  loop.Join();
+  loop.Stop();  // idempotent
+  loop.Join();
+}
+
+TEST(IoLoopTest, PostBeforeStartRunsAfterStart) {
+  IoLoop loop;
+  std::atomic<bool> ran{false};
+  Waiter waiter;
+  loop.Post([&] {
+    ran = true;
+    waiter.Notify();
+  });
+  loop.Start();
+  EXPECT_TRUE(waiter.WaitFor([&] { return ran.load(); }));
+}
+
+TEST(IoLoopTest, DestructorIsSafeInAnyState) {
+  { IoLoop never_started; }
+  { IoLoop started; started.Start(); }
+  {
+    IoLoop stopped;
+    stopped.Start();
+    stopped.Stop();
+  }
+  {
+    IoLoop joined;
+    joined.Start();
+    joined.Stop();
+    joined.Join();
+    joined.Start();  // no restart after stop
+    EXPECT_FALSE(joined.Running());
+  }
+}
+
+}  // namespace
+}  // namespace ferry::rpc
