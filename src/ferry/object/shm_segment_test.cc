@@ -1,6 +1,5 @@
 // ShmSegment and ShmMapping: cross-process reads through /proc/<pid>/fd,
 // copy-on-write privacy, reader locks, and failures.
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -25,17 +24,13 @@ Deadline Soon() { return Deadline::After(30s); }
 
 uint8_t Pattern(uint64_t i) { return static_cast<uint8_t>((i * 131) ^ (i >> 12)); }
 
-size_t CountDevShmEntries() {
-  size_t n = 0;
-  if (DIR* d = opendir("/dev/shm")) {
-    while (readdir(d) != nullptr) n++;
-    closedir(d);
-  }
-  return n;
+std::string FdTarget(int fd) {
+  char buf[256];
+  ssize_t n = readlink(("/proc/self/fd/" + std::to_string(fd)).c_str(), buf, sizeof(buf));
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
 }
 
 TEST(ShmSegmentTest, CreateWriteLocation) {
-  size_t dev_shm_before = CountDevShmEntries();
   auto seg = ShmSegment::Create(1 << 20);
   ASSERT_TRUE(seg.ok()) << seg.status();
   EXPECT_EQ((*seg)->capacity(), 1u << 20);
@@ -46,7 +41,9 @@ TEST(ShmSegmentTest, CreateWriteLocation) {
   EXPECT_EQ(loc.pid(), getpid());
   EXPECT_EQ(loc.fd(), (*seg)->fd());
   EXPECT_EQ(loc.size(), 1000u);
-  EXPECT_EQ(CountDevShmEntries(), dev_shm_before) << "memfd must leave nothing in /dev/shm";
+  // A memfd: anonymous, no name in /dev/shm or any other file system.
+  EXPECT_EQ(FdTarget((*seg)->fd()).rfind("/memfd:ferry-segment", 0), 0u) << FdTarget((*seg)->fd());
+  EXPECT_NE(fcntl((*seg)->fd(), F_GETFD) & FD_CLOEXEC, 0);
   EXPECT_TRUE((*seg)->NoReaders());
   EXPECT_EQ(ShmSegment::Create(0).status().code(), StatusCode::kInvalidArgument);
 }

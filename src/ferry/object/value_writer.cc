@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "ferry/common/logging.h"
+#include "ferry/object/copy_bytes.h"
 
 namespace ferry::object {
 namespace {
@@ -107,9 +108,9 @@ StatusOr<proto::ObjectValueProto> WriteValue(const ObjectId& id, std::string_vie
   for (const auto& b : buffers) sizes.push_back(b.size());
   FERRY_ASSIGN_OR_RETURN(PendingValue pending, ReserveValue(id, format, data.size(), sizes,
                                                             segments, pool, inline_limit));
-  if (!data.empty()) std::memcpy(pending.data().data(), data.data(), data.size());
+  CopyBytes(pending.data().data(), data.data(), data.size());
   for (size_t i = 0; i < buffers.size(); ++i) {
-    if (!buffers[i].empty()) std::memcpy(pending.buffer(i).data(), buffers[i].data(), buffers[i].size());
+    CopyBytes(pending.buffer(i).data(), buffers[i].data(), buffers[i].size());
   }
   return pending.Commit();
 }

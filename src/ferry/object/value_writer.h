@@ -6,8 +6,8 @@
 // layer copies pickle-5 buffers with the GIL released): it returns a
 // PendingValue with writable spans at their final offsets; Commit() then
 // registers the segment under the object id and returns the proto. Either
-// way each byte is copied exactly once, with plain memcpy into pages the
-// pool keeps warm.
+// way each byte is copied exactly once, with CopyBytes (memcpy, streaming
+// for large buffers; see copy_bytes.h) into pages the pool keeps warm.
 //
 // Lifecycle of a PendingValue: move-only; Commit() at most once; destroyed
 // without Commit, its segment goes back to the pool. The segments table and
@@ -20,8 +20,8 @@
 //
 //   FERRY_ASSIGN_OR_RETURN(PendingValue pending,
 //       ReserveValue(id, "pickle5", data.size(), buffer_sizes, segments, pool, inline_limit));
-//   std::memcpy(pending.data().data(), data.data(), data.size());
-//   for (size_t i = 0; i < n; ++i) std::memcpy(pending.buffer(i).data(), bufs[i], sizes[i]);
+//   CopyBytes(pending.data().data(), data.data(), data.size());
+//   for (size_t i = 0; i < n; ++i) CopyBytes(pending.buffer(i).data(), bufs[i], sizes[i]);
 //   FERRY_ASSIGN_OR_RETURN(proto::ObjectValueProto value, pending.Commit());
 #pragma once
 
@@ -31,6 +31,7 @@
 #include <string_view>
 
 #include "ferry/common/id.h"
+#include "ferry/object/copy_bytes.h"
 #include "ferry/object/local_segments.h"
 #include "ferry/object/segment_pool.h"
 #include "ferry/object/value_layout.h"
@@ -86,7 +87,7 @@ StatusOr<PendingValue> ReserveValue(const ObjectId& id, std::string_view format,
                                     LocalSegments& segments, SegmentPool& pool,
                                     int64_t inline_limit);
 
-// ReserveValue, copy `data` and each buffer into place, Commit.
+// ReserveValue, CopyBytes `data` and each buffer into place, Commit.
 StatusOr<proto::ObjectValueProto> WriteValue(const ObjectId& id, std::string_view format,
                                              std::string_view data,
                                              std::span<const std::span<const uint8_t>> buffers,
