@@ -36,7 +36,7 @@ def method(*, num_returns=1, tensor_transport=None):
 class _MethodMeta:
     """What a caller needs to know of one method: its signature (to reject
     bad arguments at ``.remote``) and its default options."""
-    __slots__ = ("name", "signature", "num_returns", "tensor_transport")
+    __slots__ = ("name", "signature", "num_returns", "tensor_transport", "_positional")
 
     def __init__(self, name, fn):
         self.name = name
@@ -49,13 +49,34 @@ class _MethodMeta:
             self.signature = sig.replace(parameters=params)
         except (TypeError, ValueError):
             self.signature = None
+        self._positional = _positional_range(self.signature)
 
     def check_args(self, args, kwargs):
+        # Fast path for the common call: positional arguments only.
+        if not kwargs and self._positional and self._positional[0] <= len(args) <= self._positional[1]:
+            return
         if self.signature is not None:
             try:
                 self.signature.bind(*args, **kwargs)
             except TypeError as e:
                 raise TypeError(f"bad arguments for actor method {self.name!r}: {e}") from None
+
+
+def _positional_range(signature):
+    """(min, max) positional arguments when a purely positional call can be
+    checked by counting; None when the full binder is needed."""
+    if signature is None:
+        return None
+    lo = hi = 0
+    for p in signature.parameters.values():
+        if p.kind == p.VAR_POSITIONAL:
+            hi = float("inf")
+        elif p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            hi += 1
+            lo += p.default is p.empty
+        elif p.kind == p.KEYWORD_ONLY and p.default is p.empty:
+            return None
+    return lo, hi
 
 
 def _collect_methods(cls):
@@ -130,6 +151,7 @@ def _rebuild_meta(name, signature, num_returns, tensor_transport):
     meta = _MethodMeta.__new__(_MethodMeta)
     meta.name, meta.signature = name, signature
     meta.num_returns, meta.tensor_transport = num_returns, tensor_transport
+    meta._positional = _positional_range(signature)
     return meta
 
 

@@ -67,12 +67,34 @@ class _Pickler(cloudpickle.CloudPickler):
         return index
 
 
+# Values made only of these pickle with the C pickler alone (about 6x faster
+# than cloudpickle): no ObjectRefs, tensors or code objects can hide inside.
+_PLAIN_SCALARS = frozenset([type(None), bool, int, float, complex, str, bytes])
+_MAX_PLAIN_ITEMS = 64
+
+
+def _is_plain(value, depth=0):
+    t = type(value)
+    if t in _PLAIN_SCALARS:
+        return True
+    if depth > 3:
+        return False
+    if t is tuple or t is list:
+        return len(value) <= _MAX_PLAIN_ITEMS and all(_is_plain(v, depth + 1) for v in value)
+    if t is dict:
+        return len(value) <= _MAX_PLAIN_ITEMS and all(
+            type(k) in _PLAIN_SCALARS and _is_plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
 def _raw(buffers):
     return [b.raw() for b in buffers]
 
 
 def dumps(value):
     """-> (data, buffers) for a value."""
+    if _is_plain(value):
+        return pickle.dumps(value, protocol=PROTOCOL), []
     buffers = []
     f = io.BytesIO()
     _Pickler(f, buffers).dump(value)
@@ -82,6 +104,8 @@ def dumps(value):
 def dumps_args(args, kwargs):
     """-> (data, buffers, refs): ObjectRefs anywhere in the arguments become
     dependencies, resolved to values before the call."""
+    if _is_plain(args) and _is_plain(kwargs):
+        return pickle.dumps((args, kwargs), protocol=PROTOCOL), [], []
     buffers, refs = [], []
     f = io.BytesIO()
     _Pickler(f, buffers, refs).dump((args, kwargs))
