@@ -28,6 +28,13 @@ void RegisterBuffers(py::module_& m) {
 }
 
 py::tuple ValueToPython(const std::shared_ptr<object::ReadableValue>& value) {
+  if (!value->is_shm() && value->num_buffers() == 0) {
+    // Small plain values: a bytes copy is cheaper than an exporter object
+    // plus a memoryview.
+    auto d = value->data();
+    return py::make_tuple(value->format(),
+                          py::bytes(reinterpret_cast<const char*>(d.data()), d.size()), py::list());
+  }
   py::list buffers;
   for (size_t i = 0; i < value->num_buffers(); ++i) buffers.append(View(value, value->buffer(i)));
   return py::make_tuple(value->format(), View(value, value->data()), buffers);
