@@ -2,11 +2,13 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <thread>
 
 #include "ferry/common/config.h"
 #include "ferry/common/logging.h"
+#include "ferry/common/spin_wait.h"
 #include "ferry/core/error_value.h"
 #include "ferry/object/value_writer.h"
 #include "ferry/rpc/connect.h"
@@ -25,20 +27,21 @@ class Gather {
       std::lock_guard<std::mutex> lock(mu_);
       if (values_[i]) return;
       values_[i] = std::move(v);
-      ++ready_;
+      ready_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
   }
   // Waits until `want` values are in or the deadline passes; returns how many.
   size_t WaitFor(size_t want, Deadline deadline) {
+    auto pred = [&] { return ready_.load(std::memory_order_acquire) >= want; };
+    if (SpinUntil(pred)) return ready_.load();
     std::unique_lock<std::mutex> lock(mu_);
-    auto pred = [&] { return ready_ >= want; };
     if (deadline.IsNever()) {
       cv_.wait(lock, pred);
     } else {
       cv_.wait_until(lock, deadline.time_point(), pred);
     }
-    return ready_;
+    return ready_.load();
   }
   std::vector<ValuePtr> Take() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -55,7 +58,7 @@ class Gather {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<ValuePtr> values_;
-  size_t ready_ = 0;
+  std::atomic<size_t> ready_{0};
 };
 
 ValuePtr ErrorPtr(const Status& s) {

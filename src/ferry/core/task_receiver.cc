@@ -1,6 +1,7 @@
 #include "ferry/core/task_receiver.h"
 
 #include "ferry/common/logging.h"
+#include "ferry/common/spin_wait.h"
 #include "ferry/core/error_value.h"
 
 namespace ferry::core {
@@ -70,6 +71,7 @@ void TaskReceiver::DispatchLocked(CallerQueue& queue) {
     auto it = queue.waiting.begin();
     if (it->first != queue.next_seq || !it->second->resolved) return;
     ready_.push_back(std::move(it->second));
+    num_ready_.store(ready_.size(), std::memory_order_release);
     queue.waiting.erase(it);
     queue.next_seq++;
   }
@@ -78,12 +80,17 @@ void TaskReceiver::DispatchLocked(CallerQueue& queue) {
 void TaskReceiver::RunExecutor(TaskExecutor* executor) {
   for (;;) {
     std::shared_ptr<Task> task;
+    // Back-to-back calls usually arrive within microseconds: poll before
+    // sleeping (see spin_wait.h).
+    SpinUntil([&] { return num_ready_.load(std::memory_order_acquire) > 0 ||
+                           stopped_flag_.load(std::memory_order_acquire); });
     {
       MutexLock lock(mu_);
       cv_.wait(lock.native(), [&] { return stopped_ || !ready_.empty(); });
       if (ready_.empty()) return;  // stopped
       task = std::move(ready_.front());
       ready_.pop_front();
+      num_ready_.store(ready_.size(), std::memory_order_release);
     }
     proto::PushTaskReply reply = Execute(executor, *task);
     task->reply(std::move(reply));
@@ -126,12 +133,14 @@ void TaskReceiver::Stop() {
   {
     MutexLock lock(mu_);
     stopped_ = true;
+    stopped_flag_.store(true, std::memory_order_release);
     for (auto& [caller, queue] : callers_) {
       for (auto& [seq, task] : queue.waiting) dropped.push_back(std::move(task));
     }
     callers_.clear();
     for (auto& task : ready_) dropped.push_back(std::move(task));
     ready_.clear();
+    num_ready_.store(0, std::memory_order_release);
   }
   cv_.notify_all();
   auto error = MakeErrorValue(Status::Unavailable("the actor stopped before running this task"));

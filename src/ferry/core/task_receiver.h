@@ -20,6 +20,7 @@
 //   ...; r.Stop(); t.join();
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -80,6 +81,9 @@ class TaskReceiver {
   std::unordered_map<std::string, CallerQueue> callers_ FERRY_GUARDED_BY(mu_);
   std::deque<std::shared_ptr<Task>> ready_ FERRY_GUARDED_BY(mu_);
   bool stopped_ FERRY_GUARDED_BY(mu_) = false;
+  // Lock-free mirrors of ready_.size() and stopped_ for the executors' spin.
+  std::atomic<size_t> num_ready_{0};
+  std::atomic<bool> stopped_flag_{false};
 };
 
 }  // namespace ferry::core
