@@ -127,7 +127,9 @@ class ActorHandle:
         meta = self._methods.get(name)
         if meta is None:
             raise AttributeError(f"actor class {self._class_name!r} has no method {name!r}")
-        return ActorMethod(self, meta)
+        method = ActorMethod(self, meta)
+        self.__dict__[name] = method  # later lookups skip __getattr__
+        return method
 
     def __repr__(self):
         return f"Actor({self._class_name}, {self._actor_id.hex()})"
