@@ -1,0 +1,52 @@
+// The registry of two-sided transport backends: the one place that maps a
+// backend name ("gloo", "nccl", ...) to its factory. The core asks it for a
+// transport by name and never includes a backend header.
+//
+// Lifecycle: CreateTwoSidedTransport blocks until the whole group has joined
+// (or connect_timeout passes) and returns a connected transport.
+//
+// THREAD CONTRACT: thread-safe; ranks of one group in one process call it from
+// different threads at the same time.
+//
+//   TransportOptions options;
+//   options.prefix = "group-7/epoch-0"; options.rank = 0; options.size = 2;
+//   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<TwoSidedTransport> t,
+//                          CreateTwoSidedTransport("gloo", store, options));
+//   t->Send(1, tag, {{data, n}}, std::move(done));
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ferry/common/config.h"
+#include "ferry/transport/rendezvous_store.h"
+#include "ferry/transport/two_sided_transport.h"
+
+namespace ferry::transport {
+
+struct TransportOptions {
+  // Namespace of this group instance's keys in the store.
+  std::string prefix;
+  int rank = 0;
+  int size = 1;
+  // Address this rank listens on, for backends that listen.
+  std::string hostname = "127.0.0.1";
+  // Bound on joining the group. Default FERRY_TRANSFER_TIMEOUT_S.
+  std::chrono::milliseconds connect_timeout = Config::Get().transfer_timeout;
+  // Bound on one transfer. Default FERRY_TRANSFER_TIMEOUT_S.
+  std::chrono::milliseconds transfer_timeout = Config::Get().transfer_timeout;
+};
+
+// `backend` is "gloo", "torch_gloo" (an alias of "gloo", the name the
+// Python API uses) or "nccl". Unknown names are InvalidArgument; "nccl" is
+// Unimplemented in this build (no CUDA).
+StatusOr<std::unique_ptr<TwoSidedTransport>> CreateTwoSidedTransport(const std::string& backend,
+                                                                     RendezvousStore& store,
+                                                                     const TransportOptions& options);
+
+// The names CreateTwoSidedTransport accepts, including ones unavailable here.
+std::vector<std::string> TwoSidedTransportBackends();
+
+}  // namespace ferry::transport
