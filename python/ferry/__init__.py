@@ -13,7 +13,7 @@
     c = Counter.remote()
     print(ferry.get(c.add.remote(2)))
 """
-from ferry import exceptions
+from ferry import exceptions, experimental
 from ferry._core import ObjectRef
 from ferry.actor import ActorClass, ActorHandle, method
 from ferry.api import get, init, is_initialized, kill, put, remote, shutdown, wait
@@ -21,6 +21,6 @@ from ferry.api import get, init, is_initialized, kill, put, remote, shutdown, wa
 __version__ = "0.1.0"
 
 __all__ = [
-    "ActorClass", "ActorHandle", "ObjectRef", "exceptions", "get", "init", "is_initialized",
+    "ActorClass", "ActorHandle", "ObjectRef", "exceptions", "experimental", "get", "init", "is_initialized",
     "kill", "method", "put", "remote", "shutdown", "wait",
 ]

@@ -1,5 +1,6 @@
 """Actors: ``@ferry.remote`` classes, their handles and methods."""
 import inspect
+import warnings
 
 from ferry._private import runtime, serialization
 
@@ -103,8 +104,10 @@ class ActorMethod:
     def remote(self, *args, **kwargs):
         self._meta.check_args(args, kwargs)
         data, buffers, refs = serialization.dumps_args(args, kwargs)
-        out = runtime.current().submit(self._handle._actor_id, self._meta.name, data, buffers,
-                                       refs, self._num_returns, self._transport or "")
+        out, notes = runtime.current().submit(self._handle._actor_id, self._meta.name, data,
+                                              buffers, refs, self._num_returns, self._transport or "")
+        for note in notes:
+            warnings.warn(note, UserWarning, stacklevel=2)
         return out[0] if self._num_returns == 1 else out
 
     def __call__(self, *args, **kwargs):

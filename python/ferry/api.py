@@ -56,10 +56,31 @@ def _raise_error(fmt, data, code, message):
     raise _STATUS_ERRORS.get(code, exceptions.FerryError)(message)
 
 
-def get(refs, *, timeout=None):
+_ONE_SIDED = ("nixl", "shm", "cuda_ipc", "auto")
+
+
+def _rdt_value(ref, data, buffers, rdt, tensor_transport, timeout):
+    transport, metas = rdt
+    chosen = (tensor_transport or transport).lower()
+    if chosen not in ("object_store",) + _ONE_SIDED:
+        raise ValueError(
+            "Currently ray.get() only supports OBJECT_STORE and NIXL tensor transport, got "
+            f"TensorTransportEnum.{transport.upper()}, please specify the correct tensor transport "
+            f"in ray.get(). ferry: this object's tensors stay in the actor that made it and move "
+            f"over '{transport}' only between members of a collective group; pass "
+            f'_tensor_transport="object_store" to fetch them through the object store.')
+    fetched = runtime.current().fetch_tensors(ref, timeout)
+    tensors = [serialization.tensor_from_buffer(buf, dtype, shape)
+               for buf, (dtype, shape, _, _) in zip(fetched, metas)]
+    return serialization.loads_rdt(data, buffers, tensors)
+
+
+def get(refs, *, timeout=None, _tensor_transport=None, _use_object_store=False):
     """The value of an ObjectRef, or a list of values for a list of refs.
     Raises the task's error (TaskError), ActorDiedError, ObjectLostError, or
-    GetTimeoutError after ``timeout`` seconds."""
+    GetTimeoutError after ``timeout`` seconds. For RDT objects of a
+    collective transport pass ``_tensor_transport="object_store"`` (or
+    ``_use_object_store=True``) to fetch the tensors through the object store."""
     single = isinstance(refs, ObjectRef)
     ref_list = [refs] if single else list(refs)
     for r in ref_list:
@@ -68,12 +89,20 @@ def get(refs, *, timeout=None):
                             f"{type(r).__name__}")
     if timeout is not None and timeout < 0:
         raise ValueError("timeout must be >= 0 or None")
+    if _use_object_store:
+        _tensor_transport = "object_store"
+    if _tensor_transport is not None:
+        from ferry.actor import normalize_transport
+        _tensor_transport = normalize_transport(_tensor_transport)
     results = runtime.current().get(ref_list, timeout)
     values = []
-    for fmt, data, buffers, code, message in results:
+    for ref, (fmt, data, buffers, code, message, rdt) in zip(ref_list, results):
         if code:
             _raise_error(fmt, data, code, message)
-        values.append(serialization.loads(data, buffers))
+        if rdt is not None:
+            values.append(_rdt_value(ref, data, buffers, rdt, _tensor_transport, timeout))
+        else:
+            values.append(serialization.loads(data, buffers))
     return values[0] if single else values
 
 

@@ -13,6 +13,8 @@ void ThrowStatus(const Status& status) {
     case StatusCode::kUnavailable: name = "ActorDiedError"; break;
     case StatusCode::kDataLoss: name = "ObjectLostError"; break;
     case StatusCode::kTaskError: name = "TaskError"; break;
+    case StatusCode::kAborted: name = "TransportError"; break;
+    case StatusCode::kFailedPrecondition: name = "CollectiveGroupError"; break;
     case StatusCode::kInvalidArgument: name = "ValueError"; break;
     case StatusCode::kAlreadyExists: name = "ValueError"; break;
     case StatusCode::kNotFound: name = "ValueError"; break;

@@ -2,6 +2,7 @@
 
 #include "ferry/core/error_value.h"
 #include "py_buffers.h"
+#include "py_tensors.h"
 
 namespace py = pybind11;
 
@@ -12,13 +13,16 @@ PyExecutor::~PyExecutor() {
   fn_ = py::object();
 }
 
-std::vector<proto::ObjectValueProto> PyExecutor::Execute(
-    const proto::TaskSpec& spec, std::vector<std::shared_ptr<object::ReadableValue>> args) {
+std::vector<proto::ObjectValueProto> PyExecutor::Execute(const proto::TaskSpec& spec,
+                                                         std::vector<core::ExecArg> args) {
   std::vector<proto::ObjectValueProto> out;
   py::gil_scoped_acquire gil;
   try {
     py::list py_args;
-    for (const auto& a : args) py_args.append(ValueToPython(a));
+    for (const auto& a : args) {
+      py::tuple v = ValueToPython(a.value);
+      py_args.append(py::make_tuple(v[0], v[1], v[2], TensorsToPython(a.tensors)));
+    }
     args.clear();
     py::list return_ids;
     for (const auto& id : spec.return_ids()) return_ids.append(py::bytes(id));
@@ -64,13 +68,35 @@ proto::ObjectValueProto PyExecutor::StoreResult(const std::string& return_id, co
                                static_cast<size_t>(info.size * info.itemsize));
   }
   auto id = ObjectId::FromBinary(return_id);
-  StatusOr<proto::ObjectValueProto> stored = Status::Internal("bad return id");
+  if (!id.ok()) return core::MakeErrorValue(id.status());
+  StatusOr<proto::ObjectValueProto> stored = Status::Internal("unset");
   {
     py::gil_scoped_release release;  // the copy into shared memory needs no GIL
-    if (id.ok()) stored = core_->WriteValue(*id, value);
+    stored = core_->WriteValue(*id, value);
   }
   if (!stored.ok()) return core::MakeErrorValue(stored.status().WithContext("storing a return value"));
+  if (tuple.size() > 5 && !tuple[5].is_none()) {
+    Status s = StoreRdt(*id, tuple[5], &stored.value());
+    if (!s.ok()) return core::MakeErrorValue(s.WithContext("keeping the returned tensors"));
+  }
   return std::move(stored).value();
+}
+
+Status PyExecutor::StoreRdt(const ObjectId& id, const py::handle& rdt, proto::ObjectValueProto* value) {
+  auto info = rdt.cast<py::tuple>();
+  proto::RdtInfo* out = value->mutable_rdt();
+  out->set_transport(info[0].cast<std::string>());
+  out->set_producer_actor_id(core_->actor_id().Binary());
+  out->set_producer_address(core_->address());
+  std::vector<tensor::Tensor> tensors;
+  for (py::handle item : info[1]) {
+    auto t = item.cast<py::tuple>();
+    proto::TensorMetaProto meta = MetaFromPython(t[1], t[2], t[3], t[4]);
+    *out->add_tensors() = meta;
+    FERRY_ASSIGN_OR_RETURN(tensor::Tensor tensor, TensorFromCapsule(t[0], std::move(meta)));
+    tensors.push_back(std::move(tensor));
+  }
+  return core_->StoreTensors(id, std::move(tensors));
 }
 
 }  // namespace ferry::python

@@ -21,12 +21,15 @@ class PyExecutor : public core::TaskExecutor {
   PyExecutor(core::CoreWorker* core, pybind11::object fn) : core_(core), fn_(std::move(fn)) {}
   ~PyExecutor() override;
 
-  std::vector<proto::ObjectValueProto> Execute(
-      const proto::TaskSpec& spec, std::vector<std::shared_ptr<object::ReadableValue>> args) override;
+  std::vector<proto::ObjectValueProto> Execute(const proto::TaskSpec& spec,
+                                               std::vector<core::ExecArg> args) override;
 
  private:
-  // One result of the Python function: (format, data, buffers, code, message).
+  // One result of the Python function: (format, data, buffers, code,
+  // message[, (transport, [(capsule, dtype, shape, device, nbytes), ...])]).
   proto::ObjectValueProto StoreResult(const std::string& return_id, const pybind11::handle& result);
+  // Moves an RDT result's tensors into the tensor store; fills value.rdt.
+  Status StoreRdt(const ObjectId& id, const pybind11::handle& rdt, proto::ObjectValueProto* value);
 
   core::CoreWorker* const core_;
   pybind11::object fn_;

@@ -9,6 +9,7 @@
 #include "py_errors.h"
 #include "py_executor.h"
 #include "py_object_ref.h"
+#include "py_tensors.h"
 
 namespace py = pybind11;
 
@@ -163,15 +164,16 @@ void RegisterRuntime(py::module_& m) {
              call.args.structure = ToSerialized("pickle5", data, buffers, infos);
              call.args.refs = RefsFromPython(refs);
              StatusOr<std::vector<core::ObjectRef>> out = Status::Internal("unset");
+             std::vector<std::string> warnings;
              if (call.args.structure.data.size() > 64 * 1024 || !call.args.structure.buffers.empty()) {
                py::gil_scoped_release release;  // large arguments are copied to shared memory
-               out = core->SubmitActorTask(actor, call);
+               out = core->SubmitActorTask(actor, call, &warnings);
              } else {
-               out = core->SubmitActorTask(actor, call);
+               out = core->SubmitActorTask(actor, call, &warnings);
              }
              py::list result;
              for (auto& ref : ValueOrThrow(std::move(out))) result.append(WrapRef(std::move(ref), core));
-             return result;
+             return py::make_tuple(result, warnings);
            })
       .def("get",
            [](const PyRuntime& rt, const py::list& refs, const py::object& timeout) {
@@ -203,17 +205,20 @@ void RegisterRuntime(py::module_& m) {
                }
              }
              CheckOk(error);
-             // Each item: (format, data, buffers, code, message).
+             // Each item: (format, data, buffers, code, message, rdt or None).
              py::list out;
              for (size_t i = 0; i < values.size(); ++i) {
                Status s = core::ValueStatus(*values[i]);
                if (!s.ok()) {
                  out.append(py::make_tuple(values[i]->format(), py::bytes(values[i]->inline_data()),
-                                           py::list(), static_cast<int>(s.code()), s.message()));
+                                           py::list(), static_cast<int>(s.code()), s.message(),
+                                           py::none()));
                  continue;
                }
                py::tuple t = ValueToPython(opened[i]);
-               out.append(py::make_tuple(t[0], t[1], t[2], 0, ""));
+               py::object rdt = values[i]->has_rdt() ? py::object(RdtToPython(values[i]->rdt()))
+                                                     : py::object(py::none());
+               out.append(py::make_tuple(t[0], t[1], t[2], 0, "", rdt));
              }
              return out;
            })
@@ -282,6 +287,79 @@ void RegisterRuntime(py::module_& m) {
              d["stored_values"] = s.stored_values;
              d["local_segments"] = s.local_segments;
              return d;
+           })
+      .def("fetch_tensors",
+           [](const PyRuntime& rt, const py::object& ref_obj, const py::object& timeout) {
+             auto core = Core(rt);
+             core::ObjectRef ref = ref_obj.cast<PyObjectRef&>().ref();
+             Deadline deadline = DeadlineFrom(timeout);
+             StatusOr<std::shared_ptr<object::ReadableValue>> fetched = Status::Internal("unset");
+             {
+               py::gil_scoped_release release;
+               auto values = core->Get(std::span<const core::ObjectRef>(&ref, 1), deadline);
+               if (!values.ok()) {
+                 fetched = values.status();
+               } else if (Status s = core::ValueStatus(*(*values)[0]); !s.ok()) {
+                 fetched = s;
+               } else {
+                 fetched = core->FetchTensors(ref.id, *(*values)[0], deadline);
+               }
+             }
+             py::tuple t = ValueToPython(ValueOrThrow(std::move(fetched)));
+             return py::object(t[2]);  // (a tuple accessor would dangle)
+           })
+      .def("wait_tensor_freed",
+           [](const PyRuntime& rt, uintptr_t data_ptr, const py::object& timeout) {
+             auto core = Core(rt);
+             Status s;
+             {
+               py::gil_scoped_release release;
+               s = core->tensor_store().WaitFreed(reinterpret_cast<const void*>(data_ptr),
+                                                  DeadlineFrom(timeout));
+             }
+             CheckOk(s);
+           })
+      .def("tensor_store_stats",
+           [](const PyRuntime& rt) {
+             auto st = Core(rt)->tensor_store().GetStats();
+             py::dict d;
+             d["num_objects"] = st.num_objects;
+             d["num_tensors"] = st.num_tensors;
+             d["bytes"] = st.bytes;
+             return d;
+           })
+      .def("create_collective_group",
+           [](const PyRuntime& rt, const std::string& name, const std::string& backend,
+              const std::vector<py::bytes>& actor_ids) {
+             auto core = Core(rt);
+             std::vector<ActorId> actors;
+             for (const auto& b : actor_ids) actors.push_back(ValueOrThrow(ActorId::FromBinary(std::string(b))));
+             Status s;
+             {
+               py::gil_scoped_release release;
+               s = core->CreateCollectiveGroup(name, backend, actors);
+             }
+             CheckOk(s);
+           })
+      .def("destroy_collective_group",
+           [](const PyRuntime& rt, const std::string& name) {
+             auto core = Core(rt);
+             Status s;
+             {
+               py::gil_scoped_release release;
+               s = core->DestroyCollectiveGroup(name);
+             }
+             CheckOk(s);
+           })
+      .def("collective_groups",
+           [](const PyRuntime& rt) {
+             py::list out;
+             for (const auto& g : Core(rt)->CollectiveGroups()) {
+               py::list members;
+               for (const auto& a : g.members) members.append(py::bytes(a.Binary()));
+               out.append(py::make_tuple(g.name, g.backend, members));
+             }
+             return out;
            })
       .def("run_worker", [](const PyRuntime& rt, py::object execute) {
         auto core = Core(rt);

@@ -130,3 +130,91 @@ def loads_args(data, buffers, values):
     if not values:
         return pickle.loads(data, buffers=buffers)
     return _ArgUnpickler(data, buffers, values).load()
+
+
+# --- RDT values: tensors stay in the producer, the rest is a skeleton -------
+
+def torch_module():
+    return sys.modules.get("torch")
+
+
+def _dtype_name(dtype):
+    return str(dtype).rsplit(".", 1)[-1]  # torch.float32 -> float32
+
+
+class _RdtPickler(cloudpickle.CloudPickler):
+    """Pickles a value with every torch.Tensor replaced by an index into
+    ``tensors``; the tensors themselves are not copied."""
+
+    def __init__(self, file, buffers, tensors):
+        super().__init__(file, protocol=PROTOCOL, buffer_callback=buffers.append)
+        self._tensor_type = torch_module().Tensor
+        self._tensors = tensors
+        self._index = {}
+
+    def persistent_id(self, obj):
+        if not isinstance(obj, self._tensor_type):
+            return None
+        index = self._index.get(id(obj))
+        if index is None:
+            index = self._index[id(obj)] = len(self._tensors)
+            self._tensors.append(obj)
+        return index
+
+
+def dumps_rdt(value):
+    """-> (data, buffers, tensors): the skeleton and the tensors found in
+    ``value`` (nested anywhere picklable). No tensor found: tensors == []."""
+    if torch_module() is None:
+        data, buffers = dumps(value)
+        return data, buffers, []
+    buffers, tensors = [], []
+    f = io.BytesIO()
+    _RdtPickler(f, buffers, tensors).dump(value)
+    return f.getbuffer(), _raw(buffers), tensors
+
+
+def export_tensor(t):
+    """(capsule, dtype, shape, device, nbytes) for a tensor kept in place:
+    its bytes are shared with the core through DLPack, not copied (a
+    non-contiguous tensor is made contiguous first: one copy)."""
+    torch = torch_module()
+    from torch.utils import dlpack
+    shape = tuple(t.shape)
+    flat = t.detach()
+    if not flat.is_contiguous():
+        flat = flat.contiguous()
+    flat = flat.reshape(-1)
+    raw = flat.view(torch.uint8) if flat.numel() else torch.empty(0, dtype=torch.uint8, device=t.device)
+    device = "cpu" if t.device.type == "cpu" else f"{t.device.type}:{t.device.index or 0}"
+    return (dlpack.to_dlpack(raw), _dtype_name(t.dtype), shape, device,
+            t.numel() * t.element_size())
+
+
+def import_tensor(capsule, dtype, shape):
+    """A torch tensor over the bytes a capsule describes (no copy)."""
+    torch = __import__("torch")
+    from torch.utils import dlpack
+    raw = dlpack.from_dlpack(capsule)
+    return raw.view(getattr(torch, dtype)).reshape(shape)
+
+
+def tensor_from_buffer(buffer, dtype, shape):
+    """A torch tensor over a buffer of fetched bytes (no copy)."""
+    torch = __import__("torch")
+    if len(buffer) == 0:
+        return torch.empty(shape, dtype=getattr(torch, dtype))
+    return torch.frombuffer(buffer, dtype=torch.uint8).view(getattr(torch, dtype)).reshape(shape)
+
+
+class _RdtUnpickler(pickle.Unpickler):
+    def __init__(self, data, buffers, tensors):
+        super().__init__(io.BytesIO(data), buffers=buffers)
+        self._tensors = tensors
+
+    def persistent_load(self, pid):
+        return self._tensors[pid]
+
+
+def loads_rdt(data, buffers, tensors):
+    return _RdtUnpickler(data, buffers, tensors).load()

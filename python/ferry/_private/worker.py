@@ -25,16 +25,34 @@ def _error_result(method, exc):
     return ("exception", data, [], TASK_ERROR, tb)
 
 
-def _value_result(value):
-    data, buffers = serialization.dumps(value)
-    return ("pickle5", data, buffers, 0, "")
+def _value_result(value, tensor_transport):
+    if tensor_transport in ("", "object_store"):
+        data, buffers = serialization.dumps(value)
+        return ("pickle5", data, buffers, 0, "")
+    data, buffers, tensors = serialization.dumps_rdt(value)
+    if not tensors:  # nothing to keep in place: an ordinary value
+        return ("pickle5", data, buffers, 0, "")
+    exported = [serialization.export_tensor(t) for t in tensors]
+    if tensor_transport == "gloo":
+        for _, _, _, device, _ in exported:
+            if device != "cpu":
+                raise ValueError(f"tensor_transport='gloo' moves CPU tensors only; this method "
+                                 f"returned a tensor on {device}")
+    return ("pickle5", data, buffers, 0, "", (tensor_transport, exported))
+
+
+def _arg_value(fmt, data, buffers, tensors):
+    if tensors:
+        return serialization.loads_rdt(
+            data, buffers, [serialization.import_tensor(*t) for t in tensors])
+    return serialization.loads(data, buffers)
 
 
 def execute(method, is_creation, return_ids, args, tensor_transport):
     global _actor
     try:
-        deps = [serialization.loads(data, buffers) for _, data, buffers in args[1:]]
-        _, data, buffers = args[0]
+        deps = [_arg_value(*a) for a in args[1:]]
+        _, data, buffers, _ = args[0]
         payload = serialization.loads_args(data, buffers, deps)
         if is_creation:
             (cls, call_args, call_kwargs), _ = payload
@@ -47,14 +65,14 @@ def execute(method, is_creation, return_ids, args, tensor_transport):
     try:
         n = len(return_ids)
         if n == 1:
-            return [_value_result(result)]
+            return [_value_result(result, tensor_transport)]
         if n == 0:
             return []
         values = list(result)
         if len(values) != n:
             raise ValueError(f"{method} was declared with num_returns={n} but returned "
                              f"{len(values)} values")
-        return [_value_result(v) for v in values]
+        return [_value_result(v, tensor_transport) for v in values]
     except Exception as exc:
         return [_error_result(method, exc)] * n
 

@@ -19,15 +19,29 @@ std::shared_ptr<ActorSubmitter::Actor> ActorSubmitter::GetActor(const ActorId& i
   return slot;
 }
 
+uint64_t ActorSubmitter::ReserveSequence(const ActorId& id) {
+  std::shared_ptr<Actor> actor = GetActor(id);
+  MutexLock lock(actor->mu);
+  return actor->next_seq++;
+}
+
 void ActorSubmitter::Submit(const ActorId& id, proto::TaskSpec spec, DoneFn done) {
+  SubmitImpl(id, std::move(spec), std::move(done), true);
+}
+
+void ActorSubmitter::SubmitReserved(const ActorId& id, proto::TaskSpec spec, DoneFn done) {
+  SubmitImpl(id, std::move(spec), std::move(done), false);
+}
+
+void ActorSubmitter::SubmitImpl(const ActorId& id, proto::TaskSpec spec, DoneFn done,
+                                bool assign_sequence) {
   std::shared_ptr<Actor> actor = GetActor(id);
   Pending pending{std::move(spec), std::move(done)};
-  std::shared_ptr<rpc::Channel> channel;
   Status dead;
   bool start_connect = false;
   {
     MutexLock lock(actor->mu);
-    pending.spec.set_sequence_number(actor->next_seq++);
+    if (assign_sequence) pending.spec.set_sequence_number(actor->next_seq++);
     switch (actor->state) {
       case Actor::State::kAlive:
         // Sent under the lock so frames leave in sequence order; Send never

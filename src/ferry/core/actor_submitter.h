@@ -50,6 +50,12 @@ class ActorSubmitter {
   // actor is reachable). `done` receives the reply or error values.
   void Submit(const ActorId& actor, proto::TaskSpec spec, DoneFn done);
 
+  // Reserves the next sequence number of `actor`; the task that holds it
+  // must later go through SubmitReserved (the actor waits for it in order).
+  uint64_t ReserveSequence(const ActorId& actor);
+  // Submit() for a spec whose sequence number was reserved.
+  void SubmitReserved(const ActorId& actor, proto::TaskSpec spec, DoneFn done);
+
   // Records that `actor` is gone (e.g. after ferry.kill); fails queued tasks.
   void MarkDead(const ActorId& actor, Status cause);
 
@@ -72,6 +78,7 @@ class ActorSubmitter {
   };
 
   std::shared_ptr<Actor> GetActor(const ActorId& id);
+  void SubmitImpl(const ActorId& id, proto::TaskSpec spec, DoneFn done, bool assign_sequence);
   void Connect(const ActorId& id, std::shared_ptr<Actor> actor);
   void OnChannelClosed(const ActorId& id, std::shared_ptr<Actor> actor);
   // Sends over `channel`; the reply (or failure) completes `pending`.

@@ -81,8 +81,17 @@ CoreWorker::CoreWorker(CoreWorkerOptions options)
       store_(std::make_unique<object::MemoryStore>()),
       refs_(std::make_unique<object::ReferenceCounter>(
           [this](const ObjectId& id) { OnObjectFreed(id); })),
+      tensors_(std::make_unique<tensor::TensorStore>()),
+      cpu_allocator_(std::make_unique<tensor::CpuAllocator>()),
+      groups_(std::make_unique<collective::GroupManager>()),
+      collective_queue_(std::make_unique<WorkQueue>("ferry-collective")),
       submitter_(std::make_unique<ActorSubmitter>(this, background_.get())),
-      receiver_(std::make_unique<TaskReceiver>(this)) {
+      receiver_(std::make_unique<TaskReceiver>(this)),
+      tag_prefix_([] {
+        uint64_t r;
+        FillRandom(reinterpret_cast<uint8_t*>(&r), sizeof(r));
+        return r << 32;
+      }()) {
   address_ = options_.listen_address.empty()
                  ? "unix:@ferry-" + options_.session + "-" + options_.worker_id.Hex()
                  : options_.listen_address;
@@ -121,6 +130,7 @@ void CoreWorker::RegisterHandlers() {
     receiver_->Submit(std::move(spec),
                       [shared](proto::PushTaskReply reply) { shared->Reply(reply); });
   });
+  RegisterRdtHandlers();
   dispatcher_->Register(proto::EXIT, [this](const std::shared_ptr<rpc::Channel>&,
                                             std::string_view, rpc::Responder) {
     RequestExit("the head asked this worker to exit");
@@ -153,6 +163,9 @@ void CoreWorker::Shutdown() {
   }
   receiver_->Stop();
   submitter_->Shutdown();
+  groups_->Clear();
+  collective_queue_->Close();
+  collective_queue_->Join();
   background_->Close();
   background_->Join();
   if (channels_) channels_->CloseAll();
@@ -161,6 +174,7 @@ void CoreWorker::Shutdown() {
   io_loop_->Join();
   segments_->Clear();
   pool_->Clear();
+  tensors_->Clear();
 }
 
 // --- references -------------------------------------------------------------
@@ -184,19 +198,30 @@ void CoreWorker::OnObjectFreed(const ObjectId& id) {
 }
 
 void CoreWorker::FreeValue(const ObjectId& id, const ValuePtr& value) {
-  if (!value->has_shm()) return;
-  if (!IsRemoteShm(*value)) {
-    segments_->Free(id);
-    return;
-  }
   std::string producer;
   {
     MutexLock lock(mu_);
+    rdt_objects_.erase(id);
     auto it = remote_producers_.find(id);
-    if (it == remote_producers_.end()) return;
-    producer = std::move(it->second);
-    remote_producers_.erase(it);
+    if (it != remote_producers_.end()) {
+      producer = std::move(it->second);
+      remote_producers_.erase(it);
+    }
   }
+  if (value->has_rdt()) {
+    // The tensors stay in their producer until now.
+    if (value->rdt().producer_address() == address_) {
+      tensors_->Erase(id);
+      return;
+    }
+    producer = value->rdt().producer_address();
+  } else if (!value->has_shm()) {
+    return;
+  } else if (!IsRemoteShm(*value)) {
+    segments_->Free(id);
+    return;
+  }
+  if (producer.empty()) return;
   // May run on the io thread: the connect must not.
   background_->Post([this, id, producer] {
     auto channel = channels_->Get(producer, Deadline::After(Config::Get().rpc_connect_timeout));
@@ -329,7 +354,9 @@ void CoreWorker::HandleFreeObjects(std::string_view payload) {
   if (!msg.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
   for (const std::string& b : msg.object_ids()) {
     auto id = ObjectId::FromBinary(b);
-    if (id.ok()) segments_->Free(*id);
+    if (!id.ok()) continue;
+    segments_->Free(*id);
+    tensors_->Erase(*id);
   }
 }
 
@@ -339,34 +366,45 @@ StatusOr<std::shared_ptr<rpc::Channel>> CoreWorker::HeadChannel() {
   return channels_->Get(head_address_, Deadline::After(Config::Get().rpc_connect_timeout));
 }
 
-Status CoreWorker::FillArgs(const CallArgs& args, proto::TaskSpec* spec,
-                            std::vector<ObjectId>* counted_deps, std::vector<ObjectId>* temp_ids) {
+Status CoreWorker::WriteStructure(const CallArgs& args, proto::TaskSpec* spec,
+                                  std::vector<ObjectId>* temp_ids) {
   ObjectId structure_id = ObjectId::Random();
   FERRY_ASSIGN_OR_RETURN(proto::ObjectValueProto structure, WriteValue(structure_id, args.structure));
   if (structure.has_shm()) temp_ids->push_back(structure_id);
   *spec->add_args()->mutable_value() = std::move(structure);
-  for (const ObjectRef& ref : args.refs) {
-    proto::TaskArg* arg = spec->add_args();
-    if (ref.owner_id == options_.worker_id) {
-      // Ours and ready: pass the value (or its location) along directly and
-      // save the receiver a round trip.
-      if (ValuePtr v = store_->GetIfReady(ref.id)) {
-        *arg->mutable_value() = *v;
-        if (v->has_shm()) {
-          refs_->AddSubmittedTaskRefs(std::span<const ObjectId>(&ref.id, 1));
-          counted_deps->push_back(ref.id);
-        }
-        continue;
-      }
-      if (!refs_->Has(ref.id)) {
-        return Status::DataLoss("object " + ref.id.Hex() + " was already freed");
-      }
-      refs_->AddSubmittedTaskRefs(std::span<const ObjectId>(&ref.id, 1));
-      counted_deps->push_back(ref.id);
+  return Status::Ok();
+}
+
+Status CoreWorker::CountDeps(const std::vector<ObjectRef>& refs, std::vector<ObjectId>* counted) {
+  for (const ObjectRef& ref : refs) {
+    if (ref.owner_id != options_.worker_id) continue;
+    if (!refs_->Has(ref.id)) {
+      if (!counted->empty()) refs_->RemoveSubmittedTaskRefs(*counted);
+      counted->clear();
+      return Status::DataLoss("object " + ref.id.Hex() + " was already freed");
     }
-    *arg->mutable_ref() = ref.ToProto();
+    refs_->AddSubmittedTaskRefs(std::span<const ObjectId>(&ref.id, 1));
+    counted->push_back(ref.id);
   }
   return Status::Ok();
+}
+
+void CoreWorker::FillDepArg(const ObjectRef& ref, const ActorId& target, proto::TaskArg* arg) {
+  arg->set_object_id(ref.id.Binary());
+  if (ref.owner_id == options_.worker_id) {
+    // Ours and ready: pass the value (or its location) along directly and
+    // save the receiver a round trip.
+    if (ValuePtr v = store_->GetIfReady(ref.id)) {
+      if (v->has_rdt() && ValueStatus(*v).ok()) {
+        Status s = ArrangeTensorTransfer(ref.id, v, target, arg);
+        if (!s.ok()) *arg->mutable_value() = MakeErrorValue(s);
+        return;
+      }
+      *arg->mutable_value() = *v;
+      return;
+    }
+  }
+  *arg->mutable_ref() = ref.ToProto();
 }
 
 StatusOr<ActorId> CoreWorker::CreateActor(const ActorCreation& creation) {
@@ -384,11 +422,14 @@ StatusOr<ActorId> CoreWorker::CreateActor(const ActorCreation& creation) {
   spec->set_is_creation(true);
   spec->set_language(creation.language);
   spec->set_max_concurrency(std::max(1, creation.options.max_concurrency()));
-  std::vector<ObjectId> counted, temps;
-  FERRY_RETURN_IF_ERROR(FillArgs(creation.args, spec, &counted, &temps));
-  // Constructor arguments stay pinned for the actor's lifetime: the worker
-  // may fetch them whenever it starts. (Released at shutdown.)
-  for (const ObjectId& id : counted) refs_->Pin(id);
+  std::vector<ObjectId> temps;
+  FERRY_RETURN_IF_ERROR(WriteStructure(creation.args, spec, &temps));
+  for (const ObjectRef& ref : creation.args.refs) {
+    // Constructor arguments stay pinned for the actor's lifetime: the worker
+    // may fetch them whenever it starts.
+    PinEscapedRef(ref);
+    FillDepArg(ref, actor_id, spec->add_args());
+  }
   FERRY_ASSIGN_OR_RETURN(auto head, HeadChannel());
   auto reply = head->CallSync(proto::CREATE_ACTOR, req,
                               Deadline::After(Config::Get().rpc_connect_timeout));
@@ -397,31 +438,65 @@ StatusOr<ActorId> CoreWorker::CreateActor(const ActorCreation& creation) {
 }
 
 StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& actor,
-                                                             const TaskCall& call) {
+                                                             const TaskCall& call,
+                                                             std::vector<std::string>* warnings) {
   if (call.num_returns < 0) return Status::InvalidArgument("num_returns must be >= 0");
-  proto::TaskSpec spec;
-  spec.set_task_id(TaskId::Random().Binary());
-  spec.set_actor_id(actor.Binary());
-  spec.set_caller_id(options_.worker_id.Binary());
-  spec.set_caller_address(address_);
-  spec.set_method(call.method);
-  spec.set_tensor_transport(call.tensor_transport);
-  std::vector<ObjectId> counted, temps;
-  FERRY_RETURN_IF_ERROR(FillArgs(call.args, &spec, &counted, &temps));
+  auto spec = std::make_shared<proto::TaskSpec>();
+  spec->set_task_id(TaskId::Random().Binary());
+  spec->set_actor_id(actor.Binary());
+  spec->set_caller_id(options_.worker_id.Binary());
+  spec->set_caller_address(address_);
+  spec->set_method(call.method);
+  spec->set_tensor_transport(call.tensor_transport);
+  std::vector<ObjectId> counted, temps, rdt_deps;
+  FERRY_RETURN_IF_ERROR(CountDeps(call.args.refs, &counted));
+  Status written = WriteStructure(call.args, spec.get(), &temps);
+  if (!written.ok()) {
+    if (!counted.empty()) refs_->RemoveSubmittedTaskRefs(counted);
+    return written;
+  }
+  NoteRdtUses(call.args.refs, actor, warnings, &rdt_deps);
   std::vector<ObjectRef> returns;
   std::vector<ObjectId> return_ids;
   for (int i = 0; i < call.num_returns; ++i) {
     ObjectRef ref{ObjectId::Random(), address_, options_.worker_id};
     (void)refs_->AddOwnedObject(ref.id);  // fresh random id: never tracked yet
     refs_->AddLocalRef(ref.id);
-    spec.add_return_ids(ref.id.Binary());
+    spec->add_return_ids(ref.id.Binary());
     return_ids.push_back(ref.id);
     returns.push_back(std::move(ref));
   }
-  submitter_->Submit(actor, std::move(spec),
-                     [this, actor, return_ids, counted, temps](proto::PushTaskReply reply) {
-                       OnTaskDone(actor, return_ids, counted, temps, std::move(reply));
-                     });
+  if (!IsObjectStoreTransport(call.tensor_transport)) {
+    MutexLock lock(mu_);
+    for (const ObjectId& id : return_ids) rdt_objects_[id] = RdtObject{actor, call.tensor_transport, {}, false};
+  }
+  auto done = [this, actor, return_ids, counted, temps](proto::PushTaskReply reply) {
+    OnTaskDone(actor, return_ids, counted, temps, std::move(reply));
+  };
+  auto deps = call.args.refs;
+  if (rdt_deps.empty()) {
+    for (const ObjectRef& ref : deps) FillDepArg(ref, actor, spec->add_args());
+    submitter_->Submit(actor, std::move(*spec), std::move(done));
+    return returns;
+  }
+  // An RDT argument's transfer can only be arranged once its producer has
+  // returned: hold this task (its place in the actor's order is reserved)
+  // until every RDT dependency is ready.
+  uint64_t seq = submitter_->ReserveSequence(actor);
+  auto remaining = std::make_shared<std::atomic<size_t>>(rdt_deps.size());
+  auto finish = [this, spec, deps, actor, seq, done]() mutable {
+    for (const ObjectRef& ref : deps) FillDepArg(ref, actor, spec->add_args());
+    spec->set_sequence_number(seq);
+    submitter_->SubmitReserved(actor, std::move(*spec), std::move(done));
+  };
+  auto shared_finish = std::make_shared<decltype(finish)>(std::move(finish));
+  for (const ObjectId& id : rdt_deps) {
+    store_->Subscribe(id, [this, remaining, shared_finish](ValuePtr) {
+      if (remaining->fetch_sub(1) != 1) return;
+      // Arranging a transfer may connect to the producer: not on the io thread.
+      background_->Post([shared_finish] { (*shared_finish)(); });
+    });
+  }
   return returns;
 }
 

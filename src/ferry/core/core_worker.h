@@ -24,6 +24,7 @@
 //   FERRY_ASSIGN_OR_RETURN(auto values, core.Get(refs, Deadline::Never()));
 #pragma once
 
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -34,6 +35,7 @@
 #include "ferry/common/id.h"
 #include "ferry/common/thread_annotations.h"
 #include "ferry/common/work_queue.h"
+#include "ferry/collective/group_manager.h"
 #include "ferry/core/actor_submitter.h"
 #include "ferry/core/argument_resolver.h"
 #include "ferry/core/object_ref.h"
@@ -47,6 +49,8 @@
 #include "ferry/rpc/dispatcher.h"
 #include "ferry/rpc/io_loop.h"
 #include "ferry/rpc/server.h"
+#include "ferry/tensor/cpu_allocator.h"
+#include "ferry/tensor/tensor_store.h"
 
 namespace ferry::core {
 
@@ -92,8 +96,23 @@ struct TaskCall {
   std::string method;
   CallArgs args;
   int num_returns = 1;
+  // "" or "object_store": returns go to the object store; otherwise their
+  // tensors stay in the actor (RDT) and move with this transport.
   std::string tensor_transport;
 };
+
+// A collective group as its creator (the owner that orchestrates transfers)
+// sees it.
+struct CollectiveGroup {
+  std::string name;
+  std::string backend;
+  std::vector<ActorId> members;  // rank = index
+};
+
+// True for transports where both ends act (a group is needed).
+bool IsTwoSidedTransport(const std::string& transport);
+// True when `transport` is "" / "object_store".
+bool IsObjectStoreTransport(const std::string& transport);
 
 class CoreWorker : public ArgumentResolver, public ActorConnector {
  public:
@@ -121,8 +140,10 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   // --- Actors (caller side).
   StatusOr<ActorId> CreateActor(const ActorCreation& creation);
   // Returns `num_returns` refs, each already counted once (the caller's
-  // handle must call RemoveLocalRef when it is dropped).
-  StatusOr<std::vector<ObjectRef>> SubmitActorTask(const ActorId& actor, const TaskCall& call);
+  // handle must call RemoveLocalRef when it is dropped). `warnings` receives
+  // things the user should hear about (e.g. the RDT mutability warning).
+  StatusOr<std::vector<ObjectRef>> SubmitActorTask(const ActorId& actor, const TaskCall& call,
+                                                   std::vector<std::string>* warnings = nullptr);
   // Ends the actor's process; later calls to it fail with kUnavailable.
   Status KillActor(const ActorId& actor);
   StatusOr<proto::ActorInfo> GetActorInfo(const ActorId& actor, bool wait_until_settled,
@@ -142,6 +163,22 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   StatusOr<proto::ObjectValueProto> WriteValue(const ObjectId& id, const SerializedValue& value);
   void FreeLocalSegment(const ObjectId& id) { segments_->Free(id); }
 
+  // --- Direct tensor transport.
+  // Keeps `tensors` in this process under `id` (an RDT return).
+  Status StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> tensors);
+  tensor::TensorStore& tensor_store() { return *tensors_; }
+  tensor::CpuAllocator& cpu_allocator() { return *cpu_allocator_; }
+  // Asks the producer of RDT `value` to copy its tensors into the object
+  // store; returns that value (one buffer per tensor). Any process may call.
+  StatusOr<std::shared_ptr<object::ReadableValue>> FetchTensors(
+      const ObjectId& id, const proto::ObjectValueProto& value, Deadline deadline);
+  // Connects `actors` as a group (rank = position). Blocks until all joined.
+  Status CreateCollectiveGroup(const std::string& name, const std::string& backend,
+                               const std::vector<ActorId>& actors);
+  Status DestroyCollectiveGroup(const std::string& name);
+  std::vector<CollectiveGroup> CollectiveGroups();
+  const ActorId& actor_id() const { return options_.actor_id; }
+
   // --- Worker side.
   // Registers with the Head, builds the actor with `executor`, then serves
   // tasks on this thread (plus max_concurrency-1 more) until told to exit.
@@ -157,6 +194,8 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   // ArgumentResolver.
   void Resolve(const proto::ObjectRefProto& ref, std::function<void(ValuePtr)> done) override;
   // ActorConnector.
+  void ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value,
+                      std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done) override;
   StatusOr<std::shared_ptr<rpc::Channel>> ConnectToActor(const ActorId& id) override;
   Status DeathCause(const ActorId& id) override;
 
@@ -164,10 +203,22 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   void RegisterHandlers();
   proto::Hello MakeHello() const;
   StatusOr<std::shared_ptr<rpc::Channel>> HeadChannel();
-  // Builds a TaskSpec's arguments; adds submitted-task refs to owned deps.
-  // `temp_ids` receives ids of temporary segments to free on completion.
-  Status FillArgs(const CallArgs& args, proto::TaskSpec* spec, std::vector<ObjectId>* counted_deps,
-                  std::vector<ObjectId>* temp_ids);
+  // Writes the argument structure as args[0]; `temp_ids` receives the id of
+  // a temporary segment to free on completion.
+  Status WriteStructure(const CallArgs& args, proto::TaskSpec* spec, std::vector<ObjectId>* temp_ids);
+  // Counts every owned dep as in flight (released by OnTaskDone).
+  Status CountDeps(const std::vector<ObjectRef>& refs, std::vector<ObjectId>* counted);
+  // Appends the argument for dependency `ref` of a task to `target`: the
+  // value when ready and ours (for RDT: with the transfer arranged), else
+  // the ref. Blocks only to connect to a producer.
+  void FillDepArg(const ObjectRef& ref, const ActorId& target, proto::TaskArg* arg);
+  // The RDT part of FillDepArg for a ready RDT value.
+  Status ArrangeTensorTransfer(const ObjectId& id, const ValuePtr& value, const ActorId& target,
+                               proto::TaskArg* arg);
+  // RDT bookkeeping at submit: producer of each RDT dep, mutability warning.
+  void NoteRdtUses(const std::vector<ObjectRef>& deps, const ActorId& target,
+                   std::vector<std::string>* warnings, std::vector<ObjectId>* rdt_deps);
+  void RegisterRdtHandlers();
   void OnTaskDone(const ActorId& actor, const std::vector<ObjectId>& return_ids,
                   const std::vector<ObjectId>& counted_deps, const std::vector<ObjectId>& temp_ids,
                   proto::PushTaskReply reply);
@@ -180,6 +231,9 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   // Handlers (io thread).
   void HandleGetObject(std::string_view payload, rpc::Responder responder);
   void HandleFreeObjects(std::string_view payload);
+  void HandleSendTensors(std::string_view payload, rpc::Responder responder);
+  void HandleFetchTensors(std::string_view payload, rpc::Responder responder);
+  void HandleJoinGroup(std::string_view payload, rpc::Responder responder);
 
   const CoreWorkerOptions options_;
   std::string address_;
@@ -196,6 +250,12 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   std::unique_ptr<object::MemoryStore> store_;
   std::unique_ptr<object::ReferenceCounter> refs_;
 
+  std::unique_ptr<tensor::TensorStore> tensors_;
+  std::unique_ptr<tensor::CpuAllocator> cpu_allocator_;
+  std::unique_ptr<collective::GroupManager> groups_;
+  // Group joins wait for every member: kept off the background queue.
+  std::unique_ptr<WorkQueue> collective_queue_;
+
   std::unique_ptr<ActorSubmitter> submitter_;
   std::unique_ptr<TaskReceiver> receiver_;
 
@@ -204,6 +264,17 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   // send FREE_OBJECTS.
   std::unordered_map<ObjectId, std::string> remote_producers_ FERRY_GUARDED_BY(mu_);
   std::unordered_map<ActorId, std::string> actor_addresses_ FERRY_GUARDED_BY(mu_);
+  // RDT objects this process owns, from the submit of the producing task.
+  struct RdtObject {
+    ActorId producer;
+    std::string transport;
+    std::vector<ActorId> destinations;
+    bool warned = false;
+  };
+  std::unordered_map<ObjectId, RdtObject> rdt_objects_ FERRY_GUARDED_BY(mu_);
+  std::map<std::string, CollectiveGroup> created_groups_ FERRY_GUARDED_BY(mu_);
+  uint64_t next_tag_ FERRY_GUARDED_BY(mu_) = 0;
+  const uint64_t tag_prefix_;
   bool started_ FERRY_GUARDED_BY(mu_) = false;
   bool shut_down_ FERRY_GUARDED_BY(mu_) = false;
 };

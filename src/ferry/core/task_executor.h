@@ -16,15 +16,23 @@
 
 #include "ferry/object/readable_value.h"
 #include "ferry/proto/ferry.pb.h"
+#include "ferry/tensor/tensor.h"
 
 namespace ferry::core {
+
+// One resolved argument: its value and, for an RDT object, its tensors (the
+// producer's own, or received copies that die with the task).
+struct ExecArg {
+  std::shared_ptr<object::ReadableValue> value;
+  std::vector<tensor::Tensor> tensors;
+};
 
 class TaskExecutor {
  public:
   virtual ~TaskExecutor() = default;
-  // `args[i]` is the value of spec.args(i), opened for reading.
-  virtual std::vector<proto::ObjectValueProto> Execute(
-      const proto::TaskSpec& spec, std::vector<std::shared_ptr<object::ReadableValue>> args) = 0;
+  // `args[i]` is spec.args(i), resolved and opened for reading.
+  virtual std::vector<proto::ObjectValueProto> Execute(const proto::TaskSpec& spec,
+                                                       std::vector<ExecArg> args) = 0;
 };
 
 }  // namespace ferry::core

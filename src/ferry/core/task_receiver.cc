@@ -12,9 +12,10 @@ void TaskReceiver::Submit(proto::TaskSpec spec, ReplyFn reply) {
   task->reply = std::move(reply);
   const int n = task->spec.args_size();
   task->args.resize(n);
+  task->tensors.resize(n);
   for (int i = 0; i < n; ++i) {
     const proto::TaskArg& arg = task->spec.args(i);
-    if (arg.has_ref()) {
+    if (arg.has_ref() || arg.value().has_rdt()) {
       task->unresolved++;
     } else {
       task->args[i] = std::make_shared<const proto::ObjectValueProto>(arg.value());
@@ -46,11 +47,37 @@ void TaskReceiver::Submit(proto::TaskSpec spec, ReplyFn reply) {
   // Resolve outside the lock: the resolver may answer synchronously.
   for (int i = 0; i < n; ++i) {
     const proto::TaskArg& arg = task->spec.args(i);
-    if (!arg.has_ref()) continue;
-    resolver_->Resolve(arg.ref(), [this, task, i](ValuePtr value) {
-      OnArgResolved(task, static_cast<size_t>(i), std::move(value));
-    });
+    if (arg.has_ref()) {
+      resolver_->Resolve(arg.ref(), [this, task, i](ValuePtr value) {
+        OnArgValue(task, static_cast<size_t>(i), std::move(value));
+      });
+    } else if (arg.value().has_rdt()) {
+      OnArgValue(task, static_cast<size_t>(i),
+                 std::make_shared<const proto::ObjectValueProto>(arg.value()));
+    }
   }
+}
+
+void TaskReceiver::OnArgValue(const std::shared_ptr<Task>& task, size_t index, ValuePtr value) {
+  if (!value->has_rdt() || !ValueStatus(*value).ok()) {
+    OnArgResolved(task, index, std::move(value));
+    return;
+  }
+  resolver_->ResolveTensors(
+      task->spec.args(static_cast<int>(index)), value,
+      [this, task, index, value](StatusOr<std::vector<tensor::Tensor>> tensors) {
+        if (!tensors.ok()) {
+          OnArgResolved(task, index,
+                        std::make_shared<const proto::ObjectValueProto>(MakeErrorValue(
+                            tensors.status().WithContext("receiving the tensors of an argument"))));
+          return;
+        }
+        {
+          MutexLock lock(mu_);
+          task->tensors[index] = std::move(tensors).value();
+        }
+        OnArgResolved(task, index, value);
+      });
 }
 
 void TaskReceiver::OnArgResolved(const std::shared_ptr<Task>& task, size_t index, ValuePtr value) {
@@ -103,17 +130,18 @@ proto::PushTaskReply TaskReceiver::Execute(TaskExecutor* executor, Task& task) {
   for (const ValuePtr& arg : task.args) {
     if (!ValueStatus(*arg).ok()) return ErrorReply(task.spec, *arg);
   }
-  std::vector<std::shared_ptr<object::ReadableValue>> opened;
+  std::vector<ExecArg> opened;
   opened.reserve(task.args.size());
-  for (ValuePtr& arg : task.args) {
-    auto readable = object::ReadableValue::Open(std::move(arg));
+  for (size_t i = 0; i < task.args.size(); ++i) {
+    auto readable = object::ReadableValue::Open(std::move(task.args[i]));
     if (!readable.ok()) {
       return ErrorReply(task.spec, MakeErrorValue(readable.status().WithContext(
                                        "could not read an argument of " + task.spec.method())));
     }
-    opened.push_back(std::move(readable).value());
+    opened.push_back(ExecArg{std::move(readable).value(), std::move(task.tensors[i])});
   }
   task.args.clear();
+  task.tensors.clear();
   proto::PushTaskReply reply;
   std::vector<proto::ObjectValueProto> returns = executor->Execute(task.spec, std::move(opened));
   for (auto& v : returns) *reply.add_returns() = std::move(v);

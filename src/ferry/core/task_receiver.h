@@ -60,6 +60,7 @@ class TaskReceiver {
     proto::TaskSpec spec;
     ReplyFn reply;
     std::vector<ValuePtr> args;
+    std::vector<std::vector<tensor::Tensor>> tensors;  // per arg, RDT only
     size_t unresolved = 0;
     bool resolved = false;
   };
@@ -69,6 +70,8 @@ class TaskReceiver {
   };
 
   void OnArgResolved(const std::shared_ptr<Task>& task, size_t index, ValuePtr value);
+  // Value known; fetches its tensors first if it is an RDT object.
+  void OnArgValue(const std::shared_ptr<Task>& task, size_t index, ValuePtr value);
   // Moves every dispatchable task of `caller` to ready_.
   void DispatchLocked(CallerQueue& queue) FERRY_REQUIRES(mu_);
   static proto::PushTaskReply Execute(TaskExecutor* executor, Task& task);

@@ -17,6 +17,10 @@ class FakeResolver : public ArgumentResolver {
     std::lock_guard<std::mutex> lock(mu_);
     pending_.emplace_back(ref.object_id(), std::move(done));
   }
+  void ResolveTensors(const proto::TaskArg&, const ValuePtr&,
+                      std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done) override {
+    done(std::vector<tensor::Tensor>{});
+  }
   void Answer(const std::string& object_id, ValuePtr value) {
     std::function<void(ValuePtr)> done;
     {
@@ -41,8 +45,8 @@ class FakeResolver : public ArgumentResolver {
 // Records the methods it runs; returns one inline value per return id.
 class RecordingExecutor : public TaskExecutor {
  public:
-  std::vector<proto::ObjectValueProto> Execute(
-      const proto::TaskSpec& spec, std::vector<std::shared_ptr<object::ReadableValue>> args) override {
+  std::vector<proto::ObjectValueProto> Execute(const proto::TaskSpec& spec,
+                                               std::vector<ExecArg> args) override {
     std::lock_guard<std::mutex> lock(mu);
     ran.push_back(spec.method());
     std::vector<proto::ObjectValueProto> out(spec.return_ids_size());

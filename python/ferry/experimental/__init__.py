@@ -1,0 +1,20 @@
+"""Experimental APIs of the guide: waiting for RDT tensors to be freed,
+tensor-store statistics, and collective groups (``ferry.experimental.collective``)."""
+from ferry._private import runtime
+from ferry.experimental import collective  # noqa: F401  (ray.experimental.collective)
+
+__all__ = ["collective", "tensor_store_stats", "wait_tensor_freed"]
+
+
+def wait_tensor_freed(tensor, timeout=None):
+    """Blocks until this process no longer keeps ``tensor`` for any RDT
+    object: every task that takes it has finished and every ObjectRef to it
+    is gone. Raises TimeoutError (GetTimeoutError) after ``timeout`` seconds."""
+    if timeout is not None and timeout < 0:
+        raise ValueError("timeout must be >= 0 or None")
+    runtime.current().wait_tensor_freed(tensor.data_ptr(), timeout)
+
+
+def tensor_store_stats():
+    """{"num_objects", "num_tensors", "bytes"} kept by this process for RDT objects."""
+    return runtime.current().tensor_store_stats()

@@ -1,0 +1,63 @@
+#include "py_tensors.h"
+
+#include <dlpack/dlpack.h>
+#include <pybind11/stl.h>
+
+namespace py = pybind11;
+
+namespace ferry::python {
+
+StatusOr<tensor::Tensor> TensorFromCapsule(const py::handle& capsule, proto::TensorMetaProto meta) {
+  if (!PyCapsule_IsValid(capsule.ptr(), "dltensor")) {
+    return Status::InvalidArgument("expected an unused DLPack capsule");
+  }
+  auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
+  auto t = tensor::Tensor::FromDLPack(managed, std::move(meta));
+  if (t.ok()) PyCapsule_SetName(capsule.ptr(), "used_dltensor");  // ownership moved to `t`
+  return t;
+}
+
+py::object TensorToCapsule(const tensor::Tensor& t) {
+  DLManagedTensor* managed = t.ToDLPack();
+  PyObject* cap = PyCapsule_New(managed, "dltensor", [](PyObject* self) {
+    // Never consumed (torch renames what it takes): release it here.
+    if (PyCapsule_IsValid(self, "dltensor")) {
+      auto* m = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(self, "dltensor"));
+      if (m != nullptr && m->deleter != nullptr) m->deleter(m);
+    }
+  });
+  if (cap == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(cap);
+}
+
+py::list TensorsToPython(const std::vector<tensor::Tensor>& tensors) {
+  py::list out;
+  for (const auto& t : tensors) {
+    py::list shape;
+    for (int64_t d : t.meta().shape()) shape.append(d);
+    out.append(py::make_tuple(TensorToCapsule(t), t.meta().dtype(), py::tuple(shape)));
+  }
+  return out;
+}
+
+proto::TensorMetaProto MetaFromPython(const py::handle& dtype, const py::handle& shape,
+                                      const py::handle& device, const py::handle& nbytes) {
+  proto::TensorMetaProto meta;
+  meta.set_dtype(dtype.cast<std::string>());
+  for (py::handle d : shape) meta.add_shape(d.cast<int64_t>());
+  meta.set_device(device.cast<std::string>());
+  meta.set_nbytes(nbytes.cast<uint64_t>());
+  return meta;
+}
+
+py::tuple RdtToPython(const proto::RdtInfo& rdt) {
+  py::list metas;
+  for (const auto& m : rdt.tensors()) {
+    py::list shape;
+    for (int64_t d : m.shape()) shape.append(d);
+    metas.append(py::make_tuple(m.dtype(), py::tuple(shape), m.device(), m.nbytes()));
+  }
+  return py::make_tuple(rdt.transport(), metas);
+}
+
+}  // namespace ferry::python

@@ -1,0 +1,92 @@
+#include "ferry/collective/group_manager.h"
+
+#include "ferry/common/config.h"
+#include "ferry/transport/registry.h"
+
+namespace ferry::collective {
+
+Status GroupManager::Join(const proto::JoinGroup& req, transport::RendezvousStore& store) {
+  {
+    MutexLock lock(mu_);
+    auto it = groups_.find(req.name());
+    if (it != groups_.end() && it->second.destroyed.ok()) {
+      return Status::AlreadyExists("this actor is already in collective group '" + req.name() +
+                                   "'; destroy it first");
+    }
+  }
+  transport::TransportOptions options;
+  options.prefix = req.kv_prefix();
+  options.rank = req.rank();
+  options.size = req.size();
+  if (req.timeout_ms() > 0) {
+    options.connect_timeout = std::chrono::milliseconds(req.timeout_ms());
+    options.transfer_timeout = std::chrono::milliseconds(req.timeout_ms());
+  }
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<transport::TwoSidedTransport> t,
+                         transport::CreateTwoSidedTransport(req.backend(), store, options));
+  MutexLock lock(mu_);
+  groups_[req.name()] = Group{std::shared_ptr<transport::TwoSidedTransport>(std::move(t)), Status()};
+  return Status::Ok();
+}
+
+void GroupManager::Leave(const std::string& name) {
+  std::shared_ptr<transport::TwoSidedTransport> t;
+  {
+    MutexLock lock(mu_);
+    auto it = groups_.find(name);
+    if (it == groups_.end()) return;
+    t = std::move(it->second.transport);
+    groups_.erase(it);
+  }
+  if (t) t->Abort(Status::Cancelled("collective group '" + name + "' was destroyed"));
+}
+
+StatusOr<std::shared_ptr<transport::TwoSidedTransport>> GroupManager::Get(const std::string& name) {
+  MutexLock lock(mu_);
+  auto it = groups_.find(name);
+  if (it == groups_.end()) {
+    return Status::FailedPrecondition("this actor is not in collective group '" + name +
+                                      "'; create it with create_collective_group()");
+  }
+  if (!it->second.destroyed.ok()) {
+    return Status::FailedPrecondition("collective group '" + name + "' was destroyed after a "
+                                      "system error (" + it->second.destroyed.message() +
+                                      "); re-create it with create_collective_group()");
+  }
+  return it->second.transport;
+}
+
+void GroupManager::Destroy(const std::string& name, const Status& cause) {
+  std::shared_ptr<transport::TwoSidedTransport> t;
+  {
+    MutexLock lock(mu_);
+    auto it = groups_.find(name);
+    if (it == groups_.end() || !it->second.destroyed.ok()) return;
+    it->second.destroyed = cause.ok() ? Status::Aborted("destroyed") : cause;
+    t = std::move(it->second.transport);
+  }
+  if (t) t->Abort(cause);
+}
+
+std::vector<std::string> GroupManager::Names() {
+  MutexLock lock(mu_);
+  std::vector<std::string> names;
+  for (auto& [name, g] : groups_) {
+    if (g.destroyed.ok()) names.push_back(name);
+  }
+  return names;
+}
+
+void GroupManager::Clear() {
+  std::vector<std::shared_ptr<transport::TwoSidedTransport>> all;
+  {
+    MutexLock lock(mu_);
+    for (auto& [name, g] : groups_) {
+      if (g.transport) all.push_back(std::move(g.transport));
+    }
+    groups_.clear();
+  }
+  for (auto& t : all) t->Abort(Status::Cancelled("shutting down"));
+}
+
+}  // namespace ferry::collective

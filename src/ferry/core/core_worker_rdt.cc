@@ -1,0 +1,446 @@
+// CoreWorker's direct tensor transport: the producer's tensor store and
+// transfer handlers, the owner's orchestration of transfers, and collective
+// groups. See DESIGN.md "Direct tensor transport".
+#include <unistd.h>
+
+#include "ferry/collective/head_kv_store.h"
+#include "ferry/common/config.h"
+#include "ferry/common/logging.h"
+#include "ferry/core/core_worker.h"
+#include "ferry/core/error_value.h"
+
+namespace ferry::core {
+namespace {
+
+template <typename Msg>
+bool ParseOrReply(std::string_view payload, Msg* msg, rpc::Responder& responder) {
+  if (msg->ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return true;
+  responder.ReplyError(Status::InvalidArgument("malformed " + msg->GetTypeName()));
+  return false;
+}
+
+// Backends a transport name can use: "gloo" objects move over groups made
+// with backend "gloo" or "torch_gloo".
+bool BackendServes(const std::string& backend, const std::string& transport) {
+  if (transport == "gloo") return backend == "gloo" || backend == "torch_gloo";
+  return backend == transport;
+}
+
+// A transport failure is a system error: TransportError at the language edge.
+Status AsTransportError(const Status& s, const std::string& group) {
+  if (s.code() == StatusCode::kFailedPrecondition) return s;  // group missing/destroyed
+  return Status::Aborted("tensor transfer in collective group '" + group + "' failed: " +
+                         s.ToString());
+}
+
+std::vector<transport::BufferView> Views(const std::vector<tensor::Tensor>& tensors) {
+  std::vector<transport::BufferView> views;
+  views.reserve(tensors.size());
+  for (const auto& t : tensors) views.push_back({t.data(), t.nbytes()});
+  return views;
+}
+
+}  // namespace
+
+bool IsTwoSidedTransport(const std::string& transport) {
+  return transport == "gloo" || transport == "nccl";
+}
+
+bool IsObjectStoreTransport(const std::string& transport) {
+  return transport.empty() || transport == "object_store";
+}
+
+void CoreWorker::RegisterRdtHandlers() {
+  dispatcher_->Register(proto::SEND_TENSORS, [this](const std::shared_ptr<rpc::Channel>&,
+                                                    std::string_view payload, rpc::Responder r) {
+    HandleSendTensors(payload, std::move(r));
+  });
+  dispatcher_->Register(proto::FETCH_TENSORS, [this](const std::shared_ptr<rpc::Channel>&,
+                                                     std::string_view payload, rpc::Responder r) {
+    HandleFetchTensors(payload, std::move(r));
+  });
+  dispatcher_->Register(proto::JOIN_GROUP, [this](const std::shared_ptr<rpc::Channel>&,
+                                                  std::string_view payload, rpc::Responder r) {
+    HandleJoinGroup(payload, std::move(r));
+  });
+  dispatcher_->Register(proto::LEAVE_GROUP, [this](const std::shared_ptr<rpc::Channel>&,
+                                                   std::string_view payload, rpc::Responder r) {
+    proto::LeaveGroup req;
+    if (!ParseOrReply(payload, &req, r)) return;
+    groups_->Leave(req.name());
+    r.Reply(proto::Empty());
+  });
+}
+
+// --- producer side ----------------------------------------------------------
+
+Status CoreWorker::StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> tensors) {
+  return tensors_->Put(id, std::move(tensors));
+}
+
+void CoreWorker::HandleSendTensors(std::string_view payload, rpc::Responder responder) {
+  proto::SendTensors req;
+  if (!ParseOrReply(payload, &req, responder)) return;
+  auto id = ObjectId::FromBinary(req.object_id());
+  if (!id.ok()) {
+    responder.ReplyError(id.status());
+    return;
+  }
+  std::optional<std::vector<tensor::Tensor>> tensors = tensors_->Get(*id);
+  if (!tensors) {
+    responder.ReplyError(Status::DataLoss("this actor no longer holds the tensors of object " +
+                                          id->Hex()));
+    return;
+  }
+  auto group = groups_->Get(req.group());
+  if (!group.ok()) {
+    responder.ReplyError(group.status());
+    return;
+  }
+  auto shared = std::make_shared<rpc::Responder>(std::move(responder));
+  auto keep = std::make_shared<std::vector<tensor::Tensor>>(std::move(*tensors));
+  std::string name = req.group();
+  (*group)->Send(req.dst_rank(), req.tag(), Views(*keep),
+                 [this, shared, keep, name](Status s) {
+                   if (s.ok()) {
+                     shared->Reply(proto::Empty());
+                     return;
+                   }
+                   Status err = AsTransportError(s, name);
+                   groups_->Destroy(name, err);
+                   shared->ReplyError(err);
+                 });
+}
+
+void CoreWorker::HandleFetchTensors(std::string_view payload, rpc::Responder responder) {
+  proto::FetchTensors req;
+  if (!ParseOrReply(payload, &req, responder)) return;
+  auto id = ObjectId::FromBinary(req.object_id());
+  auto value_id = ObjectId::FromBinary(req.value_id());
+  if (!id.ok() || !value_id.ok()) {
+    responder.ReplyError(Status::InvalidArgument("bad object id in FetchTensors"));
+    return;
+  }
+  std::optional<std::vector<tensor::Tensor>> tensors = tensors_->Get(*id);
+  if (!tensors) {
+    responder.ReplyError(Status::DataLoss("this actor no longer holds the tensors of object " +
+                                          id->Hex()));
+    return;
+  }
+  // The copy into shared memory can be large: not on the io thread.
+  auto shared = std::make_shared<rpc::Responder>(std::move(responder));
+  auto keep = std::make_shared<std::vector<tensor::Tensor>>(std::move(*tensors));
+  background_->Post([this, shared, keep, vid = *value_id] {
+    SerializedValue v;
+    v.format = "tensors";
+    for (const auto& t : *keep) {
+      v.buffers.emplace_back(static_cast<const uint8_t*>(t.data()), t.nbytes());
+    }
+    auto written = WriteValue(vid, v);
+    if (!written.ok()) {
+      shared->ReplyError(written.status());
+      return;
+    }
+    shared->Reply(*written);
+  });
+}
+
+void CoreWorker::HandleJoinGroup(std::string_view payload, rpc::Responder responder) {
+  auto req = std::make_shared<proto::JoinGroup>();
+  if (!ParseOrReply(payload, req.get(), responder)) return;
+  auto shared = std::make_shared<rpc::Responder>(std::move(responder));
+  collective_queue_->Post([this, req, shared] {
+    auto head = HeadChannel();
+    if (!head.ok()) {
+      shared->ReplyError(head.status());
+      return;
+    }
+    collective::HeadKvStore store(*head);
+    Status s = groups_->Join(*req, store);
+    if (s.ok()) {
+      shared->Reply(proto::Empty());
+    } else {
+      shared->ReplyError(s.WithContext("joining collective group '" + req->name() + "'"));
+    }
+  });
+}
+
+// --- receiver side ----------------------------------------------------------
+
+void CoreWorker::ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value,
+                                std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done) {
+  const proto::RdtInfo& rdt = value->rdt();
+  auto id = ObjectId::FromBinary(arg.object_id());
+  if (!id.ok()) {
+    done(Status::InvalidArgument("RDT argument without its object id"));
+    return;
+  }
+  if (rdt.producer_actor_id() == options_.actor_id.Binary()) {
+    // Passed back to its producer: the very same tensors, no copy.
+    auto tensors = tensors_->Get(*id);
+    if (!tensors) {
+      done(Status::DataLoss("the tensors of object " + id->Hex() + " were already freed"));
+      return;
+    }
+    done(std::move(*tensors));
+    return;
+  }
+  if (!arg.has_tensor_recv()) {
+    done(Status::FailedPrecondition(
+        "an RDT object (transport '" + rdt.transport() + "') reached an actor that is not its "
+        "producer without a transfer: only the process that owns the ObjectRef can pass it on"));
+    return;
+  }
+  const proto::TensorRecv& recv = arg.tensor_recv();
+  auto group = groups_->Get(recv.group());
+  if (!group.ok()) {
+    done(group.status());
+    return;
+  }
+  auto tensors = std::make_shared<std::vector<tensor::Tensor>>();
+  for (const proto::TensorMetaProto& meta : rdt.tensors()) {
+    if (meta.device() != "cpu" && rdt.transport() == "gloo") {
+      done(Status::InvalidArgument("gloo moves CPU tensors only; got a tensor on " + meta.device()));
+      return;
+    }
+    auto t = tensor::Tensor::AllocateCpu(meta, *cpu_allocator_);
+    if (!t.ok()) {
+      done(t.status());
+      return;
+    }
+    tensors->push_back(std::move(t).value());
+  }
+  std::string name = recv.group();
+  auto shared_done = std::make_shared<std::function<void(StatusOr<std::vector<tensor::Tensor>>)>>(
+      std::move(done));
+  (*group)->Recv(recv.src_rank(), recv.tag(), Views(*tensors),
+                 [this, tensors, shared_done, name](Status s) {
+                   if (!s.ok()) {
+                     Status err = AsTransportError(s, name);
+                     groups_->Destroy(name, err);
+                     (*shared_done)(err);
+                     return;
+                   }
+                   (*shared_done)(std::move(*tensors));
+                 });
+}
+
+// --- owner side -------------------------------------------------------------
+
+void CoreWorker::NoteRdtUses(const std::vector<ObjectRef>& deps, const ActorId& target,
+                             std::vector<std::string>* warnings, std::vector<ObjectId>* rdt_deps) {
+  MutexLock lock(mu_);
+  for (const ObjectRef& ref : deps) {
+    if (ref.owner_id != options_.worker_id) continue;
+    auto it = rdt_objects_.find(ref.id);
+    if (it == rdt_objects_.end()) continue;
+    if (!store_->GetIfReady(ref.id)) rdt_deps->push_back(ref.id);
+    RdtObject& obj = it->second;
+    obj.destinations.push_back(target);
+    bool to_producer = false, to_other = false;
+    for (const ActorId& d : obj.destinations) (d == obj.producer ? to_producer : to_other) = true;
+    if (to_producer && to_other && !obj.warned && warnings != nullptr) {
+      obj.warned = true;
+      warnings->push_back(
+          "RDT ObjectRef(" + ref.id.Hex() + ") is being passed back to the actor that created it "
+          "and to another actor. Note that RDT objects are mutable: if the tensor is modified in "
+          "place, the producer's copy changes too, and later transfers to other actors send the "
+          "modified version instead of the original.");
+    }
+  }
+}
+
+Status CoreWorker::ArrangeTensorTransfer(const ObjectId& id, const ValuePtr& value,
+                                         const ActorId& target, proto::TaskArg* arg) {
+  const proto::RdtInfo& rdt = value->rdt();
+  *arg->mutable_value() = *value;
+  if (rdt.producer_actor_id() == target.Binary()) return Status::Ok();  // same actor: no copy
+  if (!IsTwoSidedTransport(rdt.transport())) {
+    return Status::Unimplemented("tensor transport '" + rdt.transport() +
+                                 "' is not available in this build");
+  }
+  auto producer = ActorId::FromBinary(rdt.producer_actor_id());
+  if (!producer.ok()) return producer.status();
+  std::string group_name;
+  int src_rank = -1, dst_rank = -1;
+  uint64_t tag;
+  {
+    MutexLock lock(mu_);
+    for (const auto& [name, group] : created_groups_) {
+      if (!BackendServes(group.backend, rdt.transport())) continue;
+      int s = -1, d = -1;
+      for (size_t r = 0; r < group.members.size(); ++r) {
+        if (group.members[r] == *producer) s = static_cast<int>(r);
+        if (group.members[r] == target) d = static_cast<int>(r);
+      }
+      if (s >= 0 && d >= 0) {
+        group_name = name;
+        src_rank = s;
+        dst_rank = d;
+        break;
+      }
+    }
+    tag = tag_prefix_ | (next_tag_++ & 0xffffffffull);
+  }
+  if (group_name.empty()) {
+    return Status::FailedPrecondition(
+        "the producer and the receiver of an RDT object (transport '" + rdt.transport() +
+        "') share no collective group created by this process; call "
+        "create_collective_group([producer, receiver, ...], backend='" + rdt.transport() +
+        "') first");
+  }
+  auto channel = channels_->Get(rdt.producer_address(),
+                                Deadline::After(Config::Get().rpc_connect_timeout));
+  if (!channel.ok()) {
+    return Status::Unavailable("the producer of the RDT object is unreachable: " +
+                               channel.status().message());
+  }
+  proto::SendTensors send;
+  send.set_object_id(id.Binary());
+  send.set_group(group_name);
+  send.set_dst_rank(dst_rank);
+  send.set_tag(tag);
+  // A failed send also fails the receive (the group is destroyed on both
+  // ends, or the receive times out): the task reports it.
+  (*channel)->Call(proto::SEND_TENSORS, send, [](Status s, std::string_view) {
+    if (!s.ok()) FERRY_LOG(WARNING) << "RDT send failed: " << s;
+  });
+  proto::TensorRecv* recv = arg->mutable_tensor_recv();
+  recv->set_group(group_name);
+  recv->set_src_rank(src_rank);
+  recv->set_tag(tag);
+  return Status::Ok();
+}
+
+StatusOr<std::shared_ptr<object::ReadableValue>> CoreWorker::FetchTensors(
+    const ObjectId& id, const proto::ObjectValueProto& value, Deadline deadline) {
+  if (!value.has_rdt()) return Status::InvalidArgument("not an RDT object");
+  FERRY_ASSIGN_OR_RETURN(auto channel, channels_->Get(value.rdt().producer_address(), deadline));
+  ObjectId copy_id = ObjectId::Random();
+  proto::FetchTensors req;
+  req.set_object_id(id.Binary());
+  req.set_value_id(copy_id.Binary());
+  auto payload = channel->CallSync(proto::FETCH_TENSORS, req, deadline);
+  if (!payload.ok()) {
+    if (payload.status().code() == StatusCode::kUnavailable) {
+      return Status::Unavailable("the actor holding the tensors died: " + payload.status().message());
+    }
+    return payload.status();
+  }
+  auto copy = std::make_shared<proto::ObjectValueProto>();
+  if (!copy->ParseFromString(*payload)) return Status::Internal("malformed fetched tensors");
+  *copy->mutable_rdt() = value.rdt();
+  // Map first, then let the producer release the copy: the reader's lock
+  // keeps its pages from reuse.
+  auto readable = object::ReadableValue::Open(copy);
+  if (copy->has_shm()) {
+    proto::FreeObjects free;
+    free.add_object_ids(copy_id.Binary());
+    channel->Notify(proto::FREE_OBJECTS, free);
+  }
+  return readable;
+}
+
+Status CoreWorker::CreateCollectiveGroup(const std::string& name, const std::string& backend,
+                                         const std::vector<ActorId>& actors) {
+  if (backend != "gloo" && backend != "torch_gloo" && backend != "nccl") {
+    return Status::InvalidArgument("unknown collective backend '" + backend +
+                                   "'; valid: gloo, torch_gloo, nccl");
+  }
+  if (actors.empty()) return Status::InvalidArgument("a collective group needs at least one actor");
+  for (size_t i = 0; i < actors.size(); ++i) {
+    for (size_t j = i + 1; j < actors.size(); ++j) {
+      if (actors[i] == actors[j]) return Status::InvalidArgument("an actor appears twice in the group");
+    }
+  }
+  {
+    MutexLock lock(mu_);
+    if (created_groups_.count(name) != 0) {
+      return Status::AlreadyExists("collective group '" + name + "' already exists; destroy it first");
+    }
+  }
+  std::string prefix = "ferry/groups/" + name + "/" + ObjectId::Random().Hex() + "/";
+  Deadline deadline = Deadline::After(Config::Get().transfer_timeout + Config::Get().worker_start_timeout);
+  struct Join {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t done = 0;
+    Status first_error;
+  };
+  auto join = std::make_shared<Join>();
+  std::vector<std::shared_ptr<rpc::Channel>> channels;
+  for (size_t rank = 0; rank < actors.size(); ++rank) {
+    FERRY_ASSIGN_OR_RETURN(proto::ActorInfo info, GetActorInfo(actors[rank], true, deadline));
+    if (info.state() != proto::ActorInfo::ALIVE) {
+      return Status::Unavailable("actor " + actors[rank].Hex() + " is dead: " +
+                                 info.death_cause().message());
+    }
+    FERRY_ASSIGN_OR_RETURN(auto ch, channels_->Get(info.address(), deadline));
+    channels.push_back(ch);
+  }
+  for (size_t rank = 0; rank < actors.size(); ++rank) {
+    proto::JoinGroup req;
+    req.set_name(name);
+    req.set_backend(backend);
+    req.set_rank(static_cast<int>(rank));
+    req.set_size(static_cast<int>(actors.size()));
+    req.set_kv_prefix(prefix);
+    req.set_timeout_ms(Config::Get().transfer_timeout.count());
+    channels[rank]->Call(proto::JOIN_GROUP, req, [join](Status s, std::string_view) {
+      std::lock_guard<std::mutex> lock(join->mu);
+      if (!s.ok() && join->first_error.ok()) join->first_error = s;
+      join->done++;
+      join->cv.notify_all();
+    });
+  }
+  Status result;
+  {
+    std::unique_lock<std::mutex> lock(join->mu);
+    if (!join->cv.wait_until(lock, deadline.time_point(), [&] { return join->done == actors.size(); })) {
+      result = Status::DeadlineExceeded("creating collective group '" + name + "' timed out");
+    } else {
+      result = join->first_error;
+    }
+  }
+  if (!result.ok()) {
+    proto::LeaveGroup leave;
+    leave.set_name(name);
+    for (auto& ch : channels) ch->Notify(proto::LEAVE_GROUP, leave);
+    return result;
+  }
+  MutexLock lock(mu_);
+  created_groups_[name] = CollectiveGroup{name, backend, actors};
+  return Status::Ok();
+}
+
+Status CoreWorker::DestroyCollectiveGroup(const std::string& name) {
+  CollectiveGroup group;
+  {
+    MutexLock lock(mu_);
+    auto it = created_groups_.find(name);
+    if (it == created_groups_.end()) {
+      return Status::NotFound("no collective group named '" + name + "' was created here");
+    }
+    group = std::move(it->second);
+    created_groups_.erase(it);
+  }
+  proto::LeaveGroup leave;
+  leave.set_name(name);
+  for (const ActorId& actor : group.members) {
+    auto info = GetActorInfo(actor, false, Deadline::After(std::chrono::seconds(5)));
+    if (!info.ok() || info->state() != proto::ActorInfo::ALIVE) continue;
+    auto ch = channels_->Get(info->address(), Deadline::After(Config::Get().rpc_connect_timeout));
+    if (!ch.ok()) continue;
+    (void)(*ch)->CallSync(proto::LEAVE_GROUP, leave, Deadline::After(std::chrono::seconds(10)));
+  }
+  return Status::Ok();
+}
+
+std::vector<CollectiveGroup> CoreWorker::CollectiveGroups() {
+  MutexLock lock(mu_);
+  std::vector<CollectiveGroup> out;
+  for (auto& [name, g] : created_groups_) out.push_back(g);
+  return out;
+}
+
+}  // namespace ferry::core
