@@ -20,9 +20,15 @@ void ThrowStatus(const Status& status) {
     case StatusCode::kNotFound: name = "ValueError"; break;
     default: break;
   }
-  py::object cls = std::string_view(name) == "ValueError"
-                       ? py::reinterpret_borrow<py::object>(PyExc_ValueError)
-                       : py::module_::import("ferry.exceptions").attr(name);
+  if (status.code() == StatusCode::kUnimplemented) name = "NotImplementedError";
+  py::object cls;
+  if (std::string_view(name) == "ValueError") {
+    cls = py::reinterpret_borrow<py::object>(PyExc_ValueError);
+  } else if (std::string_view(name) == "NotImplementedError") {
+    cls = py::reinterpret_borrow<py::object>(PyExc_NotImplementedError);
+  } else {
+    cls = py::module_::import("ferry.exceptions").attr(name);
+  }
   PyErr_SetObject(cls.ptr(), py::str(status.message()).ptr());
   throw py::error_already_set();
 }

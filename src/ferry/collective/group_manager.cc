@@ -24,9 +24,20 @@ Status GroupManager::Join(const proto::JoinGroup& req, transport::RendezvousStor
   }
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<transport::TwoSidedTransport> t,
                          transport::CreateTwoSidedTransport(req.backend(), store, options));
-  MutexLock lock(mu_);
-  groups_[req.name()] = Group{std::shared_ptr<transport::TwoSidedTransport>(std::move(t)), Status()};
+  Adopt(req.name(), std::shared_ptr<transport::TwoSidedTransport>(std::move(t)));
   return Status::Ok();
+}
+
+void GroupManager::Adopt(const std::string& name,
+                         std::shared_ptr<transport::TwoSidedTransport> transport) {
+  std::shared_ptr<transport::TwoSidedTransport> old;  // a destroyed predecessor
+  {
+    MutexLock lock(mu_);
+    Group& g = groups_[name];
+    old = std::move(g.transport);
+    g = Group{std::move(transport), Status()};
+  }
+  // `old` is released here, outside the lock.
 }
 
 void GroupManager::Leave(const std::string& name) {
@@ -63,7 +74,10 @@ void GroupManager::Destroy(const std::string& name, const Status& cause) {
     auto it = groups_.find(name);
     if (it == groups_.end() || !it->second.destroyed.ok()) return;
     it->second.destroyed = cause.ok() ? Status::Aborted("destroyed") : cause;
-    t = std::move(it->second.transport);
+    // Keep the transport object: Destroy runs inside transfer callbacks, and
+    // a transport must not be deleted from its own callback. It is released
+    // by Leave, a re-Join or Clear.
+    t = it->second.transport;
   }
   if (t) t->Abort(cause);
 }

@@ -31,12 +31,16 @@ class GroupManager {
   // Connects this process as `req.rank` of group `req.name`. AlreadyExists if
   // a live group of that name exists here.
   Status Join(const proto::JoinGroup& req, transport::RendezvousStore& store);
+  // Installs an already-connected transport as group `name` (Join's last
+  // step; tests use it with transport::FakeTransportGroup).
+  void Adopt(const std::string& name, std::shared_ptr<transport::TwoSidedTransport> transport);
   // Leaves (and aborts) the group; no-op if absent.
   void Leave(const std::string& name);
   // The group's transport, or FailedPrecondition saying it is missing or was
   // destroyed (and why).
   StatusOr<std::shared_ptr<transport::TwoSidedTransport>> Get(const std::string& name);
-  // A transfer in `name` failed: destroy the group.
+  // A transfer in `name` failed: destroy the group. Safe to call from a
+  // transfer callback (the transport object is released later).
   void Destroy(const std::string& name, const Status& cause);
   std::vector<std::string> Names();
   // Aborts every group (shutdown).

@@ -441,6 +441,7 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
                                                              const TaskCall& call,
                                                              std::vector<std::string>* warnings) {
   if (call.num_returns < 0) return Status::InvalidArgument("num_returns must be >= 0");
+  FERRY_RETURN_IF_ERROR(CheckTensorTransport(call.tensor_transport));
   auto spec = std::make_shared<proto::TaskSpec>();
   spec->set_task_id(TaskId::Random().Binary());
   spec->set_actor_id(actor.Binary());

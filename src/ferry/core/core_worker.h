@@ -113,6 +113,10 @@ struct CollectiveGroup {
 bool IsTwoSidedTransport(const std::string& transport);
 // True when `transport` is "" / "object_store".
 bool IsObjectStoreTransport(const std::string& transport);
+// Tensor transports this build can move tensors with.
+std::vector<std::string> AvailableTensorTransports();
+// Unimplemented, naming the available ones, for a transport this build lacks.
+Status CheckTensorTransport(const std::string& transport);
 
 class CoreWorker : public ArgumentResolver, public ActorConnector {
  public:

@@ -50,6 +50,19 @@ bool IsObjectStoreTransport(const std::string& transport) {
   return transport.empty() || transport == "object_store";
 }
 
+std::vector<std::string> AvailableTensorTransports() { return {"object_store", "gloo"}; }
+
+Status CheckTensorTransport(const std::string& transport) {
+  if (IsObjectStoreTransport(transport)) return Status::Ok();
+  std::string names;
+  for (const auto& t : AvailableTensorTransports()) {
+    if (t == transport) return Status::Ok();
+    names += (names.empty() ? "" : ", ") + t;
+  }
+  return Status::Unimplemented("tensor_transport '" + transport +
+                               "' is not available in this build of ferry (available: " + names + ")");
+}
+
 void CoreWorker::RegisterRdtHandlers() {
   dispatcher_->Register(proto::SEND_TENSORS, [this](const std::shared_ptr<rpc::Channel>&,
                                                     std::string_view payload, rpc::Responder r) {

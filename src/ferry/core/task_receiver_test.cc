@@ -17,10 +17,14 @@ class FakeResolver : public ArgumentResolver {
     std::lock_guard<std::mutex> lock(mu_);
     pending_.emplace_back(ref.object_id(), std::move(done));
   }
+  // RDT arguments: answers with `tensor_result` (one tensor or an error).
   void ResolveTensors(const proto::TaskArg&, const ValuePtr&,
                       std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done) override {
-    done(std::vector<tensor::Tensor>{});
+    tensor_calls++;
+    done(tensor_result);
   }
+  int tensor_calls = 0;
+  StatusOr<std::vector<tensor::Tensor>> tensor_result = std::vector<tensor::Tensor>{};
   void Answer(const std::string& object_id, ValuePtr value) {
     std::function<void(ValuePtr)> done;
     {
@@ -49,6 +53,7 @@ class RecordingExecutor : public TaskExecutor {
                                                std::vector<ExecArg> args) override {
     std::lock_guard<std::mutex> lock(mu);
     ran.push_back(spec.method());
+    for (auto& a : args) arg_tensors.push_back(a.tensors.size());
     std::vector<proto::ObjectValueProto> out(spec.return_ids_size());
     for (auto& v : out) {
       v.set_format("raw");
@@ -59,6 +64,7 @@ class RecordingExecutor : public TaskExecutor {
   }
   std::mutex mu;
   std::vector<std::string> ran;
+  std::vector<size_t> arg_tensors;  // tensors per argument, in order
 };
 
 proto::TaskSpec Spec(const std::string& caller, uint64_t seq, const std::string& method,
@@ -158,6 +164,44 @@ TEST(TaskReceiverTest, StopAnswersQueuedTasksWithErrors) {
   // A late Submit is refused with an error, never dropped.
   h.receiver.Submit(Spec("c", 2, "late"), h.Reply("late"));
   h.WaitReplies(3);
+}
+
+proto::TaskSpec RdtSpec(const std::string& method) {
+  proto::TaskSpec spec = Spec("c", 0, method);
+  proto::TaskArg* arg = spec.add_args();
+  arg->set_object_id("obj");
+  arg->mutable_value()->set_format("pickle5");
+  arg->mutable_value()->mutable_rdt()->set_transport("gloo");
+  return spec;
+}
+
+TEST(TaskReceiverTest, RdtArgumentGetsItsTensorsBeforeTheCall) {
+  Harness h;
+  static int keep = 0;
+  proto::TensorMetaProto meta;
+  meta.set_nbytes(sizeof(keep));
+  h.resolver.tensor_result = std::vector<tensor::Tensor>{
+      tensor::Tensor::Wrap(&keep, sizeof(keep), meta, nullptr)};
+  h.receiver.Submit(RdtSpec("consume"), h.Reply("consume"));
+  std::thread t([&] { h.receiver.RunExecutor(&h.executor); });
+  h.WaitReplies(1);
+  h.receiver.Stop();
+  t.join();
+  EXPECT_EQ(h.resolver.tensor_calls, 1);
+  EXPECT_EQ(h.executor.ran, std::vector<std::string>{"consume"});
+  EXPECT_EQ(h.executor.arg_tensors, (std::vector<size_t>{0, 1}));
+}
+
+TEST(TaskReceiverTest, FailedTensorReceiveFailsTheTaskWithoutRunningIt) {
+  Harness h;
+  h.resolver.tensor_result = Status::Aborted("gloo transfer failed");
+  h.receiver.Submit(RdtSpec("consume"), h.Reply("consume"));
+  std::thread t([&] { h.receiver.RunExecutor(&h.executor); });
+  h.WaitReplies(1);
+  h.receiver.Stop();
+  t.join();
+  EXPECT_TRUE(h.executor.ran.empty());
+  EXPECT_EQ(ValueStatus(h.replies[0].second.returns(0)).code(), StatusCode::kAborted);
 }
 
 }  // namespace
