@@ -16,6 +16,7 @@ Config Load() {
   c.kill_grace = milliseconds(EnvInt("FERRY_KILL_GRACE_S", 2) * 1000);
   c.shm_pool_bytes = EnvInt("FERRY_SHM_POOL_BYTES", c.shm_pool_bytes);
   c.transfer_timeout = milliseconds(EnvInt("FERRY_TRANSFER_TIMEOUT_S", 60) * 1000);
+  c.inline_tensor_bytes = EnvInt("FERRY_INLINE_TENSOR_BYTES", c.inline_tensor_bytes);
   return c;
 }
 

@@ -29,6 +29,10 @@ struct Config {
   int64_t shm_pool_bytes = int64_t{4} << 30;
   // FERRY_TRANSFER_TIMEOUT_S: bound on one tensor transfer. Default 60 s.
   std::chrono::milliseconds transfer_timeout{60'000};
+  // FERRY_INLINE_TENSOR_BYTES: RDT objects up to this size move over the
+  // control channel (one round trip) rather than a collective group, whose
+  // handshakes cost more than the bytes. Default 64 KiB.
+  int64_t inline_tensor_bytes = 64 * 1024;
 
   static const Config& Get();
   static void ReloadForTest();

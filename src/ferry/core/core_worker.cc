@@ -481,7 +481,7 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
     return returns;
   }
   // An RDT argument's transfer can only be arranged once its producer has
-  // returned: hold this task (its place in the actor's order is reserved)
+  // returned (its size and location are known only then): hold this task (its place in the actor's order is reserved)
   // until every RDT dependency is ready.
   uint64_t seq = submitter_->ReserveSequence(actor);
   auto remaining = std::make_shared<std::atomic<size_t>>(rdt_deps.size());
@@ -492,10 +492,9 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
   };
   auto shared_finish = std::make_shared<decltype(finish)>(std::move(finish));
   for (const ObjectId& id : rdt_deps) {
-    store_->Subscribe(id, [this, remaining, shared_finish](ValuePtr) {
-      if (remaining->fetch_sub(1) != 1) return;
-      // Arranging a transfer may connect to the producer: not on the io thread.
-      background_->Post([shared_finish] { (*shared_finish)(); });
+    store_->Subscribe(id, [remaining, shared_finish](ValuePtr) {
+      // Nothing in `finish` blocks, so it may run here (usually the io thread).
+      if (remaining->fetch_sub(1) == 1) (*shared_finish)();
     });
   }
   return returns;

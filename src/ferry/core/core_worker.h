@@ -223,6 +223,15 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   void NoteRdtUses(const std::vector<ObjectRef>& deps, const ActorId& target,
                    std::vector<std::string>* warnings, std::vector<ObjectId>* rdt_deps);
   void RegisterRdtHandlers();
+  // Calls `method` on the process at `address` without blocking: over the
+  // cached channel, or after a connect on the background queue. `done` fires
+  // exactly once.
+  void CallPeer(const std::string& address, uint16_t method,
+                std::shared_ptr<const google::protobuf::MessageLite> request,
+                std::function<void(Status, std::string_view)> done);
+  // The receiver's side of a small RDT transfer: fetch inline, copy out.
+  void FetchTensorsInline(const ObjectId& id, const ValuePtr& value,
+                          std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done);
   void OnTaskDone(const ActorId& actor, const std::vector<ObjectId>& return_ids,
                   const std::vector<ObjectId>& counted_deps, const std::vector<ObjectId>& temp_ids,
                   proto::PushTaskReply reply);

@@ -3,6 +3,8 @@
 // groups. See DESIGN.md "Direct tensor transport".
 #include <unistd.h>
 
+#include <cstring>
+
 #include "ferry/collective/head_kv_store.h"
 #include "ferry/common/config.h"
 #include "ferry/common/logging.h"
@@ -129,8 +131,7 @@ void CoreWorker::HandleFetchTensors(std::string_view payload, rpc::Responder res
   proto::FetchTensors req;
   if (!ParseOrReply(payload, &req, responder)) return;
   auto id = ObjectId::FromBinary(req.object_id());
-  auto value_id = ObjectId::FromBinary(req.value_id());
-  if (!id.ok() || !value_id.ok()) {
+  if (!id.ok()) {
     responder.ReplyError(Status::InvalidArgument("bad object id in FetchTensors"));
     return;
   }
@@ -140,10 +141,29 @@ void CoreWorker::HandleFetchTensors(std::string_view payload, rpc::Responder res
                                           id->Hex()));
     return;
   }
+  if (req.value_id().empty()) {
+    // A small object: the bytes go back in the reply, copied now.
+    proto::ObjectValueProto value;
+    value.set_format("tensors");
+    std::string bytes;
+    for (const auto& t : *tensors) {
+      value.add_buffer_sizes(t.nbytes());
+      value.add_buffer_offsets(bytes.size());
+      bytes.append(static_cast<const char*>(t.data()), t.nbytes());
+    }
+    value.set_inline_data(std::move(bytes));
+    responder.Reply(value);
+    return;
+  }
+  auto value_id = ObjectId::FromBinary(req.value_id());
+  if (!value_id.ok()) {
+    responder.ReplyError(value_id.status());
+    return;
+  }
   // The copy into shared memory can be large: not on the io thread.
   auto shared = std::make_shared<rpc::Responder>(std::move(responder));
   auto keep = std::make_shared<std::vector<tensor::Tensor>>(std::move(*tensors));
-  background_->Post([this, shared, keep, vid = *value_id] {
+  background_->Post([this, shared, keep, vid = *value_id]() {
     SerializedValue v;
     v.format = "tensors";
     for (const auto& t : *keep) {
@@ -205,6 +225,10 @@ void CoreWorker::ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value
     return;
   }
   const proto::TensorRecv& recv = arg.tensor_recv();
+  if (recv.inline_fetch()) {
+    FetchTensorsInline(*id, value, std::move(done));
+    return;
+  }
   auto group = groups_->Get(recv.group());
   if (!group.ok()) {
     done(group.status());
@@ -236,6 +260,67 @@ void CoreWorker::ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value
                    }
                    (*shared_done)(std::move(*tensors));
                  });
+}
+
+void CoreWorker::FetchTensorsInline(const ObjectId& id, const ValuePtr& value,
+                                    std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done) {
+  auto req = std::make_shared<proto::FetchTensors>();
+  req->set_object_id(id.Binary());
+  auto shared_done = std::make_shared<std::function<void(StatusOr<std::vector<tensor::Tensor>>)>>(
+      std::move(done));
+  CallPeer(value->rdt().producer_address(), proto::FETCH_TENSORS, req,
+           [this, value, shared_done](Status s, std::string_view payload) {
+             if (!s.ok()) {
+               if (s.code() == StatusCode::kUnavailable) {
+                 s = Status::Unavailable("the actor holding the tensors died: " + s.message());
+               }
+               (*shared_done)(s);
+               return;
+             }
+             proto::ObjectValueProto bytes;
+             if (!bytes.ParseFromArray(payload.data(), static_cast<int>(payload.size())) ||
+                 bytes.buffer_sizes_size() != value->rdt().tensors_size()) {
+               (*shared_done)(Status::Internal("malformed inline tensors"));
+               return;
+             }
+             std::vector<tensor::Tensor> tensors;
+             for (int i = 0; i < bytes.buffer_sizes_size(); ++i) {
+               const proto::TensorMetaProto& meta = value->rdt().tensors(i);
+               uint64_t off = bytes.buffer_offsets(i), n = bytes.buffer_sizes(i);
+               if (n != meta.nbytes() || off + n > bytes.inline_data().size()) {
+                 (*shared_done)(Status::Internal("inline tensor sizes do not match their metadata"));
+                 return;
+               }
+               auto t = tensor::Tensor::AllocateCpu(meta, *cpu_allocator_);
+               if (!t.ok()) {
+                 (*shared_done)(t.status());
+                 return;
+               }
+               if (n > 0) std::memcpy(t->data(), bytes.inline_data().data() + off, n);
+               tensors.push_back(std::move(t).value());
+             }
+             (*shared_done)(std::move(tensors));
+           });
+}
+
+void CoreWorker::CallPeer(const std::string& address, uint16_t method,
+                          std::shared_ptr<const google::protobuf::MessageLite> request,
+                          std::function<void(Status, std::string_view)> done) {
+  if (auto channel = channels_->Peek(address)) {
+    channel->Call(method, *request, std::move(done));
+    return;
+  }
+  auto shared_done = std::make_shared<std::function<void(Status, std::string_view)>>(std::move(done));
+  bool posted = background_->Post([this, address, method, request, shared_done] {
+    auto channel = channels_->Get(address, Deadline::After(Config::Get().rpc_connect_timeout));
+    if (!channel.ok()) {
+      (*shared_done)(Status::Unavailable(address + " is unreachable: " + channel.status().message()),
+                     {});
+      return;
+    }
+    (*channel)->Call(method, *request, *shared_done);
+  });
+  if (!posted) (*shared_done)(Status::Unavailable("ferry is shutting down"), {});
 }
 
 // --- owner side -------------------------------------------------------------
@@ -302,26 +387,28 @@ Status CoreWorker::ArrangeTensorTransfer(const ObjectId& id, const ValuePtr& val
         "create_collective_group([producer, receiver, ...], backend='" + rdt.transport() +
         "') first");
   }
-  auto channel = channels_->Get(rdt.producer_address(),
-                                Deadline::After(Config::Get().rpc_connect_timeout));
-  if (!channel.ok()) {
-    return Status::Unavailable("the producer of the RDT object is unreachable: " +
-                               channel.status().message());
-  }
-  proto::SendTensors send;
-  send.set_object_id(id.Binary());
-  send.set_group(group_name);
-  send.set_dst_rank(dst_rank);
-  send.set_tag(tag);
-  // A failed send also fails the receive (the group is destroyed on both
-  // ends, or the receive times out): the task reports it.
-  (*channel)->Call(proto::SEND_TENSORS, send, [](Status s, std::string_view) {
-    if (!s.ok()) FERRY_LOG(WARNING) << "RDT send failed: " << s;
-  });
   proto::TensorRecv* recv = arg->mutable_tensor_recv();
   recv->set_group(group_name);
   recv->set_src_rank(src_rank);
+  uint64_t total = 0;
+  for (const auto& meta : rdt.tensors()) total += meta.nbytes();
+  if (static_cast<int64_t>(total) <= Config::Get().inline_tensor_bytes) {
+    // Small: the receiver fetches the bytes itself (one round trip); a
+    // collective transfer's handshakes would cost more than the bytes.
+    recv->set_inline_fetch(true);
+    return Status::Ok();
+  }
   recv->set_tag(tag);
+  auto send = std::make_shared<proto::SendTensors>();
+  send->set_object_id(id.Binary());
+  send->set_group(group_name);
+  send->set_dst_rank(dst_rank);
+  send->set_tag(tag);
+  // A failed send also fails the receive (the group is destroyed on both
+  // ends, or the receive times out): the task reports it.
+  CallPeer(rdt.producer_address(), proto::SEND_TENSORS, send, [](Status s, std::string_view) {
+    if (!s.ok()) FERRY_LOG(WARNING) << "RDT send failed: " << s;
+  });
   return Status::Ok();
 }
 

@@ -13,6 +13,13 @@ ChannelCache::ChannelCache(IoLoop& loop, proto::Hello hello,
                            std::shared_ptr<Dispatcher> dispatcher, ChannelOptions options)
     : loop_(loop), hello_(std::move(hello)), dispatcher_(std::move(dispatcher)), options_(options) {}
 
+std::shared_ptr<Channel> ChannelCache::Peek(const std::string& address) {
+  MutexLock lock(mu_);
+  auto it = entries_.find(address);
+  if (it == entries_.end() || !it->second.channel || it->second.channel->IsClosed()) return nullptr;
+  return it->second.channel;
+}
+
 StatusOr<std::shared_ptr<Channel>> ChannelCache::Get(const std::string& address,
                                                      Deadline deadline) {
   std::shared_ptr<Attempt> mine;

@@ -49,6 +49,9 @@ class ChannelCache {
 
   StatusOr<std::shared_ptr<Channel>> Get(const std::string& address, Deadline deadline)
       FERRY_EXCLUDES(mu_);
+  // The cached open channel for `address`, or null. Never blocks or
+  // connects: usable on the io thread.
+  std::shared_ptr<Channel> Peek(const std::string& address) FERRY_EXCLUDES(mu_);
   // Caches `channel` for `address`, replacing (not closing) an earlier one.
   void Add(const std::string& address, std::shared_ptr<Channel> channel) FERRY_EXCLUDES(mu_);
   // Closes and forgets every cached channel; connects in progress finish but
