@@ -16,6 +16,7 @@ PACKAGES=(
   # C++ libraries
   libprotobuf-dev protobuf-compiler libasio-dev pybind11-dev libdlpack-dev
   libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev libucx-dev
+  libcereal-dev  # C++ API: serialization of arguments and results
   # Python side (the venv is made from /usr/bin/python3 --system-site-packages)
   python3-dev python3-venv python3-numpy python3-pytest python3-cloudpickle
   python3-distributed python3-torch python3-matplotlib
