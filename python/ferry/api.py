@@ -70,8 +70,8 @@ def _rdt_value(ref, data, buffers, rdt, tensor_transport, timeout):
             f"over '{transport}' only between members of a collective group; pass "
             f'_tensor_transport="object_store" to fetch them through the object store.')
     fetched = runtime.current().fetch_tensors(ref, timeout)
-    tensors = [serialization.tensor_from_buffer(buf, dtype, shape)
-               for buf, (dtype, shape, _, _) in zip(fetched, metas)]
+    tensors = [serialization.tensor_from_buffer(buf, dtype, shape, strides)
+               for buf, (dtype, shape, _, _, strides) in zip(fetched, metas)]
     return serialization.loads_rdt(data, buffers, tensors)
 
 

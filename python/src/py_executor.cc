@@ -18,15 +18,16 @@ std::vector<proto::ObjectValueProto> PyExecutor::Execute(const proto::TaskSpec& 
   std::vector<proto::ObjectValueProto> out;
   py::gil_scoped_acquire gil;
   try {
-    py::list py_args;
+    py::list py_args, arg_ids;
     for (const auto& a : args) {
       py::tuple v = ValueToPython(a.value);
       py_args.append(py::make_tuple(v[0], v[1], v[2], TensorsToPython(a.tensors)));
+      arg_ids.append(py::bytes(spec.args(static_cast<int>(py_args.size() - 1)).object_id()));
     }
     args.clear();
     py::list return_ids;
     for (const auto& id : spec.return_ids()) return_ids.append(py::bytes(id));
-    py::object results = fn_(spec.method(), spec.is_creation(), return_ids, py_args,
+    py::object results = fn_(spec.method(), spec.is_creation(), return_ids, py_args, arg_ids,
                              spec.tensor_transport());
     py_args = py::list();
     int i = 0;
@@ -91,7 +92,8 @@ Status PyExecutor::StoreRdt(const ObjectId& id, const py::handle& rdt, proto::Ob
   std::vector<tensor::Tensor> tensors;
   for (py::handle item : info[1]) {
     auto t = item.cast<py::tuple>();
-    proto::TensorMetaProto meta = MetaFromPython(t[1], t[2], t[3], t[4]);
+    // (capsule, dtype, shape, strides, device, nbytes)
+    proto::TensorMetaProto meta = MetaFromPython(t[1], t[2], t[3], t[4], t[5]);
     *out->add_tensors() = meta;
     FERRY_ASSIGN_OR_RETURN(tensor::Tensor tensor, TensorFromCapsule(t[0], std::move(meta)));
     tensors.push_back(std::move(tensor));

@@ -33,18 +33,24 @@ py::object TensorToCapsule(const tensor::Tensor& t) {
 py::list TensorsToPython(const std::vector<tensor::Tensor>& tensors) {
   py::list out;
   for (const auto& t : tensors) {
-    py::list shape;
+    py::list shape, strides;
     for (int64_t d : t.meta().shape()) shape.append(d);
-    out.append(py::make_tuple(TensorToCapsule(t), t.meta().dtype(), py::tuple(shape)));
+    for (int64_t d : t.meta().strides()) strides.append(d);
+    out.append(py::make_tuple(TensorToCapsule(t), t.meta().dtype(), py::tuple(shape),
+                              py::tuple(strides)));
   }
   return out;
 }
 
 proto::TensorMetaProto MetaFromPython(const py::handle& dtype, const py::handle& shape,
-                                      const py::handle& device, const py::handle& nbytes) {
+                                      const py::handle& strides, const py::handle& device,
+                                      const py::handle& nbytes) {
   proto::TensorMetaProto meta;
   meta.set_dtype(dtype.cast<std::string>());
   for (py::handle d : shape) meta.add_shape(d.cast<int64_t>());
+  if (!strides.is_none()) {
+    for (py::handle d : strides) meta.add_strides(d.cast<int64_t>());
+  }
   meta.set_device(device.cast<std::string>());
   meta.set_nbytes(nbytes.cast<uint64_t>());
   return meta;
@@ -53,9 +59,11 @@ proto::TensorMetaProto MetaFromPython(const py::handle& dtype, const py::handle&
 py::tuple RdtToPython(const proto::RdtInfo& rdt) {
   py::list metas;
   for (const auto& m : rdt.tensors()) {
-    py::list shape;
+    py::list shape, strides;
     for (int64_t d : m.shape()) shape.append(d);
-    metas.append(py::make_tuple(m.dtype(), py::tuple(shape), m.device(), m.nbytes()));
+    for (int64_t d : m.strides()) strides.append(d);
+    metas.append(py::make_tuple(m.dtype(), py::tuple(shape), m.device(), m.nbytes(),
+                                py::tuple(strides)));
   }
   return py::make_tuple(rdt.transport(), metas);
 }

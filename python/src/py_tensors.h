@@ -17,12 +17,14 @@ StatusOr<tensor::Tensor> TensorFromCapsule(const pybind11::handle& capsule,
                                            proto::TensorMetaProto meta);
 // A fresh "dltensor" capsule over `t`'s bytes (1-D uint8); keeps `t` alive.
 pybind11::object TensorToCapsule(const tensor::Tensor& t);
-// [(capsule, dtype, shape), ...] for the language to rebuild its tensors.
+// [(capsule, dtype, shape, strides), ...] for the language to rebuild its
+// tensors (strides empty: contiguous).
 pybind11::list TensorsToPython(const std::vector<tensor::Tensor>& tensors);
-// Metadata from a Python (dtype, shape, device, nbytes) tuple.
+// Metadata from Python values (strides may be None: contiguous).
 proto::TensorMetaProto MetaFromPython(const pybind11::handle& dtype, const pybind11::handle& shape,
-                                      const pybind11::handle& device, const pybind11::handle& nbytes);
-// (transport, [(dtype, shape, device, nbytes), ...]) of an RDT value.
+                                      const pybind11::handle& strides, const pybind11::handle& device,
+                                      const pybind11::handle& nbytes);
+// (transport, [(dtype, shape, device, nbytes, strides), ...]) of an RDT value.
 pybind11::tuple RdtToPython(const proto::RdtInfo& rdt);
 
 }  // namespace ferry::python

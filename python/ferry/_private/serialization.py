@@ -175,36 +175,47 @@ def dumps_rdt(value):
 
 
 def export_tensor(t):
-    """(capsule, dtype, shape, device, nbytes) for a tensor kept in place:
-    its bytes are shared with the core through DLPack, not copied (a
-    non-contiguous tensor is made contiguous first: one copy)."""
+    """(capsule, dtype, shape, strides, device, nbytes) for a tensor kept in
+    place: its bytes are shared with the core through DLPack, never copied.
+    A non-contiguous tensor is shared as the span of storage its strides
+    cover (strides travel in the metadata; None = contiguous)."""
     torch = torch_module()
     from torch.utils import dlpack
     shape = tuple(t.shape)
-    flat = t.detach()
-    if not flat.is_contiguous():
-        flat = flat.contiguous()
-    flat = flat.reshape(-1)
+    base = t.detach()
+    if base.is_contiguous():
+        strides = None
+        flat = base.reshape(-1)
+    else:
+        strides = tuple(base.stride())
+        extent = 1 + sum((n - 1) * st for n, st in zip(shape, strides)) if base.numel() else 0
+        flat = torch.as_strided(base, (extent,), (1,), base.storage_offset())
     raw = flat.view(torch.uint8) if flat.numel() else torch.empty(0, dtype=torch.uint8, device=t.device)
     device = "cpu" if t.device.type == "cpu" else f"{t.device.type}:{t.device.index or 0}"
-    return (dlpack.to_dlpack(raw), _dtype_name(t.dtype), shape, device,
-            t.numel() * t.element_size())
+    return (dlpack.to_dlpack(raw), _dtype_name(t.dtype), shape, strides, device,
+            flat.numel() * t.element_size())
 
 
-def import_tensor(capsule, dtype, shape):
-    """A torch tensor over the bytes a capsule describes (no copy)."""
+def _shape_view(raw, dtype, shape, strides):
     torch = __import__("torch")
+    typed = raw.view(getattr(torch, dtype))
+    if strides:
+        return torch.as_strided(typed, shape, strides)
+    return typed.reshape(shape)
+
+
+def import_tensor(capsule, dtype, shape, strides=()):
+    """A torch tensor over the bytes a capsule describes (no copy)."""
     from torch.utils import dlpack
-    raw = dlpack.from_dlpack(capsule)
-    return raw.view(getattr(torch, dtype)).reshape(shape)
+    return _shape_view(dlpack.from_dlpack(capsule), dtype, shape, strides)
 
 
-def tensor_from_buffer(buffer, dtype, shape):
+def tensor_from_buffer(buffer, dtype, shape, strides=()):
     """A torch tensor over a buffer of fetched bytes (no copy)."""
     torch = __import__("torch")
     if len(buffer) == 0:
         return torch.empty(shape, dtype=getattr(torch, dtype))
-    return torch.frombuffer(buffer, dtype=torch.uint8).view(getattr(torch, dtype)).reshape(shape)
+    return _shape_view(torch.frombuffer(buffer, dtype=torch.uint8), dtype, shape, strides)
 
 
 class _RdtUnpickler(pickle.Unpickler):

@@ -1,19 +1,26 @@
 """The worker side: build the actor, run its methods, package results.
 
 ``execute`` is called by the C++ executor (ferry._core) for every task, with
-the arguments already resolved to (format, data, buffers) triples. It returns
-one (format, data, buffers, code, message) result per return id.
+the arguments already resolved to (format, data, buffers, tensors) tuples
+and their object ids. It returns one (format, data, buffers, code, message
+[, rdt]) result per return id.
 """
 import os
-import cloudpickle
 import sys
 import traceback
+import weakref
+
+import cloudpickle
 
 from ferry._private import runtime, serialization
 
 TASK_ERROR = 100  # StatusCode::kTaskError
 
 _actor = None
+# The tensors this worker returned as RDT objects, by (object id, index),
+# while user code still holds them: passed back to this actor, an RDT ref
+# yields the very same tensor objects.
+_kept = weakref.WeakValueDictionary()
 
 
 def _error_result(method, exc):
@@ -25,7 +32,7 @@ def _error_result(method, exc):
     return ("exception", data, [], TASK_ERROR, tb)
 
 
-def _value_result(value, tensor_transport):
+def _value_result(value, tensor_transport, return_id):
     if tensor_transport in ("", "object_store"):
         data, buffers = serialization.dumps(value)
         return ("pickle5", data, buffers, 0, "")
@@ -33,25 +40,32 @@ def _value_result(value, tensor_transport):
     if not tensors:  # nothing to keep in place: an ordinary value
         return ("pickle5", data, buffers, 0, "")
     exported = [serialization.export_tensor(t) for t in tensors]
+    for i, t in enumerate(tensors):
+        _kept[(bytes(return_id), i)] = t
     if tensor_transport == "gloo":
-        for _, _, _, device, _ in exported:
+        for _, _, _, _, device, _ in exported:
             if device != "cpu":
                 raise ValueError(f"tensor_transport='gloo' moves CPU tensors only; this method "
                                  f"returned a tensor on {device}")
     return ("pickle5", data, buffers, 0, "", (tensor_transport, exported))
 
 
-def _arg_value(fmt, data, buffers, tensors):
+def _arg_tensor(object_id, index, exported):
+    own = _kept.get((object_id, index))
+    return own if own is not None else serialization.import_tensor(*exported)
+
+
+def _arg_value(fmt, data, buffers, tensors, object_id):
     if tensors:
         return serialization.loads_rdt(
-            data, buffers, [serialization.import_tensor(*t) for t in tensors])
+            data, buffers, [_arg_tensor(object_id, i, t) for i, t in enumerate(tensors)])
     return serialization.loads(data, buffers)
 
 
-def execute(method, is_creation, return_ids, args, tensor_transport):
+def execute(method, is_creation, return_ids, args, arg_ids, tensor_transport):
     global _actor
     try:
-        deps = [_arg_value(*a) for a in args[1:]]
+        deps = [_arg_value(*a, oid) for a, oid in zip(args[1:], arg_ids[1:])]
         _, data, buffers, _ = args[0]
         payload = serialization.loads_args(data, buffers, deps)
         if is_creation:
@@ -65,14 +79,14 @@ def execute(method, is_creation, return_ids, args, tensor_transport):
     try:
         n = len(return_ids)
         if n == 1:
-            return [_value_result(result, tensor_transport)]
+            return [_value_result(result, tensor_transport, return_ids[0])]
         if n == 0:
             return []
         values = list(result)
         if len(values) != n:
             raise ValueError(f"{method} was declared with num_returns={n} but returned "
                              f"{len(values)} values")
-        return [_value_result(v, tensor_transport) for v in values]
+        return [_value_result(v, tensor_transport, rid) for v, rid in zip(values, return_ids)]
     except Exception as exc:
         return [_error_result(method, exc)] * n
 
