@@ -47,6 +47,15 @@ class ObjectRef {
   std::shared_ptr<internal::RefState> state_;
 };
 
+// ObjectRefs are arguments, not values: one inside a serialized value (a
+// struct member, a vector element) is refused at compile time.
+template <class Archive, typename T>
+void save(Archive&, const ObjectRef<T>&) {
+  static_assert(sizeof(Archive) == 0,
+                "ferry: an ObjectRef inside a serialized value is not supported; pass it as a "
+                "top-level argument (it is resolved before the call) or Get it first");
+}
+
 template <typename T>
 struct IsObjectRef : std::false_type {};
 template <typename T>

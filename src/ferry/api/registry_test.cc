@@ -31,7 +31,7 @@ class Dup {
 FERRY_REMOTE(Dup::Create);
 FERRY_REMOTE(Dup::Create);  // a duplicate on purpose: Init must refuse it
 
-TEST(RegistryTest, SplitsTheMacroArguments) {
+TEST(ApiRegistryTest, SplitsTheMacroArguments) {
   auto names = ferry::internal::SplitRegisteredNames(
       " A::Create, &A::M ,static_cast<int (A::*)(int, int)>(&A::N)");
   ASSERT_EQ(names.size(), 3u);
@@ -40,7 +40,7 @@ TEST(RegistryTest, SplitsTheMacroArguments) {
   EXPECT_EQ(names[2], "static_cast<int (A::*)(int, int)>(&A::N)");
 }
 
-TEST(RegistryTest, NamesComeFromTheMacro) {
+TEST(ApiRegistryTest, NamesComeFromTheMacro) {
   using ferry::internal::KeyOf;
   using ferry::internal::RegisteredName;
   EXPECT_EQ(RegisteredName(KeyOf(&Counter::Add), "x"), "Counter::Add");
@@ -51,7 +51,7 @@ TEST(RegistryTest, NamesComeFromTheMacro) {
   EXPECT_EQ(fn->cls, std::type_index(typeid(Counter)));
 }
 
-TEST(RegistryTest, MissingRegistrationIsARegistrationError) {
+TEST(ApiRegistryTest, MissingRegistrationIsARegistrationError) {
   ferry::ActorHandle<Counter> handle;
   try {
     handle.Task(&Counter::Unlisted);
@@ -62,7 +62,7 @@ TEST(RegistryTest, MissingRegistrationIsARegistrationError) {
   }
 }
 
-TEST(RegistryTest, DuplicateRegistrationIsRefusedByInit) {
+TEST(ApiRegistryTest, DuplicateRegistrationIsRefusedByInit) {
   auto errors = ferry::api::RegistrationErrors();
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_NE(errors[0].find("Dup::Create' is registered twice"), std::string::npos) << errors[0];
@@ -70,7 +70,7 @@ TEST(RegistryTest, DuplicateRegistrationIsRefusedByInit) {
   EXPECT_FALSE(ferry::IsInitialized());
 }
 
-TEST(RegistryTest, CallsBeforeInitAreClearErrors) {
+TEST(ApiRegistryTest, CallsBeforeInitAreClearErrors) {
   EXPECT_THROW(ferry::Put(1), ferry::InvalidArgumentError);
 }
 
@@ -83,7 +83,7 @@ ferry::internal::DecodeInput InputFor(const ferry::internal::EncodedValue& v) {
   return in;
 }
 
-TEST(RegistryTest, FactoryAndMethodsRunFromEncodedArguments) {
+TEST(ApiRegistryTest, FactoryAndMethodsRunFromEncodedArguments) {
   using namespace ferry::internal;
   std::string factory = "Counter::Create";
   // A short converts to the factory's int parameter.
@@ -112,7 +112,7 @@ TEST(RegistryTest, FactoryAndMethodsRunFromEncodedArguments) {
   EXPECT_DOUBLE_EQ(scaled, 12.0);
 }
 
-TEST(RegistryTest, DependencyArgumentsDecodeFromTheirOwnValue) {
+TEST(ApiRegistryTest, DependencyArgumentsDecodeFromTheirOwnValue) {
   using namespace ferry::internal;
   // Structure: one argument, a dependency (kind 1, index 0), as a caller
   // passing an ObjectRef<int> writes it.

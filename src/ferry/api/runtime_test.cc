@@ -44,6 +44,15 @@ class Worker {
     return s;
   }
   bool IsLast(const ferry::Tensor& t) { return t.SharesMemoryWith(last_); }
+  // Whether ferry released the last returned tensor within `ms`.
+  bool FreedWithin(int ms) {
+    try {
+      ferry::WaitTensorFreed(last_, std::chrono::milliseconds(ms));
+      return true;
+    } catch (const ferry::GetTimeoutError&) {
+      return false;
+    }
+  }
   Point Move(Point p, double dx) {
     p.x += dx;
     for (auto& t : p.payload) t.data<float>()[0] += 1;
@@ -57,7 +66,7 @@ class Worker {
 };
 FERRY_REMOTE(Worker::Create, &Worker::Add, &Worker::Echo, &Worker::Fail, &Worker::Hang,
              &Worker::SetBase, &Worker::Base, &Worker::MakeTensor, &Worker::Sum, &Worker::IsLast,
-             &Worker::Move);
+             &Worker::Move, &Worker::FreedWithin);
 
 class Runtime : public ::testing::Environment {
  public:
@@ -179,6 +188,17 @@ TEST_F(ApiTest, GlooTensorsStayInTheProducer) {
   ferry::GetOptions via_store;
   via_store.tensor_transport = "object_store";
   EXPECT_EQ(ferry::Get(t, via_store)->data<float>()[999], 999.f);
+}
+
+TEST_F(ApiTest, WaitTensorFreedWaitsForTheLastReference) {
+  auto h = ferry::Actor(Worker::Create).Remote(0);
+  ferry::ObjectRef<ferry::Tensor> t = h.Task(&Worker::MakeTensor).SetTensorTransport("gloo").Remote(100000);
+  EXPECT_DOUBLE_EQ(*ferry::Get(h.Task(&Worker::Sum).Remote(t)), 4999950000.0);
+  // Our ref keeps the tensor in the producer's store: the wait times out.
+  EXPECT_FALSE(*ferry::Get(h.Task(&Worker::FreedWithin).Remote(50)));
+  t = {};  // the last reference: the owner frees the object in the producer
+  EXPECT_TRUE(*ferry::Get(h.Task(&Worker::FreedWithin).Remote(60000)));
+  ferry::Kill(h);
 }
 
 TEST_F(ApiTest, MisuseIsAClearError) {

@@ -21,7 +21,7 @@ internal::DecodeInput InputFor(const internal::EncodedValue& v) {
   return in;
 }
 
-TEST(SerializeTest, PlainValuesRoundTrip) {
+TEST(ApiSerializeTest, PlainValuesRoundTrip) {
   std::map<std::string, std::vector<double>> value{{"a", {1.5, 2.5}}, {"b", {}}};
   internal::EncodedValue e = internal::Encode(value);
   EXPECT_TRUE(e.tensors.empty());
@@ -30,7 +30,7 @@ TEST(SerializeTest, PlainValuesRoundTrip) {
   EXPECT_EQ(back, value);
 }
 
-TEST(SerializeTest, NestedTensorsTravelBesideTheArchive) {
+TEST(ApiSerializeTest, NestedTensorsTravelBesideTheArchive) {
   Batch b;
   b.name = "x";
   b.step = 7;
@@ -52,14 +52,14 @@ TEST(SerializeTest, NestedTensorsTravelBesideTheArchive) {
   EXPECT_EQ(back.tensors["w"][1].dtype(), DType::kInt64);
 }
 
-TEST(SerializeTest, GarbageIsAnInvalidArgumentError) {
+TEST(ApiSerializeTest, GarbageIsAnInvalidArgumentError) {
   internal::DecodeInput in;
   in.data = "\x01";
   std::string s;
   EXPECT_THROW(internal::Decode(in, s), InvalidArgumentError);
 }
 
-TEST(SerializeTest, TensorWithoutItsBytesIsAnError) {
+TEST(ApiSerializeTest, TensorWithoutItsBytesIsAnError) {
   internal::EncodedValue e = internal::Encode(Tensor::FromVector(std::vector<float>{1, 2}));
   internal::DecodeInput in;
   in.data = e.data;  // no buffers
@@ -69,7 +69,7 @@ TEST(SerializeTest, TensorWithoutItsBytesIsAnError) {
   EXPECT_THROW(internal::Decode(in, t), InvalidArgumentError);
 }
 
-TEST(TensorTest, ConstructAndAccess) {
+TEST(ApiTensorTest, ConstructAndAccess) {
   Tensor t = Tensor::FromVector(std::vector<float>{1, 2, 3, 4, 5, 6}, {2, 3});
   EXPECT_EQ(t.numel(), 6);
   EXPECT_EQ(t.nbytes(), 24u);
@@ -84,7 +84,7 @@ TEST(TensorTest, ConstructAndAccess) {
   EXPECT_EQ(DTypeFromName(DTypeName(DType::kBFloat16)), DType::kBFloat16);
 }
 
-TEST(TensorTest, DLPackRoundTripSharesMemory) {
+TEST(ApiTensorTest, DLPackRoundTripSharesMemory) {
   Tensor t = Tensor::FromVector(std::vector<int32_t>{1, 2, 3, 4}, {4, 1});
   DLManagedTensor* m = t.ToDLPack();
   EXPECT_EQ(m->dl_tensor.ndim, 2);
@@ -95,7 +95,7 @@ TEST(TensorTest, DLPackRoundTripSharesMemory) {
   EXPECT_EQ(back.shape(), t.shape());
 }
 
-TEST(ErrorsTest, OneTableMapsCodesToTypes) {
+TEST(ApiErrorsTest, OneTableMapsCodesToTypes) {
   EXPECT_THROW(internal::ThrowStatus(Status::TaskError("m")), TaskError);
   EXPECT_THROW(internal::ThrowStatus(Status::Unavailable("m")), ActorDiedError);
   EXPECT_THROW(internal::ThrowStatus(Status::DeadlineExceeded("m")), GetTimeoutError);
