@@ -67,8 +67,9 @@ Status RunEchoRank(const std::string& dir, int rank) {
   return Status::Ok();
 }
 
-// Runs only as the child process started by TwoProcessesEchoOverFileStore.
-TEST(GlooTransportChild, Rank1) {
+// Runs only as the child process started by TwoProcessesEchoOverFileStore
+// (DISABLED_: ctest does not list it; the parent asks for it explicitly).
+TEST(GlooTransportChild, DISABLED_Rank1) {
   const char* dir = std::getenv(kChildEnv);
   if (dir == nullptr) GTEST_SKIP() << "runs only as the child of GlooTransportTest.TwoProcesses*";
   Status s = RunEchoRank(dir, 1);
@@ -85,7 +86,8 @@ TEST(GlooTransportTest, TwoProcessesEchoOverFileStore) {
   if (pid == 0) {
     // A fresh image: nothing of this multi-threaded process survives.
     setenv(kChildEnv, dir.c_str(), 1);
-    execl("/proc/self/exe", "gloo_transport_test", "--gtest_filter=GlooTransportChild.Rank1", nullptr);
+    execl("/proc/self/exe", "gloo_transport_test", "--gtest_filter=GlooTransportChild.DISABLED_Rank1",
+          "--gtest_also_run_disabled_tests", nullptr);
     _exit(127);
   }
   auto child_exit = std::async(std::launch::async, [pid] {
