@@ -7,11 +7,6 @@ from ferry._core import ObjectRef
 from ferry._private import runtime, serialization
 from ferry.actor import ActorClass, ActorHandle
 
-_STATUS_ERRORS = {
-    4: exceptions.GetTimeoutError,   # DEADLINE_EXCEEDED
-    14: exceptions.ActorDiedError,   # UNAVAILABLE
-    15: exceptions.ObjectLostError,  # DATA_LOSS
-}
 TASK_ERROR = 100
 
 
@@ -51,9 +46,7 @@ def _raise_error(fmt, data, code, message):
     if code == TASK_ERROR and fmt == "exception":
         method, tb, cause = pickle.loads(data)
         raise exceptions.make_task_error(method, tb, cause)
-    if code == TASK_ERROR:
-        raise exceptions.TaskError("", message, None)
-    raise _STATUS_ERRORS.get(code, exceptions.FerryError)(message)
+    raise exceptions.error_for_status(code, message)
 
 
 _ONE_SIDED = ("nixl", "shm", "cuda_ipc", "auto")

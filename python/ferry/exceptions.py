@@ -81,3 +81,27 @@ def make_task_error(method_name, traceback_str, cause):
     except Exception:  # an exception class with an unusual constructor
         err = TaskError(method_name, traceback_str, cause)
     return err
+
+
+# The one table from ferry's status codes (include/ferry/status.h) to Python
+# exceptions; the C++ binding raises through it too.
+_BY_CODE = {
+    3: ValueError,              # INVALID_ARGUMENT
+    4: GetTimeoutError,         # DEADLINE_EXCEEDED
+    5: ValueError,              # NOT_FOUND
+    6: ValueError,              # ALREADY_EXISTS
+    9: CollectiveGroupError,    # FAILED_PRECONDITION
+    10: TransportError,         # ABORTED
+    12: NotImplementedError,    # UNIMPLEMENTED
+    14: ActorDiedError,         # UNAVAILABLE
+    15: ObjectLostError,        # DATA_LOSS
+    100: TaskError,             # TASK_ERROR (without a transported exception)
+}
+
+
+def error_for_status(code, message):
+    """The exception to raise for a non-OK status (code, message)."""
+    cls = _BY_CODE.get(code, FerryError)
+    if cls is TaskError:
+        return TaskError("", message, None)
+    return cls(message)

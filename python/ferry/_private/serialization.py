@@ -5,7 +5,7 @@ copies them once into shared memory, and readers get arrays that view the
 mapped bytes. ObjectRefs inside call arguments become indices into a list of
 dependencies that the core resolves before the call.
 """
-import copyreg
+import collections
 import io
 import pickle
 import sys
@@ -42,17 +42,19 @@ def _reduce_tensor(t):
 
 
 def _dispatch_table():
-    table = copyreg.dispatch_table.copy()
+    """cloudpickle's reducers (code objects, classes from __main__, ...) plus
+    ours for CPU torch tensors, whose bytes then travel out of band."""
     torch = sys.modules.get("torch")
-    if torch is not None:
-        table[torch.Tensor] = _reduce_tensor
-    return table
+    if torch is None:
+        return cloudpickle.CloudPickler.dispatch_table
+    return collections.ChainMap({torch.Tensor: _reduce_tensor}, cloudpickle.CloudPickler.dispatch_table)
 
 
 class _Pickler(cloudpickle.CloudPickler):
     def __init__(self, file, buffers, refs=None):
-        super().__init__(file, protocol=PROTOCOL, buffer_callback=buffers.append)
+        # The C pickler reads dispatch_table once, in __init__: set it first.
         self.dispatch_table = _dispatch_table()
+        super().__init__(file, protocol=PROTOCOL, buffer_callback=buffers.append)
         self._refs = refs
         self._ref_index = {}
 
@@ -147,6 +149,7 @@ class _RdtPickler(cloudpickle.CloudPickler):
     ``tensors``; the tensors themselves are not copied."""
 
     def __init__(self, file, buffers, tensors):
+        self.dispatch_table = _dispatch_table()
         super().__init__(file, protocol=PROTOCOL, buffer_callback=buffers.append)
         self._tensor_type = torch_module().Tensor
         self._tensors = tensors

@@ -148,6 +148,20 @@ void ActorSubmitter::Fail(Pending& pending, const Status& cause) {
   pending.done(ErrorReplyFor(pending.spec, cause));
 }
 
+bool ActorSubmitter::IsDead(const ActorId& id, Status* cause) {
+  std::shared_ptr<Actor> actor;
+  {
+    MutexLock lock(mu_);
+    auto it = actors_.find(id);
+    if (it == actors_.end()) return false;
+    actor = it->second;
+  }
+  MutexLock lock(actor->mu);
+  if (actor->state != Actor::State::kDead) return false;
+  if (cause != nullptr) *cause = actor->death_cause;
+  return true;
+}
+
 void ActorSubmitter::Shutdown() {
   std::vector<std::pair<ActorId, std::shared_ptr<Actor>>> all;
   {

@@ -59,6 +59,9 @@ class ActorSubmitter {
   // Records that `actor` is gone (e.g. after ferry.kill); fails queued tasks.
   void MarkDead(const ActorId& actor, Status cause);
 
+  // True (and the cause) once `actor` is known to be dead here.
+  bool IsDead(const ActorId& actor, Status* cause);
+
   // Fails everything queued and closes every actor channel.
   void Shutdown();
 

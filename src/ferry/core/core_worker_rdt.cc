@@ -7,6 +7,7 @@
 
 #include "ferry/collective/head_kv_store.h"
 #include "ferry/common/config.h"
+#include "ferry/common/fault.h"
 #include "ferry/common/logging.h"
 #include "ferry/core/core_worker.h"
 #include "ferry/core/error_value.h"
@@ -112,6 +113,11 @@ void CoreWorker::HandleSendTensors(std::string_view payload, rpc::Responder resp
     responder.ReplyError(group.status());
     return;
   }
+  if (Status fault = InjectFault("transfer.send"); !fault.ok()) {
+    groups_->Destroy(req.group(), fault);
+    responder.ReplyError(fault);
+    return;
+  }
   auto shared = std::make_shared<rpc::Responder>(std::move(responder));
   auto keep = std::make_shared<std::vector<tensor::Tensor>>(std::move(*tensors));
   std::string name = req.group();
@@ -139,6 +145,10 @@ void CoreWorker::HandleFetchTensors(std::string_view payload, rpc::Responder res
   if (!tensors) {
     responder.ReplyError(Status::DataLoss("this actor no longer holds the tensors of object " +
                                           id->Hex()));
+    return;
+  }
+  if (Status fault = InjectFault("transfer.fetch"); !fault.ok()) {
+    responder.ReplyError(fault);
     return;
   }
   if (req.value_id().empty()) {
@@ -225,6 +235,10 @@ void CoreWorker::ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value
     return;
   }
   const proto::TensorRecv& recv = arg.tensor_recv();
+  if (Status fault = InjectFault("transfer.recv"); !fault.ok()) {
+    done(Status::Aborted(fault.message()));
+    return;
+  }
   if (recv.inline_fetch()) {
     FetchTensorsInline(*id, value, std::move(done));
     return;
@@ -359,6 +373,10 @@ Status CoreWorker::ArrangeTensorTransfer(const ObjectId& id, const ValuePtr& val
   }
   auto producer = ActorId::FromBinary(rdt.producer_actor_id());
   if (!producer.ok()) return producer.status();
+  if (Status cause; submitter_->IsDead(*producer, &cause)) {
+    return Status::Unavailable("the actor holding the tensors of this argument is dead: " +
+                               cause.message());
+  }
   std::string group_name;
   int src_rank = -1, dst_rank = -1;
   uint64_t tag;

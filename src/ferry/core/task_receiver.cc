@@ -1,5 +1,6 @@
 #include "ferry/core/task_receiver.h"
 
+#include "ferry/common/fault.h"
 #include "ferry/common/logging.h"
 #include "ferry/common/spin_wait.h"
 #include "ferry/core/error_value.h"
@@ -120,6 +121,10 @@ void TaskReceiver::RunExecutor(TaskExecutor* executor) {
       num_ready_.store(ready_.size(), std::memory_order_release);
     }
     proto::PushTaskReply reply = Execute(executor, *task);
+    if (Status fault = task->spec.is_creation() ? Status::Ok() : InjectFault("task.return");
+        !fault.ok()) {
+      reply = ErrorReply(task->spec, MakeErrorValue(fault));
+    }
     task->reply(std::move(reply));
   }
 }
