@@ -104,8 +104,9 @@ class ActorMethod:
     def remote(self, *args, **kwargs):
         self._meta.check_args(args, kwargs)
         data, buffers, refs = serialization.dumps_args(args, kwargs)
-        out, notes = runtime.current().submit(self._handle._actor_id, self._meta.name, data,
-                                              buffers, refs, self._num_returns, self._transport or "")
+        rt = runtime.for_handle(self._handle._session)
+        out, notes = rt.submit(self._handle._actor_id, self._meta.name, data, buffers, refs,
+                               self._num_returns, self._transport or "")
         for note in notes:
             warnings.warn(note, UserWarning, stacklevel=2)
         return out[0] if self._num_returns == 1 else out
@@ -119,10 +120,11 @@ class ActorHandle:
     """A reference to a running actor; picklable, so it can be passed to
     other actors."""
 
-    def __init__(self, actor_id, class_name, methods):
+    def __init__(self, actor_id, class_name, methods, session):
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
+        self._session = session
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -144,7 +146,7 @@ class ActorHandle:
         return hash(self._actor_id)
 
     def __reduce__(self):
-        return ActorHandle, (self._actor_id, self._class_name, self._methods)
+        return ActorHandle, (self._actor_id, self._class_name, self._methods, self._session)
 
 
 # _MethodMeta holds an inspect.Signature, which pickles fine by value.
@@ -196,7 +198,7 @@ class ActorClass:
         rt = runtime.current()
         actor_id = rt.create_actor(self._cls.__name__, opts, runtime.worker_command(),
                                    data, buffers, refs)
-        return ActorHandle(actor_id, self._cls.__name__, self._methods)
+        return ActorHandle(actor_id, self._cls.__name__, self._methods, rt.session)
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"actor classes are instantiated with .remote(): use "

@@ -75,6 +75,9 @@ def get(refs, *, timeout=None, _tensor_transport=None, _use_object_store=False):
     collective transport pass ``_tensor_transport="object_store"`` (or
     ``_use_object_store=True``) to fetch the tensors through the object store."""
     single = isinstance(refs, ObjectRef)
+    if not single and not isinstance(refs, (list, tuple)):
+        raise TypeError(f"ferry.get expects an ObjectRef or a list of them, got "
+                        f"{type(refs).__name__}")
     ref_list = [refs] if single else list(refs)
     for r in ref_list:
         if not isinstance(r, ObjectRef):
@@ -110,7 +113,14 @@ def put(value):
 def wait(refs, *, num_returns=1, timeout=None):
     """-> (ready, not_ready): the first ``num_returns`` refs that are ready
     (in the order given), once that many are or ``timeout`` passed."""
+    if not isinstance(refs, (list, tuple)):
+        raise TypeError(f"ferry.wait expects a list of ObjectRefs, got {type(refs).__name__}")
     refs = list(refs)
+    for r in refs:
+        if not isinstance(r, ObjectRef):
+            raise TypeError(f"ferry.wait expects ObjectRefs, got {type(r).__name__}")
+    if timeout is not None and timeout < 0:
+        raise ValueError("timeout must be >= 0 or None")
     if not 0 <= num_returns <= len(refs):
         raise ValueError(f"num_returns must be between 0 and {len(refs)}, got {num_returns}")
     flags = runtime.current().wait(refs, num_returns, timeout)
@@ -125,4 +135,4 @@ def kill(actor):
     ActorDiedError."""
     if not isinstance(actor, ActorHandle):
         raise TypeError(f"ferry.kill expects an actor handle, got {type(actor).__name__}")
-    runtime.current().kill(actor._actor_id)
+    runtime.for_handle(actor._session).kill(actor._actor_id)

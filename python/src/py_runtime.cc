@@ -2,7 +2,6 @@
 
 #include <pybind11/stl.h>
 
-#include "ferry/cluster/process_spawner.h"
 #include "ferry/common/config.h"
 #include "ferry/core/error_value.h"
 #include "py_buffers.h"
@@ -15,12 +14,6 @@ namespace py = pybind11;
 
 namespace ferry::python {
 namespace {
-
-std::string RandomHex(size_t bytes) {
-  std::string raw(bytes, '\0');
-  FillRandom(reinterpret_cast<uint8_t*>(raw.data()), bytes);
-  return HexEncode(reinterpret_cast<const uint8_t*>(raw.data()), bytes);
-}
 
 // Borrowed views of a Python (data, [buffers]) pair, valid while `infos` lives.
 core::SerializedValue ToSerialized(const std::string& format, const py::buffer& data,
@@ -68,45 +61,19 @@ py::dict InfoToDict(const proto::ActorInfo& info) {
 
 std::shared_ptr<PyRuntime> PyRuntime::StartDriver() {
   std::shared_ptr<PyRuntime> rt(new PyRuntime());
-  core::CoreWorkerOptions options;
-  options.is_driver = true;
-  options.token = RandomHex(16);
-  options.session = RandomHex(6);
-  rt->core_ = std::make_shared<core::CoreWorker>(options);
-  rt->head_ = std::make_unique<cluster::Head>(
-      rt->core_->io_loop(), rt->core_->dispatcher(),
-      cluster::HeadOptions{options.token, options.session});
-  CheckOk(rt->core_->Start());
-  rt->head_->SetAddress(rt->core_->address());
+  rt->rt_ = ValueOrThrow(cluster::StartDriverRuntime());
   return rt;
 }
 
 std::shared_ptr<PyRuntime> PyRuntime::StartWorker() {
-  cluster::InstallWorkerGuards();
-  core::CoreWorkerOptions options;
-  options.is_driver = false;
-  options.token = EnvString("FERRY_TOKEN", "");
-  options.session = EnvString("FERRY_SESSION", "");
-  options.head_address = EnvString("FERRY_HEAD_ADDRESS", "");
-  if (options.head_address.empty()) {
-    throw py::value_error("not started by ferry: FERRY_HEAD_ADDRESS is not set");
-  }
-  options.worker_id = ValueOrThrow(WorkerId::FromHex(EnvString("FERRY_WORKER_ID", "")));
-  options.actor_id = ValueOrThrow(ActorId::FromHex(EnvString("FERRY_ACTOR_ID", "")));
   std::shared_ptr<PyRuntime> rt(new PyRuntime());
-  rt->core_ = std::make_shared<core::CoreWorker>(options);
-  CheckOk(rt->core_->Start());
+  rt->rt_.core = ValueOrThrow(cluster::StartWorkerRuntime());
   return rt;
 }
 
 PyRuntime::~PyRuntime() { Shutdown(); }
 
-void PyRuntime::Shutdown() {
-  if (head_) head_->Shutdown();
-  if (core_) core_->Shutdown();
-  head_.reset();
-  core_.reset();
-}
+void PyRuntime::Shutdown() { rt_.Shutdown(); }
 
 void RegisterRuntime(py::module_& m) {
   py::class_<PyRuntime, std::shared_ptr<PyRuntime>>(m, "Runtime")
@@ -125,6 +92,7 @@ void RegisterRuntime(py::module_& m) {
       .def_property_readonly("running", [](const PyRuntime& rt) { return rt.core() != nullptr; })
       .def_property_readonly("worker_id", [](const PyRuntime& rt) { return Core(rt)->worker_id().Hex(); })
       .def_property_readonly("address", [](const PyRuntime& rt) { return Core(rt)->address(); })
+      .def_property_readonly("session", [](const PyRuntime& rt) { return Core(rt)->session(); })
       .def_property_readonly("is_driver", [](const PyRuntime& rt) { return Core(rt)->is_driver(); })
       .def("worker_pids",
            [](const PyRuntime& rt) { return rt.head() ? rt.head()->WorkerPids() : std::vector<int>{}; })

@@ -7,7 +7,7 @@
 
 #include <memory>
 
-#include "ferry/cluster/head.h"
+#include "ferry/cluster/process_runtime.h"
 #include "ferry/core/core_worker.h"
 
 namespace ferry::python {
@@ -19,13 +19,12 @@ class PyRuntime {
   ~PyRuntime();
 
   void Shutdown();
-  const std::shared_ptr<core::CoreWorker>& core() const { return core_; }
-  cluster::Head* head() const { return head_.get(); }
+  const std::shared_ptr<core::CoreWorker>& core() const { return rt_.core; }
+  cluster::Head* head() const { return rt_.head.get(); }
 
  private:
   PyRuntime() = default;
-  std::shared_ptr<core::CoreWorker> core_;
-  std::unique_ptr<cluster::Head> head_;
+  cluster::DriverRuntime rt_;  // a worker's has no head
 };
 
 void RegisterRuntime(pybind11::module_& m);

@@ -48,6 +48,17 @@ def current():
         return _runtime
 
 
+def for_handle(session):
+    """The runtime to call an actor of `session` with; a clear error for a
+    handle that outlived ferry.shutdown() (no silent new session)."""
+    rt = _runtime
+    if rt is None or rt.session != session:
+        from ferry.exceptions import ActorDiedError
+        raise ActorDiedError("this actor belongs to a ferry session that was shut down; actors do "
+                             "not survive ferry.shutdown(): create the actor again")
+    return rt
+
+
 def is_initialized():
     return _runtime is not None
 

@@ -39,14 +39,15 @@ def _value_result(value, tensor_transport, return_id):
     data, buffers, tensors = serialization.dumps_rdt(value)
     if not tensors:  # nothing to keep in place: an ordinary value
         return ("pickle5", data, buffers, 0, "")
+    if tensor_transport == "gloo":
+        for t in tensors:
+            if t.device.type != "cpu":
+                raise ValueError(f"tensor_transport='gloo' moves CPU tensors only; this method "
+                                 f"returned a tensor on {t.device}: move it to the CPU or use "
+                                 f"tensor_transport='nccl' for CUDA tensors")
     exported = [serialization.export_tensor(t) for t in tensors]
     for i, t in enumerate(tensors):
         _kept[(bytes(return_id), i)] = t
-    if tensor_transport == "gloo":
-        for _, _, _, _, device, _ in exported:
-            if device != "cpu":
-                raise ValueError(f"tensor_transport='gloo' moves CPU tensors only; this method "
-                                 f"returned a tensor on {device}")
     return ("pickle5", data, buffers, 0, "", (tensor_transport, exported))
 
 

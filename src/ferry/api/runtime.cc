@@ -13,8 +13,7 @@
 
 #include "ferry/api/executor.h"
 #include "ferry/api/registry.h"
-#include "ferry/cluster/head.h"
-#include "ferry/cluster/process_spawner.h"
+#include "ferry/cluster/process_runtime.h"
 #include "ferry/common/config.h"
 #include "ferry/core/error_value.h"
 #include "ferry/ferry.h"
@@ -25,19 +24,13 @@ namespace {
 struct Runtime {
   std::mutex mu;
   std::shared_ptr<core::CoreWorker> core;
-  std::unique_ptr<cluster::Head> head;
+  cluster::DriverRuntime driver;  // empty in a worker
   std::vector<std::string> worker_command;
 };
 
 Runtime& Rt() {
   static Runtime* rt = new Runtime();  // never destroyed: refs may die during exit
   return *rt;
-}
-
-std::string RandomHex(size_t bytes) {
-  std::string raw(bytes, '\0');
-  FillRandom(reinterpret_cast<uint8_t*>(raw.data()), bytes);
-  return HexEncode(reinterpret_cast<const uint8_t*>(raw.data()), bytes);
 }
 
 Deadline DeadlineFrom(std::optional<std::chrono::nanoseconds> timeout) {
@@ -86,30 +79,18 @@ ActorId ActorIdOf(const std::string& binary) {
 }
 
 [[noreturn]] void RunWorker() {
-  cluster::InstallWorkerGuards();
-  core::CoreWorkerOptions options;
-  options.is_driver = false;
-  options.token = EnvString("FERRY_TOKEN", "");
-  options.session = EnvString("FERRY_SESSION", "");
-  options.head_address = EnvString("FERRY_HEAD_ADDRESS", "");
   Status status;
-  auto worker_id = WorkerId::FromHex(EnvString("FERRY_WORKER_ID", ""));
-  auto actor_id = ActorId::FromHex(EnvString("FERRY_ACTOR_ID", ""));
-  if (!worker_id.ok() || !actor_id.ok()) {
-    status = Status::InvalidArgument("ferry worker: bad FERRY_WORKER_ID or FERRY_ACTOR_ID");
+  auto started = cluster::StartWorkerRuntime();
+  if (!started.ok()) {
+    status = started.status();
   } else {
-    options.worker_id = *worker_id;
-    options.actor_id = *actor_id;
-    auto core = std::make_shared<core::CoreWorker>(options);
-    status = core->Start();
-    if (status.ok()) {
-      {
-        std::lock_guard<std::mutex> lock(Rt().mu);
-        Rt().core = core;
-      }
-      api::CppExecutor executor(core.get());
-      status = core->RunActorWorker(&executor);
+    std::shared_ptr<core::CoreWorker> core = *started;
+    {
+      std::lock_guard<std::mutex> lock(Rt().mu);
+      Rt().core = core;
     }
+    api::CppExecutor executor(core.get());
+    status = core->RunActorWorker(&executor);
   }
   if (!status.ok()) std::cerr << "ferry worker: " << status << std::endl;
   std::cout.flush();
@@ -134,7 +115,7 @@ std::shared_ptr<core::CoreWorker> CurrentCore() {
 
 }  // namespace api
 
-bool IsWorker() { return !EnvString("FERRY_HEAD_ADDRESS", "").empty(); }
+bool IsWorker() { return cluster::IsSpawnedWorker(); }
 
 bool IsInitialized() {
   std::lock_guard<std::mutex> lock(Rt().mu);
@@ -156,37 +137,20 @@ void Init(int argc, char** argv) {
   Runtime& rt = Rt();
   std::lock_guard<std::mutex> lock(rt.mu);
   if (rt.core) return;
-  core::CoreWorkerOptions options;
-  options.is_driver = true;
-  options.token = RandomHex(16);
-  options.session = RandomHex(6);
-  auto core = std::make_shared<core::CoreWorker>(options);
-  auto head = std::make_unique<cluster::Head>(core->io_loop(), core->dispatcher(),
-                                              cluster::HeadOptions{options.token, options.session});
-  Status s = core->Start();
-  if (!s.ok()) {
-    head->Shutdown();
-    core->Shutdown();
-    internal::ThrowStatus(s.WithContext("starting ferry"));
-  }
-  head->SetAddress(core->address());
-  rt.core = std::move(core);
-  rt.head = std::move(head);
+  rt.driver = internal::ValueOrThrow(cluster::StartDriverRuntime());
+  rt.core = rt.driver.core;
   rt.worker_command = WorkerCommand(argc, argv);
 }
 
 void Shutdown() {
-  std::shared_ptr<core::CoreWorker> core;
-  std::unique_ptr<cluster::Head> head;
+  cluster::DriverRuntime driver;
   {
     std::lock_guard<std::mutex> lock(Rt().mu);
-    if (!Rt().head) return;  // a worker's runtime ends with its process
-    core = std::move(Rt().core);
-    head = std::move(Rt().head);
+    if (!Rt().driver.head) return;  // a worker's runtime ends with its process
+    driver = std::move(Rt().driver);
+    Rt().core.reset();
   }
-  head->Shutdown();
-  core->Shutdown();
-  head.reset();
+  driver.Shutdown();
 }
 
 namespace internal {

@@ -7,6 +7,7 @@
 
 #include "ferry/common/config.h"
 #include "ferry/common/logging.h"
+#include "ferry/rpc/parse.h"
 
 namespace ferry::cluster {
 
@@ -22,13 +23,6 @@ struct Head::Actor {
 };
 
 namespace {
-
-template <typename Msg>
-bool Parse(std::string_view payload, Msg* msg, rpc::Responder& responder) {
-  if (msg->ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return true;
-  responder.ReplyError(Status::InvalidArgument("malformed " + msg->GetTypeName()));
-  return false;
-}
 
 proto::StatusProto Unavailable(const std::string& message) {
   proto::StatusProto s;
@@ -70,7 +64,7 @@ std::shared_ptr<Head::Actor> Head::Find(const std::string& actor_id) {
 
 void Head::HandleCreateActor(std::string_view payload, rpc::Responder responder) {
   proto::CreateActor req;
-  if (!Parse(payload, &req, responder)) return;
+  if (!rpc::ParseRequest(payload, &req, responder)) return;
   auto actor = std::make_shared<Actor>();
   actor->spec = req;
   actor->info.set_actor_id(req.actor_id());
@@ -192,7 +186,7 @@ void Head::AnswerSettled(std::vector<rpc::Responder> waiters, const proto::Actor
 
 void Head::HandleRegisterWorker(std::string_view payload, rpc::Responder responder) {
   proto::RegisterWorker req;
-  if (!Parse(payload, &req, responder)) return;
+  if (!rpc::ParseRequest(payload, &req, responder)) return;
   auto actor = Find(req.actor_id());
   if (!actor) {
     responder.ReplyError(Status::NotFound("no actor is waiting for this worker"));
@@ -215,7 +209,7 @@ void Head::HandleRegisterWorker(std::string_view payload, rpc::Responder respond
 
 void Head::HandleActorReady(std::string_view payload, rpc::Responder responder) {
   proto::ActorReady req;
-  if (!Parse(payload, &req, responder)) return;
+  if (!rpc::ParseRequest(payload, &req, responder)) return;
   auto actor = Find(req.actor_id());
   if (!actor) {
     responder.ReplyError(Status::NotFound("unknown actor"));
@@ -243,7 +237,7 @@ void Head::HandleActorReady(std::string_view payload, rpc::Responder responder) 
 
 void Head::HandleGetActorInfo(std::string_view payload, rpc::Responder responder) {
   proto::GetActorInfo req;
-  if (!Parse(payload, &req, responder)) return;
+  if (!rpc::ParseRequest(payload, &req, responder)) return;
   std::shared_ptr<Actor> actor;
   {
     MutexLock lock(mu_);
@@ -274,7 +268,7 @@ void Head::HandleGetActorInfo(std::string_view payload, rpc::Responder responder
 
 void Head::HandleKillActor(std::string_view payload, rpc::Responder responder) {
   proto::KillActor req;
-  if (!Parse(payload, &req, responder)) return;
+  if (!rpc::ParseRequest(payload, &req, responder)) return;
   auto actor = Find(req.actor_id());
   if (!actor) {
     responder.ReplyError(Status::NotFound("unknown actor"));
@@ -296,7 +290,7 @@ void Head::HandleKillActor(std::string_view payload, rpc::Responder responder) {
 
 void Head::HandleKvPut(std::string_view payload, rpc::Responder responder) {
   proto::KvPut req;
-  if (!Parse(payload, &req, responder)) return;
+  if (!rpc::ParseRequest(payload, &req, responder)) return;
   if (!kv_.Put(req.key(), req.value(), req.overwrite())) {
     responder.ReplyError(Status::AlreadyExists("key '" + req.key() + "' exists"));
     return;
@@ -306,7 +300,7 @@ void Head::HandleKvPut(std::string_view payload, rpc::Responder responder) {
 
 void Head::HandleKvGet(std::string_view payload, rpc::Responder responder) {
   proto::KvGet req;
-  if (!Parse(payload, &req, responder)) return;
+  if (!rpc::ParseRequest(payload, &req, responder)) return;
   auto shared = std::make_shared<rpc::Responder>(std::move(responder));
   auto answer = [shared](std::optional<std::string> v) {
     proto::KvGetReply reply;
@@ -327,7 +321,7 @@ void Head::HandleKvGet(std::string_view payload, rpc::Responder responder) {
 
 void Head::HandleKvDel(std::string_view payload, rpc::Responder responder) {
   proto::KvDel req;
-  if (!Parse(payload, &req, responder)) return;
+  if (!rpc::ParseRequest(payload, &req, responder)) return;
   kv_.Delete(req.key(), req.prefix());
   responder.Reply(proto::Empty());
 }

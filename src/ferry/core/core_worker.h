@@ -130,6 +130,7 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   const WorkerId& worker_id() const { return options_.worker_id; }
   const std::string& address() const { return address_; }
   const std::string& head_address() const { return head_address_; }
+  const std::string& session() const { return options_.session; }
   bool is_driver() const { return options_.is_driver; }
 
   Status Start();
@@ -223,6 +224,7 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   void NoteRdtUses(const std::vector<ObjectRef>& deps, const ActorId& target,
                    std::vector<std::string>* warnings, std::vector<ObjectId>* rdt_deps);
   void RegisterRdtHandlers();
+  StatusOr<std::vector<tensor::Tensor>> HeldTensors(const std::string& object_id);
   // Calls `method` on the process at `address` without blocking: over the
   // cached channel, or after a connect on the background queue. `done` fires
   // exactly once.

@@ -11,16 +11,10 @@
 #include "ferry/common/logging.h"
 #include "ferry/core/core_worker.h"
 #include "ferry/core/error_value.h"
+#include "ferry/rpc/parse.h"
 
 namespace ferry::core {
 namespace {
-
-template <typename Msg>
-bool ParseOrReply(std::string_view payload, Msg* msg, rpc::Responder& responder) {
-  if (msg->ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return true;
-  responder.ReplyError(Status::InvalidArgument("malformed " + msg->GetTypeName()));
-  return false;
-}
 
 // Backends a transport name can use: "gloo" objects move over groups made
 // with backend "gloo" or "torch_gloo".
@@ -82,7 +76,7 @@ void CoreWorker::RegisterRdtHandlers() {
   dispatcher_->Register(proto::LEAVE_GROUP, [this](const std::shared_ptr<rpc::Channel>&,
                                                    std::string_view payload, rpc::Responder r) {
     proto::LeaveGroup req;
-    if (!ParseOrReply(payload, &req, r)) return;
+    if (!rpc::ParseRequest(payload, &req, r)) return;
     groups_->Leave(req.name());
     r.Reply(proto::Empty());
   });
@@ -90,22 +84,26 @@ void CoreWorker::RegisterRdtHandlers() {
 
 // --- producer side ----------------------------------------------------------
 
+// The tensors this process keeps for the object named in a request.
+StatusOr<std::vector<tensor::Tensor>> CoreWorker::HeldTensors(const std::string& object_id) {
+  FERRY_ASSIGN_OR_RETURN(ObjectId id, ObjectId::FromBinary(object_id));
+  std::optional<std::vector<tensor::Tensor>> tensors = tensors_->Get(id);
+  if (!tensors) {
+    return Status::DataLoss("this actor no longer holds the tensors of object " + id.Hex());
+  }
+  return std::move(*tensors);
+}
+
 Status CoreWorker::StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> tensors) {
   return tensors_->Put(id, std::move(tensors));
 }
 
 void CoreWorker::HandleSendTensors(std::string_view payload, rpc::Responder responder) {
   proto::SendTensors req;
-  if (!ParseOrReply(payload, &req, responder)) return;
-  auto id = ObjectId::FromBinary(req.object_id());
-  if (!id.ok()) {
-    responder.ReplyError(id.status());
-    return;
-  }
-  std::optional<std::vector<tensor::Tensor>> tensors = tensors_->Get(*id);
-  if (!tensors) {
-    responder.ReplyError(Status::DataLoss("this actor no longer holds the tensors of object " +
-                                          id->Hex()));
+  if (!rpc::ParseRequest(payload, &req, responder)) return;
+  auto tensors = HeldTensors(req.object_id());
+  if (!tensors.ok()) {
+    responder.ReplyError(tensors.status());
     return;
   }
   auto group = groups_->Get(req.group());
@@ -135,16 +133,10 @@ void CoreWorker::HandleSendTensors(std::string_view payload, rpc::Responder resp
 
 void CoreWorker::HandleFetchTensors(std::string_view payload, rpc::Responder responder) {
   proto::FetchTensors req;
-  if (!ParseOrReply(payload, &req, responder)) return;
-  auto id = ObjectId::FromBinary(req.object_id());
-  if (!id.ok()) {
-    responder.ReplyError(Status::InvalidArgument("bad object id in FetchTensors"));
-    return;
-  }
-  std::optional<std::vector<tensor::Tensor>> tensors = tensors_->Get(*id);
-  if (!tensors) {
-    responder.ReplyError(Status::DataLoss("this actor no longer holds the tensors of object " +
-                                          id->Hex()));
+  if (!rpc::ParseRequest(payload, &req, responder)) return;
+  auto tensors = HeldTensors(req.object_id());
+  if (!tensors.ok()) {
+    responder.ReplyError(tensors.status());
     return;
   }
   if (Status fault = InjectFault("transfer.fetch"); !fault.ok()) {
@@ -190,7 +182,7 @@ void CoreWorker::HandleFetchTensors(std::string_view payload, rpc::Responder res
 
 void CoreWorker::HandleJoinGroup(std::string_view payload, rpc::Responder responder) {
   auto req = std::make_shared<proto::JoinGroup>();
-  if (!ParseOrReply(payload, req.get(), responder)) return;
+  if (!rpc::ParseRequest(payload, req.get(), responder)) return;
   auto shared = std::make_shared<rpc::Responder>(std::move(responder));
   collective_queue_->Post([this, req, shared] {
     auto head = HeadChannel();

@@ -118,6 +118,8 @@ StatusOr<std::shared_ptr<Channel>> Channel::Adopt(IoLoop& loop, int fd,
 void Channel::SetFirstFrameHook(FirstFrameHook hook) {
   FERRY_CHECK(!io_->started) << "SetFirstFrameHook after Start";
   io_->first_frame_hook = std::move(hook);
+  // Until the first frame authenticates the peer, accept only a small one.
+  io_->decoder.set_max_payload(std::min(kMaxFirstFramePayload, options_.max_payload));
 }
 
 void Channel::Start() {
@@ -129,6 +131,9 @@ void Channel::Start() {
 }
 
 void Channel::SetPeer(proto::Hello peer, std::string peer_name) {
+  // Authenticated (the server calls this on its io thread, from the first
+  // frame's hook): lift the first-frame bound.
+  io_->decoder.set_max_payload(options_.max_payload);
   peer_ = std::move(peer);
   MutexLock lock(mu_);
   peer_name_ = std::move(peer_name);

@@ -42,6 +42,9 @@ inline constexpr size_t kFrameHeaderSize = 16;
 // Default bound on one frame's payload; a larger announced size is a protocol
 // error (it protects a process from a corrupt or hostile length prefix).
 inline constexpr uint32_t kDefaultMaxPayload = uint32_t{1} << 30;
+// Bound on a connection's first frame (the Hello) before it authenticated: an
+// unauthenticated peer cannot make a process buffer more than this.
+inline constexpr uint32_t kMaxFirstFramePayload = 64 * 1024;
 
 enum class FrameKind : uint8_t {
   kRequest = 0,     // expects exactly one kReply or kErrorReply with the same id
@@ -93,6 +96,9 @@ struct Frame {
 class FrameDecoder {
  public:
   explicit FrameDecoder(uint32_t max_payload = kDefaultMaxPayload);
+  // Changes the bound for frames not yet started (e.g. raised after a
+  // connection authenticated).
+  void set_max_payload(uint32_t max_payload) { max_payload_ = max_payload; }
   ~FrameDecoder();
   FrameDecoder(const FrameDecoder&) = delete;
   FrameDecoder& operator=(const FrameDecoder&) = delete;
@@ -125,7 +131,7 @@ class FrameDecoder {
   // kFrameHeaderSize while its header is incomplete.
   size_t NeededForCurrentFrame() const;
 
-  const uint32_t max_payload_;
+  uint32_t max_payload_;
   std::unique_ptr<char, Free> buf_;
   size_t capacity_ = 0;
   size_t begin_ = 0;  // first byte not yet returned as a frame
