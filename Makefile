@@ -1,5 +1,7 @@
 # ferry — developer entry points. `make demo` and `make test` are the two
-# commands README.md promises; CI runs `make test` through .ci/run.
+# commands README.md promises; CI runs them through .ci/run (see there for
+# which targets and how long each takes). docs/testing.md explains the
+# sanitizer and fuzzing targets.
 
 SHELL        := /bin/bash
 .SHELLFLAGS  := -eu -o pipefail -c
@@ -13,7 +15,23 @@ PY           := $(VENV)/bin/python
 # Upper bound for the whole pytest run so a hung test cannot eat CI's budget.
 PYTEST_TIMEOUT_S ?= 1800
 
-.PHONY: all deps build venv test test-cc test-py demo bench clean
+# Sanitizer and fuzzing builds live in their own directories (docs/testing.md).
+ASAN_DIR     ?= build-asan
+TSAN_DIR     ?= build-tsan
+FUZZ_DIR     ?= build-fuzz
+SAN_BUILD_TYPE ?= Debug
+# Seconds each fuzz target runs: `make fuzz` defaults to 300, `make
+# fuzz-smoke` to 60; FUZZ_SECONDS=N overrides both.
+FUZZ_TARGETS := frame_decoder_fuzz control_message_fuzz value_layout_fuzz
+# Python test files test-asan leaves out: RSS bounds do not hold with ASan's
+# quarantine, and the guide examples are found by their path in the checkout.
+ASAN_PYTEST_SKIP ?= test_leaks.py test_guide_examples.py
+ASAN_ENV     := ASAN_OPTIONS=detect_leaks=1:check_initialization_order=1:strict_string_checks=1 \
+                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+TSAN_ENV     := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+
+.PHONY: all deps build venv test test-cc test-py demo bench clean \
+        fuzz fuzz-smoke fuzz-build fuzz-corpus fuzz-run test-asan test-tsan
 
 all: build
 
@@ -38,6 +56,8 @@ venv:
 	  echo "$(CURDIR)/python" > "$$site/ferry-checkout.pth"; \
 	  echo "== venv: $$site/ferry-checkout.pth -> $(CURDIR)/python"
 
+# The fuzz smoke run is not part of `test`: its clang build plus 3 x 60 s
+# adds over 5 minutes (docs/testing.md); CI runs it as its own stage.
 test: build
 	@$(MAKE) --no-print-directory -k test-cc test-py
 
@@ -64,5 +84,92 @@ bench: build
 	  echo "== bench: $(PY) $$b"; $(PY) $$b; \
 	done
 
+# --- sanitizers ---------------------------------------------------------------
+
+# ASan + UBSan over every C++ test (unit, example, integration), then the
+# Python integration tests with the sanitized extension: the ASan runtime
+# (and libstdc++, so ASan can intercept C++ throws) LD_PRELOADed into
+# /usr/bin/python3. Leaks are not checked there (CPython keeps its heap at
+# exit). The extension is staged with a copy of python/ in
+# $(ASAN_DIR)/python-asan, so workers import the same build as the driver.
+# Reports go to files (pytest would swallow the driver's stderr, a worker's is
+# lost): any file there fails the target.
+test-asan: deps
+	@echo "== test-asan: cmake configure + build $(ASAN_DIR) (FERRY_SANITIZE=address, $(SAN_BUILD_TYPE))"
+	cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(SAN_BUILD_TYPE) -DFERRY_SANITIZE=address
+	cmake --build $(ASAN_DIR) -j$(JOBS)
+	@echo "== test-asan: ctest -L 'unit|example|integration' (every C++ test)"
+	$(ASAN_ENV) ctest --test-dir $(ASAN_DIR) -L 'unit|example|integration' --output-on-failure --no-tests=error
+	@echo "== test-asan: pytest python/tests, less $(ASAN_PYTEST_SKIP) (ASan runtime preloaded)"
+	rm -rf $(ASAN_DIR)/python-asan $(ASAN_DIR)/asan-logs
+	mkdir -p $(ASAN_DIR)/python-asan $(ASAN_DIR)/asan-logs
+	cp -r python/ferry python/tests $(ASAN_DIR)/python-asan/
+	rm -f $(ASAN_DIR)/python-asan/ferry/_core*.so
+	cp $(ASAN_DIR)/python/ferry/_core*.so $(ASAN_DIR)/python-asan/ferry/
+	@logs=$(CURDIR)/$(ASAN_DIR)/asan-logs/report; rc=0; \
+	  cd $(ASAN_DIR)/python-asan/tests && \
+	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:log_path=$$logs \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$$logs \
+	  PYTHONPATH=$(CURDIR)/$(ASAN_DIR)/python-asan \
+	  timeout --kill-after=30 $(PYTEST_TIMEOUT_S) $(SYS_PYTHON) -m pytest -q -p no:cacheprovider \
+	    -c $(CURDIR)/pytest.ini --rootdir $(CURDIR)/$(ASAN_DIR)/python-asan \
+	    $(foreach t,$(ASAN_PYTEST_SKIP),--ignore=$(t)) . || rc=$$?; \
+	  if ls $$logs.* >/dev/null 2>&1; then \
+	    echo "test-asan: sanitizer reports from the Python tests:"; cat $$logs.*; exit 1; \
+	  fi; \
+	  exit $$rc
+
+# TSan over every C++ unit test.
+test-tsan: deps
+	@echo "== test-tsan: cmake configure + build $(TSAN_DIR) (FERRY_SANITIZE=thread, $(SAN_BUILD_TYPE))"
+	cmake -S . -B $(TSAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(SAN_BUILD_TYPE) -DFERRY_SANITIZE=thread
+	cmake --build $(TSAN_DIR) -j$(JOBS)
+	@echo "== test-tsan: ctest -L unit"
+	$(TSAN_ENV) ctest --test-dir $(TSAN_DIR) -L unit --output-on-failure --no-tests=error
+
+# --- fuzzing --------------------------------------------------------------------
+
+# libFuzzer targets (clang; ASan + UBSan + coverage). New inputs go to
+# $(FUZZ_DIR)/corpus/<target>/, crashes to $(FUZZ_DIR)/artifacts/; the seeds
+# committed in fuzz/corpus/<target>/ are only read.
+fuzz-build: deps
+	@echo "== fuzz: cmake configure + build $(FUZZ_DIR) (clang, FERRY_FUZZ=ON)"
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DFERRY_FUZZ=ON -DFERRY_SANITIZE=address
+	cmake --build $(FUZZ_DIR) -j$(JOBS) --target ferry_fuzzers
+
+# Regenerates the committed seeds from ferry's own encoders (fuzz/gen_corpus.cc).
+fuzz-corpus: fuzz-build
+	$(FUZZ_DIR)/fuzz/fuzz_gen_corpus fuzz/corpus
+
+fuzz: fuzz-build
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(or $(FUZZ_SECONDS),300)
+
+fuzz-smoke: fuzz-build
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60)
+
+# Runs every target for FUZZ_SECONDS; fails on the first crash, leak, timeout
+# (10 s per input) or out-of-memory (2 GiB), printing the input in hex.
+fuzz-run:
+	@mkdir -p $(FUZZ_DIR)/artifacts
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t; \
+	  log=$(FUZZ_DIR)/artifacts/$$t.log; \
+	  echo "== fuzz: $$t for $(FUZZ_SECONDS)s (log $$log)"; \
+	  rc=0; FERRY_LOG_LEVEL=error UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    $(FUZZ_DIR)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t- \
+	    $(FUZZ_DIR)/corpus/$$t fuzz/corpus/$$t >$$log 2>&1 || rc=$$?; \
+	  grep -E '^#[0-9]+[[:space:]]+DONE' $$log || true; \
+	  if [ $$rc -ne 0 ]; then \
+	    echo "fuzz: $$t FAILED (rc $$rc); the end of its log:"; tail -60 $$log; \
+	    for a in $$(grep -o 'artifact_prefix=[^;]*; Test unit written to [^ ]*' $$log | sed 's/.* //'); do \
+	      echo "fuzz: input $$a (hex):"; od -An -tx1 -v $$a | tr -d ' \n' | fold -w 96; echo; \
+	    done; exit 1; \
+	  fi; \
+	done
+
 clean:
-	rm -rf $(BUILD_DIR) $(VENV) bench/results python/ferry/_core*.so .pytest_cache
+	rm -rf $(BUILD_DIR) $(VENV) bench/results python/ferry/_core*.so .pytest_cache \
+	  $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR)
