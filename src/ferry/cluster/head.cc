@@ -315,7 +315,7 @@ void Head::HandleKvGet(std::string_view payload, rpc::Responder responder) {
   uint64_t token = kv_.GetOrWait(req.key(), answer);
   if (token == 0) return;  // answered already
   auto timer = std::make_shared<asio::steady_timer>(loop_.context());
-  timer->expires_after(std::chrono::milliseconds(req.wait_ms()));
+  timer->expires_after(ClampedMillis(req.wait_ms()));
   timer->async_wait([this, timer, token](const asio::error_code&) { kv_.Cancel(token); });
 }
 

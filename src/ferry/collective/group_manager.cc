@@ -1,5 +1,6 @@
 #include "ferry/collective/group_manager.h"
 
+#include "ferry/common/clock.h"
 #include "ferry/common/config.h"
 #include "ferry/transport/registry.h"
 
@@ -19,8 +20,8 @@ Status GroupManager::Join(const proto::JoinGroup& req, transport::RendezvousStor
   options.rank = req.rank();
   options.size = req.size();
   if (req.timeout_ms() > 0) {
-    options.connect_timeout = std::chrono::milliseconds(req.timeout_ms());
-    options.transfer_timeout = std::chrono::milliseconds(req.timeout_ms());
+    options.connect_timeout = ClampedMillis(req.timeout_ms());
+    options.transfer_timeout = ClampedMillis(req.timeout_ms());
   }
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<transport::TwoSidedTransport> t,
                          transport::CreateTwoSidedTransport(req.backend(), store, options));

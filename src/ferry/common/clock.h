@@ -6,11 +6,19 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 
 namespace ferry {
 
 using Clock = std::chrono::steady_clock;
+
+// A duration from an untrusted millisecond count (a message field): clamped
+// to [0, 30 days] so converting it can never overflow.
+inline std::chrono::milliseconds ClampedMillis(int64_t ms) {
+  constexpr int64_t kMax = int64_t{30} * 24 * 3600 * 1000;
+  return std::chrono::milliseconds(ms < 0 ? 0 : (ms > kMax ? kMax : ms));
+}
 
 class Deadline {
  public:

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <thread>
@@ -603,7 +604,9 @@ Status CoreWorker::RunActorWorker(TaskExecutor* executor) {
   proto::RegisterWorkerReply registered;
   if (!registered.ParseFromString(payload)) return Status::Internal("malformed RegisterWorkerReply");
   const proto::CreateActor& actor = registered.actor();
-  int concurrency = std::max(1, actor.options().max_concurrency());
+  // Bounded: the value arrives in a message (and from user options).
+  constexpr int kMaxConcurrency = 1024;
+  int concurrency = std::clamp(actor.options().max_concurrency(), 1, kMaxConcurrency);
 
   proto::TaskSpec creation = actor.creation_task();
   // Its own caller queue: the creator's method calls start at sequence 0 too.
