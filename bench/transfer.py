@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tensor-transfer benchmark: ferry object_store vs ferry gloo (RDT) vs torch.distributed gloo.
+"""Tensor-transfer benchmark: ferry object_store, gloo, nixl, shm and auto vs torch.distributed gloo.
 
 Measures, in one run and on one machine, for float32 CPU tensors of 4 KiB, 64 KiB,
 1 MiB, 16 MiB and 256 MiB (1 GB = 1e9 bytes; medians over reps after warm-up reps):
@@ -13,6 +13,10 @@ Measures, in one run and on one machine, for float32 CPU tensors of 4 KiB, 64 Ki
                    `ferry.get(B.consume.remote(A.produce.remote(n)))` end to end.
 * ferry gloo    -- the same with A's method `@ferry.method(tensor_transport="gloo")` and a
                    collective group over [A, B] (backend "gloo").
+* ferry nixl / shm / auto -- the same with `tensor_transport="nixl"` (UCX one-sided get),
+                   `"shm"` (same-host one-copy pull from the producer's shared-memory arena)
+                   and `"auto"` (shm on one host); no group needed. Their 4 KiB pass
+                   overheads are measured in the same alternating loop as gloo's.
 * 4 KiB pass overhead -- a 4 KiB RDT ref is produced once; then, alternating, the driver
                    times `ferry.get(B.consume.remote(rdt_ref))` and
                    `ferry.get(B.consume.remote(0))` (the same call, a plain int instead of
@@ -64,6 +68,11 @@ ROOT = os.path.dirname(HERE)
 TARGET_GLOO_VS_TORCH = 1.0      # at >= 1 MiB
 TARGET_GLOO_VS_OBJSTORE = 2.0   # at >= 16 MiB
 TARGET_PASS_OVERHEAD_US = 100.0  # 4 KiB
+# Targets from issue 4, item 8 (at 256 MiB, steady state).
+TARGET_SHM_VS_MEMCPY = 0.6
+TARGET_SHM_VS_TORCH = 4.0
+TARGET_NIXL_VS_TORCH = 2.5
+ONE_SIDED = ("nixl", "shm", "auto")
 TORCH_STALL_US = 2000.0  # a torch round median above this at <= 1 MiB: the stalled mode
 NOISY_SPREAD = 3.0  # flag a cell whose round medians differ more than this
 INLINE_BYTES = int(os.environ.get("FERRY_INLINE_TENSOR_BYTES", 64 * 1024))  # ferry's default
@@ -213,6 +222,18 @@ class FerryPair:
             def produce_gloo(self, nbytes):
                 return self.t[nbytes]
 
+            @ferry.method(tensor_transport="nixl")
+            def produce_nixl(self, nbytes):
+                return self.t[nbytes]
+
+            @ferry.method(tensor_transport="shm")
+            def produce_shm(self, nbytes):
+                return self.t[nbytes]
+
+            @ferry.method(tensor_transport="auto")
+            def produce_auto(self, nbytes):
+                return self.t[nbytes]
+
         @ferry.remote
         class Consumer:
             def consume(self, t):
@@ -236,8 +257,12 @@ class FerryPair:
         if n != nbytes // 4 or first != fill or last != fill:
             raise AssertionError(f"ferry {method}: bytes did not arrive ({n}, {first}, {last} vs {fill})")
 
-    def run(self, nbytes, warmup, reps, gloo):
-        produce = self.a.produce_gloo if gloo else self.a.produce
+    def method(self, transport):
+        """A's producing method for a transport ("object_store" = the plain one)."""
+        return self.a.produce if transport == "object_store" else getattr(self.a, f"produce_{transport}")
+
+    def run(self, nbytes, warmup, reps, transport):
+        produce = self.method(transport)
         consume, get, want = self.b.consume, self.get, nbytes // 4
         samples = []
         for i in range(warmup + reps):
@@ -250,16 +275,20 @@ class FerryPair:
                 samples.append(dt)
         return samples
 
-    def pass_overhead(self, pairs, warmup):
+    def pass_overhead(self, pairs, warmup, one_sided=ONE_SIDED):
         """Median of consume(4 KiB gloo ref) minus median of consume(0), alternating.
 
         The ref is produced once and passed again on every call: ferry drops a
         received copy when its consuming task finishes, so each call transfers
         the 4 KiB again. Also records consume(1-element tensor) for reference:
-        a plain tensor argument is pickled, which costs more than an int."""
+        a plain tensor argument is pickled, which costs more than an int. The
+        one-sided transports' refs are passed in the same loop (their
+        overheads against the same plain calls)."""
         nbytes = 4 * KiB
         self.prepare(nbytes, 1.0)
         ref = self.a.produce_gloo.remote(nbytes)
+        others = {t: self.method(t).remote(nbytes) for t in one_sided}
+        other_samples = {t: [] for t in one_sided}
         small = torch.zeros(1, dtype=torch.float32)
         consume, get = self.b.consume, self.get
         rdt, plain, tiny = [], [], []
@@ -269,6 +298,12 @@ class FerryPair:
             t1 = time.perf_counter()
             n2 = get(consume.remote(0))
             t2 = time.perf_counter()
+            for t, r in others.items():
+                s0 = time.perf_counter()
+                if get(consume.remote(r)) != nbytes // 4:
+                    raise AssertionError(f"pass-overhead consumer ({t}) returned wrong numel")
+                if i >= warmup:
+                    other_samples[t].append(time.perf_counter() - s0)
             if i % 4 == 0:
                 n3 = get(consume.remote(small))
                 t3 = time.perf_counter()
@@ -281,10 +316,14 @@ class FerryPair:
             if i >= warmup:
                 rdt.append(t1 - t0)
                 plain.append(t2 - t1)
-        del ref
+        del ref, others
         r, p = statistics.median(rdt) * 1e6, statistics.median(plain) * 1e6
-        return {"rdt_call_us": r, "plain_call_us": p, "overhead_us": r - p, "pairs": pairs,
-                "tiny_tensor_arg_call_us": statistics.median(tiny) * 1e6}
+        out = {"rdt_call_us": r, "plain_call_us": p, "overhead_us": r - p, "pairs": pairs,
+               "tiny_tensor_arg_call_us": statistics.median(tiny) * 1e6}
+        for t, s in other_samples.items():
+            out[f"{t}_call_us"] = statistics.median(s) * 1e6
+            out[f"{t}_overhead_us"] = out[f"{t}_call_us"] - p
+        return out
 
     def close(self):
         try:
@@ -298,7 +337,11 @@ class FerryPair:
 # ----------------------------------------------------------------- report ----
 
 COLS = (("memcpy", "memcpy"), ("torch_gloo", "torch.dist gloo"),
-        ("ferry_object_store", "ferry object_store"), ("ferry_gloo", "ferry gloo"))
+        ("ferry_object_store", "ferry object_store"), ("ferry_gloo", "ferry gloo"),
+        ("ferry_nixl", "ferry nixl"), ("ferry_shm", "ferry shm"), ("ferry_auto", "ferry auto"))
+# ferry's columns: (result key, transport).
+FERRY_COLS = (("ferry_object_store", "object_store"), ("ferry_gloo", "gloo"), ("ferry_nixl", "nixl"),
+              ("ferry_shm", "shm"), ("ferry_auto", "auto"))
 
 
 def _gbps_txt(g):
@@ -341,6 +384,26 @@ def evaluate_targets(results, overhead):
             v >= TARGET_GLOO_VS_OBJSTORE for v in ratios["gloo_vs_object_store"].values())
     if overhead:
         out["pass_overhead_4KiB_le_100us"] = overhead["overhead_us"] <= TARGET_PASS_OVERHEAD_US
+    # Issue 4 at 256 MiB.
+    big = _key(256 * MiB)
+    m = results.get("memcpy", {}).get(big)
+    for col, name in (("ferry_shm", "shm"), ("ferry_nixl", "nixl"), ("ferry_auto", "auto")):
+        r = results.get(col, {}).get(big)
+        if r and big in t:
+            ratios.setdefault(f"{name}_vs_torch", {})[big] = r["gbps"] / t[big]["gbps"]
+        if r and m:
+            ratios.setdefault(f"{name}_vs_memcpy", {})[big] = r["gbps"] / m["gbps"]
+    if ratios.get("shm_vs_memcpy"):
+        out["shm_ge_0.6x_memcpy_at_256MiB"] = ratios["shm_vs_memcpy"][big] >= TARGET_SHM_VS_MEMCPY
+    if ratios.get("shm_vs_torch"):
+        out["shm_ge_4x_torch_gloo_at_256MiB"] = ratios["shm_vs_torch"][big] >= TARGET_SHM_VS_TORCH
+    if ratios.get("nixl_vs_torch"):
+        out["nixl_ge_2.5x_torch_gloo_at_256MiB"] = ratios["nixl_vs_torch"][big] >= TARGET_NIXL_VS_TORCH
+    if overhead:
+        for name in ("nixl", "shm"):
+            if f"{name}_overhead_us" in overhead:
+                out[f"{name}_pass_overhead_4KiB_le_gloo"] = \
+                    overhead[f"{name}_overhead_us"] <= overhead["overhead_us"]
     return out, ratios
 
 
@@ -350,7 +413,9 @@ def plot(results, png_path):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     styles = {"memcpy": ("k", ":", "s"), "torch_gloo": ("tab:orange", "-", "o"),
-              "ferry_object_store": ("tab:blue", "-", "^"), "ferry_gloo": ("tab:green", "-", "D")}
+              "ferry_object_store": ("tab:blue", "-", "^"), "ferry_gloo": ("tab:green", "-", "D"),
+              "ferry_nixl": ("tab:purple", "-", "v"), "ferry_shm": ("tab:red", "-", "P"),
+              "ferry_auto": ("tab:brown", "--", "x")}
     for k, lbl in COLS:
         r = results.get(k)
         if not r:
@@ -398,7 +463,8 @@ def main(argv=None):
     if args.overhead_only:  # child run (see _forced_gloo_overhead): prints one JSON line
         fp = FerryPair()
         try:
-            print("OVERHEAD " + json.dumps(fp.pass_overhead(p["overhead_pairs"], p["overhead_warmup"])))
+            print("OVERHEAD " + json.dumps(fp.pass_overhead(p["overhead_pairs"], p["overhead_warmup"],
+                                                            one_sided=())))
         finally:
             fp.close()
         return 0
@@ -437,8 +503,8 @@ def main(argv=None):
             if fp and "ferry" not in errors:
                 try:
                     fp.prepare(n, fill)
-                    fp.verify(n, fill, fp.a.produce)
-                    fp.verify(n, fill, fp.a.produce_gloo)
+                    for _, tr in FERRY_COLS:
+                        fp.verify(n, fill, fp.method(tr))
                 except Exception as e:
                     errors["ferry"] = f"{type(e).__name__}: {e}".splitlines()[0][:200]
                     traceback.print_exc()
@@ -454,8 +520,8 @@ def main(argv=None):
                         traceback.print_exc()
                 if fp and "ferry" not in errors:
                     try:
-                        for c, gloo in (("ferry_object_store", False), ("ferry_gloo", True)):
-                            got = fp.run(n, wr, per_round, gloo=gloo)
+                        for c, tr in FERRY_COLS:
+                            got = fp.run(n, wr, per_round, tr)
                             samples[c] += got
                             round_meds[c].append(statistics.median(got))
                     except Exception as e:
@@ -465,8 +531,8 @@ def main(argv=None):
                 try:
                     fill2 = fill + 0.5  # new values after timing: still arriving, not stale pool data
                     fp.prepare(n, fill2)
-                    fp.verify(n, fill2, fp.a.produce)
-                    fp.verify(n, fill2, fp.a.produce_gloo)
+                    for _, tr in FERRY_COLS:
+                        fp.verify(n, fill2, fp.method(tr))
                 except Exception as e:
                     errors["ferry"] = f"{type(e).__name__}: {e}".splitlines()[0][:200]
                     traceback.print_exc()
@@ -517,6 +583,12 @@ def main(argv=None):
         print(f"  (FERRY_INLINE_TENSOR_BYTES={INLINE_BYTES}: RDT objects up to that size, here "
               f"{', '.join(_label(n) for n in SIZES if n <= INLINE_BYTES) or 'none'}, move inline over "
               "the control channel, not through the Gloo group; the ferry gloo column too)")
+    if overhead:
+        for name in ONE_SIDED:
+            if f"{name}_overhead_us" in overhead:
+                print(f"4 KiB pass overhead with {name}: {overhead[name + '_overhead_us']:.1f} µs "
+                      f"= {overhead[name + '_call_us']:.1f} − {overhead['plain_call_us']:.1f} µs "
+                      "(same loop)")
     if overhead_gloo:
         print(f"4 KiB pass overhead through the Gloo group (FERRY_INLINE_TENSOR_BYTES=0): "
               f"{overhead_gloo['overhead_us']:.1f} µs = {overhead_gloo['rdt_call_us']:.1f} − "
@@ -528,7 +600,12 @@ def main(argv=None):
         print(f"{name}: " + ", ".join(f"{k} {v:.2f}x" for k, v in per.items()))
     tgt_text = {"gloo_ge_1x_torch_gloo_at_ge_1MiB": "ferry gloo ≥ 1.0× torch.distributed gloo at ≥ 1 MiB",
                 "gloo_ge_2x_object_store_at_ge_16MiB": "ferry gloo ≥ 2× ferry object_store at ≥ 16 MiB",
-                "pass_overhead_4KiB_le_100us": "4 KiB pass overhead ≤ 100 µs"}
+                "pass_overhead_4KiB_le_100us": "4 KiB pass overhead ≤ 100 µs",
+                "shm_ge_0.6x_memcpy_at_256MiB": "ferry shm ≥ 0.6× warm memcpy at 256 MiB",
+                "shm_ge_4x_torch_gloo_at_256MiB": "ferry shm ≥ 4× torch.distributed gloo at 256 MiB",
+                "nixl_ge_2.5x_torch_gloo_at_256MiB": "ferry nixl ≥ 2.5× torch.distributed gloo at 256 MiB",
+                "nixl_pass_overhead_4KiB_le_gloo": "4 KiB pass overhead with nixl ≤ gloo's",
+                "shm_pass_overhead_4KiB_le_gloo": "4 KiB pass overhead with shm ≤ gloo's"}
     for k, ok in targets.items():
         print(f"target {tgt_text[k]}: {'met' if ok else 'MISSED'}")
     noisy = [f"{lbl} {_label(n)} {results[c][_key(n)]['round_spread']:.1f}x"
@@ -573,6 +650,9 @@ def main(argv=None):
                               "timed on the sender",
                 "ferry_object_store": "ferry.get(B.consume.remote(A.produce.remote(n))), plain method",
                 "ferry_gloo": "same, A.produce_gloo decorated tensor_transport='gloo', group [A, B]",
+                "ferry_nixl": "same, tensor_transport='nixl' (UCX one-sided get; no group)",
+                "ferry_shm": "same, tensor_transport='shm' (same-host one-copy pull)",
+                "ferry_auto": "same, tensor_transport='auto' (shm on one host)",
             },
         },
         "table": lines,
@@ -583,7 +663,10 @@ def main(argv=None):
                                    "the control channel; _forced_gloo sets it to 0",
         "pass_overhead_4KiB_forced_gloo": overhead_gloo,
         "ratios": ratios,
-        "targets": {"gloo_vs_torch_min_at_ge_1MiB": TARGET_GLOO_VS_TORCH,
+        "targets": {"shm_vs_memcpy_min_at_256MiB": TARGET_SHM_VS_MEMCPY,
+                    "shm_vs_torch_min_at_256MiB": TARGET_SHM_VS_TORCH,
+                    "nixl_vs_torch_min_at_256MiB": TARGET_NIXL_VS_TORCH,
+                    "gloo_vs_torch_min_at_ge_1MiB": TARGET_GLOO_VS_TORCH,
                     "gloo_vs_object_store_min_at_ge_16MiB": TARGET_GLOO_VS_OBJSTORE,
                     "pass_overhead_4KiB_us_max": TARGET_PASS_OVERHEAD_US},
         "targets_met": targets,

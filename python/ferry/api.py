@@ -52,6 +52,18 @@ def _raise_error(fmt, data, code, message):
 _ONE_SIDED = ("nixl", "shm", "cuda_ipc", "auto")
 
 
+def _pulled_value(ref, data, buffers, pulled):
+    """The value of a one-sided RDT ref whose tensors were pulled here."""
+    from ferry._private import worker
+    key = ref.binary()
+    tensors = []
+    for i, (capsule, dtype, shape, strides) in enumerate(pulled):
+        own = worker.kept_tensor(key, i)  # this process made it: the same tensor object
+        tensors.append(own if own is not None
+                       else serialization.import_tensor(capsule, dtype, shape, strides))
+    return serialization.loads_rdt(data, buffers, tensors)
+
+
 def _rdt_value(ref, data, buffers, rdt, tensor_transport, timeout):
     transport, metas = rdt
     chosen = (tensor_transport or transport).lower()
@@ -90,24 +102,52 @@ def get(refs, *, timeout=None, _tensor_transport=None, _use_object_store=False):
     if _tensor_transport is not None:
         from ferry.actor import normalize_transport
         _tensor_transport = normalize_transport(_tensor_transport)
-    results = runtime.current().get(ref_list, timeout)
+    # One-sided RDT tensors are pulled inside the same call, all refs at once.
+    pull = _tensor_transport is None or _tensor_transport in _ONE_SIDED
+    results = runtime.current().get(ref_list, timeout, pull)
     values = []
-    for ref, (fmt, data, buffers, code, message, rdt) in zip(ref_list, results):
+    for ref, (fmt, data, buffers, code, message, rdt, pulled) in zip(ref_list, results):
         if code:
             _raise_error(fmt, data, code, message)
-        if rdt is not None:
+        if pulled is not None:
+            values.append(_pulled_value(ref, data, buffers, pulled))
+        elif rdt is not None:
             values.append(_rdt_value(ref, data, buffers, rdt, _tensor_transport, timeout))
         else:
             values.append(serialization.loads(data, buffers))
     return values[0] if single else values
 
 
-def put(value):
-    """Stores ``value`` in this process's object store; returns its ref."""
+def put(value, *, _tensor_transport=None):
+    """Stores ``value`` in this process's object store; returns its ref.
+
+    With ``_tensor_transport="nixl"``, ``"shm"`` or ``"auto"`` the tensors in
+    ``value`` stay in this process (no copy) and whoever holds the ref pulls
+    them directly, in any process (driver included)."""
     if isinstance(value, ObjectRef):
         raise TypeError("ferry.put of an ObjectRef is not allowed; pass the ref itself")
-    data, buffers = serialization.dumps(value)
-    return runtime.current().put(data, buffers)
+    transport = None
+    if _tensor_transport is not None:
+        from ferry.actor import normalize_transport
+        transport = normalize_transport(_tensor_transport)
+    if transport in (None, "object_store"):
+        data, buffers = serialization.dumps(value)
+        return runtime.current().put(data, buffers)
+    if transport not in _ONE_SIDED:
+        raise ValueError(
+            f"ferry.put(..., _tensor_transport={transport!r}): only the one-sided transports "
+            f"{', '.join(_ONE_SIDED)} keep a put's tensors in place; '{transport}' moves tensors "
+            f"only between members of a collective group (return them from an actor method "
+            f"marked tensor_transport={transport!r} instead)")
+    data, buffers, tensors = serialization.dumps_rdt(value)
+    rt = runtime.current()
+    if not tensors:  # nothing to keep in place: an ordinary value
+        return rt.put(data, buffers)
+    exported = [serialization.export_tensor(t) for t in tensors]
+    ref = rt.put_tensors(data, buffers, transport, exported)
+    from ferry._private import worker
+    worker.keep_tensors(ref.binary(), tensors)
+    return ref
 
 
 def wait(refs, *, num_returns=1, timeout=None):

@@ -6,9 +6,22 @@
 #include "py_object_ref.h"
 #include "py_runtime.h"
 
+#ifdef FERRY_HAVE_TORCH_SHM
+#include "ferry/transport/shm/torch_shm_allocator.h"
+#endif
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "ferry's C++ runtime";
   ferry::python::RegisterBuffers(m);
   ferry::python::RegisterObjectRef(m);
   ferry::python::RegisterRuntime(m);
+  // Makes torch's large CPU tensors live in ferry's shared-memory arena (the
+  // shm transport pulls them with one copy). False if unavailable.
+  m.def("install_shm_allocator", [] {
+#ifdef FERRY_HAVE_TORCH_SHM
+    return ferry::transport::InstallTorchShmAllocator();
+#else
+    return false;
+#endif
+  });
 }

@@ -87,18 +87,9 @@ Status PyExecutor::StoreRdt(const ObjectId& id, const py::handle& rdt, proto::Ob
   auto info = rdt.cast<py::tuple>();
   proto::RdtInfo* out = value->mutable_rdt();
   out->set_transport(info[0].cast<std::string>());
-  out->set_producer_actor_id(core_->actor_id().Binary());
-  out->set_producer_address(core_->address());
-  std::vector<tensor::Tensor> tensors;
-  for (py::handle item : info[1]) {
-    auto t = item.cast<py::tuple>();
-    // (capsule, dtype, shape, strides, device, nbytes)
-    proto::TensorMetaProto meta = MetaFromPython(t[1], t[2], t[3], t[4], t[5]);
-    *out->add_tensors() = meta;
-    FERRY_ASSIGN_OR_RETURN(tensor::Tensor tensor, TensorFromCapsule(t[0], std::move(meta)));
-    tensors.push_back(std::move(tensor));
-  }
-  return core_->StoreTensors(id, std::move(tensors));
+  FERRY_ASSIGN_OR_RETURN(std::vector<tensor::Tensor> tensors, TensorsFromPython(info[1]));
+  for (const tensor::Tensor& t : tensors) *out->add_tensors() = t.meta();
+  return core_->StoreTensors(id, std::move(tensors), out);
 }
 
 }  // namespace ferry::python

@@ -144,12 +144,16 @@ void RegisterRuntime(py::module_& m) {
              return py::make_tuple(result, warnings);
            })
       .def("get",
-           [](const PyRuntime& rt, const py::list& refs, const py::object& timeout) {
+           [](const PyRuntime& rt, const py::list& refs, const py::object& timeout, bool pull) {
              auto core = Core(rt);
              std::vector<core::ObjectRef> ids = RefsFromPython(refs);
              Deadline deadline = DeadlineFrom(timeout);
              std::vector<std::shared_ptr<object::ReadableValue>> opened;
              std::vector<core::ValuePtr> values;
+             // With `pull`: the tensors of one-sided RDT values, pulled here
+             // all at once (concurrently), by index into `values`.
+             std::vector<size_t> pulled_at;
+             std::vector<std::vector<tensor::Tensor>> pulled;
              Status error;
              {
                py::gil_scoped_release release;
@@ -158,7 +162,10 @@ void RegisterRuntime(py::module_& m) {
                  error = got.status();
                } else {
                  values = std::move(got).value();
-                 for (auto& v : values) {
+                 std::vector<ObjectId> pull_ids;
+                 std::vector<core::ValuePtr> pull_values;
+                 for (size_t i = 0; i < values.size(); ++i) {
+                   const auto& v = values[i];
                    if (!core::ValueStatus(*v).ok()) {
                      opened.push_back(nullptr);
                      continue;
@@ -169,27 +176,46 @@ void RegisterRuntime(py::module_& m) {
                      break;
                    }
                    opened.push_back(std::move(r).value());
+                   if (pull && v->has_rdt() && core::IsOneSidedTransport(v->rdt().transport())) {
+                     pulled_at.push_back(i);
+                     pull_ids.push_back(ids[i].id);
+                     pull_values.push_back(v);
+                   }
+                 }
+                 if (error.ok() && !pull_ids.empty()) {
+                   auto p = core->PullTensors(pull_ids, pull_values, deadline);
+                   if (p.ok()) {
+                     pulled = std::move(p).value();
+                   } else {
+                     error = p.status();
+                   }
                  }
                }
              }
              CheckOk(error);
-             // Each item: (format, data, buffers, code, message, rdt or None).
+             std::vector<py::object> tensors_of(values.size(), py::none());
+             for (size_t k = 0; k < pulled_at.size(); ++k) {
+               tensors_of[pulled_at[k]] = TensorsToPython(pulled[k]);
+             }
+             // Each item: (format, data, buffers, code, message, rdt or None,
+             // pulled tensors or None).
              py::list out;
              for (size_t i = 0; i < values.size(); ++i) {
                Status s = core::ValueStatus(*values[i]);
                if (!s.ok()) {
                  out.append(py::make_tuple(values[i]->format(), py::bytes(values[i]->inline_data()),
                                            py::list(), static_cast<int>(s.code()), s.message(),
-                                           py::none()));
+                                           py::none(), py::none()));
                  continue;
                }
                py::tuple t = ValueToPython(opened[i]);
                py::object rdt = values[i]->has_rdt() ? py::object(RdtToPython(values[i]->rdt()))
                                                      : py::object(py::none());
-               out.append(py::make_tuple(t[0], t[1], t[2], 0, "", rdt));
+               out.append(py::make_tuple(t[0], t[1], t[2], 0, "", rdt, tensors_of[i]));
              }
              return out;
-           })
+           },
+           py::arg("refs"), py::arg("timeout"), py::arg("pull") = false)
       .def("put",
            [](const PyRuntime& rt, const py::buffer& data, const py::list& buffers) {
              auto core = Core(rt);
@@ -201,6 +227,37 @@ void RegisterRuntime(py::module_& m) {
                ref = core->Put(v);
              }
              return WrapRef(ValueOrThrow(std::move(ref)), core);
+           })
+      .def("put_tensors",
+           [](const PyRuntime& rt, const py::buffer& data, const py::list& buffers,
+              const std::string& transport, const py::list& exported) {
+             auto core = Core(rt);
+             std::vector<py::buffer_info> infos;
+             core::SerializedValue v = ToSerialized("pickle5", data, buffers, infos);
+             std::vector<tensor::Tensor> tensors = ValueOrThrow(TensorsFromPython(exported));
+             StatusOr<core::ObjectRef> ref = Status::Internal("unset");
+             {
+               py::gil_scoped_release release;
+               ref = core->PutTensors(v, std::move(tensors), transport);
+             }
+             return WrapRef(ValueOrThrow(std::move(ref)), core);
+           })
+      .def("transfer_log",
+           [](const PyRuntime& rt) {
+             py::list out;
+             for (const core::TransferRecord& r : Core(rt)->transfer_log().Recent()) {
+               py::dict d;
+               d["object_id"] = r.object_id.Hex();
+               d["transport"] = r.transport;
+               d["direction"] = r.direction;
+               d["peer"] = r.peer;
+               d["bytes"] = r.bytes;
+               d["micros"] = r.micros;
+               d["pooled"] = r.pooled;
+               d["error"] = r.error.empty() ? py::object(py::none()) : py::object(py::str(r.error));
+               out.append(d);
+             }
+             return out;
            })
       .def("wait",
            [](const PyRuntime& rt, const py::list& refs, size_t num_returns, const py::object& timeout) {

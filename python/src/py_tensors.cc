@@ -56,6 +56,18 @@ proto::TensorMetaProto MetaFromPython(const py::handle& dtype, const py::handle&
   return meta;
 }
 
+StatusOr<std::vector<tensor::Tensor>> TensorsFromPython(const py::handle& exported) {
+  std::vector<tensor::Tensor> tensors;
+  for (py::handle item : exported) {
+    auto t = item.cast<py::tuple>();
+    // (capsule, dtype, shape, strides, device, nbytes)
+    proto::TensorMetaProto meta = MetaFromPython(t[1], t[2], t[3], t[4], t[5]);
+    FERRY_ASSIGN_OR_RETURN(tensor::Tensor tensor, TensorFromCapsule(t[0], std::move(meta)));
+    tensors.push_back(std::move(tensor));
+  }
+  return tensors;
+}
+
 py::tuple RdtToPython(const proto::RdtInfo& rdt) {
   py::list metas;
   for (const auto& m : rdt.tensors()) {

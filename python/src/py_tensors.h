@@ -24,6 +24,9 @@ pybind11::list TensorsToPython(const std::vector<tensor::Tensor>& tensors);
 proto::TensorMetaProto MetaFromPython(const pybind11::handle& dtype, const pybind11::handle& shape,
                                       const pybind11::handle& strides, const pybind11::handle& device,
                                       const pybind11::handle& nbytes);
+// Tensors from [(capsule, dtype, shape, strides, device, nbytes), ...], as
+// serialization.export_tensor makes them (each capsule consumed).
+StatusOr<std::vector<tensor::Tensor>> TensorsFromPython(const pybind11::handle& exported);
 // (transport, [(dtype, shape, device, nbytes, strides), ...]) of an RDT value.
 pybind11::tuple RdtToPython(const proto::RdtInfo& rdt);
 

@@ -168,6 +168,23 @@ class _Base:
     def sum_and_time(self, t):
         return float(t.double().sum()), time.monotonic()
 
+    # --- one-sided transports (put/get inside actors) ---
+
+    def put_value(self, kind, transport, seed=0):
+        """ferry.put of make_value(kind) with a one-sided transport, here: [ref]."""
+        return [ferry.put(make_value(kind, seed), _tensor_transport=transport)]
+
+    def produce(self, tensors, transport="nixl"):
+        """The guide's produce: one put per tensor, a list of refs."""
+        return [ferry.put(t, _tensor_transport=transport) for t in tensors]
+
+    def get_describe(self, refs):
+        """ferry.get of refs (a list) inside this actor: their descriptions."""
+        return [describe(v) for v in ferry.get(refs, timeout=60)]
+
+    def transfer_log(self):
+        return ferry.experimental.transfer_log()
+
 
 class _ProducerImpl(_Base):
     def __init__(self):

@@ -24,7 +24,7 @@ def _run(path):
 
 def test_every_guide_example_has_a_test():
     tested = {"gloo_basic.py", "gloo_dict.py", "gloo_pass_back.py", "mutability_bug.py",
-              "wait_tensor_freed.py", "mutability_warning.py"}
+              "wait_tensor_freed.py", "mutability_warning.py", "nixl.py"}
     assert set(f for f in os.listdir(GUIDE) if f.endswith(".py")) == tested
 
 
@@ -33,6 +33,15 @@ def test_transfer_examples_print_a_tensor(name):
     proc, info = _run(os.path.join(GUIDE, name))
     assert proc.returncode == 0, info
     assert TENSOR_PRINT.search(proc.stdout), info
+
+
+def test_nixl_example_transfers_gets_and_sums_put_refs():
+    proc, info = _run(os.path.join(GUIDE, "nixl.py"))
+    assert proc.returncode == 0, info
+    lines = proc.stdout.splitlines()
+    assert TENSOR_PRINT.search(lines[0]), info  # receiver.sum of the nixl ref
+    assert "tensor([[" in proc.stdout, info     # ray.get(tensor) pulled in the driver
+    assert lines[-1] == "sums match", info      # consume_with_nixl over put refs
 
 
 def test_pass_back_and_get_example():

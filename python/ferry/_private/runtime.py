@@ -15,6 +15,14 @@ def worker_command():
     return [sys.executable, "-m", "ferry._worker"]
 
 
+def _install_shm_allocator():
+    """Puts this process's large CPU tensors in ferry's shared-memory arena
+    (so tensor_transport="shm" pulls them with one copy), unless
+    FERRY_SHM_ARENA=0. Tensors made before this keep their memory."""
+    if os.environ.get("FERRY_SHM_ARENA", "1") != "0":
+        _core.install_shm_allocator()
+
+
 def init():
     global _runtime
     with _lock:
@@ -24,12 +32,14 @@ def init():
         # Workers import the driver's modules by name: give them its path.
         os.environ["FERRY_SYS_PATH"] = os.pathsep.join(p for p in sys.path if p)
         _runtime = _core.Runtime.start_driver()
+        _install_shm_allocator()
         return _runtime
 
 
 def start_worker():
     global _runtime
     with _lock:
+        _install_shm_allocator()
         _runtime = _core.Runtime.start_worker()
         return _runtime
 

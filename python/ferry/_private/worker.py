@@ -23,6 +23,18 @@ _actor = None
 _kept = weakref.WeakValueDictionary()
 
 
+def keep_tensors(object_id, tensors):
+    """Remembers the tensors this process keeps for RDT object ``object_id``
+    (bytes) while user code holds them, so that the object yields the very
+    same tensor objects here."""
+    for i, t in enumerate(tensors):
+        _kept[(bytes(object_id), i)] = t
+
+
+def kept_tensor(object_id, index):
+    return _kept.get((bytes(object_id), index))
+
+
 def _error_result(method, exc):
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
@@ -46,13 +58,12 @@ def _value_result(value, tensor_transport, return_id):
                                  f"returned a tensor on {t.device}: move it to the CPU or use "
                                  f"tensor_transport='nccl' for CUDA tensors")
     exported = [serialization.export_tensor(t) for t in tensors]
-    for i, t in enumerate(tensors):
-        _kept[(bytes(return_id), i)] = t
+    keep_tensors(return_id, tensors)
     return ("pickle5", data, buffers, 0, "", (tensor_transport, exported))
 
 
 def _arg_tensor(object_id, index, exported):
-    own = _kept.get((object_id, index))
+    own = kept_tensor(object_id, index)
     return own if own is not None else serialization.import_tensor(*exported)
 
 

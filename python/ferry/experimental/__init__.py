@@ -3,7 +3,7 @@ tensor-store statistics, and collective groups (``ferry.experimental.collective`
 from ferry._private import runtime
 from ferry.experimental import collective  # noqa: F401  (ray.experimental.collective)
 
-__all__ = ["collective", "tensor_store_stats", "wait_tensor_freed"]
+__all__ = ["collective", "tensor_store_stats", "transfer_log", "wait_tensor_freed"]
 
 
 def wait_tensor_freed(tensor, timeout=None):
@@ -18,3 +18,12 @@ def wait_tensor_freed(tensor, timeout=None):
 def tensor_store_stats():
     """{"num_objects", "num_tensors", "bytes"} kept by this process for RDT objects."""
     return runtime.current().tensor_store_stats()
+
+
+def transfer_log():
+    """The recent tensor transfers of this process, oldest first: dicts with
+    object_id, transport (the path taken: shm, nixl, gloo, inline,
+    object_store), direction (recv/send), peer, bytes, micros, pooled (the
+    destination came from the warm receive pool) and error (None if it
+    succeeded). FERRY_TRANSFER_LOG_SIZE bounds how many are kept."""
+    return runtime.current().transfer_log()

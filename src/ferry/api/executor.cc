@@ -117,8 +117,6 @@ proto::ObjectValueProto CppExecutor::StoreResult(const std::string& return_id,
   if (!rdt) return std::move(stored).value();
   proto::RdtInfo* info = stored->mutable_rdt();
   info->set_transport(transport);
-  info->set_producer_actor_id(core_->actor_id().Binary());
-  info->set_producer_address(core_->address());
   std::vector<tensor::Tensor> tensors;
   for (const Tensor& t : value.tensors) {
     proto::TensorMetaProto meta;
@@ -129,7 +127,7 @@ proto::ObjectValueProto CppExecutor::StoreResult(const std::string& return_id,
     *info->add_tensors() = meta;
     tensors.push_back(tensor::Tensor::Wrap(t.data_ptr(), t.nbytes(), std::move(meta), t.keep_alive()));
   }
-  Status s = core_->StoreTensors(*id, std::move(tensors));
+  Status s = core_->StoreTensors(*id, std::move(tensors), info);
   if (!s.ok()) return core::MakeErrorValue(s.WithContext("keeping the returned tensors"));
   return std::move(stored).value();
 }

@@ -17,6 +17,7 @@ Config Load() {
   c.shm_pool_bytes = EnvInt("FERRY_SHM_POOL_BYTES", c.shm_pool_bytes);
   c.transfer_timeout = milliseconds(EnvInt("FERRY_TRANSFER_TIMEOUT_S", 60) * 1000);
   c.inline_tensor_bytes = EnvInt("FERRY_INLINE_TENSOR_BYTES", c.inline_tensor_bytes);
+  c.transfer_log_size = EnvInt("FERRY_TRANSFER_LOG_SIZE", c.transfer_log_size);
   return c;
 }
 

@@ -33,6 +33,9 @@ struct Config {
   // control channel (one round trip) rather than a collective group, whose
   // handshakes cost more than the bytes. Default 64 KiB.
   int64_t inline_tensor_bytes = 64 * 1024;
+  // FERRY_TRANSFER_LOG_SIZE: how many recent transfer records each process
+  // keeps for ferry.experimental.transfer_log(). Default 1024.
+  int64_t transfer_log_size = 1024;
 
   static const Config& Get();
   static void ReloadForTest();

@@ -11,6 +11,7 @@
 //   transfer.send   a producer is about to send an RDT object's tensors
 //   transfer.recv   a receiver is about to post the receive of an RDT argument
 //   transfer.fetch  a producer is about to answer FETCH_TENSORS
+//   transfer.pull   a receiver is about to pull one-sided tensors (nixl, shm)
 // Thread-safe (the setting is read once).
 #pragma once
 

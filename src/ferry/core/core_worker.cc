@@ -84,6 +84,9 @@ CoreWorker::CoreWorker(CoreWorkerOptions options)
           [this](const ObjectId& id) { OnObjectFreed(id); })),
       tensors_(std::make_unique<tensor::TensorStore>()),
       cpu_allocator_(std::make_unique<tensor::CpuAllocator>()),
+      transfer_log_(std::make_unique<TransferLog>(
+          static_cast<size_t>(std::max<int64_t>(0, Config::Get().transfer_log_size)))),
+      transfer_queue_(std::make_unique<WorkQueue>("ferry-transfer")),
       groups_(std::make_unique<collective::GroupManager>()),
       collective_queue_(std::make_unique<WorkQueue>("ferry-collective")),
       submitter_(std::make_unique<ActorSubmitter>(this, background_.get())),
@@ -169,6 +172,8 @@ void CoreWorker::Shutdown() {
   collective_queue_->Join();
   background_->Close();
   background_->Join();
+  transfer_queue_->Close();
+  transfer_queue_->Join();
   if (channels_) channels_->CloseAll();
   if (server_) server_->Close();
   io_loop_->Stop();
@@ -212,7 +217,7 @@ void CoreWorker::FreeValue(const ObjectId& id, const ValuePtr& value) {
   if (value->has_rdt()) {
     // The tensors stay in their producer until now.
     if (value->rdt().producer_address() == address_) {
-      tensors_->Erase(id);
+      DropTensors(id);
       return;
     }
     producer = value->rdt().producer_address();
@@ -245,6 +250,31 @@ StatusOr<ObjectRef> CoreWorker::Put(const SerializedValue& value) {
   ObjectRef ref{ObjectId::Random(), address_, options_.worker_id};
   FERRY_ASSIGN_OR_RETURN(proto::ObjectValueProto stored, WriteValue(ref.id, value));
   (void)refs_->AddOwnedObject(ref.id);  // fresh random id: never tracked yet
+  refs_->AddLocalRef(ref.id);
+  store_->Put(ref.id, std::make_shared<const proto::ObjectValueProto>(std::move(stored)));
+  return ref;
+}
+
+StatusOr<ObjectRef> CoreWorker::PutTensors(const SerializedValue& skeleton,
+                                           std::vector<tensor::Tensor> tensors,
+                                           const std::string& transport) {
+  if (!IsOneSidedTransport(transport)) {
+    return Status::InvalidArgument(
+        "put(..., _tensor_transport='" + transport + "'): only one-sided transports (nixl, shm, "
+        "auto) can keep a put's tensors in place; collective transports move tensors only between "
+        "actors of a group");
+  }
+  FERRY_RETURN_IF_ERROR(CheckTensorTransport(transport));
+  ObjectRef ref{ObjectId::Random(), address_, options_.worker_id};
+  FERRY_ASSIGN_OR_RETURN(proto::ObjectValueProto stored, WriteValue(ref.id, skeleton));
+  proto::RdtInfo* info = stored.mutable_rdt();
+  info->set_transport(transport);
+  for (const tensor::Tensor& t : tensors) *info->add_tensors() = t.meta();
+  if (Status s = StoreTensors(ref.id, std::move(tensors), info); !s.ok()) {
+    segments_->Free(ref.id);  // the skeleton's segment, if it needed one
+    return s;
+  }
+  (void)refs_->AddOwnedObject(ref.id);
   refs_->AddLocalRef(ref.id);
   store_->Put(ref.id, std::make_shared<const proto::ObjectValueProto>(std::move(stored)));
   return ref;
@@ -357,7 +387,7 @@ void CoreWorker::HandleFreeObjects(std::string_view payload) {
     auto id = ObjectId::FromBinary(b);
     if (!id.ok()) continue;
     segments_->Free(*id);
-    tensors_->Erase(*id);
+    DropTensors(*id);
   }
 }
 

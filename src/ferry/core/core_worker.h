@@ -51,6 +51,8 @@
 #include "ferry/rpc/server.h"
 #include "ferry/tensor/cpu_allocator.h"
 #include "ferry/tensor/tensor_store.h"
+#include "ferry/core/transfer_log.h"
+#include "ferry/transport/one_sided_transport.h"
 
 namespace ferry::core {
 
@@ -111,6 +113,9 @@ struct CollectiveGroup {
 
 // True for transports where both ends act (a group is needed).
 bool IsTwoSidedTransport(const std::string& transport);
+// True for transports where the receiver pulls what the producer exported
+// ("nixl", "shm", "cuda_ipc", and "auto", which picks shm or nixl).
+bool IsOneSidedTransport(const std::string& transport);
 // True when `transport` is "" / "object_store".
 bool IsObjectStoreTransport(const std::string& transport);
 // Tensor transports this build can move tensors with.
@@ -169,8 +174,22 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   void FreeLocalSegment(const ObjectId& id) { segments_->Free(id); }
 
   // --- Direct tensor transport.
-  // Keeps `tensors` in this process under `id` (an RDT return).
-  Status StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> tensors);
+  // Keeps `tensors` in this process under `id` (an RDT return or put).
+  // `info` names the transport and the tensors' metadata; this fills in the
+  // producer and, for a one-sided transport, what it exported.
+  Status StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> tensors, proto::RdtInfo* info);
+  // put(value, _tensor_transport=T) for a one-sided T: the tensors stay in
+  // this process; `skeleton` is the value with the tensors left out. The
+  // returned ref is counted once.
+  StatusOr<ObjectRef> PutTensors(const SerializedValue& skeleton, std::vector<tensor::Tensor> tensors,
+                                 const std::string& transport);
+  // The tensors of one-sided RDT values (their producers' exports), pulled
+  // into this process concurrently; a value this process produced yields its
+  // stored tensors without a copy. One entry per value, in order.
+  StatusOr<std::vector<std::vector<tensor::Tensor>>> PullTensors(std::span<const ObjectId> ids,
+                                                                 std::span<const ValuePtr> values,
+                                                                 Deadline deadline);
+  const TransferLog& transfer_log() const { return *transfer_log_; }
   tensor::TensorStore& tensor_store() { return *tensors_; }
   tensor::CpuAllocator& cpu_allocator() { return *cpu_allocator_; }
   // Asks the producer of RDT `value` to copy its tensors into the object
@@ -231,6 +250,10 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   void CallPeer(const std::string& address, uint16_t method,
                 std::shared_ptr<const google::protobuf::MessageLite> request,
                 std::function<void(Status, std::string_view)> done);
+  // The one-sided transport `name` of this process, made on first use.
+  StatusOr<transport::OneSidedTransport*> OneSided(const std::string& name);
+  // Removes an RDT object's tensors and releases what was exported for them.
+  void DropTensors(const ObjectId& id);
   // The receiver's side of a small RDT transfer: fetch inline, copy out.
   void FetchTensorsInline(const ObjectId& id, const ValuePtr& value,
                           std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done);
@@ -267,6 +290,15 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
 
   std::unique_ptr<tensor::TensorStore> tensors_;
   std::unique_ptr<tensor::CpuAllocator> cpu_allocator_;
+  std::unique_ptr<TransferLog> transfer_log_;
+  // Pulls for task arguments run here, never on the io thread.
+  std::unique_ptr<WorkQueue> transfer_queue_;
+  Mutex transports_mu_;
+  std::map<std::string, std::unique_ptr<transport::OneSidedTransport>> one_sided_
+      FERRY_GUARDED_BY(transports_mu_);
+  // One-sided transports that exported each stored object (to Release).
+  std::unordered_map<ObjectId, std::vector<transport::OneSidedTransport*>> exported_
+      FERRY_GUARDED_BY(transports_mu_);
   std::unique_ptr<collective::GroupManager> groups_;
   // Group joins wait for every member: kept off the background queue.
   std::unique_ptr<WorkQueue> collective_queue_;

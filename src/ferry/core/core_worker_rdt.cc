@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <map>
 
 #include "ferry/collective/head_kv_store.h"
 #include "ferry/common/config.h"
@@ -12,6 +13,7 @@
 #include "ferry/core/core_worker.h"
 #include "ferry/core/error_value.h"
 #include "ferry/rpc/parse.h"
+#include "ferry/transport/registry.h"
 
 namespace ferry::core {
 namespace {
@@ -37,17 +39,84 @@ std::vector<transport::BufferView> Views(const std::vector<tensor::Tensor>& tens
   return views;
 }
 
+int64_t MicrosSince(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+}
+
+uint64_t TotalBytes(const proto::RdtInfo& rdt) {
+  uint64_t total = 0;
+  for (const auto& meta : rdt.tensors()) total += meta.nbytes();
+  return total;
+}
+
+void LogTransfer(TransferLog& log, const ObjectId& id, std::string transport, std::string peer,
+                 uint64_t bytes, Clock::time_point start, bool pooled, const Status& status,
+                 std::string direction = "recv") {
+  TransferRecord r;
+  r.object_id = id;
+  r.transport = std::move(transport);
+  r.direction = std::move(direction);
+  r.peer = std::move(peer);
+  r.bytes = bytes;
+  r.micros = MicrosSince(start);
+  r.pooled = pooled;
+  if (!status.ok()) r.error = status.ToString();
+  log.Add(std::move(r));
+}
+
+// The transports a one-sided object is exported with: "auto" is shm (this
+// host) plus nixl (across hosts), as far as this build has them.
+std::vector<std::string> ExportTransports(const std::string& transport) {
+  if (transport != "auto") return {transport};
+  std::vector<std::string> names;
+  for (const std::string& t : transport::AvailableOneSidedTransports()) {
+    if (t == "shm" || t == "nixl") names.push_back(t);
+  }
+  return names;
+}
+
+// Which export of `rdt` a receiver pulls with: shm when the producer is on
+// this host, else nixl.
+StatusOr<const proto::TensorExport*> ChooseExport(const proto::RdtInfo& rdt) {
+  const proto::TensorExport* nixl = nullptr;
+  for (const proto::TensorExport& e : rdt.exports()) {
+    if (e.transport() == "shm" && transport::IsLocalEndpoint("shm", e.endpoint())) return &e;
+    if (e.transport() == "nixl") nixl = &e;
+  }
+  if (nixl != nullptr) return nixl;
+  if (rdt.exports_size() == 0) {
+    return Status::FailedPrecondition("the producer exported no pull descriptors for this '" +
+                                      rdt.transport() + "' object");
+  }
+  return Status::FailedPrecondition(
+      "the tensors were exported with '" + rdt.exports(0).transport() + "', which cannot reach " +
+      "them from this host; use tensor_transport='nixl' (or 'auto') across hosts");
+}
+
 }  // namespace
 
 bool IsTwoSidedTransport(const std::string& transport) {
   return transport == "gloo" || transport == "nccl";
 }
 
+bool IsOneSidedTransport(const std::string& transport) {
+  return transport == "nixl" || transport == "shm" || transport == "cuda_ipc" || transport == "auto";
+}
+
 bool IsObjectStoreTransport(const std::string& transport) {
   return transport.empty() || transport == "object_store";
 }
 
-std::vector<std::string> AvailableTensorTransports() { return {"object_store", "gloo"}; }
+std::vector<std::string> AvailableTensorTransports() {
+  std::vector<std::string> names = {"object_store", "gloo"};
+  bool shm = false;
+  for (const std::string& t : transport::AvailableOneSidedTransports()) {
+    names.push_back(t);
+    shm = shm || t == "shm";
+  }
+  if (shm) names.push_back("auto");
+  return names;
+}
 
 Status CheckTensorTransport(const std::string& transport) {
   if (IsObjectStoreTransport(transport)) return Status::Ok();
@@ -94,8 +163,87 @@ StatusOr<std::vector<tensor::Tensor>> CoreWorker::HeldTensors(const std::string&
   return std::move(*tensors);
 }
 
-Status CoreWorker::StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> tensors) {
-  return tensors_->Put(id, std::move(tensors));
+Status CoreWorker::StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> tensors,
+                                proto::RdtInfo* info) {
+  info->set_producer_actor_id(options_.is_driver ? "" : options_.actor_id.Binary());
+  info->set_producer_address(address_);
+  std::vector<transport::OneSidedTransport*> exporters;
+  if (IsOneSidedTransport(info->transport())) {
+    for (const tensor::Tensor& t : tensors) {
+      if (t.meta().device() != "cpu") {
+        return Status::InvalidArgument(
+            "tensor_transport='" + info->transport() + "' moves CPU tensors only in this build (no "
+            "CUDA); got a tensor on " + t.meta().device() + ": move it to the CPU first");
+      }
+    }
+    // Non-contiguous tensors are exported as the span of storage their
+    // strides cover; the receiver rebuilds the same strides.
+    const std::vector<transport::BufferView> views = Views(tensors);
+    for (const std::string& name : ExportTransports(info->transport())) {
+      auto t = OneSided(name);
+      if (!t.ok()) {
+        if (info->transport() == "auto") continue;  // auto uses what this build has
+        return t.status();
+      }
+      auto exported = (*t)->Export(views);
+      if (!exported.ok()) {
+        for (auto* e : exporters) e->Release(views);
+        return exported.status().WithContext("exporting tensors for '" + name + "'");
+      }
+      proto::TensorExport* out = info->add_exports();
+      out->set_transport(name);
+      out->set_endpoint(std::move(exported->endpoint));
+      for (std::string& d : exported->descriptors) out->add_descriptors(std::move(d));
+      exporters.push_back(*t);
+    }
+    if (exporters.empty()) {
+      return Status::Unimplemented("no one-sided transport for '" + info->transport() +
+                                   "' is available in this build");
+    }
+  }
+  if (!exporters.empty()) {
+    MutexLock lock(transports_mu_);
+    exported_[id] = exporters;
+  }
+  Status s = tensors_->Put(id, tensors);
+  if (!s.ok() && !exporters.empty()) {
+    {
+      MutexLock lock(transports_mu_);
+      exported_.erase(id);
+    }
+    for (auto* e : exporters) e->Release(Views(tensors));
+  }
+  return s;
+}
+
+void CoreWorker::DropTensors(const ObjectId& id) {
+  std::optional<std::vector<tensor::Tensor>> tensors = tensors_->Take(id);
+  std::vector<transport::OneSidedTransport*> exporters;
+  {
+    MutexLock lock(transports_mu_);
+    auto it = exported_.find(id);
+    if (it != exported_.end()) {
+      exporters = std::move(it->second);
+      exported_.erase(it);
+    }
+  }
+  if (tensors) {
+    for (auto* e : exporters) e->Release(Views(*tensors));
+  }
+  // `tensors` dies here, outside every lock: a DLPack deleter may run.
+}
+
+StatusOr<transport::OneSidedTransport*> CoreWorker::OneSided(const std::string& name) {
+  MutexLock lock(transports_mu_);
+  auto it = one_sided_.find(name);
+  if (it != one_sided_.end()) return it->second.get();
+  // Made under the lock so that two threads never make two (a UCX context
+  // takes a few milliseconds, once per process).
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<transport::OneSidedTransport> t,
+                         transport::CreateOneSidedTransport(name));
+  transport::OneSidedTransport* raw = t.get();
+  one_sided_[name] = std::move(t);
+  return raw;
 }
 
 void CoreWorker::HandleSendTensors(std::string_view payload, rpc::Responder responder) {
@@ -119,8 +267,14 @@ void CoreWorker::HandleSendTensors(std::string_view payload, rpc::Responder resp
   auto shared = std::make_shared<rpc::Responder>(std::move(responder));
   auto keep = std::make_shared<std::vector<tensor::Tensor>>(std::move(*tensors));
   std::string name = req.group();
+  uint64_t bytes = 0;
+  for (const auto& t : *keep) bytes += t.nbytes();
+  Clock::time_point start = Clock::now();
+  ObjectId oid = ObjectId::FromBinary(req.object_id()).value();  // checked by HeldTensors
   (*group)->Send(req.dst_rank(), req.tag(), Views(*keep),
-                 [this, shared, keep, name](Status s) {
+                 [this, shared, keep, name, bytes, start, oid](Status s) {
+                   LogTransfer(*transfer_log_, oid, "gloo", "group " + name, bytes, start, true, s,
+                               "send");
                    if (s.ok()) {
                      shared->Reply(proto::Empty());
                      return;
@@ -210,7 +364,7 @@ void CoreWorker::ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value
     done(Status::InvalidArgument("RDT argument without its object id"));
     return;
   }
-  if (rdt.producer_actor_id() == options_.actor_id.Binary()) {
+  if (rdt.producer_address() == address_) {
     // Passed back to its producer: the very same tensors, no copy.
     auto tensors = tensors_->Get(*id);
     if (!tensors) {
@@ -218,6 +372,28 @@ void CoreWorker::ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value
       return;
     }
     done(std::move(*tensors));
+    return;
+  }
+  if (IsOneSidedTransport(rdt.transport())) {
+    // The receiver pulls; the producer takes no part. Not on the io thread.
+    auto shared_done = std::make_shared<std::function<void(StatusOr<std::vector<tensor::Tensor>>)>>(
+        std::move(done));
+    bool posted = transfer_queue_->Post([this, id = *id, value, shared_done] {
+      Deadline deadline = Deadline::After(Config::Get().transfer_timeout);
+      auto pulled = PullTensors(std::span<const ObjectId>(&id, 1), std::span<const ValuePtr>(&value, 1),
+                                deadline);
+      if (!pulled.ok()) {
+        Status s = pulled.status();
+        if (s.code() == StatusCode::kDeadlineExceeded) {
+          s = Status::Aborted("pulling the tensors timed out after FERRY_TRANSFER_TIMEOUT_S: " +
+                              s.message());
+        }
+        (*shared_done)(s);
+        return;
+      }
+      (*shared_done)(std::move((*pulled)[0]));
+    });
+    if (!posted) (*shared_done)(Status::Unavailable("ferry is shutting down"));
     return;
   }
   if (!arg.has_tensor_recv()) {
@@ -241,12 +417,15 @@ void CoreWorker::ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value
     return;
   }
   auto tensors = std::make_shared<std::vector<tensor::Tensor>>();
+  bool all_pooled = true;
   for (const proto::TensorMetaProto& meta : rdt.tensors()) {
     if (meta.device() != "cpu" && rdt.transport() == "gloo") {
       done(Status::InvalidArgument("gloo moves CPU tensors only; got a tensor on " + meta.device()));
       return;
     }
-    auto t = tensor::Tensor::AllocateCpu(meta, *cpu_allocator_);
+    bool pooled = false;
+    auto t = tensor::Tensor::AllocateCpu(meta, *cpu_allocator_, &pooled);
+    all_pooled = all_pooled && pooled;
     if (!t.ok()) {
       done(t.status());
       return;
@@ -256,14 +435,25 @@ void CoreWorker::ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value
   std::string name = recv.group();
   auto shared_done = std::make_shared<std::function<void(StatusOr<std::vector<tensor::Tensor>>)>>(
       std::move(done));
+  auto record = std::make_shared<TransferRecord>();
+  record->object_id = *id;
+  record->transport = rdt.transport();
+  record->peer = rdt.producer_address();
+  record->bytes = TotalBytes(rdt);
+  record->pooled = all_pooled;
+  Clock::time_point start = Clock::now();
   (*group)->Recv(recv.src_rank(), recv.tag(), Views(*tensors),
-                 [this, tensors, shared_done, name](Status s) {
+                 [this, tensors, shared_done, name, record, start](Status s) {
+                   record->micros = MicrosSince(start);
                    if (!s.ok()) {
                      Status err = AsTransportError(s, name);
+                     record->error = err.ToString();
+                     transfer_log_->Add(std::move(*record));
                      groups_->Destroy(name, err);
                      (*shared_done)(err);
                      return;
                    }
+                   transfer_log_->Add(std::move(*record));
                    (*shared_done)(std::move(*tensors));
                  });
 }
@@ -274,15 +464,19 @@ void CoreWorker::FetchTensorsInline(const ObjectId& id, const ValuePtr& value,
   req->set_object_id(id.Binary());
   auto shared_done = std::make_shared<std::function<void(StatusOr<std::vector<tensor::Tensor>>)>>(
       std::move(done));
+  Clock::time_point start = Clock::now();
   CallPeer(value->rdt().producer_address(), proto::FETCH_TENSORS, req,
-           [this, value, shared_done](Status s, std::string_view payload) {
+           [this, id, value, shared_done, start](Status s, std::string_view payload) {
              if (!s.ok()) {
                if (s.code() == StatusCode::kUnavailable) {
                  s = Status::Unavailable("the actor holding the tensors died: " + s.message());
                }
+               LogTransfer(*transfer_log_, id, "inline", value->rdt().producer_address(),
+                           TotalBytes(value->rdt()), start, false, s);
                (*shared_done)(s);
                return;
              }
+             bool all_pooled = true;
              proto::ObjectValueProto bytes;
              if (!bytes.ParseFromArray(payload.data(), static_cast<int>(payload.size())) ||
                  bytes.buffer_sizes_size() != value->rdt().tensors_size()) {
@@ -297,14 +491,18 @@ void CoreWorker::FetchTensorsInline(const ObjectId& id, const ValuePtr& value,
                  (*shared_done)(Status::Internal("inline tensor sizes do not match their metadata"));
                  return;
                }
-               auto t = tensor::Tensor::AllocateCpu(meta, *cpu_allocator_);
+               bool pooled = false;
+               auto t = tensor::Tensor::AllocateCpu(meta, *cpu_allocator_, &pooled);
                if (!t.ok()) {
                  (*shared_done)(t.status());
                  return;
                }
+               all_pooled = all_pooled && pooled;
                if (n > 0) std::memcpy(t->data(), bytes.inline_data().data() + off, n);
                tensors.push_back(std::move(t).value());
              }
+             LogTransfer(*transfer_log_, id, "inline", value->rdt().producer_address(),
+                         TotalBytes(value->rdt()), start, all_pooled, Status::Ok());
              (*shared_done)(std::move(tensors));
            });
 }
@@ -359,16 +557,22 @@ Status CoreWorker::ArrangeTensorTransfer(const ObjectId& id, const ValuePtr& val
   const proto::RdtInfo& rdt = value->rdt();
   *arg->mutable_value() = *value;
   if (rdt.producer_actor_id() == target.Binary()) return Status::Ok();  // same actor: no copy
-  if (!IsTwoSidedTransport(rdt.transport())) {
+  if (!IsTwoSidedTransport(rdt.transport()) && !IsOneSidedTransport(rdt.transport())) {
     return Status::Unimplemented("tensor transport '" + rdt.transport() +
                                  "' is not available in this build");
   }
+  if (!rdt.producer_actor_id().empty()) {
+    auto producer = ActorId::FromBinary(rdt.producer_actor_id());
+    if (!producer.ok()) return producer.status();
+    if (Status cause; submitter_->IsDead(*producer, &cause)) {
+      return Status::Unavailable("the actor holding the tensors of this argument is dead: " +
+                                 cause.message());
+    }
+  }
+  // One-sided: the receiver pulls with the exports in the value itself.
+  if (IsOneSidedTransport(rdt.transport())) return Status::Ok();
   auto producer = ActorId::FromBinary(rdt.producer_actor_id());
   if (!producer.ok()) return producer.status();
-  if (Status cause; submitter_->IsDead(*producer, &cause)) {
-    return Status::Unavailable("the actor holding the tensors of this argument is dead: " +
-                               cause.message());
-  }
   std::string group_name;
   int src_rank = -1, dst_rank = -1;
   uint64_t tag;
@@ -430,7 +634,11 @@ StatusOr<std::shared_ptr<object::ReadableValue>> CoreWorker::FetchTensors(
   proto::FetchTensors req;
   req.set_object_id(id.Binary());
   req.set_value_id(copy_id.Binary());
+  Clock::time_point start = Clock::now();
   auto payload = channel->CallSync(proto::FETCH_TENSORS, req, deadline);
+  // Mapped, not copied, on this side: no receive buffer (pooled = false).
+  LogTransfer(*transfer_log_, id, "object_store", value.rdt().producer_address(),
+              TotalBytes(value.rdt()), start, false, payload.status());
   if (!payload.ok()) {
     if (payload.status().code() == StatusCode::kUnavailable) {
       return Status::Unavailable("the actor holding the tensors died: " + payload.status().message());
@@ -449,6 +657,72 @@ StatusOr<std::shared_ptr<object::ReadableValue>> CoreWorker::FetchTensors(
     channel->Notify(proto::FREE_OBJECTS, free);
   }
   return readable;
+}
+
+StatusOr<std::vector<std::vector<tensor::Tensor>>> CoreWorker::PullTensors(
+    std::span<const ObjectId> ids, std::span<const ValuePtr> values, Deadline deadline) {
+  if (ids.size() != values.size()) return Status::InvalidArgument("PullTensors: ids and values differ");
+  std::vector<std::vector<tensor::Tensor>> out(values.size());
+  // One batch per transport, so every item of a batch moves concurrently.
+  struct Batch {
+    transport::OneSidedTransport* transport = nullptr;
+    std::vector<transport::PullItem> items;
+    std::vector<size_t> objects;  // indexes into `values`, one per object in the batch
+  };
+  std::map<std::string, Batch> batches;
+  std::vector<bool> pooled(values.size(), true);
+  for (size_t i = 0; i < values.size(); ++i) {
+    const proto::ObjectValueProto& value = *values[i];
+    if (!value.has_rdt()) return Status::InvalidArgument("PullTensors: not an RDT object");
+    const proto::RdtInfo& rdt = value.rdt();
+    if (rdt.producer_address() == address_) {
+      // Ours: the very same tensors.
+      auto held = tensors_->Get(ids[i]);
+      if (!held) return Status::DataLoss("the tensors of object " + ids[i].Hex() + " were already freed");
+      out[i] = std::move(*held);
+      continue;
+    }
+    if (!IsOneSidedTransport(rdt.transport())) {
+      return Status::FailedPrecondition("object " + ids[i].Hex() + " moves with the two-sided "
+                                        "transport '" + rdt.transport() + "': it cannot be pulled");
+    }
+    FERRY_ASSIGN_OR_RETURN(const proto::TensorExport* exp, ChooseExport(rdt));
+    if (exp->descriptors_size() != rdt.tensors_size()) {
+      return Status::InvalidArgument("object " + ids[i].Hex() + ": " +
+                                     std::to_string(exp->descriptors_size()) + " descriptors for " +
+                                     std::to_string(rdt.tensors_size()) + " tensors");
+    }
+    Batch& batch = batches[exp->transport()];
+    if (batch.transport == nullptr) {
+      FERRY_ASSIGN_OR_RETURN(batch.transport, OneSided(exp->transport()));
+    }
+    batch.objects.push_back(i);
+    for (int k = 0; k < rdt.tensors_size(); ++k) {
+      bool from_pool = false;
+      FERRY_ASSIGN_OR_RETURN(tensor::Tensor t,
+                             tensor::Tensor::AllocateCpu(rdt.tensors(k), *cpu_allocator_, &from_pool));
+      pooled[i] = pooled[i] && from_pool;
+      batch.items.push_back({exp->endpoint(), exp->descriptors(k), {t.data(), t.nbytes()}});
+      out[i].push_back(std::move(t));
+    }
+  }
+  for (auto& [name, batch] : batches) {
+    Clock::time_point start = Clock::now();
+    Status s = InjectFault("transfer.pull");
+    if (s.ok()) s = batch.transport->Pull(batch.items, deadline);
+    if (s.code() == StatusCode::kUnavailable) {
+      s = Status::Unavailable("the process holding the tensors died or freed them (" + name +
+                              " pull): " + s.message());
+    } else if (!s.ok() && s.code() != StatusCode::kDeadlineExceeded) {
+      s = Status::Aborted("pulling tensors with '" + name + "' failed: " + s.ToString());
+    }
+    for (size_t i : batch.objects) {
+      LogTransfer(*transfer_log_, ids[i], name, values[i]->rdt().producer_address(),
+                  TotalBytes(values[i]->rdt()), start, pooled[i], s);
+    }
+    FERRY_RETURN_IF_ERROR(s);
+  }
+  return out;
 }
 
 Status CoreWorker::CreateCollectiveGroup(const std::string& name, const std::string& backend,

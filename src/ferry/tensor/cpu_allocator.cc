@@ -162,7 +162,7 @@ CpuAllocator::~CpuAllocator() {
   UnmapAll(pool_->TakeAll());
 }
 
-StatusOr<std::shared_ptr<void>> CpuAllocator::Allocate(uint64_t nbytes, void** data) {
+StatusOr<std::shared_ptr<void>> CpuAllocator::Allocate(uint64_t nbytes, void** data, bool* pooled) {
   if (data == nullptr) return Status::InvalidArgument("CpuAllocator::Allocate: data must not be null");
   if (nbytes > kMaxBlockBytes) {
     return Status::ResourceExhausted("CpuAllocator::Allocate: " + std::to_string(nbytes) +
@@ -170,6 +170,7 @@ StatusOr<std::shared_ptr<void>> CpuAllocator::Allocate(uint64_t nbytes, void** d
   }
   const uint64_t size = SizeClass(nbytes);
   void* block = pool_->Take(size);
+  if (pooled != nullptr) *pooled = block != nullptr;
   if (block == nullptr) {
     block = MapBlock(size);
     if (block == nullptr) {

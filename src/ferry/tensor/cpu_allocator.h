@@ -59,8 +59,10 @@ class CpuAllocator {
 
   // Returns a block of at least `nbytes` bytes (nbytes == 0 gives a small
   // non-null block) and stores its address in `*data`. The memory is not
-  // zeroed. ResourceExhausted if the system has no memory left.
-  StatusOr<std::shared_ptr<void>> Allocate(uint64_t nbytes, void** data);
+  // zeroed. `*pooled` (if given) tells whether the block came from the pool
+  // (warm) rather than fresh memory. ResourceExhausted if the system has no
+  // memory left.
+  StatusOr<std::shared_ptr<void>> Allocate(uint64_t nbytes, void** data, bool* pooled = nullptr);
 
   // Pre-faults `count` blocks of `nbytes` bytes and leaves them in the pool
   // (within the bound), so the first receives of that size run at warm speed.

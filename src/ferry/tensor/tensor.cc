@@ -146,14 +146,14 @@ Tensor Tensor::Wrap(void* data, uint64_t nbytes, proto::TensorMetaProto meta, st
   return Tensor(data, nbytes, *device, std::move(meta), std::move(keep_alive));
 }
 
-StatusOr<Tensor> Tensor::AllocateCpu(proto::TensorMetaProto meta, CpuAllocator& alloc) {
+StatusOr<Tensor> Tensor::AllocateCpu(proto::TensorMetaProto meta, CpuAllocator& alloc, bool* pooled) {
   FERRY_ASSIGN_OR_RETURN(DLDevice device, ParseDevice(meta.device()));
   if (device.device_type != kDLCPU) {
     return Status::InvalidArgument("Tensor::AllocateCpu: tensor metadata names device \"" + meta.device() +
                                    "\", not the CPU");
   }
   void* data = nullptr;
-  FERRY_ASSIGN_OR_RETURN(std::shared_ptr<void> block, alloc.Allocate(meta.nbytes(), &data));
+  FERRY_ASSIGN_OR_RETURN(std::shared_ptr<void> block, alloc.Allocate(meta.nbytes(), &data, pooled));
   const uint64_t nbytes = meta.nbytes();
   return Tensor(data, nbytes, device, std::move(meta), std::move(block));
 }

@@ -71,8 +71,9 @@ class Tensor {
 
   // A fresh receive buffer of meta.nbytes bytes from `alloc` (its contents are
   // undefined). InvalidArgument unless meta.device is the CPU;
-  // ResourceExhausted when memory is short.
-  static StatusOr<Tensor> AllocateCpu(proto::TensorMetaProto meta, CpuAllocator& alloc);
+  // ResourceExhausted when memory is short. `*pooled` as CpuAllocator::Allocate.
+  static StatusOr<Tensor> AllocateCpu(proto::TensorMetaProto meta, CpuAllocator& alloc,
+                                      bool* pooled = nullptr);
 
   void* data() const { return data_; }
   uint64_t nbytes() const { return nbytes_; }

@@ -3,6 +3,12 @@
 #ifdef FERRY_HAVE_GLOO
 #include "ferry/transport/gloo/factory.h"
 #endif
+#ifdef FERRY_HAVE_SHM
+#include "ferry/transport/shm/factory.h"
+#endif
+#ifdef FERRY_HAVE_UCX
+#include "ferry/transport/ucx/factory.h"
+#endif
 
 namespace ferry::transport {
 
@@ -34,6 +40,50 @@ StatusOr<std::unique_ptr<TwoSidedTransport>> CreateTwoSidedTransport(const std::
   std::string names;
   for (const auto& name : TwoSidedTransportBackends()) names += (names.empty() ? "" : ", ") + name;
   return Status::InvalidArgument("unknown two-sided transport backend '" + backend + "'; valid names: " + names);
+}
+
+std::vector<std::string> AvailableOneSidedTransports() {
+  std::vector<std::string> names;
+#ifdef FERRY_HAVE_UCX
+  names.push_back("nixl");
+#endif
+#ifdef FERRY_HAVE_SHM
+  names.push_back("shm");
+#endif
+  return names;
+}
+
+StatusOr<std::unique_ptr<OneSidedTransport>> CreateOneSidedTransport(const std::string& name) {
+  if (name == "nixl") {
+#ifdef FERRY_HAVE_UCX
+    return CreateUcxTransport();
+#else
+    return Status::Unimplemented(
+        "tensor transport 'nixl': ferry was built without UCX (install libucx-dev and rebuild)");
+#endif
+  }
+  if (name == "shm") {
+#ifdef FERRY_HAVE_SHM
+    return std::unique_ptr<OneSidedTransport>(CreateShmTransport());
+#else
+    return Status::Unimplemented("tensor transport 'shm' is not available in this build");
+#endif
+  }
+  if (name == "cuda_ipc") {
+    return Status::Unimplemented(
+        "tensor transport 'cuda_ipc' is not available in this build: it needs CUDA; use 'shm' or "
+        "'nixl' for CPU tensors");
+  }
+  return Status::InvalidArgument("unknown one-sided transport '" + name + "'; valid names: nixl, shm");
+}
+
+bool IsLocalEndpoint(const std::string& name, std::string_view endpoint) {
+#ifdef FERRY_HAVE_SHM
+  if (name == "shm") return IsLocalShmEndpoint(endpoint);
+#endif
+  (void)name;
+  (void)endpoint;
+  return false;
 }
 
 }  // namespace ferry::transport

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "ferry/common/config.h"
+#include "ferry/transport/one_sided_transport.h"
 #include "ferry/transport/rendezvous_store.h"
 #include "ferry/transport/two_sided_transport.h"
 
@@ -48,5 +49,17 @@ StatusOr<std::unique_ptr<TwoSidedTransport>> CreateTwoSidedTransport(const std::
 
 // The names CreateTwoSidedTransport accepts, including ones unavailable here.
 std::vector<std::string> TwoSidedTransportBackends();
+
+// A one-sided transport ("nixl" over UCX, "shm") for this process. Each call
+// makes a new instance; a process keeps one per name. Unimplemented when this
+// build lacks the backend, InvalidArgument for an unknown name.
+StatusOr<std::unique_ptr<OneSidedTransport>> CreateOneSidedTransport(const std::string& name);
+
+// The one-sided transports this build has.
+std::vector<std::string> AvailableOneSidedTransports();
+
+// True if `endpoint`, exported by one-sided transport `name`, names a process
+// on this host (only meaningful for "shm"; false for other names).
+bool IsLocalEndpoint(const std::string& name, std::string_view endpoint);
 
 }  // namespace ferry::transport

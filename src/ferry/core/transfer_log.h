@@ -1,0 +1,66 @@
+// TransferLog: the recent tensor transfers of this process, so a user can see
+// which path a transfer took and why it was slow
+// (ferry.experimental.transfer_log()).
+//
+// Every transfer that ends in this process leaves one record: a pull by a
+// one-sided transport, a two-sided receive or send, an inline fetch, a fetch
+// through the object store. The log is a ring: past `capacity` records the
+// oldest is dropped.
+//
+// THREAD CONTRACT: thread-safe; Add and Recent may be called from any thread.
+//
+//   TransferLog log(1024);
+//   TransferRecord r{.object_id = id, .transport = "shm", .peer = address,
+//                    .bytes = n, .micros = 812, .pooled = true};
+//   log.Add(std::move(r));
+//   for (const TransferRecord& r : log.Recent()) { ... }
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "ferry/common/id.h"
+#include "ferry/common/thread_annotations.h"
+
+namespace ferry::core {
+
+struct TransferRecord {
+  ObjectId object_id;
+  // The path the bytes took: "shm", "nixl", "gloo", "inline" (over the
+  // control channel), "object_store".
+  std::string transport;
+  // "recv" (the bytes arrived here) or "send" (this process served them).
+  std::string direction = "recv";
+  // The other process's ferry address.
+  std::string peer;
+  uint64_t bytes = 0;
+  int64_t micros = 0;  // from the start of the transfer to its end
+  // The destination came from the warm receive pool (false: fresh memory,
+  // which costs a page fault per 4 KiB the first time it is written).
+  bool pooled = false;
+  // Empty when the transfer succeeded, else why it failed.
+  std::string error;
+};
+
+class TransferLog {
+ public:
+  explicit TransferLog(size_t capacity) : capacity_(capacity) {}
+  TransferLog(const TransferLog&) = delete;
+  TransferLog& operator=(const TransferLog&) = delete;
+
+  void Add(TransferRecord record) FERRY_EXCLUDES(mu_);
+  // Oldest first.
+  std::vector<TransferRecord> Recent() const FERRY_EXCLUDES(mu_);
+  // Records ever added (including dropped ones).
+  uint64_t total() const FERRY_EXCLUDES(mu_);
+
+ private:
+  const size_t capacity_;
+  mutable Mutex mu_;
+  std::deque<TransferRecord> records_ FERRY_GUARDED_BY(mu_);
+  uint64_t total_ FERRY_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace ferry::core

@@ -1,0 +1,49 @@
+#include "ferry/core/transfer_log.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+namespace ferry::core {
+namespace {
+
+TransferRecord Record(uint64_t bytes) {
+  TransferRecord r;
+  r.object_id = ObjectId::Random();
+  r.transport = "shm";
+  r.bytes = bytes;
+  return r;
+}
+
+TEST(TransferLogTest, KeepsTheMostRecentRecordsOldestFirst) {
+  TransferLog log(3);
+  for (uint64_t i = 1; i <= 5; ++i) log.Add(Record(i));
+  std::vector<TransferRecord> recent = log.Recent();
+  ASSERT_EQ(recent.size(), 3u);
+  EXPECT_EQ(recent[0].bytes, 3u);
+  EXPECT_EQ(recent[2].bytes, 5u);
+  EXPECT_EQ(log.total(), 5u);
+}
+
+TEST(TransferLogTest, ZeroCapacityCountsButKeepsNothing) {
+  TransferLog log(0);
+  log.Add(Record(1));
+  EXPECT_TRUE(log.Recent().empty());
+  EXPECT_EQ(log.total(), 1u);
+}
+
+TEST(TransferLogTest, ConcurrentAddsAreAllCounted) {
+  TransferLog log(100);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 250; ++i) log.Add(Record(1));
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(log.total(), 1000u);
+  EXPECT_EQ(log.Recent().size(), 100u);
+}
+
+}  // namespace
+}  // namespace ferry::core
