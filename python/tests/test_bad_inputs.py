@@ -102,23 +102,35 @@ def invalid_transport_name(s):
 
 def transport_missing_from_this_build(s):
     # Named by the guide, not built here: refused at .remote(), naming what is.
-    for name in ("nixl", "shm", "cuda_ipc", "nccl"):
+    for name in ("cuda_ipc", "nccl"):
         with _raises(NotImplementedError, name, "not available", "available.*gloo"):
             s.src.plain.options(tensor_transport=name).remote(1)
 
 
-def _device_case(device):
+def _device_case(device, transport="gloo"):
     def case(s):
         import ferry
-        ref = s.src.make_on.remote(device, 4)
+        ref = s.src.make_on.options(tensor_transport=transport).remote(device, 4)
         # The producer refuses the tensor: a system error in the guide's terms,
-        # whose message says gloo carries CPU tensors.
-        with _raises(ferry.exceptions.TaskError, "gloo", "CPU"):
+        # whose message says the transport carries CPU tensors.
+        with _raises(ferry.exceptions.TaskError, transport, "CPU"):
             ferry.get(ref, timeout=ERROR_DEADLINE, _tensor_transport="object_store")
-        with _raises(ferry.exceptions.TaskError, "gloo", "CPU"):
+        with _raises(ferry.exceptions.TaskError, transport, "CPU"):
             ferry.get(s.sink.check.remote(ref, 1), timeout=ERROR_DEADLINE)
-    case.__name__ = f"{device}_tensor_over_gloo"
+        if transport != "gloo":  # one-sided: get pulls, and reports the same error
+            with _raises(ferry.exceptions.TaskError, transport, "CPU"):
+                ferry.get(ref, timeout=ERROR_DEADLINE)
+    case.__name__ = f"{device}_tensor_over_{transport}"
     return case
+
+
+def put_with_a_collective_transport(s):
+    import ferry
+    # put has no group to move through: only one-sided transports keep tensors in place.
+    with _raises(ValueError, "one-sided", "gloo"):
+        ferry.put(torch.ones(4), _tensor_transport="gloo")
+    with _raises(ValueError, "valid"):
+        ferry.put(torch.ones(4), _tensor_transport="bogus")
 
 
 def non_tensor_return_with_tensor_transport(s):
@@ -338,6 +350,9 @@ CASES = [
         not torch.cuda.is_available(), reason="no CUDA device on this machine"),
         id="cuda_tensor_over_gloo"),
     _device_case("meta"),
+    _device_case("meta", "nixl"),
+    _device_case("meta", "shm"),
+    put_with_a_collective_transport,
     non_tensor_return_with_tensor_transport,
     ref_of_dead_actor,
     rdt_ref_of_dead_producer,

@@ -1,7 +1,9 @@
 """No leaks across many transfers (issue 6, Deliver 2).
 
-10 000 small transfers (4 KiB tensors, RDT over gloo, producer -> consumer)
-and 200 transfers of 16 MiB, then every ref dropped: every tensor store
+10 000 small transfers (4 KiB tensors, producer -> consumer) and 200
+transfers of 16 MiB, for each of the transports gloo, shm and nixl (issue 4's
+one-sided transports too: their exports and registrations must be released),
+then every ref dropped: every tensor store
 (producer and consumer) reports zero objects, the driver owns no object, and
 each process's RSS (driver, producer, consumer) is back within 10% of its
 warmed-up baseline.
@@ -50,24 +52,25 @@ def pair(ferry_module_session):
     ferry.kill(sink)
 
 
-def _transfers(src, sink, count, nbytes, batch):
+def _transfers(src, sink, count, nbytes, batch, transport):
     """count producer -> consumer transfers of nbytes each; checks every result."""
     import ferry
+    make = src.make.options(tensor_transport=transport)
     for start in range(0, count, batch):
         fills = range(start, min(count, start + batch))
         # The tensor's ref is dropped at once: only the consuming task holds it.
-        results = [sink.check.remote(src.make.remote(nbytes, i % 1000), i % 1000) for i in fills]
+        results = [sink.check.remote(make.remote(nbytes, i % 1000), i % 1000) for i in fills]
         got = ferry.get(results, timeout=GET_TIMEOUT)
         bad = [(i, g) for i, g in zip(fills, got) if g != (nbytes // 4, True)]
         assert not bad, f"wrong data for transfers {bad[:5]}"
         del results, got
 
 
-def _round(src, sink):
+def _round(src, sink, transport):
     t0 = time.monotonic()
-    _transfers(src, sink, SMALL_COUNT, SMALL_BYTES, SMALL_BATCH)
+    _transfers(src, sink, SMALL_COUNT, SMALL_BYTES, SMALL_BATCH, transport)
     t1 = time.monotonic()
-    _transfers(src, sink, LARGE_COUNT, LARGE_BYTES, LARGE_BATCH)
+    _transfers(src, sink, LARGE_COUNT, LARGE_BYTES, LARGE_BATCH, transport)
     return t1 - t0, time.monotonic() - t1
 
 
@@ -101,13 +104,14 @@ def _wait_freed(src, sink):
     assert wait_for(check, FREE_DEADLINE, interval=0.05), f"objects left behind: {last['details']}"
 
 
-def test_many_transfers_leave_nothing_behind(pair):
+@pytest.mark.parametrize("transport", ["gloo", "shm", "nixl"])
+def test_many_transfers_leave_nothing_behind(pair, transport):
     src, sink = pair
-    warm_small, warm_large = _round(src, sink)
+    warm_small, warm_large = _round(src, sink, transport)
     _wait_freed(src, sink)
     baseline = _rss(src, sink)
 
-    small_s, large_s = _round(src, sink)
+    small_s, large_s = _round(src, sink, transport)
     _wait_freed(src, sink)
 
     limit = {k: v * (1 + RSS_TOLERANCE) for k, v in baseline.items()}

@@ -15,6 +15,13 @@ import cloudpickle
 from ferry._private import runtime, serialization
 
 TASK_ERROR = 100  # StatusCode::kTaskError
+# Transports that carry CPU tensors only (in this build), and what to say.
+_CPU_TRANSPORTS = {
+    "gloo": "(use tensor_transport='nccl' for CUDA tensors)",
+    "shm": "(same-host CPU memory; cuda_ipc is for CUDA tensors)",
+    "nixl": "in this build (no CUDA)",
+    "auto": "in this build (no CUDA)",
+}
 
 _actor = None
 # The tensors this worker returned as RDT objects, by (object id, index),
@@ -51,12 +58,12 @@ def _value_result(value, tensor_transport, return_id):
     data, buffers, tensors = serialization.dumps_rdt(value)
     if not tensors:  # nothing to keep in place: an ordinary value
         return ("pickle5", data, buffers, 0, "")
-    if tensor_transport == "gloo":
+    if tensor_transport in _CPU_TRANSPORTS:
         for t in tensors:
             if t.device.type != "cpu":
-                raise ValueError(f"tensor_transport='gloo' moves CPU tensors only; this method "
-                                 f"returned a tensor on {t.device}: move it to the CPU or use "
-                                 f"tensor_transport='nccl' for CUDA tensors")
+                raise ValueError(f"tensor_transport='{tensor_transport}' moves CPU tensors only "
+                                 f"{_CPU_TRANSPORTS[tensor_transport]}; this method returned a "
+                                 f"tensor on {t.device}: move it to the CPU first")
     exported = [serialization.export_tensor(t) for t in tensors]
     keep_tensors(return_id, tensors)
     return ("pickle5", data, buffers, 0, "", (tensor_transport, exported))
