@@ -375,10 +375,10 @@ void CoreWorker::ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value
     return;
   }
   if (IsOneSidedTransport(rdt.transport())) {
-    // The receiver pulls; the producer takes no part. Not on the io thread.
+    // The receiver pulls; the producer takes no part.
     auto shared_done = std::make_shared<std::function<void(StatusOr<std::vector<tensor::Tensor>>)>>(
         std::move(done));
-    bool posted = transfer_queue_->Post([this, id = *id, value, shared_done] {
+    auto pull = [this, id = *id, value, shared_done] {
       Deadline deadline = Deadline::After(Config::Get().transfer_timeout);
       auto pulled = PullTensors(std::span<const ObjectId>(&id, 1), std::span<const ValuePtr>(&value, 1),
                                 deadline);
@@ -392,8 +392,19 @@ void CoreWorker::ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value
         return;
       }
       (*shared_done)(std::move((*pulled)[0]));
-    });
-    if (!posted) (*shared_done)(Status::Unavailable("ferry is shutting down"));
+    };
+    // A small shm pull is a few microseconds and cannot block (a dead
+    // producer fails at once): done here, it saves a thread hop. Anything
+    // else runs on the transfer queue, never on the io thread.
+    auto chosen = ChooseExport(rdt);
+    if (chosen.ok() && (*chosen)->transport() == "shm" &&
+        static_cast<int64_t>(TotalBytes(rdt)) <= Config::Get().inline_tensor_bytes) {
+      pull();
+      return;
+    }
+    if (!transfer_queue_->Post(std::move(pull))) {
+      (*shared_done)(Status::Unavailable("ferry is shutting down"));
+    }
     return;
   }
   if (!arg.has_tensor_recv()) {
