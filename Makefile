@@ -28,7 +28,11 @@ FUZZ_TARGETS := frame_decoder_fuzz control_message_fuzz value_layout_fuzz
 ASAN_PYTEST_SKIP ?= test_leaks.py test_guide_examples.py
 ASAN_ENV     := ASAN_OPTIONS=detect_leaks=1:check_initialization_order=1:strict_string_checks=1 \
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-TSAN_ENV     := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+# UCX's memory hooks (libucm patches malloc/mmap when libucp loads) crash
+# TSan's own interceptors: every binary that links the nixl backend needs them
+# off under TSan. ferry never relies on them (registrations are explicit).
+TSAN_ENV     := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+                UCX_MEM_MALLOC_HOOKS=no UCX_MEM_MMAP_HOOK_MODE=none UCX_MEM_EVENTS=no
 
 .PHONY: all deps build venv test test-cc test-py demo bench clean \
         fuzz fuzz-smoke fuzz-build fuzz-corpus fuzz-run test-asan test-tsan
