@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -550,17 +551,19 @@ Status CmaRead(Op& op, Deadline deadline, bool& denied) {
 }  // namespace
 
 Status UcxTransport::Lane::Run(const std::vector<GetOp*>& ops, Deadline deadline, const UcxOptions& o) {
-  std::vector<GetOp*> cma_ops;
+  std::vector<GetOp*> cma_ops, ucx_ops;
+  for (GetOp* op : ops) (op->cma != nullptr ? cma_ops : ucx_ops).push_back(op);
+  // While UCX gets are in flight here, this thread progresses the worker
+  // (and lane 0's service thread keeps off it); CMA copies need neither.
+  bool counted = false;
+  auto post = [&](GetOp* op) {  // under mu
+    if (!counted) ++active_pulls;
+    counted = true;
+    PostLocked(*op);
+  };
   {
     MutexLock lock(mu);
-    ++active_pulls;
-    for (GetOp* op : ops) {
-      if (op->cma != nullptr) {
-        cma_ops.push_back(op);
-      } else {
-        PostLocked(*op);
-      }
-    }
+    for (GetOp* op : ucx_ops) post(op);
   }
   // CMA copies run on this thread, outside the lock: they touch no UCX state.
   for (GetOp* op : cma_ops) {
@@ -571,21 +574,22 @@ Status UcxTransport::Lane::Run(const std::vector<GetOp*>& ops, Deadline deadline
       FERRY_LOG(INFO) << "ucx transport: pid " << op->cma->pid << " may not be read with CMA; using UCP get";
       op->cma->denied = true;
       op->cma.reset();
-      PostLocked(*op);
+      post(op);
+      ucx_ops.push_back(op);
       continue;
     }
     op->error = std::move(s);
     op->done = true;
   }
-  const bool completed = WaitAll(ops, deadline, o);
+  const bool completed = ucx_ops.empty() || WaitAll(ucx_ops, deadline, o);
   MutexLock lock(mu);
-  if (!completed && !AbandonLocked(ops, o.close_timeout)) {
+  if (!completed && !AbandonLocked(ucx_ops, o.close_timeout)) {
     FERRY_LOG(ERROR) << "ucx transport: lane " << index << ": UCX did not complete force-closed gets within "
                      << o.close_timeout.count() << " ms; leaking their state";
-    for (GetOp* op : ops) op->leaked = !op->done;
+    for (GetOp* op : ucx_ops) op->leaked = !op->done;
   }
   Status s = FinishLocked(ops);
-  if (--active_pulls == 0) idle_cv.notify_all();
+  if (counted && --active_pulls == 0) idle_cv.notify_all();
   return s;
 }
 
@@ -803,11 +807,20 @@ StatusOr<ExportedBuffers> UcxTransport::Export(const std::vector<BufferView>& bu
     taken.push_back(key);
     out.descriptors.push_back(it->second.descriptor);
   }
+  // Over an emulated get (tcp) it is lane 0's serving thread that reads the
+  // buffers. The real ordering runs through the consumer (it asks only after
+  // it got the descriptors), which the C++ memory model and TSan cannot see;
+  // taking the lock that thread holds while serving makes the buffers'
+  // contents visible to it.
+  MutexLock publish(lanes_[0]->mu);
   return out;
 }
 
 void UcxTransport::Release(const std::vector<BufferView>& buffers) {
   MutexLock lock(regions_mu_);
+  // The other half of the edge in Export: whatever lane 0's thread served
+  // from these buffers happens before the caller reuses or frees them.
+  { MutexLock unpublish(lanes_[0]->mu); }
   for (const BufferView& b : buffers) {
     if (b.nbytes == 0) continue;
     auto it = regions_.find({reinterpret_cast<uintptr_t>(b.data), b.nbytes});

@@ -15,7 +15,7 @@
 //    namespace, the consumer reads its memory with process_vm_readv, which
 //    is what UCX's own cma transport does. UCX 1.13 never uses cma for
 //    ucp_get_nbx on user memory: with PEER error handling its get is
-//    emulated over tcp loopback (~1-2 GB/s here against ~9 here for CMA).
+//    emulated over tcp loopback (under 1 GB/s here; CMA: 7-10 GB/s).
 //    The producer is named by pid and start time and watched through a
 //    pidfd, so a recycled pid is never read. FERRY_UCX_CMA=0 turns it off.
 //
@@ -25,8 +25,8 @@
 // event fd. Lanes 1..pull_lanes-1 are extra consumer-side workers, never
 // published: a Pull of at least `stripe_min_bytes` splits its bytes across
 // every lane and drives each lane from its own thread, because a CMA copy
-// runs on the CPU of the thread that makes it (one thread tops out near
-// 5.4 GB/s here, two reach 9-10). With pull_lanes = 1 there is one worker.
+// runs on the CPU of the thread that makes it (256 MiB here: ~4.3 GB/s with
+// one thread, 7-10 with two). With pull_lanes = 1 there is one worker.
 //
 // Registrations are cached per region (address, length) and reference
 // counted: exporting a region again maps nothing new, Release unmaps it when
@@ -59,7 +59,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -83,9 +82,10 @@ struct UcxOptions {
   // by its own thread (see the file comment). Default 2; 1 = one worker.
   int pull_lanes = 2;
   // FERRY_UCX_STRIPE_MIN_BYTES: a Pull moving fewer bytes than this runs on
-  // one lane in the calling thread, because handing work to another thread
-  // costs more than it saves. Default 1 MiB.
-  uint64_t stripe_min_bytes = uint64_t{1} << 20;
+  // one lane in the calling thread: below it, handing half to another thread
+  // costs more than it saves (1 MiB: ~10 GB/s whole, ~6 striped, mostly in
+  // cache). Default 4 MiB.
+  uint64_t stripe_min_bytes = uint64_t{4} << 20;
   // FERRY_UCX_SPIN_US: how long a waiting Pull keeps progressing the worker
   // before it sleeps on the worker's event fd. Default 100 us.
   std::chrono::microseconds spin{100};
