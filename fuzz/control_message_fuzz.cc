@@ -138,6 +138,14 @@ class Resolver : public core::ArgumentResolver {
       done(Status::Unavailable("fuzz: the producer is unreachable"));  // CallPeer would connect
       return;
     }
+    // A one-sided pull reads another process's memory with the descriptors
+    // (and completes on the transfer queue, after this input's receiver is
+    // gone): the producer is another process, unreachable here.
+    if (core::IsOneSidedTransport(value->rdt().transport()) &&
+        value->rdt().producer_address() != Worker().address()) {
+      done(Status::Unavailable("fuzz: the producer of a one-sided object is another process"));
+      return;
+    }
     Worker().ResolveTensors(arg, value, std::move(done));
   }
 
