@@ -254,6 +254,10 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   StatusOr<transport::OneSidedTransport*> OneSided(const std::string& name);
   // Removes an RDT object's tensors and releases what was exported for them.
   void DropTensors(const ObjectId& id);
+  // The receiver's side of a one-sided RDT argument: pulls on the transfer
+  // queue (a small shm pull in place); `done` fires exactly once.
+  void PullArgTensors(const ObjectId& id, const ValuePtr& value,
+                      std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done);
   // The receiver's side of a small RDT transfer: fetch inline, copy out.
   void FetchTensorsInline(const ObjectId& id, const ValuePtr& value,
                           std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done);

@@ -1,22 +1,29 @@
-// CoreWorker's direct tensor transport: the producer's tensor store and
-// transfer handlers, the owner's orchestration of transfers, and collective
-// groups. See DESIGN.md "Direct tensor transport".
+// CoreWorker's direct tensor transport: transport names, the producer's
+// transfer handlers, the receiver's side of two-sided transfers and the
+// owner's orchestration. One-sided pulls are in core_worker_one_sided.cc,
+// collective groups in core_worker_groups.cc. See DESIGN.md "Direct tensor
+// transport".
 #include <unistd.h>
 
 #include <cstring>
 #include <map>
 
-#include "ferry/collective/head_kv_store.h"
 #include "ferry/common/config.h"
 #include "ferry/common/fault.h"
 #include "ferry/common/logging.h"
 #include "ferry/core/core_worker.h"
 #include "ferry/core/error_value.h"
+#include "ferry/core/rdt_util.h"
 #include "ferry/rpc/parse.h"
 #include "ferry/transport/registry.h"
 
 namespace ferry::core {
 namespace {
+
+using rdt::LogTransfer;
+using rdt::MicrosSince;
+using rdt::TotalBytes;
+using rdt::Views;
 
 // Backends a transport name can use: "gloo" objects move over groups made
 // with backend "gloo" or "torch_gloo".
@@ -30,67 +37,6 @@ Status AsTransportError(const Status& s, const std::string& group) {
   if (s.code() == StatusCode::kFailedPrecondition) return s;  // group missing/destroyed
   return Status::Aborted("tensor transfer in collective group '" + group + "' failed: " +
                          s.ToString());
-}
-
-std::vector<transport::BufferView> Views(const std::vector<tensor::Tensor>& tensors) {
-  std::vector<transport::BufferView> views;
-  views.reserve(tensors.size());
-  for (const auto& t : tensors) views.push_back({t.data(), t.nbytes()});
-  return views;
-}
-
-int64_t MicrosSince(Clock::time_point start) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
-}
-
-uint64_t TotalBytes(const proto::RdtInfo& rdt) {
-  uint64_t total = 0;
-  for (const auto& meta : rdt.tensors()) total += meta.nbytes();
-  return total;
-}
-
-void LogTransfer(TransferLog& log, const ObjectId& id, std::string transport, std::string peer,
-                 uint64_t bytes, Clock::time_point start, bool pooled, const Status& status,
-                 std::string direction = "recv") {
-  TransferRecord r;
-  r.object_id = id;
-  r.transport = std::move(transport);
-  r.direction = std::move(direction);
-  r.peer = std::move(peer);
-  r.bytes = bytes;
-  r.micros = MicrosSince(start);
-  r.pooled = pooled;
-  if (!status.ok()) r.error = status.ToString();
-  log.Add(std::move(r));
-}
-
-// The transports a one-sided object is exported with: "auto" is shm (this
-// host) plus nixl (across hosts), as far as this build has them.
-std::vector<std::string> ExportTransports(const std::string& transport) {
-  if (transport != "auto") return {transport};
-  std::vector<std::string> names;
-  for (const std::string& t : transport::AvailableOneSidedTransports()) {
-    if (t == "shm" || t == "nixl") names.push_back(t);
-  }
-  return names;
-}
-
-// Which export of `rdt` a receiver pulls with: shm when the producer is on
-// this host, else nixl.
-StatusOr<const proto::TensorExport*> ChooseExport(const proto::RdtInfo& rdt) {
-  const proto::TensorExport* nixl = nullptr;
-  for (const proto::TensorExport& e : rdt.exports()) {
-    if (e.transport() == "shm" && transport::IsLocalEndpoint("shm", e.endpoint())) return &e;
-    if (e.transport() == "nixl") nixl = &e;
-  }
-  if (nixl != nullptr) return nixl;
-  if (rdt.exports_size() == 0) {
-    return Status::FailedPrecondition("the producer exported no pull descriptors for this '" +
-                                      rdt.transport() + "' object");
-  }
-  return Status::FailedPrecondition(
-      "the tensors were exported with '" + rdt.exports(0).transport() + "', which cannot reach " +
-      "them from this host; use tensor_transport='nixl' (or 'auto') across hosts");
 }
 
 }  // namespace
@@ -161,89 +107,6 @@ StatusOr<std::vector<tensor::Tensor>> CoreWorker::HeldTensors(const std::string&
     return Status::DataLoss("this actor no longer holds the tensors of object " + id.Hex());
   }
   return std::move(*tensors);
-}
-
-Status CoreWorker::StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> tensors,
-                                proto::RdtInfo* info) {
-  info->set_producer_actor_id(options_.is_driver ? "" : options_.actor_id.Binary());
-  info->set_producer_address(address_);
-  std::vector<transport::OneSidedTransport*> exporters;
-  if (IsOneSidedTransport(info->transport())) {
-    for (const tensor::Tensor& t : tensors) {
-      if (t.meta().device() != "cpu") {
-        return Status::InvalidArgument(
-            "tensor_transport='" + info->transport() + "' moves CPU tensors only in this build (no "
-            "CUDA); got a tensor on " + t.meta().device() + ": move it to the CPU first");
-      }
-    }
-    // Non-contiguous tensors are exported as the span of storage their
-    // strides cover; the receiver rebuilds the same strides.
-    const std::vector<transport::BufferView> views = Views(tensors);
-    for (const std::string& name : ExportTransports(info->transport())) {
-      auto t = OneSided(name);
-      if (!t.ok()) {
-        if (info->transport() == "auto") continue;  // auto uses what this build has
-        return t.status();
-      }
-      auto exported = (*t)->Export(views);
-      if (!exported.ok()) {
-        for (auto* e : exporters) e->Release(views);
-        return exported.status().WithContext("exporting tensors for '" + name + "'");
-      }
-      proto::TensorExport* out = info->add_exports();
-      out->set_transport(name);
-      out->set_endpoint(std::move(exported->endpoint));
-      for (std::string& d : exported->descriptors) out->add_descriptors(std::move(d));
-      exporters.push_back(*t);
-    }
-    if (exporters.empty()) {
-      return Status::Unimplemented("no one-sided transport for '" + info->transport() +
-                                   "' is available in this build");
-    }
-  }
-  if (!exporters.empty()) {
-    MutexLock lock(transports_mu_);
-    exported_[id] = exporters;
-  }
-  Status s = tensors_->Put(id, tensors);
-  if (!s.ok() && !exporters.empty()) {
-    {
-      MutexLock lock(transports_mu_);
-      exported_.erase(id);
-    }
-    for (auto* e : exporters) e->Release(Views(tensors));
-  }
-  return s;
-}
-
-void CoreWorker::DropTensors(const ObjectId& id) {
-  std::optional<std::vector<tensor::Tensor>> tensors = tensors_->Take(id);
-  std::vector<transport::OneSidedTransport*> exporters;
-  {
-    MutexLock lock(transports_mu_);
-    auto it = exported_.find(id);
-    if (it != exported_.end()) {
-      exporters = std::move(it->second);
-      exported_.erase(it);
-    }
-  }
-  if (tensors) {
-    for (auto* e : exporters) e->Release(Views(*tensors));
-  }
-  // `tensors` dies here, outside every lock: a DLPack deleter may run.
-}
-
-StatusOr<transport::OneSidedTransport*> CoreWorker::OneSided(const std::string& name) {
-  MutexLock lock(transports_mu_);
-  auto it = one_sided_.find(name);
-  if (it != one_sided_.end()) return it->second.get();
-  // Made under the lock so that two threads never make two (a UCX context
-  // takes a few milliseconds, once per process).
-  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<transport::OneSidedTransport> t,
-                         transport::CreateOneSidedTransport(name));
-  transport::OneSidedTransport* raw = t.get();
-  one_sided_[name] = std::move(t);
-  return raw;
 }
 
 void CoreWorker::HandleSendTensors(std::string_view payload, rpc::Responder responder) {
@@ -334,26 +197,6 @@ void CoreWorker::HandleFetchTensors(std::string_view payload, rpc::Responder res
   });
 }
 
-void CoreWorker::HandleJoinGroup(std::string_view payload, rpc::Responder responder) {
-  auto req = std::make_shared<proto::JoinGroup>();
-  if (!rpc::ParseRequest(payload, req.get(), responder)) return;
-  auto shared = std::make_shared<rpc::Responder>(std::move(responder));
-  collective_queue_->Post([this, req, shared] {
-    auto head = HeadChannel();
-    if (!head.ok()) {
-      shared->ReplyError(head.status());
-      return;
-    }
-    collective::HeadKvStore store(*head);
-    Status s = groups_->Join(*req, store);
-    if (s.ok()) {
-      shared->Reply(proto::Empty());
-    } else {
-      shared->ReplyError(s.WithContext("joining collective group '" + req->name() + "'"));
-    }
-  });
-}
-
 // --- receiver side ----------------------------------------------------------
 
 void CoreWorker::ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value,
@@ -375,36 +218,7 @@ void CoreWorker::ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value
     return;
   }
   if (IsOneSidedTransport(rdt.transport())) {
-    // The receiver pulls; the producer takes no part.
-    auto shared_done = std::make_shared<std::function<void(StatusOr<std::vector<tensor::Tensor>>)>>(
-        std::move(done));
-    auto pull = [this, id = *id, value, shared_done] {
-      Deadline deadline = Deadline::After(Config::Get().transfer_timeout);
-      auto pulled = PullTensors(std::span<const ObjectId>(&id, 1), std::span<const ValuePtr>(&value, 1),
-                                deadline);
-      if (!pulled.ok()) {
-        Status s = pulled.status();
-        if (s.code() == StatusCode::kDeadlineExceeded) {
-          s = Status::Aborted("pulling the tensors timed out after FERRY_TRANSFER_TIMEOUT_S: " +
-                              s.message());
-        }
-        (*shared_done)(s);
-        return;
-      }
-      (*shared_done)(std::move((*pulled)[0]));
-    };
-    // A small shm pull is a few microseconds and cannot block (a dead
-    // producer fails at once): done here, it saves a thread hop. Anything
-    // else runs on the transfer queue, never on the io thread.
-    auto chosen = ChooseExport(rdt);
-    if (chosen.ok() && (*chosen)->transport() == "shm" &&
-        static_cast<int64_t>(TotalBytes(rdt)) <= Config::Get().inline_tensor_bytes) {
-      pull();
-      return;
-    }
-    if (!transfer_queue_->Post(std::move(pull))) {
-      (*shared_done)(Status::Unavailable("ferry is shutting down"));
-    }
+    PullArgTensors(*id, value, std::move(done));  // core_worker_one_sided.cc
     return;
   }
   if (!arg.has_tensor_recv()) {
@@ -668,174 +482,6 @@ StatusOr<std::shared_ptr<object::ReadableValue>> CoreWorker::FetchTensors(
     channel->Notify(proto::FREE_OBJECTS, free);
   }
   return readable;
-}
-
-StatusOr<std::vector<std::vector<tensor::Tensor>>> CoreWorker::PullTensors(
-    std::span<const ObjectId> ids, std::span<const ValuePtr> values, Deadline deadline) {
-  if (ids.size() != values.size()) return Status::InvalidArgument("PullTensors: ids and values differ");
-  std::vector<std::vector<tensor::Tensor>> out(values.size());
-  // One batch per transport, so every item of a batch moves concurrently.
-  struct Batch {
-    transport::OneSidedTransport* transport = nullptr;
-    std::vector<transport::PullItem> items;
-    std::vector<size_t> objects;  // indexes into `values`, one per object in the batch
-  };
-  std::map<std::string, Batch> batches;
-  std::vector<bool> pooled(values.size(), true);
-  for (size_t i = 0; i < values.size(); ++i) {
-    const proto::ObjectValueProto& value = *values[i];
-    if (!value.has_rdt()) return Status::InvalidArgument("PullTensors: not an RDT object");
-    const proto::RdtInfo& rdt = value.rdt();
-    if (rdt.producer_address() == address_) {
-      // Ours: the very same tensors.
-      auto held = tensors_->Get(ids[i]);
-      if (!held) return Status::DataLoss("the tensors of object " + ids[i].Hex() + " were already freed");
-      out[i] = std::move(*held);
-      continue;
-    }
-    if (!IsOneSidedTransport(rdt.transport())) {
-      return Status::FailedPrecondition("object " + ids[i].Hex() + " moves with the two-sided "
-                                        "transport '" + rdt.transport() + "': it cannot be pulled");
-    }
-    FERRY_ASSIGN_OR_RETURN(const proto::TensorExport* exp, ChooseExport(rdt));
-    if (exp->descriptors_size() != rdt.tensors_size()) {
-      return Status::InvalidArgument("object " + ids[i].Hex() + ": " +
-                                     std::to_string(exp->descriptors_size()) + " descriptors for " +
-                                     std::to_string(rdt.tensors_size()) + " tensors");
-    }
-    Batch& batch = batches[exp->transport()];
-    if (batch.transport == nullptr) {
-      FERRY_ASSIGN_OR_RETURN(batch.transport, OneSided(exp->transport()));
-    }
-    batch.objects.push_back(i);
-    for (int k = 0; k < rdt.tensors_size(); ++k) {
-      bool from_pool = false;
-      FERRY_ASSIGN_OR_RETURN(tensor::Tensor t,
-                             tensor::Tensor::AllocateCpu(rdt.tensors(k), *cpu_allocator_, &from_pool));
-      pooled[i] = pooled[i] && from_pool;
-      batch.items.push_back({exp->endpoint(), exp->descriptors(k), {t.data(), t.nbytes()}});
-      out[i].push_back(std::move(t));
-    }
-  }
-  for (auto& [name, batch] : batches) {
-    Clock::time_point start = Clock::now();
-    Status s = InjectFault("transfer.pull");
-    if (s.ok()) s = batch.transport->Pull(batch.items, deadline);
-    if (s.code() == StatusCode::kUnavailable) {
-      s = Status::Unavailable("the process holding the tensors died or freed them (" + name +
-                              " pull): " + s.message());
-    } else if (!s.ok() && s.code() != StatusCode::kDeadlineExceeded) {
-      s = Status::Aborted("pulling tensors with '" + name + "' failed: " + s.ToString());
-    }
-    for (size_t i : batch.objects) {
-      LogTransfer(*transfer_log_, ids[i], name, values[i]->rdt().producer_address(),
-                  TotalBytes(values[i]->rdt()), start, pooled[i], s);
-    }
-    FERRY_RETURN_IF_ERROR(s);
-  }
-  return out;
-}
-
-Status CoreWorker::CreateCollectiveGroup(const std::string& name, const std::string& backend,
-                                         const std::vector<ActorId>& actors) {
-  if (backend != "gloo" && backend != "torch_gloo" && backend != "nccl") {
-    return Status::InvalidArgument("unknown collective backend '" + backend +
-                                   "'; valid: gloo, torch_gloo, nccl");
-  }
-  if (actors.empty()) return Status::InvalidArgument("a collective group needs at least one actor");
-  for (size_t i = 0; i < actors.size(); ++i) {
-    for (size_t j = i + 1; j < actors.size(); ++j) {
-      if (actors[i] == actors[j]) return Status::InvalidArgument("an actor appears twice in the group");
-    }
-  }
-  {
-    MutexLock lock(mu_);
-    if (created_groups_.count(name) != 0) {
-      return Status::AlreadyExists("collective group '" + name + "' already exists; destroy it first");
-    }
-  }
-  std::string prefix = "ferry/groups/" + name + "/" + ObjectId::Random().Hex() + "/";
-  Deadline deadline = Deadline::After(Config::Get().transfer_timeout + Config::Get().worker_start_timeout);
-  struct Join {
-    std::mutex mu;
-    std::condition_variable cv;
-    size_t done = 0;
-    Status first_error;
-  };
-  auto join = std::make_shared<Join>();
-  std::vector<std::shared_ptr<rpc::Channel>> channels;
-  for (size_t rank = 0; rank < actors.size(); ++rank) {
-    FERRY_ASSIGN_OR_RETURN(proto::ActorInfo info, GetActorInfo(actors[rank], true, deadline));
-    if (info.state() != proto::ActorInfo::ALIVE) {
-      return Status::Unavailable("actor " + actors[rank].Hex() + " is dead: " +
-                                 info.death_cause().message());
-    }
-    FERRY_ASSIGN_OR_RETURN(auto ch, channels_->Get(info.address(), deadline));
-    channels.push_back(ch);
-  }
-  for (size_t rank = 0; rank < actors.size(); ++rank) {
-    proto::JoinGroup req;
-    req.set_name(name);
-    req.set_backend(backend);
-    req.set_rank(static_cast<int>(rank));
-    req.set_size(static_cast<int>(actors.size()));
-    req.set_kv_prefix(prefix);
-    req.set_timeout_ms(Config::Get().transfer_timeout.count());
-    channels[rank]->Call(proto::JOIN_GROUP, req, [join](Status s, std::string_view) {
-      std::lock_guard<std::mutex> lock(join->mu);
-      if (!s.ok() && join->first_error.ok()) join->first_error = s;
-      join->done++;
-      join->cv.notify_all();
-    });
-  }
-  Status result;
-  {
-    std::unique_lock<std::mutex> lock(join->mu);
-    if (!join->cv.wait_until(lock, deadline.time_point(), [&] { return join->done == actors.size(); })) {
-      result = Status::DeadlineExceeded("creating collective group '" + name + "' timed out");
-    } else {
-      result = join->first_error;
-    }
-  }
-  if (!result.ok()) {
-    proto::LeaveGroup leave;
-    leave.set_name(name);
-    for (auto& ch : channels) ch->Notify(proto::LEAVE_GROUP, leave);
-    return result;
-  }
-  MutexLock lock(mu_);
-  created_groups_[name] = CollectiveGroup{name, backend, actors};
-  return Status::Ok();
-}
-
-Status CoreWorker::DestroyCollectiveGroup(const std::string& name) {
-  CollectiveGroup group;
-  {
-    MutexLock lock(mu_);
-    auto it = created_groups_.find(name);
-    if (it == created_groups_.end()) {
-      return Status::NotFound("no collective group named '" + name + "' was created here");
-    }
-    group = std::move(it->second);
-    created_groups_.erase(it);
-  }
-  proto::LeaveGroup leave;
-  leave.set_name(name);
-  for (const ActorId& actor : group.members) {
-    auto info = GetActorInfo(actor, false, Deadline::After(std::chrono::seconds(5)));
-    if (!info.ok() || info->state() != proto::ActorInfo::ALIVE) continue;
-    auto ch = channels_->Get(info->address(), Deadline::After(Config::Get().rpc_connect_timeout));
-    if (!ch.ok()) continue;
-    (void)(*ch)->CallSync(proto::LEAVE_GROUP, leave, Deadline::After(std::chrono::seconds(10)));
-  }
-  return Status::Ok();
-}
-
-std::vector<CollectiveGroup> CoreWorker::CollectiveGroups() {
-  MutexLock lock(mu_);
-  std::vector<CollectiveGroup> out;
-  for (auto& [name, g] : created_groups_) out.push_back(g);
-  return out;
 }
 
 }  // namespace ferry::core

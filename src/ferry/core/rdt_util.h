@@ -1,0 +1,55 @@
+// Small helpers shared by CoreWorker's tensor-transport files
+// (core_worker_rdt.cc, core_worker_one_sided.cc): buffer views of tensors,
+// byte counts and transfer records. Internal to the core layer.
+//
+// THREAD CONTRACT: free functions; thread-safe for distinct arguments
+// (LogTransfer: TransferLog is thread-safe).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ferry/common/clock.h"
+#include "ferry/core/transfer_log.h"
+#include "ferry/proto/ferry.pb.h"
+#include "ferry/status.h"
+#include "ferry/tensor/tensor.h"
+#include "ferry/transport/two_sided_transport.h"
+
+namespace ferry::core::rdt {
+
+inline std::vector<transport::BufferView> Views(const std::vector<tensor::Tensor>& tensors) {
+  std::vector<transport::BufferView> views;
+  views.reserve(tensors.size());
+  for (const auto& t : tensors) views.push_back({t.data(), t.nbytes()});
+  return views;
+}
+
+inline int64_t MicrosSince(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+}
+
+inline uint64_t TotalBytes(const proto::RdtInfo& rdt) {
+  uint64_t total = 0;
+  for (const auto& meta : rdt.tensors()) total += meta.nbytes();
+  return total;
+}
+
+inline void LogTransfer(TransferLog& log, const ObjectId& id, std::string transport, std::string peer,
+                 uint64_t bytes, Clock::time_point start, bool pooled, const Status& status,
+                 std::string direction = "recv") {
+  TransferRecord r;
+  r.object_id = id;
+  r.transport = std::move(transport);
+  r.direction = std::move(direction);
+  r.peer = std::move(peer);
+  r.bytes = bytes;
+  r.micros = MicrosSince(start);
+  r.pooled = pooled;
+  if (!status.ok()) r.error = status.ToString();
+  log.Add(std::move(r));
+}
+
+}  // namespace ferry::core::rdt
