@@ -47,14 +47,12 @@
 
 #include <sys/types.h>
 
-#include <condition_variable>
+#include <chrono>
 #include <cstdint>
-#include <list>
-#include <map>
 #include <memory>
 #include <string>
-#include <thread>
-#include <tuple>
+#include <string_view>
+#include <vector>
 
 #include "ferry/common/clock.h"
 #include "ferry/common/thread_annotations.h"
@@ -63,6 +61,12 @@
 #include "ferry/transport/shm/shm_arena.h"
 
 namespace ferry::transport {
+
+namespace shm_internal {
+class MappingCache;
+class ProducerTable;
+struct ParsedItem;
+}  // namespace shm_internal
 
 struct ShmTransportOptions {
   // FERRY_SHM_MAP_CACHE_BYTES: address space of producers' blocks kept mapped
@@ -121,55 +125,23 @@ class ShmTransport final : public OneSidedTransport {
   void DropMappings();
 
  private:
-  struct Mapping;  // one producer block mapped read-only here
-  struct ParsedItem;
-  struct ProducerHandle;  // a pidfd of one producer process
-  // (pid, start time, inode)
-  using MappingKey = std::tuple<pid_t, uint64_t, uint64_t>;
-
-  // The cached mapping of a producer's block, or a new one (cached if it
-  // fits the bound). Unavailable if the producer has exited or no longer
-  // holds that block.
-  StatusOr<std::shared_ptr<const Mapping>> GetMapping(const ParsedItem& item) FERRY_EXCLUDES(mu_);
-  Status PullArena(const ParsedItem& item, Deadline deadline) FERRY_EXCLUDES(mu_);
-  Status PullVm(const ParsedItem& item, Deadline deadline);
-  // True if `pid` is still the live process that started at `start_time`.
-  bool ProducerAlive(pid_t pid, uint64_t start_time) FERRY_EXCLUDES(mu_);
-  // Drops cached mappings whose producer is gone or closed the block; runs
-  // at most once per sweep_interval.
-  void MaybeSweep() FERRY_EXCLUDES(mu_);
-  // Starts the sweeper thread unless it runs or is not wanted.
-  void StartSweeperLocked() FERRY_REQUIRES(mu_);
-  void SweeperLoop() FERRY_EXCLUDES(mu_);
-  // Drops every cached mapping and the pidfd of one producer process.
-  void DropProducer(pid_t pid, uint64_t start_time) FERRY_EXCLUDES(mu_);
-  void EvictLocked(MappingKey key, std::vector<std::shared_ptr<const Mapping>>* dropped) FERRY_REQUIRES(mu_);
+  Status PullArena(const shm_internal::ParsedItem& item, Deadline deadline);
+  Status PullVm(const shm_internal::ParsedItem& item, Deadline deadline);
 
   // Const after construction.
   const std::string name_ = "shm";
   const ShmTransportOptions options_;
   const ShmArena& arena_;
 
+  // Own synchronization. The pidfds of producers pulled from, and the cache
+  // of mappings of their blocks, whose sweeper checks them: producers_ is
+  // declared first so that it outlives cache_.
+  const std::unique_ptr<shm_internal::ProducerTable> producers_;
+  const std::unique_ptr<shm_internal::MappingCache> cache_;
+
   mutable Mutex mu_;
-  // Most recently used first.
-  std::list<MappingKey> lru_ FERRY_GUARDED_BY(mu_);
-  struct CacheEntry {
-    std::shared_ptr<const Mapping> mapping;
-    std::list<MappingKey>::iterator lru;
-  };
-  std::map<MappingKey, CacheEntry> cache_ FERRY_GUARDED_BY(mu_);
-  uint64_t mapped_bytes_ FERRY_GUARDED_BY(mu_) = 0;
-  Clock::time_point next_sweep_ FERRY_GUARDED_BY(mu_);
-  bool sweeping_ FERRY_GUARDED_BY(mu_) = false;
+  // Items and bytes pulled; the mapping figures come from cache_.
   Stats stats_ FERRY_GUARDED_BY(mu_);
-  // Pidfds of producers pulled from, by (pid, start time); bounded.
-  std::map<std::pair<pid_t, uint64_t>, std::shared_ptr<const ProducerHandle>> producers_ FERRY_GUARDED_BY(mu_);
-  // The sweeper: started with the first cached mapping, by process
-  // `sweeper_pid_` (a fork()ed child must not join its parent's thread).
-  std::thread sweeper_ FERRY_GUARDED_BY(mu_);
-  pid_t sweeper_pid_ FERRY_GUARDED_BY(mu_) = 0;
-  bool stopping_ FERRY_GUARDED_BY(mu_) = false;
-  std::condition_variable sweeper_cv_;
   // The endpoint Export hands out, for the pid it was made in.
   pid_t self_pid_ FERRY_GUARDED_BY(mu_) = 0;
   std::string self_endpoint_ FERRY_GUARDED_BY(mu_);
