@@ -11,11 +11,8 @@
 #include <utility>
 #include <vector>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 #include "ferry/common/config.h"
+#include "ferry/common/stream_copy.h"
 #include "ferry/transport/shm/shm_descriptor.h"
 #include "ferry/transport/shm/shm_mapping_cache.h"
 #include "ferry/transport/shm/shm_producer.h"
@@ -54,43 +51,12 @@ Status ProducerDied(const ShmEndpoint& ep) {
 // cached instead.
 constexpr uint64_t kStreamingBytes = uint64_t{6} << 20;
 
-#if defined(__x86_64__)
-__attribute__((target("avx2"))) void StreamCopyAvx2(uint8_t* d, const uint8_t* s, size_t n) {
-  // Align the destination to 32 bytes for the streaming stores.
-  const size_t head = std::min(n, (32 - (reinterpret_cast<uintptr_t>(d) & 31)) & 31);
-  std::memcpy(d, s, head);
-  d += head;
-  s += head;
-  n -= head;
-  size_t i = 0;
-  for (; i + 128 <= n; i += 128) {
-    __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i));
-    __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 32));
-    __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 64));
-    __m256i e = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 96));
-    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i), a);
-    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i + 32), b);
-    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i + 64), c);
-    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i + 96), e);
-  }
-  _mm_sfence();  // streaming stores are weakly ordered
-  std::memcpy(d + i, s + i, n - i);
-}
-
-bool HaveAvx2() {
-  static const bool have = __builtin_cpu_supports("avx2");
-  return have;
-}
-#endif
-
 // One piece of an item; `streaming` is decided once per item by its size.
 void CopyPiece(void* dst, const void* src, size_t n, bool streaming) {
-#if defined(__x86_64__)
-  if (streaming && HaveAvx2()) {
-    StreamCopyAvx2(static_cast<uint8_t*>(dst), static_cast<const uint8_t*>(src), n);
+  if (streaming) {
+    StreamCopy(dst, src, n);
     return;
   }
-#endif
   std::memcpy(dst, src, n);
 }
 
