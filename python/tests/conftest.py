@@ -87,6 +87,31 @@ def write_script(tmp_path, body, name="driver.py"):
     return path
 
 
+def run_fault_driver(tmp_path, body, args, transfer_timeout_s):
+    """Runs body as a fresh driver with FERRY_TRANSFER_TIMEOUT_S set (and no
+    FERRY_FAULT: the driver sets it per actor) and returns the JSON object it
+    printed last. It must have reported its workers' pids under "pids"; they
+    must all be gone soon after it exits, and /dev/shm must hold no new ferry
+    file."""
+    import json
+    path = write_script(tmp_path, body)
+    env = dict(os.environ, FERRY_TRANSFER_TIMEOUT_S=str(transfer_timeout_s),
+               PYTHONPATH=os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
+    env.pop("FERRY_FAULT", None)
+    before = shm_entries()
+    proc = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True,
+                          timeout=240, env=env, stdin=subprocess.DEVNULL, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    pids = out["pids"]
+    try:
+        assert wait_for(lambda: all_gone(pids), EXIT_DEADLINE), "worker processes outlived the driver"
+    finally:
+        kill_leftovers(pids)
+    assert not {e for e in shm_entries() - before if "ferry" in e}
+    return out
+
+
 def run_script(tmp_path, body, timeout=120, name="driver.py"):
     """Runs body as a fresh driver (`sys.executable`), returns CompletedProcess (text)."""
     path = write_script(tmp_path, body, name)

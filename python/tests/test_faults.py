@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-from conftest import EXIT_DEADLINE, TESTS_DIR, all_gone, kill_leftovers, shm_entries, wait_for, write_script
+from conftest import (EXIT_DEADLINE, TESTS_DIR, all_gone, kill_leftovers, run_fault_driver, shm_entries,
+                      wait_for, write_script)
 
 TRANSFER_TIMEOUT_S = 5
 FAIL_BOUND_S = TRANSFER_TIMEOUT_S + 10
@@ -97,22 +98,7 @@ ferry.shutdown()
 
 def _run(tmp_path, scenario):
     body = DRIVER.replace("{N}", str(N)).replace("timeout=FAIL", f"timeout={FAIL_BOUND_S + 30}")
-    path = write_script(tmp_path, body)
-    env = dict(os.environ, FERRY_TRANSFER_TIMEOUT_S=str(TRANSFER_TIMEOUT_S),
-               PYTHONPATH=os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
-    env.pop("FERRY_FAULT", None)
-    before = shm_entries()
-    proc = subprocess.run([sys.executable, str(path), scenario], capture_output=True, text=True,
-                          timeout=240, env=env, stdin=subprocess.DEVNULL, cwd=str(tmp_path))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    pids = out["pids"]
-    try:
-        assert wait_for(lambda: all_gone(pids), EXIT_DEADLINE), "worker processes outlived the driver"
-    finally:
-        kill_leftovers(pids)
-    assert not {e for e in shm_entries() - before if "ferry" in e}
-    return out
+    return run_fault_driver(tmp_path, body, [scenario], TRANSFER_TIMEOUT_S)
 
 
 @pytest.mark.parametrize("scenario,expected", [

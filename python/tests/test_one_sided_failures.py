@@ -8,14 +8,9 @@ no group to tear down.
 Each scenario runs as its own driver so that FERRY_TRANSFER_TIMEOUT_S can be
 small and FERRY_FAULT reaches only the chosen actor.
 """
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-from conftest import EXIT_DEADLINE, TESTS_DIR, all_gone, kill_leftovers, shm_entries, wait_for, write_script
+from conftest import run_fault_driver
 
 TRANSFER_TIMEOUT_S = 5
 FAIL_BOUND_S = TRANSFER_TIMEOUT_S + 10
@@ -88,22 +83,7 @@ ferry.shutdown()
 
 
 def _run(tmp_path, scenario, transport):
-    path = write_script(tmp_path, DRIVER)
-    env = dict(os.environ, FERRY_TRANSFER_TIMEOUT_S=str(TRANSFER_TIMEOUT_S),
-               PYTHONPATH=os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
-    env.pop("FERRY_FAULT", None)
-    before = shm_entries()
-    proc = subprocess.run([sys.executable, str(path), scenario, transport], capture_output=True,
-                          text=True, timeout=240, env=env, stdin=subprocess.DEVNULL, cwd=str(tmp_path))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    pids = out["pids"]
-    try:
-        assert wait_for(lambda: all_gone(pids), EXIT_DEADLINE), "worker processes outlived the driver"
-    finally:
-        kill_leftovers(pids)
-    assert not {e for e in shm_entries() - before if "ferry" in e}
-    return out
+    return run_fault_driver(tmp_path, DRIVER, [scenario, transport], TRANSFER_TIMEOUT_S)
 
 
 @pytest.mark.parametrize("transport", ["nixl", "shm"])
