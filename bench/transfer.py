@@ -305,6 +305,7 @@ class FerryPair:
                 if i >= warmup:
                     other_samples[t].append(time.perf_counter() - s0)
             if i % 4 == 0:
+                t2 = time.perf_counter()
                 n3 = get(consume.remote(small))
                 t3 = time.perf_counter()
                 if n3 != 1:

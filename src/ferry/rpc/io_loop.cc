@@ -1,11 +1,15 @@
 #include "ferry/rpc/io_loop.h"
 
 #include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 
+#include "ferry/common/config.h"
 #include "ferry/common/logging.h"
 
 namespace ferry::rpc {
@@ -16,8 +20,15 @@ struct IoLoop::WorkGuard {
   asio::executor_work_guard<asio::io_context::executor_type> guard;
 };
 
-IoLoop::IoLoop(std::string name)
-    : name_(std::move(name)), context_(std::make_unique<asio::io_context>(1)) {
+std::chrono::microseconds IoLoop::DefaultSpin() {
+  static const std::chrono::microseconds spin(std::max<int64_t>(0, EnvInt("FERRY_IO_SPIN_US", 300)));
+  return spin;
+}
+
+IoLoop::IoLoop(std::string name, std::chrono::microseconds spin)
+    : name_(std::move(name)),
+      spin_(spin),
+      context_(std::make_unique<asio::io_context>(1)) {
   MutexLock lock(mu_);
   work_ = std::make_unique<WorkGuard>(*context_);
 }
@@ -39,10 +50,31 @@ void IoLoop::Start() {
   thread_ = std::thread([this] {
     loop_thread_id_.store(std::this_thread::get_id());
     pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
-    // Handlers do not throw (the library reports errors as Status); an
-    // exception escaping one is a bug and terminates the process.
-    context_->run();
+    Run();
   });
+}
+
+void IoLoop::Run() {
+  // Handlers do not throw (the library reports errors as Status); an
+  // exception escaping one is a bug and terminates the process.
+  if (spin_.count() <= 0) {
+    context_->run();
+    return;
+  }
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point busy_until = Clock::now() + spin_;
+  while (!context_->stopped()) {
+    // poll() runs what is ready, reading the sockets with a zero-timeout
+    // epoll_wait; it never blocks.
+    if (context_->poll() > 0) {
+      busy_until = Clock::now() + spin_;
+    } else if (Clock::now() < busy_until) {
+      sched_yield();
+    } else {
+      context_->run_one();  // sleeps until the next event
+      busy_until = Clock::now() + spin_;
+    }
+  }
 }
 
 void IoLoop::Post(std::function<void()> fn) { asio::post(*context_, std::move(fn)); }

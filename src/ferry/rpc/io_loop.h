@@ -9,6 +9,15 @@
 // the loop), so close channels and servers before stopping their loop. An
 // IoLoop must outlive every Channel and Server made on it.
 //
+// Busy polling: after each burst of handlers the thread keeps polling the
+// sockets without sleeping for `spin` (FERRY_IO_SPIN_US, default 300 µs;
+// 0 = always sleep in epoll), yielding the CPU between polls, and only then
+// blocks. On VMs a message that must wake a thread sleeping in epoll costs
+// the sender an inter-processor interrupt and the receiver a vCPU wake-up,
+// tens of microseconds each (docs/microbenchmarks.md has the figures); a reply or
+// the next request of a conversation usually arrives well inside the budget.
+// An idle process still sleeps.
+//
 // THREAD CONTRACT: thread-safe (Start/Post/Stop/InLoopThread from any
 // thread), except Join() and the destructor, which must not run on the loop
 // thread (they would wait for themselves; FERRY_CHECK).
@@ -21,6 +30,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -37,7 +47,8 @@ namespace ferry::rpc {
 class IoLoop {
  public:
   // `name` becomes the thread's name (truncated to 15 characters by Linux).
-  explicit IoLoop(std::string name = "ferry-io");
+  explicit IoLoop(std::string name = "ferry-io",
+                  std::chrono::microseconds spin = DefaultSpin());
   ~IoLoop();
   IoLoop(const IoLoop&) = delete;
   IoLoop& operator=(const IoLoop&) = delete;
@@ -53,6 +64,9 @@ class IoLoop {
   // someone else to). No-op if never started or already joined.
   void Join() FERRY_EXCLUDES(mu_);
 
+  // FERRY_IO_SPIN_US, or 300 µs.
+  static std::chrono::microseconds DefaultSpin();
+
   // True between Start() and Stop(): posted work will run.
   bool Running() const { return running_.load(std::memory_order_acquire); }
   bool InLoopThread() const { return std::this_thread::get_id() == loop_thread_id_.load(); }
@@ -62,7 +76,11 @@ class IoLoop {
  private:
   struct WorkGuard;
 
+  // The thread's body: run handlers, poll for `spin_` after each, then sleep.
+  void Run();
+
   const std::string name_;
+  const std::chrono::microseconds spin_;
   // Own synchronization.
   std::unique_ptr<asio::io_context> context_;
   std::atomic<std::thread::id> loop_thread_id_{};

@@ -1,6 +1,7 @@
 #include "ferry/rpc/io_loop.h"
 
 #include <atomic>
+#include <chrono>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -67,6 +68,36 @@ TEST(IoLoopTest, DestructorIsSafeInAnyState) {
     joined.Join();
     joined.Start();  // no restart after stop
     EXPECT_FALSE(joined.Running());
+  }
+}
+
+// Busy polling must not change what the loop does: posts run in order whether
+// the thread is polling (1 s budget), sleeping (1 µs budget: every post finds
+// it asleep after the first) or never polls, and Stop ends a polling thread
+// without waiting out its budget.
+TEST(IoLoopTest, PollingAndSleepingLoopsRunPostsAndStop) {
+  for (auto spin : {std::chrono::microseconds(0), std::chrono::microseconds(1),
+                    std::chrono::microseconds(1'000'000)}) {
+    SCOPED_TRACE(spin.count());
+    IoLoop loop("test-io", spin);
+    loop.Start();
+    Waiter waiter;
+    int done = 0;
+    for (int i = 0; i < 20; ++i) {
+      loop.Post([&] {
+        {
+          std::lock_guard<std::mutex> lock(waiter.mu());
+          ++done;
+        }
+        waiter.Notify();
+      });
+      // One at a time: each post reaches a loop that has gone idle again.
+      ASSERT_TRUE(waiter.WaitFor([&] { return done == i + 1; }));
+    }
+    auto start = std::chrono::steady_clock::now();
+    loop.Stop();
+    loop.Join();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(900));
   }
 }
 
