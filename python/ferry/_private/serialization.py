@@ -33,10 +33,16 @@ def _reduce_tensor(t):
     if type(t) is not torch.Tensor or t.device.type != "cpu" or t.is_sparse or t.is_quantized:
         return t.__reduce_ex__(PROTOCOL)
     try:
-        flat = t.detach().contiguous().reshape(-1)
-        raw = flat.view(torch.uint8) if flat.numel() else flat.to(torch.uint8)
-        buf = pickle.PickleBuffer(raw.numpy())
-    except (RuntimeError, TypeError):
+        d = t.detach()
+        if not d.is_contiguous():
+            d = d.contiguous()
+        try:
+            arr = d.numpy()  # the tensor's own bytes, no copy
+        except TypeError:  # a dtype numpy lacks (bfloat16, ...): view the bytes
+            flat = d.reshape(-1)
+            arr = (flat.view(torch.uint8) if flat.numel() else flat.to(torch.uint8)).numpy()
+        buf = pickle.PickleBuffer(arr)
+    except (RuntimeError, TypeError, ValueError):
         return t.__reduce_ex__(PROTOCOL)
     return _rebuild_tensor, (buf, t.dtype, tuple(t.shape), t.requires_grad)
 
@@ -75,18 +81,55 @@ _PLAIN_SCALARS = frozenset([type(None), bool, int, float, complex, str, bytes])
 _MAX_PLAIN_ITEMS = 64
 
 
-def _is_plain(value, depth=0):
+def _is_plain(value, depth=0, leaf=_PLAIN_SCALARS.__contains__):
+    """True when `value` is a small tree of tuples, lists and dicts with
+    scalar keys, whose leaves' types satisfy `leaf`."""
     t = type(value)
-    if t in _PLAIN_SCALARS:
+    if leaf(t):
         return True
     if depth > 3:
         return False
     if t is tuple or t is list:
-        return len(value) <= _MAX_PLAIN_ITEMS and all(_is_plain(v, depth + 1) for v in value)
+        return len(value) <= _MAX_PLAIN_ITEMS and all(_is_plain(v, depth + 1, leaf) for v in value)
     if t is dict:
         return len(value) <= _MAX_PLAIN_ITEMS and all(
-            type(k) in _PLAIN_SCALARS and _is_plain(v, depth + 1) for k, v in value.items())
+            type(k) in _PLAIN_SCALARS and _is_plain(v, depth + 1, leaf) for k, v in value.items())
     return False
+
+
+def _scalar_or_array(t):
+    """Leaves the C pickler with our tensor reducer handles alone: plain
+    scalars, CPU torch tensors (their bytes go out of band) and numpy arrays
+    (which pickle themselves out of band under protocol 5)."""
+    if t in _PLAIN_SCALARS:
+        return True
+    torch = sys.modules.get("torch")
+    if torch is not None and t is torch.Tensor:
+        return True
+    np = sys.modules.get("numpy")
+    return np is not None and t is np.ndarray
+
+
+def _is_plain_with_arrays(value):
+    return _is_plain(value, 0, _scalar_or_array)
+
+
+class _ArrayPickler(pickle.Pickler):
+    """The C pickler with the tensor reducer only: for values that passed
+    _is_plain_with_arrays (no code, classes or ObjectRefs inside)."""
+
+    def __init__(self, file, buffers):
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            self.dispatch_table = {torch.Tensor: _reduce_tensor}
+        super().__init__(file, protocol=PROTOCOL, buffer_callback=buffers.append)
+
+
+def _dumps_with_arrays(value):
+    buffers = []
+    f = io.BytesIO()
+    _ArrayPickler(f, buffers).dump(value)
+    return f.getbuffer(), _raw(buffers)
 
 
 def _raw(buffers):
@@ -97,6 +140,8 @@ def dumps(value):
     """-> (data, buffers) for a value."""
     if _is_plain(value):
         return pickle.dumps(value, protocol=PROTOCOL), []
+    if _is_plain_with_arrays(value):
+        return _dumps_with_arrays(value)
     buffers = []
     f = io.BytesIO()
     _Pickler(f, buffers).dump(value)
@@ -108,6 +153,9 @@ def dumps_args(args, kwargs):
     dependencies, resolved to values before the call."""
     if _is_plain(args) and _is_plain(kwargs):
         return pickle.dumps((args, kwargs), protocol=PROTOCOL), [], []
+    if _is_plain_with_arrays(args) and _is_plain_with_arrays(kwargs):
+        data, buffers = _dumps_with_arrays((args, kwargs))
+        return data, buffers, []
     buffers, refs = [], []
     f = io.BytesIO()
     _Pickler(f, buffers, refs).dump((args, kwargs))

@@ -289,6 +289,7 @@ bool Channel::SendFrame(std::string frame) {
 }
 
 bool Channel::SendFrameLocked(std::string frame) {
+  loop_.NoteActivity();  // an answer may follow: keep a polling io thread polling
   if (write_in_flight_) {
     // The io thread owns the write side; it drains the queue in order.
     write_queue_.push_back(std::move(frame));

@@ -21,7 +21,7 @@ struct IoLoop::WorkGuard {
 };
 
 std::chrono::microseconds IoLoop::DefaultSpin() {
-  static const std::chrono::microseconds spin(std::max<int64_t>(0, EnvInt("FERRY_IO_SPIN_US", 300)));
+  static const std::chrono::microseconds spin(std::max<int64_t>(0, EnvInt("FERRY_IO_SPIN_US", 100)));
   return spin;
 }
 
@@ -61,18 +61,18 @@ void IoLoop::Run() {
     context_->run();
     return;
   }
-  using Clock = std::chrono::steady_clock;
-  Clock::time_point busy_until = Clock::now() + spin_;
+  const int64_t spin_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(spin_).count();
+  NoteActivity();
   while (!context_->stopped()) {
     // poll() runs what is ready, reading the sockets with a zero-timeout
     // epoll_wait; it never blocks.
     if (context_->poll() > 0) {
-      busy_until = Clock::now() + spin_;
-    } else if (Clock::now() < busy_until) {
+      NoteActivity();
+    } else if (NowNs() - last_activity_ns_.load(std::memory_order_relaxed) < spin_ns) {
       sched_yield();
     } else {
       context_->run_one();  // sleeps until the next event
-      busy_until = Clock::now() + spin_;
+      NoteActivity();
     }
   }
 }

@@ -9,14 +9,15 @@
 // the loop), so close channels and servers before stopping their loop. An
 // IoLoop must outlive every Channel and Server made on it.
 //
-// Busy polling: after each burst of handlers the thread keeps polling the
-// sockets without sleeping for `spin` (FERRY_IO_SPIN_US, default 300 µs;
-// 0 = always sleep in epoll), yielding the CPU between polls, and only then
-// blocks. On VMs a message that must wake a thread sleeping in epoll costs
-// the sender an inter-processor interrupt and the receiver a vCPU wake-up,
-// tens of microseconds each (docs/microbenchmarks.md has the figures); a reply or
-// the next request of a conversation usually arrives well inside the budget.
-// An idle process still sleeps.
+// Busy polling: after the loop handles an event, and after any thread sends
+// on one of its channels (NoteActivity), the thread keeps polling the sockets
+// without sleeping for `spin` (FERRY_IO_SPIN_US, default 100 µs; 0 = always
+// sleep in epoll), yielding the CPU between polls, and only then blocks. On
+// VMs a message that must wake a thread sleeping in epoll costs the sender an
+// inter-processor interrupt and the receiver a vCPU wake-up, tens of
+// microseconds each (docs/microbenchmarks.md has the figures); the reply to a
+// call, or the next request of a conversation, usually comes well inside the
+// budget. An idle process sleeps, and so does one that only waits long.
 //
 // THREAD CONTRACT: thread-safe (Start/Post/Stop/InLoopThread from any
 // thread), except Join() and the destructor, which must not run on the loop
@@ -64,8 +65,15 @@ class IoLoop {
   // someone else to). No-op if never started or already joined.
   void Join() FERRY_EXCLUDES(mu_);
 
-  // FERRY_IO_SPIN_US, or 300 µs.
+  // FERRY_IO_SPIN_US, or 100 µs.
   static std::chrono::microseconds DefaultSpin();
+
+  // Something was just sent on one of this loop's sockets, so an answer may
+  // come soon: a polling thread keeps polling for `spin` from now. Does not
+  // wake a sleeping thread. Cheap (a clock read and a relaxed store).
+  void NoteActivity() {
+    if (spin_.count() > 0) last_activity_ns_.store(NowNs(), std::memory_order_relaxed);
+  }
 
   // True between Start() and Stop(): posted work will run.
   bool Running() const { return running_.load(std::memory_order_acquire); }
@@ -76,8 +84,14 @@ class IoLoop {
  private:
   struct WorkGuard;
 
-  // The thread's body: run handlers, poll for `spin_` after each, then sleep.
+  // The thread's body: run handlers, poll for `spin_` after the last
+  // activity, then sleep.
   void Run();
+  static int64_t NowNs() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
 
   const std::string name_;
   const std::chrono::microseconds spin_;
@@ -85,6 +99,8 @@ class IoLoop {
   std::unique_ptr<asio::io_context> context_;
   std::atomic<std::thread::id> loop_thread_id_{};
   std::atomic<bool> running_{false};
+  // steady_clock ns of the last handled event or NoteActivity().
+  std::atomic<int64_t> last_activity_ns_{0};
 
   Mutex mu_;
   std::unique_ptr<WorkGuard> work_ FERRY_GUARDED_BY(mu_);

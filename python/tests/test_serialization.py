@@ -1,0 +1,73 @@
+"""Plain CPU tensors and numpy arrays as call arguments and return values.
+
+Arguments made only of scalars, tensors and arrays take the C pickler with
+ferry's tensor reducer (no cloudpickle); anything else takes cloudpickle. Both
+paths must give back equal values of the same dtype and shape, with tensor
+bytes out of band."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import GET_TIMEOUT
+from ferry._private import serialization
+
+pytestmark = pytest.mark.usefixtures("ferry_module_session")
+
+_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int8,
+           torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool, torch.complex64,
+           torch.complex128]
+
+
+def _tensors():
+    out = [torch.arange(6).to(dt).reshape(2, 3) for dt in _DTYPES]
+    out += [
+        torch.arange(12.0).reshape(3, 4).t(),  # non-contiguous
+        torch.tensor(2.5),                     # 0-dim
+        torch.zeros(0, 3),                     # empty
+        torch.ones(3, requires_grad=True),
+    ]
+    return out
+
+
+def _same(a, b):
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    return (type(b) is torch.Tensor and a.dtype == b.dtype and a.shape == b.shape
+            and a.requires_grad == b.requires_grad and torch.equal(a.detach(), b.detach()))
+
+
+def _round_trip(value):
+    data, buffers = serialization.dumps(value)
+    return serialization.loads(data, [memoryview(bytearray(b)) for b in buffers]), buffers
+
+
+@pytest.mark.parametrize("t", _tensors(), ids=lambda t: f"{t.dtype}-{tuple(t.shape)}")
+def test_tensor_round_trips_on_the_fast_path(t):
+    assert serialization._is_plain_with_arrays([t, 1, {"k": t}])
+    back, buffers = _round_trip([t, 1, {"k": t}])
+    assert _same(t, back[0]) and _same(t, back[2]["k"]) and back[1] == 1
+    assert buffers, "tensor bytes travel out of band"
+
+
+def test_values_with_code_take_cloudpickle_and_still_carry_tensors_out_of_band():
+    t = torch.arange(5.0)
+    value = [t, lambda x: x + 1]
+    assert not serialization._is_plain_with_arrays(value)
+    back, buffers = _round_trip(value)
+    assert _same(t, back[0]) and back[1](1) == 2 and buffers
+
+
+def test_tensor_subclass_is_not_taken_for_a_plain_tensor():
+    p = torch.nn.Parameter(torch.ones(2))
+    assert not serialization._is_plain_with_arrays([p])
+    back, _ = _round_trip([p])
+    assert isinstance(back[0], torch.nn.Parameter) and torch.equal(back[0].data, p.data)
+
+
+def test_tensors_and_arrays_as_actor_arguments_come_back_equal(actors):
+    import ferry
+    e = actors.Echo.remote()
+    values = _tensors() + [np.arange(7, dtype=np.int16), np.ones((2, 2))]
+    for v in values:
+        args, kwargs = ferry.get(e.echo.remote(v, k=[v, 3]), timeout=GET_TIMEOUT)
+        assert _same(v, args[0]) and _same(v, kwargs["k"][0]) and kwargs["k"][1] == 3
