@@ -258,6 +258,13 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   // queue (a small shm pull in place); `done` fires exactly once.
   void PullArgTensors(const ObjectId& id, const ValuePtr& value,
                       std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done);
+  // True when this process can pull `rdt`'s tensors through the shm export
+  // of a producer on this host, without a message to it.
+  bool CanPullFromThisHost(const proto::RdtInfo& rdt);
+  // A small CPU object of a two-sided transport also gets an shm export
+  // (best effort: without one, receivers fetch inline).
+  void ExportSmallForThisHost(const std::vector<tensor::Tensor>& tensors, proto::RdtInfo* info,
+                              std::vector<transport::OneSidedTransport*>* exporters);
   // The receiver's side of a small RDT transfer: fetch inline, copy out.
   void FetchTensorsInline(const ObjectId& id, const ValuePtr& value,
                           std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done);

@@ -1,6 +1,8 @@
 // CoreWorker's one-sided transports (nixl, shm, auto): exporting a stored
 // object's tensors, releasing the exports when it is freed, and pulling
-// tensors for task arguments and get. See docs/one-sided.md.
+// tensors for task arguments and get. Small CPU objects of the two-sided
+// transports get an shm export too, so that a receiver on the same host
+// reads them without a round trip to the producer. See docs/one-sided.md.
 #include <map>
 
 #include "ferry/common/config.h"
@@ -84,6 +86,8 @@ Status CoreWorker::StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> 
       return Status::Unimplemented("no one-sided transport for '" + info->transport() +
                                    "' is available in this build");
     }
+  } else if (IsTwoSidedTransport(info->transport())) {
+    ExportSmallForThisHost(tensors, info, &exporters);
   }
   if (!exporters.empty()) {
     MutexLock lock(transports_mu_);
@@ -98,6 +102,31 @@ Status CoreWorker::StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> 
     for (auto* e : exporters) e->Release(Views(tensors));
   }
   return s;
+}
+
+void CoreWorker::ExportSmallForThisHost(const std::vector<tensor::Tensor>& tensors,
+                                        proto::RdtInfo* info,
+                                        std::vector<transport::OneSidedTransport*>* exporters) {
+  uint64_t total = 0;
+  for (const tensor::Tensor& t : tensors) {
+    if (t.meta().device() != "cpu") return;
+    total += t.nbytes();
+  }
+  if (static_cast<int64_t>(total) > Config::Get().inline_tensor_bytes) return;
+  auto shm = OneSided("shm");
+  if (!shm.ok()) return;
+  auto exported = (*shm)->Export(Views(tensors));
+  if (!exported.ok()) return;
+  proto::TensorExport* out = info->add_exports();
+  out->set_transport("shm");
+  out->set_endpoint(std::move(exported->endpoint));
+  for (std::string& d : exported->descriptors) out->add_descriptors(std::move(d));
+  exporters->push_back(*shm);
+}
+
+bool CoreWorker::CanPullFromThisHost(const proto::RdtInfo& rdt) {
+  auto chosen = ChooseExport(rdt);
+  return chosen.ok() && (*chosen)->transport() == "shm";
 }
 
 void CoreWorker::DropTensors(const ObjectId& id) {
@@ -187,7 +216,9 @@ StatusOr<std::vector<std::vector<tensor::Tensor>>> CoreWorker::PullTensors(
       out[i] = std::move(*held);
       continue;
     }
-    if (!IsOneSidedTransport(rdt.transport())) {
+    // A two-sided object can be pulled only through the shm export its
+    // producer adds to small objects (ExportSmallForThisHost).
+    if (!IsOneSidedTransport(rdt.transport()) && !CanPullFromThisHost(rdt)) {
       return Status::FailedPrecondition("object " + ids[i].Hex() + " moves with the two-sided "
                                         "transport '" + rdt.transport() + "': it cannot be pulled");
     }

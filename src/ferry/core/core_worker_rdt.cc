@@ -233,7 +233,13 @@ void CoreWorker::ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value
     return;
   }
   if (recv.inline_fetch()) {
-    FetchTensorsInline(*id, value, std::move(done));
+    // Same host: read the producer's memory through the shm export it adds
+    // to small objects, without waking it; else ask it for the bytes.
+    if (CanPullFromThisHost(rdt)) {
+      PullArgTensors(*id, value, std::move(done));
+    } else {
+      FetchTensorsInline(*id, value, std::move(done));
+    }
     return;
   }
   auto group = groups_->Get(recv.group());
