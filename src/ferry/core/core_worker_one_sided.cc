@@ -47,6 +47,15 @@ StatusOr<const proto::TensorExport*> ChooseExport(const proto::RdtInfo& rdt) {
       "them from this host; use tensor_transport='nixl' (or 'auto') across hosts");
 }
 
+// Records what the one-sided transport `name` exported for an object in its
+// RdtInfo.
+void AddExport(const std::string& name, transport::ExportedBuffers exported, proto::RdtInfo* info) {
+  proto::TensorExport* out = info->add_exports();
+  out->set_transport(name);
+  out->set_endpoint(std::move(exported.endpoint));
+  for (std::string& d : exported.descriptors) out->add_descriptors(std::move(d));
+}
+
 }  // namespace
 
 Status CoreWorker::StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> tensors,
@@ -76,10 +85,7 @@ Status CoreWorker::StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> 
         for (auto* e : exporters) e->Release(views);
         return exported.status().WithContext("exporting tensors for '" + name + "'");
       }
-      proto::TensorExport* out = info->add_exports();
-      out->set_transport(name);
-      out->set_endpoint(std::move(exported->endpoint));
-      for (std::string& d : exported->descriptors) out->add_descriptors(std::move(d));
+      AddExport(name, std::move(*exported), info);
       exporters.push_back(*t);
     }
     if (exporters.empty()) {
@@ -117,10 +123,7 @@ void CoreWorker::ExportSmallForThisHost(const std::vector<tensor::Tensor>& tenso
   if (!shm.ok()) return;
   auto exported = (*shm)->Export(Views(tensors));
   if (!exported.ok()) return;
-  proto::TensorExport* out = info->add_exports();
-  out->set_transport("shm");
-  out->set_endpoint(std::move(exported->endpoint));
-  for (std::string& d : exported->descriptors) out->add_descriptors(std::move(d));
+  AddExport("shm", std::move(*exported), info);
   exporters->push_back(*shm);
 }
 
