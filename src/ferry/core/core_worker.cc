@@ -500,7 +500,7 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
   }
   if (!IsObjectStoreTransport(call.tensor_transport)) {
     MutexLock lock(mu_);
-    for (const ObjectId& id : return_ids) rdt_objects_[id] = RdtObject{actor, call.tensor_transport, {}, false};
+    for (const ObjectId& id : return_ids) rdt_objects_[id] = RdtObject{actor, call.tensor_transport};
   }
   auto done = [this, actor, return_ids, counted, temps](proto::PushTaskReply reply) {
     OnTaskDone(actor, return_ids, counted, temps, std::move(reply));

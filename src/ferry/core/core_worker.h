@@ -326,7 +326,10 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   struct RdtObject {
     ActorId producer;
     std::string transport;
-    std::vector<ActorId> destinations;
+    // Where the object has been passed so far: enough for the mutability
+    // warning (constant size however often the ref is passed).
+    bool sent_to_producer = false;
+    bool sent_to_other = false;
     bool warned = false;
   };
   std::unordered_map<ObjectId, RdtObject> rdt_objects_ FERRY_GUARDED_BY(mu_);

@@ -369,10 +369,8 @@ void CoreWorker::NoteRdtUses(const std::vector<ObjectRef>& deps, const ActorId& 
     if (it == rdt_objects_.end()) continue;
     if (!store_->GetIfReady(ref.id)) rdt_deps->push_back(ref.id);
     RdtObject& obj = it->second;
-    obj.destinations.push_back(target);
-    bool to_producer = false, to_other = false;
-    for (const ActorId& d : obj.destinations) (d == obj.producer ? to_producer : to_other) = true;
-    if (to_producer && to_other && !obj.warned && warnings != nullptr) {
+    (target == obj.producer ? obj.sent_to_producer : obj.sent_to_other) = true;
+    if (obj.sent_to_producer && obj.sent_to_other && !obj.warned && warnings != nullptr) {
       obj.warned = true;
       warnings->push_back(
           "RDT ObjectRef(" + ref.id.Hex() + ") is being passed back to the actor that created it "
