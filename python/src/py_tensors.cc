@@ -7,18 +7,10 @@ namespace py = pybind11;
 
 namespace ferry::python {
 
-StatusOr<tensor::Tensor> TensorFromCapsule(const py::handle& capsule, proto::TensorMetaProto meta) {
-  if (!PyCapsule_IsValid(capsule.ptr(), "dltensor")) {
-    return Status::InvalidArgument("expected an unused DLPack capsule");
-  }
-  auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
-  auto t = tensor::Tensor::FromDLPack(managed, std::move(meta));
-  if (t.ok()) PyCapsule_SetName(capsule.ptr(), "used_dltensor");  // ownership moved to `t`
-  return t;
-}
+namespace {
 
-py::object TensorToCapsule(const tensor::Tensor& t) {
-  DLManagedTensor* managed = t.ToDLPack();
+// A "dltensor" capsule that owns `managed` until a framework consumes it.
+py::object Capsule(DLManagedTensor* managed) {
   PyObject* cap = PyCapsule_New(managed, "dltensor", [](PyObject* self) {
     // Never consumed (torch renames what it takes): release it here.
     if (PyCapsule_IsValid(self, "dltensor")) {
@@ -30,9 +22,34 @@ py::object TensorToCapsule(const tensor::Tensor& t) {
   return py::reinterpret_steal<py::object>(cap);
 }
 
+// torch 1.13's DLPack has no bool type: bool tensors travel as bytes.
+bool TypedCapsuleFits(const tensor::Tensor& t) { return t.meta().dtype() != "bool"; }
+
+}  // namespace
+
+StatusOr<tensor::Tensor> TensorFromCapsule(const py::handle& capsule,
+                                           std::optional<proto::TensorMetaProto> meta) {
+  if (!PyCapsule_IsValid(capsule.ptr(), "dltensor")) {
+    return Status::InvalidArgument("expected an unused DLPack capsule");
+  }
+  auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
+  // FromDLPack owns `managed` from here on, even when it fails.
+  PyCapsule_SetName(capsule.ptr(), "used_dltensor");
+  return meta ? tensor::Tensor::FromDLPack(managed, std::move(*meta))
+              : tensor::Tensor::FromDLPack(managed);
+}
+
+py::object TensorToCapsule(const tensor::Tensor& t) { return Capsule(t.ToDLPack()); }
+
 py::list TensorsToPython(const std::vector<tensor::Tensor>& tensors) {
   py::list out;
   for (const auto& t : tensors) {
+    if (TypedCapsuleFits(t)) {
+      if (StatusOr<DLManagedTensor*> typed = t.ToTypedDLPack(); typed.ok()) {
+        out.append(py::make_tuple(Capsule(*typed), py::none(), py::none(), py::none()));
+        continue;
+      }
+    }
     py::list shape, strides;
     for (int64_t d : t.meta().shape()) shape.append(d);
     for (int64_t d : t.meta().strides()) strides.append(d);
@@ -60,7 +77,12 @@ StatusOr<std::vector<tensor::Tensor>> TensorsFromPython(const py::handle& export
   std::vector<tensor::Tensor> tensors;
   for (py::handle item : exported) {
     auto t = item.cast<py::tuple>();
-    // (capsule, dtype, shape, strides, device, nbytes)
+    if (t.size() == 1) {  // (capsule,): the capsule describes the tensor
+      FERRY_ASSIGN_OR_RETURN(tensor::Tensor tensor, TensorFromCapsule(t[0], std::nullopt));
+      tensors.push_back(std::move(tensor));
+      continue;
+    }
+    // (capsule, dtype, shape, strides, device, nbytes): bytes plus metadata
     proto::TensorMetaProto meta = MetaFromPython(t[1], t[2], t[3], t[4], t[5]);
     FERRY_ASSIGN_OR_RETURN(tensor::Tensor tensor, TensorFromCapsule(t[0], std::move(meta)));
     tensors.push_back(std::move(tensor));

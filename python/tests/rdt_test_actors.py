@@ -77,6 +77,8 @@ def make_value(kind, seed=0):
             "empty_2d": torch.empty((3, 0), dtype=torch.int64),
             "transposed": base.t(),
             "strided": make_tensor("int32", (4, 6), seed + 2)[::2, 1::2],
+            # stride 0: four rows over one row's storage
+            "expanded": make_tensor("float32", (1, 5), seed + 3).expand(4, 5),
         }
     if kind == "single":
         return make_tensor("float32", (100, 100), seed)

@@ -6,6 +6,7 @@ mapped bytes. ObjectRefs inside call arguments become indices into a list of
 dependencies that the core resolves before the call.
 """
 import collections
+import functools
 import io
 import pickle
 import sys
@@ -225,13 +226,28 @@ def dumps_rdt(value):
     return f.getbuffer(), _raw(buffers), tensors
 
 
-def export_tensor(t):
-    """(capsule, dtype, shape, strides, device, nbytes) for a tensor kept in
-    place: its bytes are shared with the core through DLPack, never copied.
-    A non-contiguous tensor is shared as the span of storage its strides
-    cover (strides travel in the metadata; None = contiguous)."""
-    torch = torch_module()
+@functools.lru_cache(maxsize=None)
+def _dlpack():
     from torch.utils import dlpack
+    return dlpack
+
+
+def export_tensor(t):
+    """What the core takes to keep a tensor in place: its bytes are shared
+    through DLPack, never copied. Usually ``(capsule,)``: the capsule
+    describes the tensor itself (dtype, shape, strides; a non-contiguous one
+    is kept as the span of storage its strides cover). For a dtype torch's
+    DLPack lacks (bool on torch 1.13): ``(capsule, dtype, shape, strides,
+    device, nbytes)`` with a capsule over the bytes (strides None =
+    contiguous)."""
+    try:
+        return (_dlpack().to_dlpack(t.detach() if t.requires_grad else t),)
+    except (RuntimeError, TypeError, BufferError):
+        return _export_bytes(t)
+
+
+def _export_bytes(t):
+    torch = torch_module()
     shape = tuple(t.shape)
     base = t.detach()
     if base.is_contiguous():
@@ -243,7 +259,7 @@ def export_tensor(t):
         flat = torch.as_strided(base, (extent,), (1,), base.storage_offset())
     raw = flat.view(torch.uint8) if flat.numel() else torch.empty(0, dtype=torch.uint8, device=t.device)
     device = "cpu" if t.device.type == "cpu" else f"{t.device.type}:{t.device.index or 0}"
-    return (dlpack.to_dlpack(raw), _dtype_name(t.dtype), shape, strides, device,
+    return (_dlpack().to_dlpack(raw), _dtype_name(t.dtype), shape, strides, device,
             flat.numel() * t.element_size())
 
 
@@ -256,9 +272,11 @@ def _shape_view(raw, dtype, shape, strides):
 
 
 def import_tensor(capsule, dtype, shape, strides=()):
-    """A torch tensor over the bytes a capsule describes (no copy)."""
-    from torch.utils import dlpack
-    return _shape_view(dlpack.from_dlpack(capsule), dtype, shape, strides)
+    """A torch tensor over the bytes a capsule describes (no copy). dtype
+    None: the capsule is typed (it carries dtype, shape and strides);
+    otherwise it holds bytes that dtype, shape and strides describe."""
+    t = _dlpack().from_dlpack(capsule)
+    return t if dtype is None else _shape_view(t, dtype, shape, strides)
 
 
 def tensor_from_buffer(buffer, dtype, shape, strides=()):

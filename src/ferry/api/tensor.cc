@@ -4,12 +4,10 @@
 #include <cstring>
 
 #include "ferry/errors.h"
+#include "ferry/tensor/dtype.h"
 
 namespace ferry {
 namespace {
-
-// kDLBool of DLPack >= 0.8 (this dlpack.h predates it).
-constexpr uint8_t kDLBoolCode = 6;
 
 constexpr std::string_view kNames[] = {"float32", "float64", "float16", "bfloat16", "int8",
                                        "int16",   "int32",   "int64",   "uint8",    "bool"};
@@ -33,27 +31,13 @@ size_t ShapeBytes(DType dtype, const std::vector<int64_t>& shape) {
   return n;
 }
 
-DLDataType ToDLDataType(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat32: return {kDLFloat, 32, 1};
-    case DType::kFloat64: return {kDLFloat, 64, 1};
-    case DType::kFloat16: return {kDLFloat, 16, 1};
-    case DType::kBFloat16: return {kDLBfloat, 16, 1};
-    case DType::kInt8: return {kDLInt, 8, 1};
-    case DType::kInt16: return {kDLInt, 16, 1};
-    case DType::kInt32: return {kDLInt, 32, 1};
-    case DType::kInt64: return {kDLInt, 64, 1};
-    case DType::kUInt8: return {kDLUInt, 8, 1};
-    case DType::kBool: return {kDLBoolCode, 8, 1};
-  }
-  return {kDLUInt, 8, 1};
-}
+DLDataType ToDLDataType(DType dtype) { return *tensor::DLDataTypeOfName(DTypeName(dtype)); }
 
 bool FromDLDataType(DLDataType t, DType* out) {
-  if (t.lanes != 1) return false;
-  for (int i = 0; i <= static_cast<int>(DType::kBool); ++i) {
-    DLDataType c = ToDLDataType(static_cast<DType>(i));
-    if (c.code == t.code && c.bits == t.bits) {
+  std::optional<std::string_view> name = tensor::NameOfDLDataType(t);
+  if (!name) return false;
+  for (size_t i = 0; i < std::size(kNames); ++i) {
+    if (kNames[i] == *name) {
       *out = static_cast<DType>(i);
       return true;
     }

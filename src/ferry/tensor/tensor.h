@@ -1,11 +1,12 @@
 // Tensor: the bytes of one framework tensor, plus what keeps them alive.
 //
 // The C++ layers (tensor store, transports) see a tensor as a contiguous byte
-// buffer: data(), nbytes(), a device, and a keep-alive handle. Its dtype and
-// shape travel in meta() (a TensorMetaProto filled by the language side);
-// C++ never interprets them. A Tensor is a value: copies are cheap and share
-// the keep-alive and the metadata; the memory stays valid while any copy — or
-// any DLManagedTensor exported with ToDLPack — is alive.
+// buffer: data(), nbytes(), a device, and a keep-alive handle. Its dtype,
+// shape and strides travel in meta() (a TensorMetaProto); C++ reads them only
+// to describe the tensor to DLPack (FromDLPack without metadata,
+// ToTypedDLPack). A Tensor is a value: copies are cheap and share the
+// keep-alive and the metadata; the memory stays valid while any copy — or any
+// DLManagedTensor exported with ToDLPack or ToTypedDLPack — is alive.
 //
 // Lifecycle: made by FromDLPack (takes a framework tensor, e.g. from
 // torch.utils.dlpack.to_dlpack), Wrap (any buffer plus an owner) or
@@ -24,7 +25,8 @@
 //   store.Put(object_id, {t});                  // shares the bytes, no copy
 //   FERRY_ASSIGN_OR_RETURN(Tensor r, Tensor::AllocateCpu(meta, allocator));
 //   transport.Recv(r.data(), r.nbytes());
-//   DLManagedTensor* out = r.ToDLPack();        // torch.from_dlpack(out)
+//   DLManagedTensor* out = r.ToDLPack();        // bytes: torch.from_dlpack(out)
+//   auto typed = r.ToTypedDLPack();             // r's dtype, shape and strides
 #pragma once
 
 #include <dlpack/dlpack.h>
@@ -33,6 +35,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ferry/proto/ferry.pb.h"
 #include "ferry/status.h"
@@ -61,6 +64,15 @@ class Tensor {
   // filled from the DLPack device; otherwise they must agree. InvalidArgument
   // when any of this fails.
   static StatusOr<Tensor> FromDLPack(DLManagedTensor* managed, proto::TensorMetaProto meta);
+
+  // Takes ownership of `managed` as above, and derives the metadata from the
+  // DLPack tensor itself: the dtype name (dtype.h's table), shape, device and
+  // size. A tensor that is not compact keeps its strides in the metadata and
+  // the Tensor holds the span of storage they cover (from the first element
+  // to the last; non-negative strides only). InvalidArgument for a dtype the
+  // table lacks, a negative stride, a bad shape or a device other than CPU
+  // and CUDA.
+  static StatusOr<Tensor> FromDLPack(DLManagedTensor* managed);
 
   // Describes `nbytes` bytes at `data`, kept alive by `keep_alive` (which may
   // be null when the caller guarantees the lifetime). meta.nbytes is set to
@@ -94,7 +106,17 @@ class Tensor {
   // themselves (torch: .view(dtype).reshape(shape)). Never null.
   DLManagedTensor* ToDLPack() const;
 
+  // Exports a NEW DLManagedTensor with meta()'s dtype, shape and strides
+  // (none: row-major) over data(), so that a framework imports it as the
+  // tensor it describes with no reinterpretation. Ownership as ToDLPack.
+  // InvalidArgument when the dtype name has no DLPack type (dtype.h) or the
+  // view the metadata describes does not fit in nbytes().
+  StatusOr<DLManagedTensor*> ToTypedDLPack() const;
+
  private:
+  DLManagedTensor* ExportDLPack(DLDataType dtype, std::vector<int64_t> shape,
+                                std::vector<int64_t> strides) const;
+
   Tensor(void* data, uint64_t nbytes, DLDevice device, proto::TensorMetaProto meta,
          std::shared_ptr<void> keep_alive);
 

@@ -1,5 +1,7 @@
 #include "ferry/tensor/tensor.h"
 
+#include "ferry/tensor/dtype.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -142,6 +144,110 @@ TEST(TensorTest, ToDLPackKeepsMemoryAliveUntilItsDeleterRuns) {
 
   out->deleter(out);
   EXPECT_EQ(fw.deletes.load(), 1);
+}
+
+TEST(TensorTest, FromDLPackWithoutMetaDerivesItFromACompactTensor) {
+  FakeFramework fw;
+  StatusOr<Tensor> t = Tensor::FromDLPack(fw.Make({2, 3}));
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->meta().dtype(), "float32");
+  EXPECT_EQ(t->meta().device(), "cpu");
+  EXPECT_EQ(t->meta().nbytes(), 24u);
+  EXPECT_EQ(t->nbytes(), 24u);
+  ASSERT_EQ(t->meta().shape_size(), 2);
+  EXPECT_EQ(t->meta().shape(0), 2);
+  EXPECT_EQ(t->meta().shape(1), 3);
+  EXPECT_EQ(t->meta().strides_size(), 0);  // compact: no strides travel
+  t = Status::Cancelled("dropped");
+  EXPECT_EQ(fw.deletes.load(), 1);
+}
+
+TEST(TensorTest, FromDLPackWithoutMetaKeepsTheStridesAndSpanOfAStridedTensor) {
+  FakeFramework fw;
+  // Every other element of six: three elements spanning five.
+  DLManagedTensor* m = fw.Make({6});
+  int64_t strides[] = {2};
+  m->dl_tensor.shape[0] = 3;
+  m->dl_tensor.strides = strides;
+  StatusOr<Tensor> t = Tensor::FromDLPack(m);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->nbytes(), 20u);
+  ASSERT_EQ(t->meta().strides_size(), 1);
+  EXPECT_EQ(t->meta().strides(0), 2);
+  EXPECT_EQ(t->meta().shape(0), 3);
+
+  // Back out typed: the same view, over the same bytes.
+  StatusOr<DLManagedTensor*> out = t->ToTypedDLPack();
+  ASSERT_TRUE(out.ok()) << out.status();
+  const DLTensor& d = (*out)->dl_tensor;
+  EXPECT_EQ(d.data, t->data());
+  EXPECT_EQ(d.dtype.code, kDLFloat);
+  EXPECT_EQ(d.dtype.bits, 32);
+  ASSERT_EQ(d.ndim, 1);
+  EXPECT_EQ(d.shape[0], 3);
+  ASSERT_NE(d.strides, nullptr);
+  EXPECT_EQ(d.strides[0], 2);
+  t = Status::Cancelled("only the export remains");
+  EXPECT_EQ(fw.deletes.load(), 0);
+  (*out)->deleter(*out);
+  EXPECT_EQ(fw.deletes.load(), 1);
+}
+
+TEST(TensorTest, FromDLPackWithoutMetaRejectsNegativeStridesAndUnnamedDtypes) {
+  FakeFramework fw;
+  DLManagedTensor* m = fw.Make({2, 3});
+  int64_t strides[] = {-3, 1};
+  m->dl_tensor.strides = strides;
+  StatusOr<Tensor> t = Tensor::FromDLPack(m);
+  EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(t.status().message().find("negative stride"), std::string::npos) << t.status();
+  m = fw.Make({4});
+  m->dl_tensor.dtype = {kDLFloat, 32, 4};  // four lanes: no dtype name
+  t = Tensor::FromDLPack(m);
+  EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(t.status().message().find("no ferry dtype name"), std::string::npos) << t.status();
+  EXPECT_EQ(fw.deletes.load(), 2);
+}
+
+TEST(TensorTest, ToTypedDLPackDescribesTheMetadataOrRefuses) {
+  CpuAllocator alloc(1 << 20);
+  proto::TensorMetaProto meta = Meta(24);
+  meta.add_shape(2);
+  meta.add_shape(3);
+  auto t = Tensor::AllocateCpu(meta, alloc);
+  ASSERT_TRUE(t.ok()) << t.status();
+  StatusOr<DLManagedTensor*> out = t->ToTypedDLPack();
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ((*out)->dl_tensor.ndim, 2);
+  EXPECT_EQ((*out)->dl_tensor.strides, nullptr);  // row-major
+  (*out)->deleter(*out);
+
+  proto::TensorMetaProto odd = meta;
+  odd.set_dtype("float8_e4m3");  // no DLPack type in this table
+  auto u = Tensor::AllocateCpu(odd, alloc);
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_EQ(u->ToTypedDLPack().status().code(), StatusCode::kInvalidArgument);
+
+  proto::TensorMetaProto big = meta;
+  big.set_nbytes(16);  // the shape needs 24 bytes
+  auto v = Tensor::AllocateCpu(big, alloc);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->ToTypedDLPack().status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(DtypeTest, NamesAndDLPackTypesRoundTrip) {
+  for (std::string_view name : {"float32", "float64", "float16", "bfloat16", "int8", "int16", "int32",
+                                "int64", "uint8", "bool", "complex32", "complex64", "complex128"}) {
+    std::optional<DLDataType> type = DLDataTypeOfName(name);
+    ASSERT_TRUE(type.has_value()) << name;
+    EXPECT_EQ(type->lanes, 1);
+    EXPECT_EQ(NameOfDLDataType(*type), name);
+  }
+  EXPECT_EQ(DLDataTypeOfName("bfloat16")->code, kDLBfloat);
+  EXPECT_EQ(DLDataTypeOfName("bool")->code, kDLBoolCode);
+  EXPECT_FALSE(DLDataTypeOfName("float").has_value());
+  EXPECT_FALSE(NameOfDLDataType(DLDataType{kDLFloat, 32, 2}).has_value());
+  EXPECT_FALSE(NameOfDLDataType(DLDataType{kDLInt, 4, 1}).has_value());
 }
 
 TEST(TensorTest, WrapAndAllocateCpu) {
