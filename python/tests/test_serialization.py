@@ -71,3 +71,18 @@ def test_tensors_and_arrays_as_actor_arguments_come_back_equal(actors):
     for v in values:
         args, kwargs = ferry.get(e.echo.remote(v, k=[v, 3]), timeout=GET_TIMEOUT)
         assert _same(v, args[0]) and _same(v, kwargs["k"][0]) and kwargs["k"][1] == 3
+
+
+def test_refs_in_arguments_become_dependencies_once_on_both_paths():
+    import ferry
+    r, other = ferry.put(1), ferry.put(2)
+    t = torch.arange(3.0)
+    for args, kwargs, fast in [((r, [r, t], {"k": other}), {"x": r}, True),
+                               ((r, lambda: 0), {"x": other}, False)]:
+        assert serialization._is_plain(args, 0, serialization._scalar_array_or_ref) == fast
+        data, buffers, refs = serialization.dumps_args(args, kwargs)
+        assert [x.binary() for x in refs] == [r.binary(), other.binary()]  # each ref once
+        back_args, back_kwargs = serialization.loads_args(data, buffers, ["R", "O"])
+        assert back_args[0] == "R" and back_kwargs["x"] == ("R" if fast else "O")
+        if fast:
+            assert back_args[1][0] == "R" and _same(t, back_args[1][1]) and back_args[2]["k"] == "O"

@@ -57,11 +57,11 @@ def _dispatch_table():
     return collections.ChainMap({torch.Tensor: _reduce_tensor}, cloudpickle.CloudPickler.dispatch_table)
 
 
-class _Pickler(cloudpickle.CloudPickler):
-    def __init__(self, file, buffers, refs=None):
-        # The C pickler reads dispatch_table once, in __init__: set it first.
-        self.dispatch_table = _dispatch_table()
-        super().__init__(file, protocol=PROTOCOL, buffer_callback=buffers.append)
+class _RefIds:
+    """Pickler mixin: ObjectRefs become indices into ``refs`` (the call's
+    dependencies), each ref once however often it appears."""
+
+    def _init_refs(self, refs):
         self._refs = refs
         self._ref_index = {}
 
@@ -74,6 +74,14 @@ class _Pickler(cloudpickle.CloudPickler):
             index = self._ref_index[key] = len(self._refs)
             self._refs.append(obj)
         return index
+
+
+class _Pickler(_RefIds, cloudpickle.CloudPickler):
+    def __init__(self, file, buffers, refs=None):
+        # The C pickler reads dispatch_table once, in __init__: set it first.
+        self.dispatch_table = _dispatch_table()
+        super().__init__(file, protocol=PROTOCOL, buffer_callback=buffers.append)
+        self._init_refs(refs)
 
 
 # Values made only of these pickle with the C pickler alone (about 6x faster
@@ -115,6 +123,10 @@ def _is_plain_with_arrays(value):
     return _is_plain(value, 0, _scalar_or_array)
 
 
+def _scalar_array_or_ref(t):
+    return t is ObjectRef or _scalar_or_array(t)
+
+
 class _ArrayPickler(pickle.Pickler):
     """The C pickler with the tensor reducer only: for values that passed
     _is_plain_with_arrays (no code, classes or ObjectRefs inside)."""
@@ -124,6 +136,15 @@ class _ArrayPickler(pickle.Pickler):
         if torch is not None:
             self.dispatch_table = {torch.Tensor: _reduce_tensor}
         super().__init__(file, protocol=PROTOCOL, buffer_callback=buffers.append)
+
+
+class _ArgPickler(_RefIds, _ArrayPickler):
+    """_ArrayPickler that also turns ObjectRefs into dependencies: for
+    arguments that passed _is_plain with _scalar_array_or_ref leaves."""
+
+    def __init__(self, file, buffers, refs):
+        super().__init__(file, buffers)
+        self._init_refs(refs)
 
 
 def _dumps_with_arrays(value):
@@ -154,12 +175,12 @@ def dumps_args(args, kwargs):
     dependencies, resolved to values before the call."""
     if _is_plain(args) and _is_plain(kwargs):
         return pickle.dumps((args, kwargs), protocol=PROTOCOL), [], []
-    if _is_plain_with_arrays(args) and _is_plain_with_arrays(kwargs):
-        data, buffers = _dumps_with_arrays((args, kwargs))
-        return data, buffers, []
     buffers, refs = [], []
     f = io.BytesIO()
-    _Pickler(f, buffers, refs).dump((args, kwargs))
+    if _is_plain(args, 0, _scalar_array_or_ref) and _is_plain(kwargs, 0, _scalar_array_or_ref):
+        _ArgPickler(f, buffers, refs).dump((args, kwargs))  # no cloudpickle needed
+    else:
+        _Pickler(f, buffers, refs).dump((args, kwargs))
     return f.getbuffer(), _raw(buffers), refs
 
 
