@@ -214,13 +214,11 @@ def _dtype_name(dtype):
     return str(dtype).rsplit(".", 1)[-1]  # torch.float32 -> float32
 
 
-class _RdtPickler(cloudpickle.CloudPickler):
-    """Pickles a value with every torch.Tensor replaced by an index into
-    ``tensors``; the tensors themselves are not copied."""
+class _TensorIds:
+    """Pickler mixin: every torch.Tensor becomes an index into ``tensors``
+    (each tensor object once); the tensors themselves are not copied."""
 
-    def __init__(self, file, buffers, tensors):
-        self.dispatch_table = _dispatch_table()
-        super().__init__(file, protocol=PROTOCOL, buffer_callback=buffers.append)
+    def _init_tensors(self, tensors):
         self._tensor_type = torch_module().Tensor
         self._tensors = tensors
         self._index = {}
@@ -235,6 +233,21 @@ class _RdtPickler(cloudpickle.CloudPickler):
         return index
 
 
+class _RdtPickler(_TensorIds, cloudpickle.CloudPickler):
+    def __init__(self, file, buffers, tensors):
+        self.dispatch_table = _dispatch_table()
+        super().__init__(file, protocol=PROTOCOL, buffer_callback=buffers.append)
+        self._init_tensors(tensors)
+
+
+class _PlainRdtPickler(_TensorIds, pickle.Pickler):
+    """The C pickler alone, for values that passed _is_plain_with_arrays."""
+
+    def __init__(self, file, buffers, tensors):
+        super().__init__(file, protocol=PROTOCOL, buffer_callback=buffers.append)
+        self._init_tensors(tensors)
+
+
 def dumps_rdt(value):
     """-> (data, buffers, tensors): the skeleton and the tensors found in
     ``value`` (nested anywhere picklable). No tensor found: tensors == []."""
@@ -243,7 +256,8 @@ def dumps_rdt(value):
         return data, buffers, []
     buffers, tensors = [], []
     f = io.BytesIO()
-    _RdtPickler(f, buffers, tensors).dump(value)
+    pickler = _PlainRdtPickler if _is_plain_with_arrays(value) else _RdtPickler
+    pickler(f, buffers, tensors).dump(value)
     return f.getbuffer(), _raw(buffers), tensors
 
 
