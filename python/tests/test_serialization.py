@@ -25,6 +25,7 @@ def _tensors():
         torch.tensor(2.5),                     # 0-dim
         torch.zeros(0, 3),                     # empty
         torch.ones(3, requires_grad=True),
+        torch.tensor([1 + 2j, 3 - 1j]).conj(),  # a conjugate view
     ]
     return out
 
@@ -33,7 +34,8 @@ def _same(a, b):
     if isinstance(a, np.ndarray):
         return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
     return (type(b) is torch.Tensor and a.dtype == b.dtype and a.shape == b.shape
-            and a.requires_grad == b.requires_grad and torch.equal(a.detach(), b.detach()))
+            and a.requires_grad == b.requires_grad
+            and torch.equal(a.detach().resolve_conj(), b.detach().resolve_conj()))
 
 
 def _round_trip(value):

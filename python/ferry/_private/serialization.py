@@ -29,12 +29,32 @@ def _rebuild_tensor(buffer, dtype, shape, requires_grad):
     return t
 
 
+def _tensor_from_array(buffer, dtype, shape):
+    """A CPU tensor over the bytes of an out-of-band buffer, read as a numpy
+    dtype (no copy)."""
+    import numpy
+    import torch
+    return torch.from_numpy(numpy.frombuffer(buffer, dtype=dtype).reshape(shape))
+
+
 def _reduce_tensor(t):
     import torch
+    if type(t) is torch.Tensor and not t.requires_grad:
+        # The common case, in as few torch calls as possible (each costs
+        # microseconds when its code is cold): a dense CPU tensor whose
+        # dtype numpy has. Its numpy view is the tensor's own bytes.
+        try:
+            arr = t.numpy()
+        except (RuntimeError, TypeError):  # not CPU, sparse, bfloat16, conj view, ...
+            arr = None
+        if arr is not None and arr.flags.c_contiguous:
+            return _tensor_from_array, (pickle.PickleBuffer(arr), arr.dtype.str, arr.shape)
     if type(t) is not torch.Tensor or t.device.type != "cpu" or t.is_sparse or t.is_quantized:
         return t.__reduce_ex__(PROTOCOL)
     try:
-        d = t.detach()
+        # Conjugate and negative views are materialized: torch's own pickling
+        # drops those bits.
+        d = t.detach().resolve_conj().resolve_neg()
         if not d.is_contiguous():
             d = d.contiguous()
         try:
