@@ -1,5 +1,8 @@
-"""Values to bytes and back: cloudpickle with pickle protocol 5.
+"""Values to bytes and back, with pickle protocol 5.
 
+Values made only of scalars, CPU tensors, numpy arrays and ObjectRefs (in
+small tuples, lists and dicts) take the C pickler with ferry's tensor
+reducer; anything else takes cloudpickle (code, classes from __main__).
 Large buffers (numpy arrays, CPU torch tensors) travel out of band: the core
 copies them once into shared memory, and readers get arrays that view the
 mapped bytes. ObjectRefs inside call arguments become indices into a list of
