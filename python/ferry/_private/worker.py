@@ -60,7 +60,7 @@ def _value_result(value, tensor_transport, return_id):
         return ("pickle5", data, buffers, 0, "")
     if tensor_transport in _CPU_TRANSPORTS:
         for t in tensors:
-            if t.device.type != "cpu":
+            if not t.is_cpu:
                 raise ValueError(f"tensor_transport='{tensor_transport}' moves CPU tensors only "
                                  f"{_CPU_TRANSPORTS[tensor_transport]}; this method returned a "
                                  f"tensor on {t.device}: move it to the CPU first")

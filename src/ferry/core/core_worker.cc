@@ -228,12 +228,18 @@ void CoreWorker::FreeValue(const ObjectId& id, const ValuePtr& value) {
     return;
   }
   if (producer.empty()) return;
+  proto::FreeObjects msg;
+  msg.add_object_ids(id.Binary());
+  // Connected already (the usual case): send from this thread, which saves
+  // waking the background thread once per freed object.
+  if (auto channel = channels_->Peek(producer)) {
+    channel->Notify(proto::FREE_OBJECTS, msg);
+    return;
+  }
   // May run on the io thread: the connect must not.
-  background_->Post([this, id, producer] {
+  background_->Post([this, producer, msg = std::move(msg)] {
     auto channel = channels_->Get(producer, Deadline::After(Config::Get().rpc_connect_timeout));
     if (!channel.ok()) return;  // the producer is gone, and its segments with it
-    proto::FreeObjects msg;
-    msg.add_object_ids(id.Binary());
     (*channel)->Notify(proto::FREE_OBJECTS, msg);
   });
 }
