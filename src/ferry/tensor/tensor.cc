@@ -22,6 +22,12 @@ void DeleteManaged(DLManagedTensor* managed) {
   if (managed->deleter != nullptr) managed->deleter(managed);
 }
 
+// Owns `managed` from here on: its deleter runs when the last copy of the
+// result dies.
+std::shared_ptr<void> Own(DLManagedTensor* managed) {
+  return std::shared_ptr<void>(managed, [](void* m) { DeleteManaged(static_cast<DLManagedTensor*>(m)); });
+}
+
 // Element count of a shape; InvalidArgument for a negative extent or overflow.
 StatusOr<uint64_t> Numel(const int64_t* shape, int ndim) {
   if (ndim < 0) return Status::InvalidArgument("DLPack tensor has negative ndim " + std::to_string(ndim));
@@ -166,7 +172,7 @@ StatusOr<Tensor> Tensor::FromDLPack(DLManagedTensor* managed, proto::TensorMetaP
   if (managed == nullptr) return Status::InvalidArgument("Tensor::FromDLPack: managed tensor is null");
   // Own it from here on: the deleter runs when `owner`'s last copy dies,
   // including right now if validation fails.
-  std::shared_ptr<void> owner(managed, [](void* m) { DeleteManaged(static_cast<DLManagedTensor*>(m)); });
+  std::shared_ptr<void> owner = Own(managed);
   const DLTensor& t = managed->dl_tensor;
 
   FERRY_ASSIGN_OR_RETURN(std::string device, DeviceString(t.device));
@@ -184,16 +190,12 @@ StatusOr<Tensor> Tensor::FromDLPack(DLManagedTensor* managed, proto::TensorMetaP
     return Status::InvalidArgument("DLPack tensor holds " + std::to_string(nbytes) +
                                    " bytes but its metadata says " + std::to_string(meta.nbytes()));
   }
-  if (t.data == nullptr && nbytes > 0) {
-    return Status::InvalidArgument("DLPack tensor of " + std::to_string(nbytes) + " bytes has no data");
-  }
-  void* data = static_cast<char*>(t.data) + t.byte_offset;
-  return Tensor(data, nbytes, t.device, std::move(meta), std::move(owner));
+  return Adopt(std::move(owner), t, nbytes, std::move(meta));
 }
 
 StatusOr<Tensor> Tensor::FromDLPack(DLManagedTensor* managed) {
   if (managed == nullptr) return Status::InvalidArgument("Tensor::FromDLPack: managed tensor is null");
-  std::shared_ptr<void> owner(managed, [](void* m) { DeleteManaged(static_cast<DLManagedTensor*>(m)); });
+  std::shared_ptr<void> owner = Own(managed);
   const DLTensor& t = managed->dl_tensor;
   proto::TensorMetaProto meta;
   std::optional<std::string_view> dtype = NameOfDLDataType(t.dtype);
@@ -214,10 +216,15 @@ StatusOr<Tensor> Tensor::FromDLPack(DLManagedTensor* managed) {
     for (int i = 0; i < t.ndim; ++i) meta.add_strides(t.strides[i]);
   }
   FERRY_ASSIGN_OR_RETURN(uint64_t nbytes, ElementBytes(elements, t.dtype));
+  meta.set_nbytes(nbytes);
+  return Adopt(std::move(owner), t, nbytes, std::move(meta));
+}
+
+StatusOr<Tensor> Tensor::Adopt(std::shared_ptr<void> owner, const DLTensor& t, uint64_t nbytes,
+                               proto::TensorMetaProto meta) {
   if (t.data == nullptr && nbytes > 0) {
     return Status::InvalidArgument("DLPack tensor of " + std::to_string(nbytes) + " bytes has no data");
   }
-  meta.set_nbytes(nbytes);
   void* data = static_cast<char*>(t.data) + t.byte_offset;
   return Tensor(data, nbytes, t.device, std::move(meta), std::move(owner));
 }

@@ -119,6 +119,11 @@ class Tensor {
 
   Tensor(void* data, uint64_t nbytes, DLDevice device, proto::TensorMetaProto meta,
          std::shared_ptr<void> keep_alive);
+  // The Tensor over a validated DLPack tensor `t` of `nbytes` bytes, kept
+  // alive by `owner` (FromDLPack's shared tail). InvalidArgument when bytes
+  // are described but there is no data.
+  static StatusOr<Tensor> Adopt(std::shared_ptr<void> owner, const DLTensor& t, uint64_t nbytes,
+                                proto::TensorMetaProto meta);
 
   void* data_ = nullptr;
   uint64_t nbytes_ = 0;
