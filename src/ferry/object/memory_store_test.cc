@@ -7,10 +7,13 @@
 #include <thread>
 #include <vector>
 
+#include "ferry/testing/deadline.h"
+
 namespace ferry::object {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::Soon;
 
 MemoryStore::Value Val(const std::string& s) {
   auto v = std::make_shared<proto::ObjectValueProto>();
@@ -18,8 +21,6 @@ MemoryStore::Value Val(const std::string& s) {
   v->set_inline_data(s);
   return v;
 }
-
-Deadline Soon() { return Deadline::After(30s); }
 
 TEST(MemoryStoreTest, PutGetIfReadyErase) {
   MemoryStore store;

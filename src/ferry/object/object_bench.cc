@@ -19,8 +19,8 @@
 #include "ferry/object/local_segments.h"
 #include "ferry/object/segment_pool.h"
 #include "ferry/object/shm_mapping.h"
-#include "ferry/object/test_child.h"
 #include "ferry/object/value_writer.h"
+#include "ferry/testing/child_process.h"
 
 namespace ferry::object {
 namespace {
@@ -110,7 +110,7 @@ int Run(uint64_t bytes) {
   const proto::ShmLocation loc = published->shm();
   const uint64_t buf_off = published->buffer_offsets(0);
 
-  testing::TestChild reader([&](testing::TestChild::Channel& ch) {
+  testing::ChildProcess reader([&](testing::MessageChannel& ch) {
     uint8_t* out = WarmBuffer(bytes);
     double open_s = 1e30, read_s = 1e30, copy_s = 1e30, cow_s = 1e30;
     for (int i = 0; i < kReps; ++i) {
@@ -131,11 +131,10 @@ int Run(uint64_t bytes) {
       cow_s = std::min(cow_s, e - d);
     }
     char line[256];
-    std::snprintf(line, sizeof(line), "%.6f %.6f %.6f %.6f\n", open_s, read_s, copy_s, cow_s);
-    ch.Send(std::string(line, 255));
-    return 0;
+    std::snprintf(line, sizeof(line), "%.6f %.6f %.6f %.6f", open_s, read_s, copy_s, cow_s);
+    return ch.Send({line}) ? 0 : 13;
   });
-  auto line = reader.Receive(255, Deadline::After(std::chrono::minutes(5)));
+  auto line = reader.channel().ReceiveOne(Deadline::After(std::chrono::minutes(5)));
   auto code = reader.Join(Deadline::After(std::chrono::minutes(1)));
   if (!line.ok() || !code.ok() || *code != 0) {
     std::fprintf(stderr, "reader failed: %s / exit %d\n", line.status().ToString().c_str(),

@@ -8,14 +8,20 @@
 #include <vector>
 
 #include "ferry/object/local_segments.h"
-#include "ferry/object/test_child.h"
 #include "ferry/object/value_writer.h"
+#include "ferry/testing/child_process.h"
+#include "ferry/testing/deadline.h"
+#include "ferry/testing/pattern.h"
 
 namespace ferry::object {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::TestChild;
+using testing::ChildProcess;
+using testing::FillPattern;
+using testing::FirstMismatch;
+using testing::MessageChannel;
+using testing::Soon;
 
 class ReadableValueTest : public ::testing::TestWithParam<bool /*shm*/> {
  protected:
@@ -108,25 +114,19 @@ TEST(ReadableValueOtherTest, EmptyAndNull) {
 TEST(ReadableValueOtherTest, ReadsAnotherProcessesSegment) {
   // The child produces; the parent reads through /proc/<child>/fd while the
   // child keeps the segment alive.
-  TestChild producer([](TestChild::Channel& ch) {
+  ChildProcess producer([](MessageChannel& ch) {
     SegmentPool pool(0);
     LocalSegments segments(pool);
     std::vector<uint8_t> buf(5 << 20);
-    for (size_t i = 0; i < buf.size(); ++i) buf[i] = static_cast<uint8_t>(i % 251);
+    FillPattern(buf.data(), buf.size(), /*seed=*/3);
     std::vector<std::span<const uint8_t>> spans = {buf};
     auto v = WriteValue(ObjectId::Random(), "pickle5", "header", spans, segments, pool, 0);
     if (!v.ok()) return 11;
-    std::string wire = v->SerializeAsString();
-    uint32_t n = static_cast<uint32_t>(wire.size());
-    ch.Send(std::string(reinterpret_cast<char*>(&n), 4) + wire);
-    return ch.Receive(1, Deadline::After(60s)).ok() ? 0 : 12;
+    if (!ch.Send({v->SerializeAsString()})) return 12;
+    return ch.Receive(Deadline::After(60s)).ok() ? 0 : 13;
   });
-  auto len = producer.Receive(4, Deadline::After(30s));
-  ASSERT_TRUE(len.ok()) << len.status();
-  uint32_t n;
-  std::memcpy(&n, len->data(), 4);
-  auto wire = producer.Receive(n, Deadline::After(30s));
-  ASSERT_TRUE(wire.ok());
+  auto wire = producer.channel().ReceiveOne(Soon());
+  ASSERT_TRUE(wire.ok()) << wire.status();
   auto proto = std::make_shared<proto::ObjectValueProto>();
   ASSERT_TRUE(proto->ParseFromString(*wire));
   EXPECT_EQ(proto->shm().pid(), producer.pid());
@@ -135,10 +135,10 @@ TEST(ReadableValueOtherTest, ReadsAnotherProcessesSegment) {
     ASSERT_TRUE(rv.ok()) << rv.status();
     auto b = (*rv)->buffer(0);
     ASSERT_EQ(b.size(), 5u << 20);
-    for (size_t i = 0; i < b.size(); i += 4099) ASSERT_EQ(b[i], i % 251) << i;
+    EXPECT_EQ(FirstMismatch(b.data(), b.size(), /*seed=*/3), -1);
   }
-  producer.Send("q");
-  EXPECT_EQ(*producer.Join(Deadline::After(30s)), 0);
+  producer.channel().Send({"q"});
+  EXPECT_EQ(*producer.Join(Soon()), 0);
   // The producer is gone now.
   EXPECT_EQ(ReadableValue::Open(proto).status().code(), StatusCode::kDataLoss);
 }

@@ -11,18 +11,19 @@
 #include <vector>
 
 #include "ferry/object/shm_mapping.h"
-#include "ferry/object/test_child.h"
+#include "ferry/testing/child_process.h"
+#include "ferry/testing/deadline.h"
 
 namespace ferry::object {
 namespace {
 
-using testing::TestChild;
+using testing::ChildProcess;
+using testing::MessageChannel;
+using testing::Soon;
 using namespace std::chrono_literals;
 
 constexpr uint64_t kKiB = 1024;
 constexpr uint64_t kMiB = 1024 * 1024;
-
-Deadline Soon() { return Deadline::After(30s); }
 
 TEST(SegmentPoolTest, RoundCapacity) {
   EXPECT_EQ(SegmentPool::RoundCapacity(1), 64 * kKiB);
@@ -130,20 +131,20 @@ TEST(SegmentPoolTest, NoReuseWhileAnotherProcessMapsTheSegment) {
   std::memset(a_pages, 1, 1 * kMiB);
   proto::ShmLocation loc = (*a)->Location(1 * kMiB);
 
-  TestChild reader([loc](TestChild::Channel& ch) {
+  ChildProcess reader([loc](MessageChannel& ch) {
     auto m = ShmMapping::Open(loc);
     if (!m.ok()) return 11;
     if ((*m)->data()[1000] != 1) return 12;
-    ch.Send("M");  // mapped
-    auto go = ch.Receive(1, Deadline::After(60s));
+    ch.Send({"M"});  // mapped
+    auto go = ch.Receive(Deadline::After(60s));
     if (!go.ok()) return 13;
     bool unchanged = (*m)->data()[1000] == 1;
     m->reset();  // unmap + close: drops the shared lock
-    ch.Send(unchanged ? "U" : "X");
-    auto bye = ch.Receive(1, Deadline::After(60s));
+    ch.Send({unchanged ? "U" : "X"});
+    auto bye = ch.Receive(Deadline::After(60s));
     return bye.ok() ? 0 : 14;
   });
-  auto mapped = reader.Receive(1, Soon());
+  auto mapped = reader.channel().ReceiveOne(Soon());
   ASSERT_TRUE(mapped.ok()) << mapped.status();
   ASSERT_EQ(*mapped, "M");
 
@@ -154,8 +155,8 @@ TEST(SegmentPoolTest, NoReuseWhileAnotherProcessMapsTheSegment) {
   EXPECT_EQ(pool.GetStats().hits, 0u);
   EXPECT_EQ(pool.GetStats().misses, 2u);
 
-  ASSERT_TRUE(reader.Send("g"));
-  auto unmapped = reader.Receive(1, Soon());
+  ASSERT_TRUE(reader.channel().Send({"g"}));
+  auto unmapped = reader.channel().ReceiveOne(Soon());
   ASSERT_TRUE(unmapped.ok()) << unmapped.status();
   EXPECT_EQ(*unmapped, "U") << "the reader saw its bytes change";
 
@@ -165,7 +166,7 @@ TEST(SegmentPoolTest, NoReuseWhileAnotherProcessMapsTheSegment) {
   EXPECT_EQ((*c)->data(), a_pages);
   EXPECT_EQ(pool.GetStats().hits, 1u);
 
-  ASSERT_TRUE(reader.Send("q"));
+  ASSERT_TRUE(reader.channel().Send({"q"}));
   auto code = reader.Join(Soon());
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 0);

@@ -12,17 +12,18 @@
 
 #include "ferry/object/shm_mapping.h"
 #include "ferry/object/shm_segment.h"
-#include "ferry/object/test_child.h"
+#include "ferry/testing/child_process.h"
+#include "ferry/testing/deadline.h"
+#include "ferry/testing/pattern.h"
 
 namespace ferry::object {
 namespace {
 
-using testing::TestChild;
-using namespace std::chrono_literals;
-
-Deadline Soon() { return Deadline::After(30s); }
-
-uint8_t Pattern(uint64_t i) { return static_cast<uint8_t>((i * 131) ^ (i >> 12)); }
+using testing::ChildProcess;
+using testing::FillPattern;
+using testing::FirstMismatch;
+using testing::MessageChannel;
+using testing::Soon;
 
 std::string FdTarget(int fd) {
   char buf[256];
@@ -52,18 +53,16 @@ TEST(ShmSegmentTest, ForkedChildReadsThroughProcFd) {
   constexpr uint64_t kSize = 3 * 1024 * 1024 + 17;
   auto seg = ShmSegment::Create(4 << 20);
   ASSERT_TRUE(seg.ok()) << seg.status();
-  for (uint64_t i = 0; i < kSize; ++i) (*seg)->data()[i] = Pattern(i);
+  FillPattern((*seg)->data(), kSize, /*seed=*/1);
   proto::ShmLocation loc = (*seg)->Location(kSize);
 
-  TestChild child([loc](TestChild::Channel& ch) {
+  ChildProcess child([loc](MessageChannel& ch) {
     // The child opens /proc/<parent>/fd/<fd>, not its inherited copy.
     if (loc.pid() == getpid()) return 10;
     auto m = ShmMapping::Open(loc);
     if (!m.ok()) return 11;
     if ((*m)->size() != kSize) return 12;
-    for (uint64_t i = 0; i < kSize; ++i) {
-      if ((*m)->data()[i] != Pattern(i)) return 13;
-    }
+    if (FirstMismatch((*m)->data(), kSize, /*seed=*/1) != -1) return 13;
     return 0;
   });
   auto code = child.Join(Soon());
@@ -91,7 +90,7 @@ TEST(ShmSegmentTest, ReaderWritesAreCopyOnWrite) {
   EXPECT_EQ((*m2)->data()[100], 7) << "a reader's write reached another reader";
 
   // Another process writing its mapping leaves ours and the producer's alone.
-  TestChild child([loc](TestChild::Channel&) {
+  ChildProcess child([loc](MessageChannel&) {
     auto m = ShmMapping::Open(loc);
     if (!m.ok()) return 11;
     std::memset((*m)->data(), 99, (*m)->size());
@@ -130,17 +129,14 @@ TEST(ShmSegmentTest, EmptyLocationMapsNothing) {
 }
 
 TEST(ShmSegmentTest, ProducerGoneIsDataLoss) {
-  TestChild child([](TestChild::Channel& ch) {
+  ChildProcess child([](MessageChannel& ch) {
     auto seg = ShmSegment::Create(4096);
     if (!seg.ok()) return 11;
     std::string wire;
     (*seg)->Location(4096).SerializeToString(&wire);
-    ch.Send(std::string(1, static_cast<char>(wire.size())) + wire);
-    return 0;  // exits, taking the memfd with it
+    return ch.Send({wire}) ? 0 : 12;  // exits, taking the memfd with it
   });
-  auto len = child.Receive(1, Soon());
-  ASSERT_TRUE(len.ok()) << len.status();
-  auto wire = child.Receive(static_cast<uint8_t>((*len)[0]), Soon());
+  auto wire = child.channel().ReceiveOne(Soon());
   ASSERT_TRUE(wire.ok()) << wire.status();
   ASSERT_EQ(*child.Join(Soon()), 0);
   proto::ShmLocation loc;
