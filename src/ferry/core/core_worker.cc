@@ -7,12 +7,17 @@
 #include <condition_variable>
 #include <thread>
 
+#include <google/protobuf/message_lite.h>
+
+#include "ferry/collective/head_kv_store.h"
 #include "ferry/common/config.h"
 #include "ferry/common/logging.h"
 #include "ferry/common/spin_wait.h"
+#include "ferry/core/channel_messenger.h"
 #include "ferry/core/error_value.h"
 #include "ferry/object/value_writer.h"
 #include "ferry/rpc/connect.h"
+#include "ferry/transport/registry.h"
 
 namespace ferry::core {
 namespace {
@@ -84,18 +89,8 @@ CoreWorker::CoreWorker(CoreWorkerOptions options)
           [this](const ObjectId& id) { OnObjectFreed(id); })),
       tensors_(std::make_unique<tensor::TensorStore>()),
       cpu_allocator_(std::make_unique<tensor::CpuAllocator>()),
-      transfer_log_(std::make_unique<TransferLog>(
-          static_cast<size_t>(std::max<int64_t>(0, Config::Get().transfer_log_size)))),
-      transfer_queue_(std::make_unique<WorkQueue>("ferry-transfer")),
-      groups_(std::make_unique<collective::GroupManager>()),
-      collective_queue_(std::make_unique<WorkQueue>("ferry-collective")),
       submitter_(std::make_unique<ActorSubmitter>(this, background_.get())),
-      receiver_(std::make_unique<TaskReceiver>(this)),
-      tag_prefix_([] {
-        uint64_t r;
-        FillRandom(reinterpret_cast<uint8_t*>(&r), sizeof(r));
-        return r << 32;
-      }()) {
+      receiver_(std::make_unique<TaskReceiver>(this)) {
   address_ = options_.listen_address.empty()
                  ? "unix:@ferry-" + options_.session + "-" + options_.worker_id.Hex()
                  : options_.listen_address;
@@ -134,7 +129,22 @@ void CoreWorker::RegisterHandlers() {
     receiver_->Submit(std::move(spec),
                       [shared](proto::PushTaskReply reply) { shared->Reply(reply); });
   });
-  RegisterRdtHandlers();
+  // Tensor-transport requests go to the holder made by Start(): no peer
+  // knows this process's address before Start() returns.
+  for (uint16_t method : rdt::TensorHolder::ServedMethods()) {
+    dispatcher_->Register(method, [this, method](const std::shared_ptr<rpc::Channel>&,
+                                                 std::string_view payload, rpc::Responder r) {
+      auto responder = std::make_shared<rpc::Responder>(std::move(r));
+      holder_->Serve(method, payload,
+                     [responder](const Status& s, const google::protobuf::MessageLite* reply) {
+                       if (s.ok()) {
+                         responder->Reply(*reply);
+                       } else {
+                         responder->ReplyError(s);
+                       }
+                     });
+    });
+  }
   dispatcher_->Register(proto::EXIT, [this](const std::shared_ptr<rpc::Channel>&,
                                             std::string_view, rpc::Responder) {
     RequestExit("the head asked this worker to exit");
@@ -156,7 +166,34 @@ Status CoreWorker::Start() {
   address_ = server_->address();
   head_address_ = options_.head_address.empty() ? address_ : options_.head_address;
   channels_ = std::make_unique<rpc::ChannelCache>(*io_loop_, MakeHello(), dispatcher_);
+  messenger_ = std::make_unique<ChannelMessenger>(*channels_, *background_);
+  StartTensorTransport();
   return Status::Ok();
+}
+
+void CoreWorker::StartTensorTransport() {
+  rdt::TensorHolder::Dependencies deps;
+  deps.address = address_;
+  deps.actor_id = options_.is_driver ? "" : options_.actor_id.Binary();
+  deps.store = tensors_.get();
+  deps.allocator = cpu_allocator_.get();
+  deps.peers = messenger_.get();
+  deps.make_one_sided = transport::CreateOneSidedTransport;
+  deps.write_value = [this](const ObjectId& id,
+                            const std::vector<std::span<const uint8_t>>& buffers) {
+    SerializedValue value;
+    value.format = "tensors";
+    value.buffers = buffers;
+    return WriteValue(id, value);
+  };
+  deps.join_group = [this](const proto::JoinGroup& request, collective::GroupManager& groups) {
+    FERRY_ASSIGN_OR_RETURN(auto head, HeadChannel());
+    collective::HeadKvStore store(head);
+    return groups.Join(request, store);
+  };
+  holder_ = std::make_unique<rdt::TensorHolder>(std::move(deps));
+  transfer_owner_ =
+      std::make_unique<rdt::TransferOwner>(options_.worker_id, *store_, *this, *messenger_);
 }
 
 void CoreWorker::Shutdown() {
@@ -167,13 +204,9 @@ void CoreWorker::Shutdown() {
   }
   receiver_->Stop();
   submitter_->Shutdown();
-  groups_->Clear();
-  collective_queue_->Close();
-  collective_queue_->Join();
+  if (holder_) holder_->Shutdown();
   background_->Close();
   background_->Join();
-  transfer_queue_->Close();
-  transfer_queue_->Join();
   if (channels_) channels_->CloseAll();
   if (server_) server_->Close();
   io_loop_->Stop();
@@ -207,7 +240,6 @@ void CoreWorker::FreeValue(const ObjectId& id, const ValuePtr& value) {
   std::string producer;
   {
     MutexLock lock(mu_);
-    rdt_objects_.erase(id);
     auto it = remote_producers_.find(id);
     if (it != remote_producers_.end()) {
       producer = std::move(it->second);
@@ -215,9 +247,10 @@ void CoreWorker::FreeValue(const ObjectId& id, const ValuePtr& value) {
     }
   }
   if (value->has_rdt()) {
+    transfer_owner_->Forget(id);
     // The tensors stay in their producer until now.
     if (value->rdt().producer_address() == address_) {
-      DropTensors(id);
+      holder_->Drop(id);
       return;
     }
     producer = value->rdt().producer_address();
@@ -230,18 +263,7 @@ void CoreWorker::FreeValue(const ObjectId& id, const ValuePtr& value) {
   if (producer.empty()) return;
   proto::FreeObjects msg;
   msg.add_object_ids(id.Binary());
-  // Connected already (the usual case): send from this thread, which saves
-  // waking the background thread once per freed object.
-  if (auto channel = channels_->Peek(producer)) {
-    channel->Notify(proto::FREE_OBJECTS, msg);
-    return;
-  }
-  // May run on the io thread: the connect must not.
-  background_->Post([this, producer, msg = std::move(msg)] {
-    auto channel = channels_->Get(producer, Deadline::After(Config::Get().rpc_connect_timeout));
-    if (!channel.ok()) return;  // the producer is gone, and its segments with it
-    (*channel)->Notify(proto::FREE_OBJECTS, msg);
-  });
+  messenger_->Notify(producer, proto::FREE_OBJECTS, msg);
 }
 
 // --- values -----------------------------------------------------------------
@@ -276,7 +298,7 @@ StatusOr<ObjectRef> CoreWorker::PutTensors(const SerializedValue& skeleton,
   proto::RdtInfo* info = stored.mutable_rdt();
   info->set_transport(transport);
   for (const tensor::Tensor& t : tensors) *info->add_tensors() = t.meta();
-  if (Status s = StoreTensors(ref.id, std::move(tensors), info); !s.ok()) {
+  if (Status s = holder_->Store(ref.id, std::move(tensors), info); !s.ok()) {
     segments_->Free(ref.id);  // the skeleton's segment, if it needed one
     return s;
   }
@@ -393,7 +415,7 @@ void CoreWorker::HandleFreeObjects(std::string_view payload) {
     auto id = ObjectId::FromBinary(b);
     if (!id.ok()) continue;
     segments_->Free(*id);
-    DropTensors(*id);
+    holder_->Drop(*id);
   }
 }
 
@@ -432,12 +454,7 @@ void CoreWorker::FillDepArg(const ObjectRef& ref, const ActorId& target, proto::
     // Ours and ready: pass the value (or its location) along directly and
     // save the receiver a round trip.
     if (ValuePtr v = store_->GetIfReady(ref.id)) {
-      if (v->has_rdt() && ValueStatus(*v).ok()) {
-        Status s = ArrangeTensorTransfer(ref.id, v, target, arg);
-        if (!s.ok()) *arg->mutable_value() = MakeErrorValue(s);
-        return;
-      }
-      *arg->mutable_value() = *v;
+      transfer_owner_->FillArgument(ref.id, v, target, arg);
       return;
     }
   }
@@ -486,14 +503,14 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
   spec->set_caller_address(address_);
   spec->set_method(call.method);
   spec->set_tensor_transport(call.tensor_transport);
-  std::vector<ObjectId> counted, temps, rdt_deps;
+  std::vector<ObjectId> counted, temps;
   FERRY_RETURN_IF_ERROR(CountDeps(call.args.refs, &counted));
   Status written = WriteStructure(call.args, spec.get(), &temps);
   if (!written.ok()) {
     if (!counted.empty()) refs_->RemoveSubmittedTaskRefs(counted);
     return written;
   }
-  NoteRdtUses(call.args.refs, actor, warnings, &rdt_deps);
+  std::vector<ObjectId> rdt_deps = transfer_owner_->NoteUses(call.args.refs, actor, warnings);
   std::vector<ObjectRef> returns;
   std::vector<ObjectId> return_ids;
   for (int i = 0; i < call.num_returns; ++i) {
@@ -505,8 +522,7 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
     returns.push_back(std::move(ref));
   }
   if (!IsObjectStoreTransport(call.tensor_transport)) {
-    MutexLock lock(mu_);
-    for (const ObjectId& id : return_ids) rdt_objects_[id] = RdtObject{actor, call.tensor_transport};
+    transfer_owner_->Track(return_ids, actor, call.tensor_transport);
   }
   auto done = [this, actor, return_ids, counted, temps](proto::PushTaskReply reply) {
     OnTaskDone(actor, return_ids, counted, temps, std::move(reply));
@@ -592,6 +608,29 @@ StatusOr<std::shared_ptr<rpc::Channel>> CoreWorker::ConnectToActor(const ActorId
   // A dedicated channel: its close is the actor's death.
   return rpc::Connect(*io_loop_, info.address(), MakeHello(), dispatcher_,
                       Deadline::After(Config::Get().rpc_connect_timeout));
+}
+
+bool CoreWorker::IsDead(const ActorId& actor, Status* cause) {
+  return submitter_->IsDead(actor, cause);
+}
+
+StatusOr<std::string> CoreWorker::Address(const ActorId& actor, bool wait_until_started,
+                                          Deadline deadline) {
+  FERRY_ASSIGN_OR_RETURN(proto::ActorInfo info, GetActorInfo(actor, wait_until_started, deadline));
+  if (info.state() != proto::ActorInfo::ALIVE) {
+    return Status::Unavailable("actor " + actor.Hex() + " is dead: " + info.death_cause().message());
+  }
+  return info.address();
+}
+
+Status CoreWorker::StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> tensors,
+                                proto::RdtInfo* info) {
+  return holder_->Store(id, std::move(tensors), info);
+}
+
+void CoreWorker::ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value,
+                                std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done) {
+  holder_->Receive(arg, value, std::move(done));
 }
 
 Status CoreWorker::DeathCause(const ActorId& id) {

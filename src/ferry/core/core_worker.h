@@ -24,7 +24,6 @@
 //   FERRY_ASSIGN_OR_RETURN(auto values, core.Get(refs, Deadline::Never()));
 #pragma once
 
-#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -35,10 +34,13 @@
 #include "ferry/common/id.h"
 #include "ferry/common/thread_annotations.h"
 #include "ferry/common/work_queue.h"
-#include "ferry/collective/group_manager.h"
 #include "ferry/core/actor_submitter.h"
 #include "ferry/core/argument_resolver.h"
 #include "ferry/core/object_ref.h"
+#include "ferry/core/peer_messenger.h"
+#include "ferry/core/rdt/actor_directory.h"
+#include "ferry/core/rdt/tensor_holder.h"
+#include "ferry/core/rdt/transfer_owner.h"
 #include "ferry/core/task_executor.h"
 #include "ferry/core/task_receiver.h"
 #include "ferry/object/local_segments.h"
@@ -51,8 +53,7 @@
 #include "ferry/rpc/server.h"
 #include "ferry/tensor/cpu_allocator.h"
 #include "ferry/tensor/tensor_store.h"
-#include "ferry/core/transfer_log.h"
-#include "ferry/transport/one_sided_transport.h"
+#include "ferry/core/transport_names.h"
 
 namespace ferry::core {
 
@@ -103,27 +104,7 @@ struct TaskCall {
   std::string tensor_transport;
 };
 
-// A collective group as its creator (the owner that orchestrates transfers)
-// sees it.
-struct CollectiveGroup {
-  std::string name;
-  std::string backend;
-  std::vector<ActorId> members;  // rank = index
-};
-
-// True for transports where both ends act (a group is needed).
-bool IsTwoSidedTransport(const std::string& transport);
-// True for transports where the receiver pulls what the producer exported
-// ("nixl", "shm", "cuda_ipc", and "auto", which picks shm or nixl).
-bool IsOneSidedTransport(const std::string& transport);
-// True when `transport` is "" / "object_store".
-bool IsObjectStoreTransport(const std::string& transport);
-// Tensor transports this build can move tensors with.
-std::vector<std::string> AvailableTensorTransports();
-// Unimplemented, naming the available ones, for a transport this build lacks.
-Status CheckTensorTransport(const std::string& transport);
-
-class CoreWorker : public ArgumentResolver, public ActorConnector {
+class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::ActorDirectory {
  public:
   explicit CoreWorker(CoreWorkerOptions options);
   ~CoreWorker() override;
@@ -173,34 +154,20 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   StatusOr<proto::ObjectValueProto> WriteValue(const ObjectId& id, const SerializedValue& value);
   void FreeLocalSegment(const ObjectId& id) { segments_->Free(id); }
 
-  // --- Direct tensor transport.
-  // Keeps `tensors` in this process under `id` (an RDT return or put).
-  // `info` names the transport and the tensors' metadata; this fills in the
-  // producer and, for a one-sided transport, what it exported.
+  // --- Direct tensor transport (the components; valid after Start()).
+  // Keeps `tensors` in this process under `id` (an RDT return or put):
+  // TensorHolder::Store with this process as the producer.
   Status StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> tensors, proto::RdtInfo* info);
   // put(value, _tensor_transport=T) for a one-sided T: the tensors stay in
   // this process; `skeleton` is the value with the tensors left out. The
   // returned ref is counted once.
   StatusOr<ObjectRef> PutTensors(const SerializedValue& skeleton, std::vector<tensor::Tensor> tensors,
                                  const std::string& transport);
-  // The tensors of one-sided RDT values (their producers' exports), pulled
-  // into this process concurrently; a value this process produced yields its
-  // stored tensors without a copy. One entry per value, in order.
-  StatusOr<std::vector<std::vector<tensor::Tensor>>> PullTensors(std::span<const ObjectId> ids,
-                                                                 std::span<const ValuePtr> values,
-                                                                 Deadline deadline);
-  const TransferLog& transfer_log() const { return *transfer_log_; }
+  // This process's held tensors and their transfers (producer and receiver).
+  rdt::TensorHolder& tensor_holder() { return *holder_; }
+  // The RDT objects this process owns and the collective groups it created.
+  rdt::TransferOwner& transfer_owner() { return *transfer_owner_; }
   tensor::TensorStore& tensor_store() { return *tensors_; }
-  tensor::CpuAllocator& cpu_allocator() { return *cpu_allocator_; }
-  // Asks the producer of RDT `value` to copy its tensors into the object
-  // store; returns that value (one buffer per tensor). Any process may call.
-  StatusOr<std::shared_ptr<object::ReadableValue>> FetchTensors(
-      const ObjectId& id, const proto::ObjectValueProto& value, Deadline deadline);
-  // Connects `actors` as a group (rank = position). Blocks until all joined.
-  Status CreateCollectiveGroup(const std::string& name, const std::string& backend,
-                               const std::vector<ActorId>& actors);
-  Status DestroyCollectiveGroup(const std::string& name);
-  std::vector<CollectiveGroup> CollectiveGroups();
   const ActorId& actor_id() const { return options_.actor_id; }
 
   // --- Worker side.
@@ -217,11 +184,15 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
 
   // ArgumentResolver.
   void Resolve(const proto::ObjectRefProto& ref, std::function<void(ValuePtr)> done) override;
-  // ActorConnector.
   void ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value,
                       std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done) override;
+  // ActorConnector.
   StatusOr<std::shared_ptr<rpc::Channel>> ConnectToActor(const ActorId& id) override;
   Status DeathCause(const ActorId& id) override;
+  // rdt::ActorDirectory.
+  bool IsDead(const ActorId& actor, Status* cause) override;
+  StatusOr<std::string> Address(const ActorId& actor, bool wait_until_started,
+                                Deadline deadline) override;
 
  private:
   void RegisterHandlers();
@@ -234,40 +205,11 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   Status CountDeps(const std::vector<ObjectRef>& refs, std::vector<ObjectId>* counted);
   // Appends the argument for dependency `ref` of a task to `target`: the
   // value when ready and ours (for RDT: with the transfer arranged), else
-  // the ref. Blocks only to connect to a producer.
+  // the ref.
   void FillDepArg(const ObjectRef& ref, const ActorId& target, proto::TaskArg* arg);
-  // The RDT part of FillDepArg for a ready RDT value.
-  Status ArrangeTensorTransfer(const ObjectId& id, const ValuePtr& value, const ActorId& target,
-                               proto::TaskArg* arg);
-  // RDT bookkeeping at submit: producer of each RDT dep, mutability warning.
-  void NoteRdtUses(const std::vector<ObjectRef>& deps, const ActorId& target,
-                   std::vector<std::string>* warnings, std::vector<ObjectId>* rdt_deps);
-  void RegisterRdtHandlers();
-  StatusOr<std::vector<tensor::Tensor>> HeldTensors(const std::string& object_id);
-  // Calls `method` on the process at `address` without blocking: over the
-  // cached channel, or after a connect on the background queue. `done` fires
-  // exactly once.
-  void CallPeer(const std::string& address, uint16_t method,
-                std::shared_ptr<const google::protobuf::MessageLite> request,
-                std::function<void(Status, std::string_view)> done);
-  // The one-sided transport `name` of this process, made on first use.
-  StatusOr<transport::OneSidedTransport*> OneSided(const std::string& name);
-  // Removes an RDT object's tensors and releases what was exported for them.
-  void DropTensors(const ObjectId& id);
-  // The receiver's side of a one-sided RDT argument: pulls on the transfer
-  // queue (a small shm pull in place); `done` fires exactly once.
-  void PullArgTensors(const ObjectId& id, const ValuePtr& value,
-                      std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done);
-  // True when this process can pull `rdt`'s tensors through the shm export
-  // of a producer on this host, without a message to it.
-  bool CanPullFromThisHost(const proto::RdtInfo& rdt);
-  // A small CPU object of a two-sided transport also gets an shm export
-  // (best effort: without one, receivers fetch inline).
-  void ExportSmallForThisHost(const std::vector<tensor::Tensor>& tensors, proto::RdtInfo* info,
-                              std::vector<transport::OneSidedTransport*>* exporters);
-  // The receiver's side of a small RDT transfer: fetch inline, copy out.
-  void FetchTensorsInline(const ObjectId& id, const ValuePtr& value,
-                          std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done);
+  // Makes the direct-tensor-transport components (Start, once the address
+  // is known) and registers their request handlers.
+  void StartTensorTransport();
   void OnTaskDone(const ActorId& actor, const std::vector<ObjectId>& return_ids,
                   const std::vector<ObjectId>& counted_deps, const std::vector<ObjectId>& temp_ids,
                   proto::PushTaskReply reply);
@@ -280,9 +222,6 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   // Handlers (io thread).
   void HandleGetObject(std::string_view payload, rpc::Responder responder);
   void HandleFreeObjects(std::string_view payload);
-  void HandleSendTensors(std::string_view payload, rpc::Responder responder);
-  void HandleFetchTensors(std::string_view payload, rpc::Responder responder);
-  void HandleJoinGroup(std::string_view payload, rpc::Responder responder);
 
   const CoreWorkerOptions options_;
   std::string address_;
@@ -301,18 +240,11 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
 
   std::unique_ptr<tensor::TensorStore> tensors_;
   std::unique_ptr<tensor::CpuAllocator> cpu_allocator_;
-  std::unique_ptr<TransferLog> transfer_log_;
-  // Pulls for task arguments run here, never on the io thread.
-  std::unique_ptr<WorkQueue> transfer_queue_;
-  Mutex transports_mu_;
-  std::map<std::string, std::unique_ptr<transport::OneSidedTransport>> one_sided_
-      FERRY_GUARDED_BY(transports_mu_);
-  // One-sided transports that exported each stored object (to Release).
-  std::unordered_map<ObjectId, std::vector<transport::OneSidedTransport*>> exported_
-      FERRY_GUARDED_BY(transports_mu_);
-  std::unique_ptr<collective::GroupManager> groups_;
-  // Group joins wait for every member: kept off the background queue.
-  std::unique_ptr<WorkQueue> collective_queue_;
+
+  // Made by Start() (they need the address and the channel cache).
+  std::unique_ptr<PeerMessenger> messenger_;
+  std::unique_ptr<rdt::TensorHolder> holder_;
+  std::unique_ptr<rdt::TransferOwner> transfer_owner_;
 
   std::unique_ptr<ActorSubmitter> submitter_;
   std::unique_ptr<TaskReceiver> receiver_;
@@ -322,20 +254,6 @@ class CoreWorker : public ArgumentResolver, public ActorConnector {
   // send FREE_OBJECTS.
   std::unordered_map<ObjectId, std::string> remote_producers_ FERRY_GUARDED_BY(mu_);
   std::unordered_map<ActorId, std::string> actor_addresses_ FERRY_GUARDED_BY(mu_);
-  // RDT objects this process owns, from the submit of the producing task.
-  struct RdtObject {
-    ActorId producer;
-    std::string transport;
-    // Where the object has been passed so far: enough for the mutability
-    // warning (constant size however often the ref is passed).
-    bool sent_to_producer = false;
-    bool sent_to_other = false;
-    bool warned = false;
-  };
-  std::unordered_map<ObjectId, RdtObject> rdt_objects_ FERRY_GUARDED_BY(mu_);
-  std::map<std::string, CollectiveGroup> created_groups_ FERRY_GUARDED_BY(mu_);
-  uint64_t next_tag_ FERRY_GUARDED_BY(mu_) = 0;
-  const uint64_t tag_prefix_;
   bool started_ FERRY_GUARDED_BY(mu_) = false;
   bool shut_down_ FERRY_GUARDED_BY(mu_) = false;
 };

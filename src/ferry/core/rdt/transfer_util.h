@@ -1,6 +1,6 @@
-// Small helpers shared by CoreWorker's tensor-transport files
-// (core_worker_rdt.cc, core_worker_one_sided.cc): buffer views of tensors,
-// byte counts and transfer records. Internal to the core layer.
+// Small helpers shared by the direct-tensor-transport files of core/rdt/:
+// buffer views of tensors, byte counts and transfer records. Internal to
+// the core layer.
 //
 // THREAD CONTRACT: free functions; thread-safe for distinct arguments
 // (LogTransfer: TransferLog is thread-safe).
@@ -50,6 +50,14 @@ inline void LogTransfer(TransferLog& log, const ObjectId& id, std::string transp
   r.pooled = pooled;
   if (!status.ok()) r.error = status.ToString();
   log.Add(std::move(r));
+}
+
+// A failure inside a group's transfer is a system error (TransportError at
+// the language edge); a missing or destroyed group keeps its own message.
+inline Status AsTransportError(const Status& s, const std::string& group) {
+  if (s.code() == StatusCode::kFailedPrecondition) return s;
+  return Status::Aborted("tensor transfer in collective group '" + group + "' failed: " +
+                         s.ToString());
 }
 
 }  // namespace ferry::core::rdt

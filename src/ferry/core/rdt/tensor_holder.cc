@@ -1,0 +1,309 @@
+// TensorHolder's producer side: storing and exporting tensors, dropping
+// them, and serving the requests of owners and receivers. The receiver's
+// side is in tensor_holder_receive.cc.
+#include "ferry/core/rdt/tensor_holder.h"
+
+#include "ferry/common/config.h"
+#include "ferry/common/fault.h"
+#include "ferry/core/rdt/transfer_util.h"
+#include "ferry/core/transport_names.h"
+#include "ferry/rpc/parse.h"
+#include "ferry/transport/registry.h"
+
+namespace ferry::core::rdt {
+namespace {
+
+// The transports a one-sided object is exported with: "auto" is shm (this
+// host) plus nixl (across hosts), as far as this build has them.
+std::vector<std::string> ExportTransports(const std::string& transport) {
+  if (transport != "auto") return {transport};
+  std::vector<std::string> names;
+  for (const std::string& t : transport::AvailableOneSidedTransports()) {
+    if (t == "shm" || t == "nixl") names.push_back(t);
+  }
+  return names;
+}
+
+// Records what the one-sided transport `name` exported for an object in its
+// RdtInfo.
+void AddExport(const std::string& name, transport::ExportedBuffers exported, proto::RdtInfo* info) {
+  proto::TensorExport* out = info->add_exports();
+  out->set_transport(name);
+  out->set_endpoint(std::move(exported.endpoint));
+  for (std::string& d : exported.descriptors) out->add_descriptors(std::move(d));
+}
+
+template <typename Request>
+bool Parse(std::string_view payload, Request* request, const ServeReplyFn& reply) {
+  if (request->ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return true;
+  reply(Status::InvalidArgument("malformed " + request->GetTypeName()), nullptr);
+  return false;
+}
+
+}  // namespace
+
+TensorHolder::TensorHolder(Dependencies deps)
+    : deps_(std::move(deps)),
+      log_(static_cast<size_t>(std::max<int64_t>(0, Config::Get().transfer_log_size))),
+      transfer_queue_("ferry-transfer"),
+      collective_queue_("ferry-collective") {}
+
+TensorHolder::~TensorHolder() { Shutdown(); }
+
+void TensorHolder::Shutdown() {
+  groups_.Clear();
+  collective_queue_.Close();
+  collective_queue_.Join();
+  transfer_queue_.Close();
+  transfer_queue_.Join();
+}
+
+const std::vector<uint16_t>& TensorHolder::ServedMethods() {
+  static const std::vector<uint16_t> methods = {proto::SEND_TENSORS, proto::FETCH_TENSORS,
+                                                proto::JOIN_GROUP, proto::LEAVE_GROUP};
+  return methods;
+}
+
+void TensorHolder::Serve(uint16_t method, std::string_view payload, ServeReplyFn reply) {
+  switch (method) {
+    case proto::SEND_TENSORS:
+      ServeSend(payload, std::move(reply));
+      return;
+    case proto::FETCH_TENSORS:
+      ServeFetch(payload, std::move(reply));
+      return;
+    case proto::JOIN_GROUP:
+      ServeJoin(payload, std::move(reply));
+      return;
+    case proto::LEAVE_GROUP: {
+      proto::LeaveGroup req;
+      if (!Parse(payload, &req, reply)) return;
+      groups_.Leave(req.name());
+      proto::Empty empty;
+      reply(Status::Ok(), &empty);
+      return;
+    }
+    default:
+      reply(Status::InvalidArgument("not a tensor-transport method: " + std::to_string(method)),
+            nullptr);
+  }
+}
+
+// --- storing ---------------------------------------------------------------
+
+Status TensorHolder::Store(const ObjectId& id, std::vector<tensor::Tensor> tensors,
+                           proto::RdtInfo* info) {
+  info->set_producer_actor_id(deps_.actor_id);
+  info->set_producer_address(deps_.address);
+  std::vector<transport::OneSidedTransport*> exporters;
+  if (IsOneSidedTransport(info->transport())) {
+    for (const tensor::Tensor& t : tensors) {
+      if (t.meta().device() != "cpu") {
+        return Status::InvalidArgument(
+            "tensor_transport='" + info->transport() + "' moves CPU tensors only in this build (no "
+            "CUDA); got a tensor on " + t.meta().device() + ": move it to the CPU first");
+      }
+    }
+    // Non-contiguous tensors are exported as the span of storage their
+    // strides cover; the receiver rebuilds the same strides.
+    const std::vector<transport::BufferView> views = Views(tensors);
+    for (const std::string& name : ExportTransports(info->transport())) {
+      auto t = OneSided(name);
+      if (!t.ok()) {
+        if (info->transport() == "auto") continue;  // auto uses what this build has
+        return t.status();
+      }
+      auto exported = (*t)->Export(views);
+      if (!exported.ok()) {
+        for (auto* e : exporters) e->Release(views);
+        return exported.status().WithContext("exporting tensors for '" + name + "'");
+      }
+      AddExport(name, std::move(*exported), info);
+      exporters.push_back(*t);
+    }
+    if (exporters.empty()) {
+      return Status::Unimplemented("no one-sided transport for '" + info->transport() +
+                                   "' is available in this build");
+    }
+  } else if (IsTwoSidedTransport(info->transport())) {
+    ExportSmallForThisHost(tensors, info, &exporters);
+  }
+  if (!exporters.empty()) {
+    MutexLock lock(transports_mu_);
+    exported_[id] = exporters;
+  }
+  Status s = deps_.store->Put(id, tensors);
+  if (!s.ok() && !exporters.empty()) {
+    {
+      MutexLock lock(transports_mu_);
+      exported_.erase(id);
+    }
+    for (auto* e : exporters) e->Release(Views(tensors));
+  }
+  return s;
+}
+
+void TensorHolder::ExportSmallForThisHost(const std::vector<tensor::Tensor>& tensors,
+                                          proto::RdtInfo* info,
+                                          std::vector<transport::OneSidedTransport*>* exporters) {
+  uint64_t total = 0;
+  for (const tensor::Tensor& t : tensors) {
+    if (t.meta().device() != "cpu") return;
+    total += t.nbytes();
+  }
+  if (static_cast<int64_t>(total) > Config::Get().inline_tensor_bytes) return;
+  auto shm = OneSided("shm");
+  if (!shm.ok()) return;
+  auto exported = (*shm)->Export(Views(tensors));
+  if (!exported.ok()) return;
+  AddExport("shm", std::move(*exported), info);
+  exporters->push_back(*shm);
+}
+
+void TensorHolder::Drop(const ObjectId& id) {
+  std::optional<std::vector<tensor::Tensor>> tensors = deps_.store->Take(id);
+  std::vector<transport::OneSidedTransport*> exporters;
+  {
+    MutexLock lock(transports_mu_);
+    auto it = exported_.find(id);
+    if (it != exported_.end()) {
+      exporters = std::move(it->second);
+      exported_.erase(it);
+    }
+  }
+  if (tensors) {
+    for (auto* e : exporters) e->Release(Views(*tensors));
+  }
+  // `tensors` dies here, outside every lock: a DLPack deleter may run.
+}
+
+StatusOr<transport::OneSidedTransport*> TensorHolder::OneSided(const std::string& name) {
+  MutexLock lock(transports_mu_);
+  auto it = one_sided_.find(name);
+  if (it != one_sided_.end()) return it->second.get();
+  // Made under the lock so that two threads never make two (a UCX context
+  // takes a few milliseconds, once per process).
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<transport::OneSidedTransport> t,
+                         deps_.make_one_sided(name));
+  transport::OneSidedTransport* raw = t.get();
+  one_sided_[name] = std::move(t);
+  return raw;
+}
+
+// --- serving ---------------------------------------------------------------
+
+StatusOr<std::vector<tensor::Tensor>> TensorHolder::Held(const std::string& object_id) {
+  FERRY_ASSIGN_OR_RETURN(ObjectId id, ObjectId::FromBinary(object_id));
+  std::optional<std::vector<tensor::Tensor>> tensors = deps_.store->Get(id);
+  if (!tensors) {
+    return Status::DataLoss("this actor no longer holds the tensors of object " + id.Hex());
+  }
+  return std::move(*tensors);
+}
+
+void TensorHolder::ServeSend(std::string_view payload, ServeReplyFn reply) {
+  proto::SendTensors req;
+  if (!Parse(payload, &req, reply)) return;
+  auto tensors = Held(req.object_id());
+  if (!tensors.ok()) {
+    reply(tensors.status(), nullptr);
+    return;
+  }
+  auto group = groups_.Get(req.group());
+  if (!group.ok()) {
+    reply(group.status(), nullptr);
+    return;
+  }
+  if (Status fault = InjectFault("transfer.send"); !fault.ok()) {
+    groups_.Destroy(req.group(), fault);
+    reply(fault, nullptr);
+    return;
+  }
+  // The tensors stay alive until the send completes, even if the owner
+  // frees the object meanwhile.
+  auto keep = std::make_shared<std::vector<tensor::Tensor>>(std::move(*tensors));
+  std::string name = req.group();
+  uint64_t bytes = 0;
+  for (const auto& t : *keep) bytes += t.nbytes();
+  Clock::time_point start = Clock::now();
+  ObjectId oid = ObjectId::FromBinary(req.object_id()).value();  // checked by Held
+  (*group)->Send(req.dst_rank(), req.tag(), Views(*keep),
+                 [this, reply = std::move(reply), keep, name, bytes, start, oid](Status s) {
+                   LogTransfer(log_, oid, "gloo", "group " + name, bytes, start, true, s, "send");
+                   if (s.ok()) {
+                     proto::Empty empty;
+                     reply(Status::Ok(), &empty);
+                     return;
+                   }
+                   Status err = AsTransportError(s, name);
+                   groups_.Destroy(name, err);
+                   reply(err, nullptr);
+                 });
+}
+
+void TensorHolder::ServeFetch(std::string_view payload, ServeReplyFn reply) {
+  proto::FetchTensors req;
+  if (!Parse(payload, &req, reply)) return;
+  auto tensors = Held(req.object_id());
+  if (!tensors.ok()) {
+    reply(tensors.status(), nullptr);
+    return;
+  }
+  if (Status fault = InjectFault("transfer.fetch"); !fault.ok()) {
+    reply(fault, nullptr);
+    return;
+  }
+  if (req.value_id().empty()) {
+    // A small object: the bytes go back in the reply, copied now.
+    proto::ObjectValueProto value;
+    value.set_format("tensors");
+    std::string bytes;
+    for (const auto& t : *tensors) {
+      value.add_buffer_sizes(t.nbytes());
+      value.add_buffer_offsets(bytes.size());
+      bytes.append(static_cast<const char*>(t.data()), t.nbytes());
+    }
+    value.set_inline_data(std::move(bytes));
+    reply(Status::Ok(), &value);
+    return;
+  }
+  auto value_id = ObjectId::FromBinary(req.value_id());
+  if (!value_id.ok()) {
+    reply(value_id.status(), nullptr);
+    return;
+  }
+  // The copy into shared memory can be large: not on the io thread.
+  auto keep = std::make_shared<std::vector<tensor::Tensor>>(std::move(*tensors));
+  auto shared_reply = std::make_shared<ServeReplyFn>(std::move(reply));
+  bool posted = transfer_queue_.Post([this, shared_reply, keep, vid = *value_id]() {
+    std::vector<std::span<const uint8_t>> buffers;
+    for (const auto& t : *keep) {
+      buffers.emplace_back(static_cast<const uint8_t*>(t.data()), t.nbytes());
+    }
+    auto written = deps_.write_value(vid, buffers);
+    if (!written.ok()) {
+      (*shared_reply)(written.status(), nullptr);
+      return;
+    }
+    (*shared_reply)(Status::Ok(), &*written);
+  });
+  if (!posted) (*shared_reply)(Status::Unavailable("ferry is shutting down"), nullptr);
+}
+
+void TensorHolder::ServeJoin(std::string_view payload, ServeReplyFn reply) {
+  auto req = std::make_shared<proto::JoinGroup>();
+  if (!Parse(payload, req.get(), reply)) return;
+  auto shared_reply = std::make_shared<ServeReplyFn>(std::move(reply));
+  bool posted = collective_queue_.Post([this, req, shared_reply] {
+    Status s = deps_.join_group(*req, groups_);
+    if (!s.ok()) {
+      (*shared_reply)(s.WithContext("joining collective group '" + req->name() + "'"), nullptr);
+      return;
+    }
+    proto::Empty empty;
+    (*shared_reply)(Status::Ok(), &empty);
+  });
+  if (!posted) (*shared_reply)(Status::Unavailable("ferry is shutting down"), nullptr);
+}
+
+}  // namespace ferry::core::rdt

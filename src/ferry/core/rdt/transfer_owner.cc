@@ -1,0 +1,252 @@
+#include "ferry/core/rdt/transfer_owner.h"
+
+#include <condition_variable>
+#include <mutex>
+
+#include "ferry/common/config.h"
+#include "ferry/common/logging.h"
+#include "ferry/core/error_value.h"
+#include "ferry/core/transport_names.h"
+
+namespace ferry::core::rdt {
+namespace {
+
+uint64_t RandomTagPrefix() {
+  uint64_t r;
+  FillRandom(reinterpret_cast<uint8_t*>(&r), sizeof(r));
+  return r << 32;
+}
+
+uint64_t TotalBytes(const proto::RdtInfo& rdt) {
+  uint64_t total = 0;
+  for (const auto& meta : rdt.tensors()) total += meta.nbytes();
+  return total;
+}
+
+}  // namespace
+
+TransferOwner::TransferOwner(WorkerId self, object::MemoryStore& store, ActorDirectory& actors,
+                             PeerMessenger& peers)
+    : self_(std::move(self)),
+      store_(store),
+      actors_(actors),
+      peers_(peers),
+      tag_prefix_(RandomTagPrefix()) {}
+
+void TransferOwner::Track(std::span<const ObjectId> ids, const ActorId& producer,
+                          const std::string& transport) {
+  MutexLock lock(mu_);
+  for (const ObjectId& id : ids) objects_[id] = RdtObject{producer, transport};
+}
+
+void TransferOwner::Forget(const ObjectId& id) {
+  MutexLock lock(mu_);
+  objects_.erase(id);
+}
+
+size_t TransferOwner::NumTracked() {
+  MutexLock lock(mu_);
+  return objects_.size();
+}
+
+std::vector<ObjectId> TransferOwner::NoteUses(std::span<const ObjectRef> deps, const ActorId& target,
+                                              std::vector<std::string>* warnings) {
+  std::vector<ObjectId> waiting;
+  MutexLock lock(mu_);
+  for (const ObjectRef& ref : deps) {
+    if (ref.owner_id != self_) continue;
+    auto it = objects_.find(ref.id);
+    if (it == objects_.end()) continue;
+    if (!store_.GetIfReady(ref.id)) waiting.push_back(ref.id);
+    RdtObject& obj = it->second;
+    (target == obj.producer ? obj.sent_to_producer : obj.sent_to_other) = true;
+    if (obj.sent_to_producer && obj.sent_to_other && !obj.warned && warnings != nullptr) {
+      obj.warned = true;
+      warnings->push_back(
+          "RDT ObjectRef(" + ref.id.Hex() + ") is being passed back to the actor that created it "
+          "and to another actor. Note that RDT objects are mutable: if the tensor is modified in "
+          "place, the producer's copy changes too, and later transfers to other actors send the "
+          "modified version instead of the original.");
+    }
+  }
+  return waiting;
+}
+
+void TransferOwner::FillArgument(const ObjectId& id, const ValuePtr& value, const ActorId& target,
+                                 proto::TaskArg* arg) {
+  if (!value->has_rdt() || !ValueStatus(*value).ok()) {
+    *arg->mutable_value() = *value;
+    return;
+  }
+  Status s = ArrangeTransfer(id, value, target, arg);
+  if (!s.ok()) *arg->mutable_value() = MakeErrorValue(s);
+}
+
+Status TransferOwner::ArrangeTransfer(const ObjectId& id, const ValuePtr& value,
+                                      const ActorId& target, proto::TaskArg* arg) {
+  const proto::RdtInfo& rdt = value->rdt();
+  *arg->mutable_value() = *value;
+  if (rdt.producer_actor_id() == target.Binary()) return Status::Ok();  // same actor: no copy
+  if (!IsTwoSidedTransport(rdt.transport()) && !IsOneSidedTransport(rdt.transport())) {
+    return Status::Unimplemented("tensor transport '" + rdt.transport() +
+                                 "' is not available in this build");
+  }
+  if (!rdt.producer_actor_id().empty()) {
+    FERRY_ASSIGN_OR_RETURN(ActorId producer, ActorId::FromBinary(rdt.producer_actor_id()));
+    if (Status cause; actors_.IsDead(producer, &cause)) {
+      return Status::Unavailable("the actor holding the tensors of this argument is dead: " +
+                                 cause.message());
+    }
+  }
+  // One-sided: the receiver pulls with the exports in the value itself.
+  if (IsOneSidedTransport(rdt.transport())) return Status::Ok();
+  FERRY_ASSIGN_OR_RETURN(ActorId producer, ActorId::FromBinary(rdt.producer_actor_id()));
+  std::optional<Route> route = FindRoute(rdt.transport(), producer, target);
+  if (!route) {
+    return Status::FailedPrecondition(
+        "the producer and the receiver of an RDT object (transport '" + rdt.transport() +
+        "') share no collective group created by this process; call "
+        "create_collective_group([producer, receiver, ...], backend='" + rdt.transport() +
+        "') first");
+  }
+  proto::TensorRecv* recv = arg->mutable_tensor_recv();
+  recv->set_group(route->group);
+  recv->set_src_rank(route->src_rank);
+  if (static_cast<int64_t>(TotalBytes(rdt)) <= Config::Get().inline_tensor_bytes) {
+    // Small: the receiver fetches the bytes itself (one round trip); a
+    // collective transfer's handshakes would cost more than the bytes.
+    recv->set_inline_fetch(true);
+    return Status::Ok();
+  }
+  recv->set_tag(route->tag);
+  auto send = std::make_shared<proto::SendTensors>();
+  send->set_object_id(id.Binary());
+  send->set_group(route->group);
+  send->set_dst_rank(route->dst_rank);
+  send->set_tag(route->tag);
+  // A failed send also fails the receive (the group is destroyed on both
+  // ends, or the receive times out): the task reports it.
+  peers_.Call(rdt.producer_address(), proto::SEND_TENSORS, send, [](Status s, std::string_view) {
+    if (!s.ok()) FERRY_LOG(WARNING) << "RDT send failed: " << s;
+  });
+  return Status::Ok();
+}
+
+std::optional<TransferOwner::Route> TransferOwner::FindRoute(const std::string& transport,
+                                                             const ActorId& producer,
+                                                             const ActorId& target) {
+  MutexLock lock(mu_);
+  for (const auto& [name, group] : groups_) {
+    if (!BackendServes(group.backend, transport)) continue;
+    Route route;
+    for (size_t r = 0; r < group.members.size(); ++r) {
+      if (group.members[r] == producer) route.src_rank = static_cast<int>(r);
+      if (group.members[r] == target) route.dst_rank = static_cast<int>(r);
+    }
+    if (route.src_rank < 0 || route.dst_rank < 0) continue;
+    route.group = name;
+    route.tag = tag_prefix_ | (next_tag_++ & 0xffffffffull);
+    return route;
+  }
+  return std::nullopt;
+}
+
+Status TransferOwner::CreateGroup(const std::string& name, const std::string& backend,
+                                  const std::vector<ActorId>& actors) {
+  if (backend != "gloo" && backend != "torch_gloo" && backend != "nccl") {
+    return Status::InvalidArgument("unknown collective backend '" + backend +
+                                   "'; valid: gloo, torch_gloo, nccl");
+  }
+  if (actors.empty()) return Status::InvalidArgument("a collective group needs at least one actor");
+  for (size_t i = 0; i < actors.size(); ++i) {
+    for (size_t j = i + 1; j < actors.size(); ++j) {
+      if (actors[i] == actors[j]) return Status::InvalidArgument("an actor appears twice in the group");
+    }
+  }
+  {
+    MutexLock lock(mu_);
+    if (groups_.count(name) != 0) {
+      return Status::AlreadyExists("collective group '" + name + "' already exists; destroy it first");
+    }
+  }
+  std::string prefix = "ferry/groups/" + name + "/" + ObjectId::Random().Hex() + "/";
+  Deadline deadline =
+      Deadline::After(Config::Get().transfer_timeout + Config::Get().worker_start_timeout);
+  std::vector<std::string> addresses;
+  for (const ActorId& actor : actors) {
+    FERRY_ASSIGN_OR_RETURN(std::string address, actors_.Address(actor, true, deadline));
+    addresses.push_back(std::move(address));
+  }
+  struct Join {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t done = 0;
+    Status first_error;
+  };
+  auto join = std::make_shared<Join>();
+  for (size_t rank = 0; rank < actors.size(); ++rank) {
+    auto req = std::make_shared<proto::JoinGroup>();
+    req->set_name(name);
+    req->set_backend(backend);
+    req->set_rank(static_cast<int>(rank));
+    req->set_size(static_cast<int>(actors.size()));
+    req->set_kv_prefix(prefix);
+    req->set_timeout_ms(Config::Get().transfer_timeout.count());
+    peers_.Call(addresses[rank], proto::JOIN_GROUP, req, [join](Status s, std::string_view) {
+      std::lock_guard<std::mutex> lock(join->mu);
+      if (!s.ok() && join->first_error.ok()) join->first_error = s;
+      join->done++;
+      join->cv.notify_all();
+    });
+  }
+  Status result;
+  {
+    std::unique_lock<std::mutex> lock(join->mu);
+    if (!join->cv.wait_until(lock, deadline.time_point(),
+                             [&] { return join->done == actors.size(); })) {
+      result = Status::DeadlineExceeded("creating collective group '" + name + "' timed out");
+    } else {
+      result = join->first_error;
+    }
+  }
+  if (!result.ok()) {
+    proto::LeaveGroup leave;
+    leave.set_name(name);
+    for (const std::string& address : addresses) peers_.Notify(address, proto::LEAVE_GROUP, leave);
+    return result;
+  }
+  MutexLock lock(mu_);
+  groups_[name] = CollectiveGroup{name, backend, actors};
+  return Status::Ok();
+}
+
+Status TransferOwner::DestroyGroup(const std::string& name) {
+  CollectiveGroup group;
+  {
+    MutexLock lock(mu_);
+    auto it = groups_.find(name);
+    if (it == groups_.end()) {
+      return Status::NotFound("no collective group named '" + name + "' was created here");
+    }
+    group = std::move(it->second);
+    groups_.erase(it);
+  }
+  proto::LeaveGroup leave;
+  leave.set_name(name);
+  for (const ActorId& actor : group.members) {
+    auto address = actors_.Address(actor, false, Deadline::After(std::chrono::seconds(5)));
+    if (!address.ok()) continue;  // dead: it left every group with its process
+    (void)peers_.CallSync(*address, proto::LEAVE_GROUP, leave,
+                          Deadline::After(std::chrono::seconds(10)));
+  }
+  return Status::Ok();
+}
+
+std::vector<CollectiveGroup> TransferOwner::Groups() {
+  MutexLock lock(mu_);
+  std::vector<CollectiveGroup> out;
+  for (const auto& [name, g] : groups_) out.push_back(g);
+  return out;
+}
+
+}  // namespace ferry::core::rdt

@@ -1,0 +1,130 @@
+// TransferOwner: the owner's side of direct tensor transport (DESIGN.md
+// "Direct tensor transport", step 2).
+//
+// The process that submits a task whose returns stay in the producing actor
+// owns those RDT objects. This component keeps what the owner knows of them
+// (producer, transport, where each has been passed: enough for the
+// mutability warning) and the collective groups this process created, and
+// arranges each transfer when a task takes an RDT object as an argument:
+//   * to its producer: nothing moves (the producer reads its own store);
+//   * over a one-sided transport: nothing to arrange, the receiver pulls
+//     with the exports inside the value;
+//   * over a two-sided transport: picks a group holding both actors and a
+//     tag unique to this transfer, tells the producer to send
+//     (SEND_TENSORS), and tells the receiver, in the task argument, to
+//     receive; a small object is fetched by the receiver instead.
+//
+// Lifecycle: made by CoreWorker once its address is known; Track at submit,
+// NoteUses and FillArgument for each submitted dependency, Forget when the
+// reference counter frees the object.
+//
+// THREAD CONTRACT: thread-safe. NoteUses, FillArgument, Track and Forget do
+// not block (they may run on the io thread). CreateGroup and DestroyGroup
+// block on the group's members (never on the io thread).
+//
+//   TransferOwner owner(self, store, actors, peers);
+//   owner.Track(return_ids, producer, "gloo");
+//   std::vector<ObjectId> waiting = owner.NoteUses(deps, target, &warnings);
+//   owner.FillArgument(ref, value, target, spec.add_args());
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ferry/common/id.h"
+#include "ferry/common/thread_annotations.h"
+#include "ferry/core/argument_resolver.h"
+#include "ferry/core/object_ref.h"
+#include "ferry/core/peer_messenger.h"
+#include "ferry/core/rdt/actor_directory.h"
+#include "ferry/object/memory_store.h"
+#include "ferry/proto/ferry.pb.h"
+
+namespace ferry::core::rdt {
+
+// A collective group as its creator (the owner that orchestrates transfers)
+// sees it.
+struct CollectiveGroup {
+  std::string name;
+  std::string backend;
+  std::vector<ActorId> members;  // rank = index
+};
+
+class TransferOwner {
+ public:
+  // `self` is this process (the owner of the refs it makes); `store` holds
+  // its owned values. All must outlive the TransferOwner.
+  TransferOwner(WorkerId self, object::MemoryStore& store, ActorDirectory& actors,
+                PeerMessenger& peers);
+
+  // The objects `ids`, returned by a task of `producer`, keep their tensors
+  // there and move with `transport`.
+  void Track(std::span<const ObjectId> ids, const ActorId& producer, const std::string& transport)
+      FERRY_EXCLUDES(mu_);
+  // Records that the owned RDT objects among `deps` go to `target`; the
+  // first time one goes both to its producer and to another actor, appends
+  // the mutability warning to `warnings` (if not null). Returns the RDT
+  // dependencies whose value is not ready yet: the task waits for them.
+  std::vector<ObjectId> NoteUses(std::span<const ObjectRef> deps, const ActorId& target,
+                                 std::vector<std::string>* warnings) FERRY_EXCLUDES(mu_);
+  // Writes the argument for the owned, ready value `value` of `id` headed to
+  // `target`: the value itself and, for a healthy RDT value, the transfer
+  // arranged as above. A transfer that cannot be arranged (no shared group,
+  // producer dead) becomes an error value in the argument.
+  void FillArgument(const ObjectId& id, const ValuePtr& value, const ActorId& target,
+                    proto::TaskArg* arg) FERRY_EXCLUDES(mu_);
+  // The object was freed.
+  void Forget(const ObjectId& id) FERRY_EXCLUDES(mu_);
+  // Number of RDT objects tracked.
+  size_t NumTracked() FERRY_EXCLUDES(mu_);
+
+  // Connects `actors` as group `name` (rank = position) of `backend`.
+  // Blocks until all joined (FERRY_TRANSFER_TIMEOUT_S plus
+  // FERRY_WORKER_START_TIMEOUT_S); a failed join makes every member leave.
+  Status CreateGroup(const std::string& name, const std::string& backend,
+                     const std::vector<ActorId>& actors) FERRY_EXCLUDES(mu_);
+  // Makes the live members leave group `name`. NotFound if this process did
+  // not create it.
+  Status DestroyGroup(const std::string& name) FERRY_EXCLUDES(mu_);
+  std::vector<CollectiveGroup> Groups() FERRY_EXCLUDES(mu_);
+
+ private:
+  Status ArrangeTransfer(const ObjectId& id, const ValuePtr& value, const ActorId& target,
+                         proto::TaskArg* arg) FERRY_EXCLUDES(mu_);
+  // A group created here that holds both actors and serves `transport`.
+  struct Route {
+    std::string group;
+    int src_rank = -1;
+    int dst_rank = -1;
+    uint64_t tag = 0;
+  };
+  std::optional<Route> FindRoute(const std::string& transport, const ActorId& producer,
+                                 const ActorId& target) FERRY_EXCLUDES(mu_);
+
+  const WorkerId self_;
+  object::MemoryStore& store_;
+  ActorDirectory& actors_;
+  PeerMessenger& peers_;
+  // High half of every tag this owner makes; the low half counts transfers.
+  const uint64_t tag_prefix_;
+
+  struct RdtObject {
+    ActorId producer;
+    std::string transport;
+    // Where the object has been passed so far: enough for the mutability
+    // warning (constant size however often the ref is passed).
+    bool sent_to_producer = false;
+    bool sent_to_other = false;
+    bool warned = false;
+  };
+  Mutex mu_;
+  std::unordered_map<ObjectId, RdtObject> objects_ FERRY_GUARDED_BY(mu_);
+  std::map<std::string, CollectiveGroup> groups_ FERRY_GUARDED_BY(mu_);
+  uint64_t next_tag_ FERRY_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace ferry::core::rdt
