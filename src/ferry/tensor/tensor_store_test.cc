@@ -7,11 +7,14 @@
 #include <thread>
 #include <vector>
 
+#include "ferry/testing/deadline.h"
+
 namespace ferry::tensor {
 namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
+using testing::WaitUntil;
 
 // A tensor over its own heap buffer.
 Tensor MakeTensor(uint64_t nbytes) {
@@ -102,13 +105,9 @@ TEST(TensorStoreTest, WaitFreedTimesOutWithAClearMessage) {
 }
 
 // Returns once `n` threads are blocked in WaitFreed (they registered under the
-// store's lock and released it only by waiting), or fails after 30 s.
+// store's lock and released it only by waiting), or fails after testing::kSoon.
 void AwaitWaiters(const TensorStore& store, uint64_t n) {
-  const Deadline deadline = Deadline::After(seconds(30));
-  while (store.GetStats().waiters != n) {
-    ASSERT_FALSE(deadline.Expired()) << "waiter never blocked";
-    std::this_thread::yield();
-  }
+  ASSERT_TRUE(WaitUntil([&] { return store.GetStats().waiters == n; })) << "waiter never blocked";
 }
 
 TEST(TensorStoreTest, WaitFreedIsUnblockedByEraseFromAnotherThread) {
@@ -132,11 +131,7 @@ TEST(TensorStoreTest, WaitFreedIsUnblockedByEraseFromAnotherThread) {
   // once it has re-checked (a wakeup counted under the lock, in the same
   // critical section that would have unregistered it) it is still a waiter.
   EXPECT_TRUE(store.Erase(other));
-  const Deadline deadline = Deadline::After(seconds(30));
-  while (store.GetStats().waiter_wakeups == 0) {
-    ASSERT_FALSE(deadline.Expired()) << "waiter never woke";
-    std::this_thread::yield();
-  }
+  ASSERT_TRUE(WaitUntil([&] { return store.GetStats().waiter_wakeups != 0; })) << "waiter never woke";
   EXPECT_EQ(store.GetStats().waiters, 1u);
   EXPECT_FALSE(done.load());
   EXPECT_TRUE(store.Erase(id));
