@@ -13,12 +13,15 @@
 
 #include <gtest/gtest.h>
 
-#include "ferry/transport/shm/test_producer.h"
+#include "ferry/testing/child_process.h"
+#include "ferry/testing/deadline.h"
 
 namespace ferry::transport {
 namespace {
 
-using testing::ProducerProcess;
+using ferry::testing::ChildProcess;
+using ferry::testing::MessageChannel;
+using ferry::testing::Soon;
 
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 
@@ -225,7 +228,7 @@ TEST(ShmArenaTest, ForkedChildNeverReusesTheParentsBlocks) {
   const uint64_t live_inode = arena.Find(*live)->inode;
   arena.Free(*pooled);
 
-  ProducerProcess child([&](ProducerProcess::Channel& ch) {
+  ChildProcess child([&](MessageChannel&) {
     if (arena.GetStats().pooled_blocks != 0) return 1;  // the parent's pool is not the child's
     auto fresh = arena.Allocate(kMiB);
     if (!fresh.ok() || arena.Find(*fresh)->inode == pooled_inode) return 2;
@@ -237,7 +240,7 @@ TEST(ShmArenaTest, ForkedChildNeverReusesTheParentsBlocks) {
     if (!again.ok() || arena.Find(*again)->inode == live_inode) return 5;  // a new memfd (maybe at the same address)
     return 0;
   });
-  auto code = child.Join(Deadline::After(std::chrono::seconds(30)));
+  auto code = child.Join(Soon());
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 0);
   // The parent's blocks are untouched.

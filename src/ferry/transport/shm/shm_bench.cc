@@ -23,13 +23,17 @@
 
 #include "ferry/common/clock.h"
 #include "ferry/transport/shm/shm_transport.h"
-#include "ferry/transport/shm/test_producer.h"
+#include "ferry/testing/child_process.h"
+#include "ferry/testing/median.h"
+#include "ferry/testing/pattern.h"
 
 using namespace ferry;
 using namespace ferry::transport;
-using testing::FillPattern;
-using testing::FirstMismatch;
-using testing::ProducerProcess;
+using ferry::testing::ChildProcess;
+using ferry::testing::FillPattern;
+using ferry::testing::FirstMismatch;
+using ferry::testing::Median;
+using ferry::testing::MessageChannel;
 
 namespace {
 
@@ -45,11 +49,6 @@ constexpr Size kSizes[] = {
     {uint64_t{256} << 20, 15, "256 MiB"},
 };
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 double Seconds(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 void* WarmBuffer(uint64_t n) {
@@ -59,7 +58,7 @@ void* WarmBuffer(uint64_t n) {
 }
 
 // Producer: buffer 2*i is size i from the arena, 2*i+1 from malloc.
-int ProducerMain(ProducerProcess::Channel& ch) {
+int ProducerMain(MessageChannel& ch) {
   ShmTransport shm;
   std::vector<BufferView> views;
   uint64_t seed = 1;
@@ -152,7 +151,7 @@ Row Measure(ShmTransport& shm, const std::string& endpoint, const std::string& a
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
-  ProducerProcess producer(ProducerMain);
+  ChildProcess producer(ProducerMain);
   auto message = producer.channel().Receive(Deadline::After(std::chrono::minutes(2)));
   if (!message.ok() || message->size() != 1 + 2 * std::size(kSizes)) {
     std::fprintf(stderr, "producer failed to start\n");

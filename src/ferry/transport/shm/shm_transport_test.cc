@@ -17,20 +17,23 @@
 #include <gtest/gtest.h>
 
 #include "ferry/transport/shm/factory.h"
-#include "ferry/transport/shm/test_producer.h"
+#include "ferry/testing/child_process.h"
+#include "ferry/testing/deadline.h"
+#include "ferry/testing/pattern.h"
 
 namespace ferry::transport {
 namespace {
 
+using ferry::testing::ChildProcess;
+using ferry::testing::FillPattern;
+using ferry::testing::FirstMismatch;
+using ferry::testing::MessageChannel;
+using ferry::testing::Soon;
+using ferry::testing::WaitUntil;
 using std::chrono::seconds;
-using testing::FillPattern;
-using testing::FirstMismatch;
-using testing::ProducerProcess;
 
 constexpr uint64_t kKiB = 1024;
 constexpr uint64_t kMiB = kKiB * 1024;
-
-Deadline Soon() { return Deadline::After(seconds(30)); }
 
 struct BufferSpec {
   uint64_t nbytes = 0;
@@ -39,7 +42,7 @@ struct BufferSpec {
 };
 
 struct Producer {
-  std::unique_ptr<ProducerProcess> process;
+  std::unique_ptr<ChildProcess> process;
   std::string endpoint;
   std::vector<std::string> descriptors;
 
@@ -60,7 +63,7 @@ struct Producer {
 
 // The child's side. `pool_blocks`: false makes freed arena blocks close at
 // once (a private arena without a pool) so "free" really unmaps.
-int ProducerMain(ProducerProcess::Channel& ch, const std::vector<BufferSpec>& specs, bool pool_blocks) {
+int ProducerMain(MessageChannel& ch, const std::vector<BufferSpec>& specs, bool pool_blocks) {
   ShmArena::Options options = ShmArena::OptionsFromEnv();
   options.max_pooled_bytes = 0;
   ShmArena private_arena(options);
@@ -105,8 +108,8 @@ int ProducerMain(ProducerProcess::Channel& ch, const std::vector<BufferSpec>& sp
 
 StatusOr<Producer> StartProducer(std::vector<BufferSpec> specs, bool pool_blocks = true) {
   Producer p;
-  p.process = std::make_unique<ProducerProcess>(
-      [specs, pool_blocks](ProducerProcess::Channel& ch) { return ProducerMain(ch, specs, pool_blocks); });
+  p.process = std::make_unique<ChildProcess>(
+      [specs, pool_blocks](MessageChannel& ch) { return ProducerMain(ch, specs, pool_blocks); });
   FERRY_ASSIGN_OR_RETURN(auto message, p.process->channel().Receive(Soon()));
   if (message.size() != specs.size() + 1) return Status::Internal("short message from the producer");
   p.endpoint = message[0];
@@ -357,13 +360,11 @@ TEST(ShmTransportTest, SweeperDropsMappingsOfFreedBlocksWithoutAPull) {
   ASSERT_TRUE(shm.Pull(items, Soon()).ok());
   ASSERT_EQ(shm.GetStats().cached_mappings, 2u);
   ASSERT_TRUE(producer->Command("free 0").ok());
-  const Deadline deadline = Soon();
-  while (shm.GetStats().cached_mappings != 1 && !deadline.Expired()) std::this_thread::yield();
-  EXPECT_EQ(shm.GetStats().cached_mappings, 1u) << "the freed block's mapping goes, the other stays";
+  EXPECT_TRUE(WaitUntil([&] { return shm.GetStats().cached_mappings == 1; }))
+      << "the freed block's mapping goes, the other stays";
   EXPECT_EQ(shm.GetStats().mapped_bytes, kMiB);
   producer->process->Kill();
-  while (shm.GetStats().cached_mappings != 0 && !deadline.Expired()) std::this_thread::yield();
-  EXPECT_EQ(shm.GetStats().cached_mappings, 0u) << "a dead producer's mappings go";
+  EXPECT_TRUE(WaitUntil([&] { return shm.GetStats().cached_mappings == 0; })) << "a dead producer's mappings go";
 }
 
 TEST(ShmTransportTest, FreedArenaBlockIsUnavailableWhileTheProducerLives) {
