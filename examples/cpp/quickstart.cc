@@ -1,5 +1,5 @@
-// The C++ quick start of the README (issue 5's shape): two actors, a Gloo
-// group, a tensor passed by reference from one to the other.
+// The C++ quick start of the README: two actors, a Gloo group, a tensor
+// passed by reference from one to the other.
 #include "check.h"
 
 class Trainer {

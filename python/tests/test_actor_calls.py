@@ -1,4 +1,4 @@
-"""Actor creation, calls, ordering, argument resolution, options (issue 2, API points 3-4)."""
+"""Actor creation, calls, ordering, argument resolution, options."""
 import pytest
 
 from conftest import GET_TIMEOUT

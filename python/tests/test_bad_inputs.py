@@ -1,4 +1,4 @@
-"""The bad-input matrix (issue 6, Deliver 6): one parametrized test.
+"""The bad-input matrix: one parametrized test.
 
 Each case feeds ferry something wrong and asserts a clear, typed error whose
 message tells the user what to do (or, where the input is legal after all,

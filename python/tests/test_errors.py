@@ -1,4 +1,4 @@
-"""Application errors, killed and crashed actors (issue 2, API point 3 and Processes)."""
+"""Application errors, killed and crashed actors."""
 import time
 
 import pytest

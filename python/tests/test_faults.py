@@ -1,4 +1,4 @@
-"""Faults mid-transfer (issue 6, Deliver 1), made deterministic with the
+"""Faults mid-transfer, made deterministic with the
 FERRY_FAULT hook (src/ferry/common/fault.h): a worker whose environment has
 FERRY_FAULT=<point>:exit dies at exactly that point, like a SIGKILL there.
 

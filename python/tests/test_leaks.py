@@ -1,7 +1,7 @@
-"""No leaks across many transfers (issue 6, Deliver 2).
+"""No leaks across many transfers.
 
 10 000 small transfers (4 KiB tensors, producer -> consumer) and 200
-transfers of 16 MiB, for each of the transports gloo, shm and nixl (issue 4's
+transfers of 16 MiB, for each of the transports gloo, shm and nixl (the
 one-sided transports too: their exports and registrations must be released),
 then every ref dropped: every tensor store
 (producer and consumer) reports zero objects, the driver owns no object, and

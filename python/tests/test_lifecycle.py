@@ -1,4 +1,4 @@
-"""init / shutdown / auto-init and process hygiene (issue 2, API point 3 and Processes).
+"""init / shutdown / auto-init and process hygiene.
 
 These tests own the runtime's lifecycle, so none uses the module-scoped session.
 """

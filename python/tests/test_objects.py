@@ -1,4 +1,4 @@
-"""put / get / wait, large values, get timeouts (issue 2, API point 3)."""
+"""put / get / wait, large values, get timeouts."""
 import hashlib
 import time
 

@@ -1,4 +1,4 @@
-"""One-sided transports (issue 4): `nixl` (UCX), `shm` (same host, one copy)
+"""One-sided transports: `nixl` (UCX), `shm` (same host, one copy)
 and `auto`; put/get with them in actors and in the driver; pooled receive
 buffers; transfer records.
 

@@ -1,9 +1,8 @@
-"""Failures of the one-sided transports (issue 4, Deliver 6; issue 6 for the
-one-sided cases): a producer that dies before its tensors are pulled, a
-consumer that dies while pulling, and a pull that fails. Each time the
-dependent call raises a typed error within the transfer timeout, and the
-consumer (or producer) that survived stays usable — one-sided transports have
-no group to tear down.
+"""Failures of the one-sided transports: a producer that dies before its
+tensors are pulled, a consumer that dies while pulling, and a pull that
+fails. Each time the dependent call raises a typed error within the transfer
+timeout, and the consumer (or producer) that survived stays usable —
+one-sided transports have no group to tear down.
 
 Each scenario runs as its own driver so that FERRY_TRANSFER_TIMEOUT_S can be
 small and FERRY_FAULT reaches only the chosen actor.

@@ -1,4 +1,4 @@
-"""System errors of the direct tensor transport (issue 3, Deliver 9): the
+"""System errors of the direct tensor transport: the
 producer of an RDT object dies before its ref is passed on.
 
 Runs as a separate driver so that FERRY_TRANSFER_TIMEOUT_S (read by the

@@ -1,4 +1,4 @@
-"""Direct tensor transport over Gloo (issue 3): transport names, tensor stores,
+"""Direct tensor transport over Gloo: transport names, tensor stores,
 passing refs, the mutability warning, get, collective groups,
 wait_tensor_freed, freeing and application errors.
 
@@ -257,9 +257,9 @@ def test_ref_passed_back_to_its_producer_is_the_same_memory(cluster, rdt):
 
 @pytest.mark.parametrize("method", ["make_recorded", "make_recorded_transposed"])
 def test_ref_passed_back_to_its_producer_is_the_very_same_tensor(cluster, method):
-    # Issue 3, Deliver 3: "To the producer: the very same tensor object, no
-    # copy" (and Deliver 2: "No tensor byte is copied on return", including
-    # non-contiguous tensors).
+    # Passed back to its producer, a ref yields the very same tensor object,
+    # with no copy (and no tensor byte is copied on return, non-contiguous
+    # tensors included).
     import ferry
     a = cluster.a
     ref = getattr(a, method).remote(50)

@@ -1,5 +1,5 @@
-"""Authentication of control connections and where ferry listens (issue 6,
-Deliver 3; the threat model is docs/security.md).
+"""Authentication of control connections and where ferry listens (the
+threat model is docs/security.md).
 
 Every ferry process (the driver, which also hosts the Head, and each actor
 worker) listens on a Linux abstract Unix socket, `unix:@ferry-<session>-<id>`.
