@@ -15,13 +15,6 @@
 //
 //   ucx_bench                          # UCX_TLS / FERRY_UCX_* from the environment
 //   UCX_TLS=tcp FERRY_UCX_PULL_LANES=1 ucx_bench
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -30,10 +23,17 @@
 #include <vector>
 
 #include "ferry/common/clock.h"
+#include "ferry/testing/child_process.h"
+#include "ferry/testing/median.h"
+#include "ferry/testing/pattern.h"
 #include "ferry/transport/ucx/ucx_transport.h"
 
 using namespace ferry;
 using namespace ferry::transport;
+using ferry::testing::ChildProcess;
+using ferry::testing::FillPattern;
+using ferry::testing::FirstMismatch;
+using ferry::testing::Median;
 
 namespace {
 
@@ -43,49 +43,13 @@ struct Size {
 };
 constexpr Size kSizes[] = {{4u << 10, 2000}, {1u << 20, 300}, {16u << 20, 60}, {256u << 20, 10}};
 constexpr int kWarmup = 3;
-constexpr int kChildFd = 3;
 constexpr uintptr_t kPage = 4096;
+constexpr uint64_t kSeed = 1;
 
 // 64 bytes into the first page boundary of `storage` (kPage bytes of slack).
 char* AtTensorOffset(std::vector<char>& storage) {
   const uintptr_t base = reinterpret_cast<uintptr_t>(storage.data());
   return reinterpret_cast<char*>((base + kPage - 1) / kPage * kPage + 64);
-}
-
-bool WriteAll(int fd, const std::string& data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = write(fd, data.data() + done, data.size() - done);
-    if (n <= 0) return false;
-    done += static_cast<size_t>(n);
-  }
-  return true;
-}
-
-bool ReadAll(int fd, void* dst, size_t n) {
-  char* p = static_cast<char*>(dst);
-  while (n > 0) {
-    struct pollfd pfd{fd, POLLIN, 0};
-    if (poll(&pfd, 1, 60'000) <= 0) return false;  // the producer is stuck
-    ssize_t got = read(fd, p, n);
-    if (got <= 0) return false;
-    p += got;
-    n -= static_cast<size_t>(got);
-  }
-  return true;
-}
-
-void PutString(std::string& out, const std::string& s) {
-  const uint32_t n = static_cast<uint32_t>(s.size());
-  out.append(reinterpret_cast<const char*>(&n), sizeof(n));
-  out.append(s);
-}
-
-bool ReadString(int fd, std::string& s) {
-  uint32_t n = 0;
-  if (!ReadAll(fd, &n, sizeof(n))) return false;
-  s.resize(n);
-  return ReadAll(fd, s.data(), n);
 }
 
 int RunProducer() {
@@ -98,7 +62,7 @@ int RunProducer() {
   const uint64_t n = kSizes[std::size(kSizes) - 1].bytes;
   std::vector<char> storage(n + kPage);
   char* buf = AtTensorOffset(storage);
-  for (uint64_t i = 0; i < n; ++i) buf[i] = static_cast<char>(i * 131);
+  FillPattern(buf, n, kSeed);  // each smaller region is a prefix: its own pattern
   std::vector<BufferView> views;
   for (const Size& size : kSizes) views.push_back({buf, size.bytes});
   auto exported = t.Export(views);
@@ -106,19 +70,13 @@ int RunProducer() {
     std::fprintf(stderr, "producer: %s\n", exported.status().ToString().c_str());
     return 1;
   }
-  std::string message;
-  PutString(message, exported->endpoint);
-  for (const auto& d : exported->descriptors) PutString(message, d);
-  if (!WriteAll(kChildFd, message)) return 1;
-  char command = 0;
-  (void)!read(kChildFd, &command, 1);  // 'q' or EOF: done
+  std::vector<std::string> message = {exported->endpoint};
+  message.insert(message.end(), exported->descriptors.begin(), exported->descriptors.end());
+  auto parent = ChildProcess::ChannelToParent();
+  if (!parent.Send(message)) return 1;
+  (void)parent.Receive(Deadline::Never());  // "q" or EOF: done
   t.Release(views);
   return 0;
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // Median seconds of `iterations` Pulls of `item` (after a warm-up), or a
@@ -136,24 +94,23 @@ double TimePull(UcxTransport& t, const PullItem& item, int iterations) {
     }
     if (i >= kWarmup) seconds.push_back(std::chrono::duration<double>(end - start).count());
   }
-  const char* dst = static_cast<const char*>(item.dst.data);
-  for (uint64_t i = 0; i < item.dst.nbytes; i += 4093) {
-    if (dst[i] != static_cast<char>(i * 131)) {
-      std::fprintf(stderr, "pull of %llu bytes: wrong byte at %llu\n",
-                   static_cast<unsigned long long>(item.dst.nbytes), static_cast<unsigned long long>(i));
-      return -1;
-    }
+  const int64_t wrong = FirstMismatch(item.dst.data, item.dst.nbytes, kSeed);
+  if (wrong >= 0) {
+    std::fprintf(stderr, "pull of %llu bytes: wrong byte at %lld\n",
+                 static_cast<unsigned long long>(item.dst.nbytes), static_cast<long long>(wrong));
+    return -1;
   }
   return Median(seconds);
 }
 
-int RunConsumer(int fd) {
-  std::string endpoint;
-  std::vector<std::string> descriptors(std::size(kSizes));
-  if (!ReadString(fd, endpoint)) return 1;
-  for (auto& d : descriptors) {
-    if (!ReadString(fd, d)) return 1;
+int RunConsumer(ChildProcess& producer) {
+  auto message = producer.channel().Receive(Deadline::After(std::chrono::seconds(60)));
+  if (!message.ok() || message->size() != 1 + std::size(kSizes)) {
+    std::fprintf(stderr, "consumer: the producer did not start: %s\n", message.status().ToString().c_str());
+    return 1;
   }
+  const std::string endpoint = (*message)[0];
+  const std::vector<std::string> descriptors(message->begin() + 1, message->end());
   UcxOptions cma_options = UcxOptions::FromEnv();
   cma_options.same_host_cma = true;
   UcxOptions ucp_options = cma_options;
@@ -206,23 +163,10 @@ int RunConsumer(int fd) {
 
 int main(int argc, char** argv) {
   if (argc == 2 && std::string(argv[1]) == "--producer") return RunProducer();
-  int fds[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return 1;
-  const pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid < 0) return 1;
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(1);
-    if (dup2(fds[1], kChildFd) < 0 || fcntl(kChildFd, F_SETFD, 0) != 0) _exit(126);
-    execl("/proc/self/exe", argv[0], "--producer", nullptr);
-    _exit(127);
-  }
-  close(fds[1]);
-  int rc = RunConsumer(fds[0]);
-  (void)!write(fds[0], "q", 1);
-  close(fds[0]);
-  int wstatus = 0;
-  waitpid(pid, &wstatus, 0);  // the producer exits on 'q' or EOF
-  return rc != 0 ? rc : (WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 1);
+  // A fresh image for the producer: no UCX state crosses the fork.
+  auto producer = ChildProcess::ExecSelf({"--producer"});
+  const int rc = RunConsumer(*producer);
+  producer->channel().Send({"q"});
+  auto code = producer->Join(Deadline::After(std::chrono::seconds(60)));
+  return rc != 0 ? rc : (code.ok() ? *code : 1);
 }
