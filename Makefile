@@ -36,6 +36,7 @@ TSAN_ENV     := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 
 .PHONY: all deps build venv test test-cc test-py demo bench clean \
         fuzz fuzz-smoke fuzz-build fuzz-corpus fuzz-run test-asan test-tsan
+.PHONY: format format-check
 
 all: build
 
@@ -60,12 +61,13 @@ venv:
 	  echo "$(CURDIR)/python" > "$$site/ferry-checkout.pth"; \
 	  echo "== venv: $$site/ferry-checkout.pth -> $(CURDIR)/python"
 
-# `test` ends with the fuzz smoke run (issue 6: each fuzz target for ~60 s
-# from the committed corpus): its clang build plus 3 x 60 s adds ~5 minutes.
+# `test` checks the C/C++ formatting (format-check), runs the tests, and ends
+# with the fuzz smoke run (each fuzz target for ~60 s from the committed
+# corpus): its clang build plus 3 x 60 s adds ~5 minutes.
 # `make test FUZZ_SMOKE=0` leaves it out.
 FUZZ_SMOKE ?= 1
 test: build
-	@$(MAKE) --no-print-directory -k test-cc test-py $(if $(filter 1,$(FUZZ_SMOKE)),fuzz-smoke)
+	@$(MAKE) --no-print-directory -k format-check test-cc test-py $(if $(filter 1,$(FUZZ_SMOKE)),fuzz-smoke)
 
 test-cc:
 	@echo "== test: ctest"
@@ -89,6 +91,44 @@ bench: build
 	@for b in bench/actor_calls.py $$(ls bench/*.py 2>/dev/null | grep -v '^bench/actor_calls.py$$' || true); do \
 	  echo "== bench: $(PY) $$b"; $(PY) $$b; \
 	done
+
+# --- formatting -----------------------------------------------------------------
+
+# clang-format 14 with the root .clang-format, over the tracked C/C++ files
+# under FORMAT_DIRS, less FORMAT_EXCLUDE (an extended regex over paths, for
+# generated and third-party code). Another clang-format version formats some
+# constructs differently, so both targets refuse one.
+CLANG_FORMAT   ?= clang-format
+FORMAT_DIRS    := src include python/src examples fuzz bench
+FORMAT_EXCLUDE ?= (^|/)(third_party|generated)/|\.pb\.(h|cc)$$
+FORMAT_FILES    = git ls-files -z -- $(FORMAT_DIRS) | { grep -zE '\.(h|hh|hpp|c|cc|cpp|cu|cuh)$$' || true; } \
+                  | { grep -zvE '$(FORMAT_EXCLUDE)' || true; } \
+                  | while IFS= read -r -d '' f; do if [ -f "$$f" ]; then printf '%s\0' "$$f"; fi; done
+FORMAT_VERSION  = v=$$($(CLANG_FORMAT) --version 2>/dev/null | grep -oE 'clang-format version [0-9]+' | grep -oE '[0-9]+$$$$' || true); \
+                  if [ "$$v" != 14 ]; then \
+                    echo "$@: needs clang-format 14 (scripts/install-deps.sh), not '$(CLANG_FORMAT)' version '$$v'"; exit 1; \
+                  fi
+
+# Rewrites every file in place.
+format: deps
+	@$(FORMAT_VERSION)
+	@echo "== format: $(CLANG_FORMAT) -i ($$($(FORMAT_FILES) | tr -cd '\0' | wc -c) files)"
+	@$(FORMAT_FILES) | xargs -0 -r $(CLANG_FORMAT) -i --style=file
+
+# Lists every file whose clang-format output differs from it, and fails if any
+# does; `make format` fixes them.
+format-check: deps
+	@$(FORMAT_VERSION)
+	@echo "== format-check: $(CLANG_FORMAT) over $(FORMAT_DIRS)"
+	@n=0; bad=0; \
+	  while IFS= read -r -d '' f; do \
+	    n=$$((n + 1)); \
+	    if ! $(CLANG_FORMAT) --style=file "$$f" | cmp -s - "$$f"; then echo "  $$f"; bad=$$((bad + 1)); fi; \
+	  done < <($(FORMAT_FILES)); \
+	  if [ $$bad -ne 0 ]; then \
+	    echo "format-check: $$bad of $$n files differ from clang-format's output (make format rewrites them)"; exit 1; \
+	  fi; \
+	  echo "format-check: $$n files formatted"
 
 # --- sanitizers ---------------------------------------------------------------
 

@@ -13,7 +13,8 @@ set -euo pipefail
 PACKAGES=(
   # toolchain
   build-essential cmake ninja-build pkg-config
-  clang libclang-rt-14-dev  # make fuzz / fuzz-smoke: libFuzzer + its sanitizer runtimes
+  clang libclang-rt-14-dev  # make fuzz / fuzz-smoke / test-tsan: libFuzzer, sanitizer runtimes
+  clang-format  # make format / format-check (version 14)
   # C++ libraries
   libprotobuf-dev protobuf-compiler libasio-dev pybind11-dev libdlpack-dev
   libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev libucx-dev
