@@ -41,7 +41,7 @@ MiB = 1 << 20
 ARRAY_SIZES = (1 * MiB, 16 * MiB, 256 * MiB)
 GET_TIMEOUT_S = 120.0  # every blocking wait in this script is bounded
 
-# Targets from issue 2.
+# Targets for actor calls and object gets.
 TARGET_RTT_US = 100.0
 TARGET_RTT_VS_DASK = 10.0
 TARGET_CALLS_PER_S = 20_000.0

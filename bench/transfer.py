@@ -37,7 +37,7 @@ receivers reuse memory (torch: one preallocated tensor; ferry: its receive pool)
 each size runs warm-up reps first. Every consumer returns numel (asserted), and each path
 is checked once per size with a fresh fill value that the receiver must see.
 
-Prints a table, the pass-overhead line and the issue's targets (met/MISSED); writes
+Prints a table, the pass-overhead line and each target as met or MISSED; writes
 bench/results/transfer.json and bench/results/transfer.png (copied to docs/transfer.png).
 
     python bench/transfer.py            # full run (~1-2 minutes on 2 cores)
@@ -64,11 +64,11 @@ GET_TIMEOUT_S = 120.0
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-# Targets from issue 3, item 11.
+# Targets of the two-sided path (Gloo) and the per-call cost of passing a ref.
 TARGET_GLOO_VS_TORCH = 1.0      # at >= 1 MiB
 TARGET_GLOO_VS_OBJSTORE = 2.0   # at >= 16 MiB
 TARGET_PASS_OVERHEAD_US = 100.0  # 4 KiB
-# Targets from issue 4, item 8 (at 256 MiB, steady state).
+# Targets of the one-sided transports (at 256 MiB, steady state).
 TARGET_SHM_VS_MEMCPY = 0.6
 TARGET_SHM_VS_TORCH = 4.0
 TARGET_NIXL_VS_TORCH = 2.5
@@ -385,7 +385,7 @@ def evaluate_targets(results, overhead):
             v >= TARGET_GLOO_VS_OBJSTORE for v in ratios["gloo_vs_object_store"].values())
     if overhead:
         out["pass_overhead_4KiB_le_100us"] = overhead["overhead_us"] <= TARGET_PASS_OVERHEAD_US
-    # Issue 4 at 256 MiB.
+    # The one-sided transports at 256 MiB.
     big = _key(256 * MiB)
     m = results.get("memcpy", {}).get(big)
     for col, name in (("ferry_shm", "shm"), ("ferry_nixl", "nixl"), ("ferry_auto", "auto")):
