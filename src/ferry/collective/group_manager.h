@@ -1,9 +1,9 @@
 // GroupManager: the collective groups this process belongs to, by name.
 //
 // A group is a two-sided transport (Gloo, NCCL) connected to its peers. A
-// system error inside a transfer destroys the group (DESIGN.md): it is
-// aborted, every pending transfer fails, and later use reports that the group
-// was destroyed and why, until it is re-created.
+// system error inside a transfer destroys the group (docs/architecture.md,
+// "Direct tensor transport"): it is aborted, every pending transfer fails, and
+// later use reports that the group was destroyed and why, until it is re-created.
 //
 // Thread contract: thread-safe. Join() blocks while the group's members meet
 // (call it off the io thread); the rest do not block.

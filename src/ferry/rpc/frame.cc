@@ -22,7 +22,8 @@ constexpr size_t kInitialCapacity = 64 * 1024;
 // up to it are kept warm: faulting in fresh pages costs far more than reuse.
 constexpr size_t kKeepCapacity = 64 * 1024 * 1024;
 // Buffers from this size up are 2 MiB aligned and marked MADV_HUGEPAGE, which
-// makes first-touch page faults several times cheaper (DESIGN.md, "Facts").
+// makes first-touch page faults several times cheaper (docs/architecture.md,
+// "Measured facts").
 constexpr size_t kHugePageThreshold = 4 * 1024 * 1024;
 constexpr size_t kHugePage = 2 * 1024 * 1024;
 

@@ -1,6 +1,6 @@
 // IoLoop: one asio::io_context and the ONE thread that runs it. Every socket
 // of the control plane (Channel, Server, Connect) lives on an IoLoop; all their
-// completion handlers and callbacks run on its thread. DESIGN.md: one io
+// completion handlers and callbacks run on its thread. docs/architecture.md ("Threads"): one io
 // thread per process does all socket I/O, and user code never runs on it.
 //
 // Lifecycle: construct -> Start() -> ... -> Stop() -> Join(). Start, Stop and

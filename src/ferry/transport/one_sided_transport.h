@@ -2,7 +2,7 @@
 // metadata the producer exported when the object was made (UCX get, a
 // same-host shared mapping, CUDA IPC). No collective group: any process that
 // holds the metadata can pull, and the producer's threads take no part in a
-// pull. See DESIGN.md "Direct tensor transport".
+// pull. See docs/architecture.md, "Direct tensor transport".
 //
 // The metadata is two opaque strings per object, meaningful only to the
 // backend that made them: an `endpoint` naming the producer process for this

@@ -1,11 +1,11 @@
 // TwoSidedTransport: one rank's communicator in a collective group whose
 // transfers need both ends to act (Gloo, NCCL): the sender posts Send, the
 // receiver posts the matching Recv, and bytes move directly between the two
-// processes. See DESIGN.md "Direct tensor transport".
+// processes. See docs/architecture.md, "Direct tensor transport".
 //
 // Lifecycle: created connected by a factory (registry.h), used, then either
 // destroyed or Abort()ed. A system error inside the transport (a peer's
-// connection lost, a transfer timing out) aborts it, as DESIGN.md requires: the
+// connection lost, a transfer timing out) aborts it, as docs/architecture.md requires: the
 // group is destroyed and every pending and later transfer fails with the
 // reason. Destroying the transport aborts it with Cancelled and waits for every
 // callback to have returned, so it must not be destroyed from one of its own

@@ -1,7 +1,7 @@
 // WaiterPool: threads that run blocking waits for a transport, one task per
 // thread at a time, growing by one thread whenever every thread is busy, so
-// that a transfer waiting on its peer never delays another (the DESIGN rule
-// "a transfer thread never blocks on one transfer while others wait").
+// that a transfer waiting on its peer never delays another (the rule of
+// docs/architecture.md, "a transfer thread never blocks on one transfer while others wait").
 // Threads are kept after their task for reuse; the pool's size is the peak
 // number of concurrent tasks.
 //

@@ -1,6 +1,6 @@
 // TensorHolder: the tensors of direct tensor transport in the process that
-// holds them, and their moves in and out of it (DESIGN.md "Direct tensor
-// transport", steps 1-4).
+// holds them, and their moves in and out of it (docs/architecture.md, "Direct
+// tensor transport").
 //
 // As a producer it keeps an RDT object's tensors in the tensor store (no
 // copy), exports them to the one-sided transports the object names, answers

@@ -1,5 +1,5 @@
-// TransferOwner: the owner's side of direct tensor transport (DESIGN.md
-// "Direct tensor transport", step 2).
+// TransferOwner: the owner's side of direct tensor transport (docs/architecture.md,
+// "Direct tensor transport").
 //
 // The process that submits a task whose returns stay in the producing actor
 // owns those RDT objects. This component keeps what the owner knows of them
