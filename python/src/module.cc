@@ -1,5 +1,5 @@
 // ferry._core: the C++ runtime as a Python extension. Only type conversion,
-// error mapping and GIL handling live here (STYLE.md rule 9).
+// error mapping and GIL handling live here (docs/architecture.md, "Layers").
 #include <pybind11/pybind11.h>
 
 #include "py_buffers.h"
