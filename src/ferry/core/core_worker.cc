@@ -286,13 +286,13 @@ StatusOr<ObjectRef> CoreWorker::Put(const SerializedValue& value) {
 StatusOr<ObjectRef> CoreWorker::PutTensors(const SerializedValue& skeleton,
                                            std::vector<tensor::Tensor> tensors,
                                            const std::string& transport) {
-  if (!IsOneSidedTransport(transport)) {
+  if (!transport::IsOneSided(transport)) {
     return Status::InvalidArgument(
         "put(..., _tensor_transport='" + transport + "'): only one-sided transports (nixl, shm, "
         "auto) can keep a put's tensors in place; collective transports move tensors only between "
         "actors of a group");
   }
-  FERRY_RETURN_IF_ERROR(CheckTensorTransport(transport));
+  FERRY_RETURN_IF_ERROR(transport::CheckTensorTransport(transport));
   ObjectRef ref{ObjectId::Random(), address_, options_.worker_id};
   FERRY_ASSIGN_OR_RETURN(proto::ObjectValueProto stored, WriteValue(ref.id, skeleton));
   proto::RdtInfo* info = stored.mutable_rdt();
@@ -495,7 +495,7 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
                                                              const TaskCall& call,
                                                              std::vector<std::string>* warnings) {
   if (call.num_returns < 0) return Status::InvalidArgument("num_returns must be >= 0");
-  FERRY_RETURN_IF_ERROR(CheckTensorTransport(call.tensor_transport));
+  FERRY_RETURN_IF_ERROR(transport::CheckTensorTransport(call.tensor_transport));
   auto spec = std::make_shared<proto::TaskSpec>();
   spec->set_task_id(TaskId::Random().Binary());
   spec->set_actor_id(actor.Binary());
@@ -521,7 +521,7 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
     return_ids.push_back(ref.id);
     returns.push_back(std::move(ref));
   }
-  if (!IsObjectStoreTransport(call.tensor_transport)) {
+  if (!transport::IsObjectStore(call.tensor_transport)) {
     transfer_owner_->Track(return_ids, actor, call.tensor_transport);
   }
   auto done = [this, actor, return_ids, counted, temps](proto::PushTaskReply reply) {

@@ -1,21 +1,39 @@
 // CoreWorker: the runtime inside every ferry process — driver or actor worker.
 //
-// It owns the process's io loop and listening socket, the objects this
-// process owns (memory store + reference counter), its shared-memory
-// segments, the actor-task submitter (caller side) and the task receiver
-// (actor side). Languages sit on top: the Python module and the C++ API call
-// the methods below and implement TaskExecutor; nothing here knows Python.
+// A coordinator: it owns the process's io loop, listening socket and channel
+// cache, and wires the components that do the work — the objects this
+// process owns (memory store + reference counter) and its shared-memory
+// segments, the actor-task submitter (caller side), the task receiver (actor
+// side), and direct tensor transport (rdt::TransferOwner for the RDT objects
+// it owns, rdt::TensorHolder for the tensors it holds). Languages sit on
+// top: the Python module and the C++ API call the methods below and
+// implement TaskExecutor; nothing here knows Python.
 //
 // Lifecycle: construct; others (the embedded Head) may add handlers to
-// dispatcher(); Start() listens; a worker then calls RunActorWorker(), which
-// blocks until the actor exits; Shutdown() stops everything and is safe to
-// call twice and from the destructor.
+// dispatcher(); Start() listens and makes the tensor-transport components; a
+// worker then calls RunActorWorker(), which blocks until the actor exits;
+// Shutdown() stops everything and is safe to call twice and from the
+// destructor.
 //
 // Thread contract: every public method is thread-safe. Blocking methods
-// (Get, Wait, CreateActor, KillActor, RunActorWorker) must not be called on
-// the io thread. Three kinds of thread run inside: the io thread (sockets,
-// handlers; never blocks), one background WorkQueue (connects and other
-// blocking control work), and the executor threads of RunActorWorker.
+// (Get, Wait, CreateActor, KillActor, RunActorWorker, and the tensor
+// components' Pull, FetchToObjectStore, CreateGroup, DestroyGroup) must not
+// be called on the io thread. The threads of a ferry process:
+//   * the io thread (IoLoop): every socket, every request handler, most
+//     completions; never blocks and never runs user code;
+//   * "ferry-background" (WorkQueue): connects and other blocking control
+//     work, so the io thread never waits on one;
+//   * "ferry-transfer" (TensorHolder): pulls for task arguments and copies
+//     of tensors into the object store;
+//   * "ferry-collective" (TensorHolder): group joins, which wait for every
+//     member;
+//   * executor threads (RunActorWorker; max_concurrency of them, the
+//     calling thread included): run user code, one task each;
+//   * transport threads, inside the backends: Gloo's waiter threads (one per
+//     blocked send or receive), the UCX service thread, the shm mapping
+//     cache's sweeper; their completions call back into the holder;
+//   * in a worker, the parent-death watcher (ProcessSpawner), which exits
+//     the process when the driver is gone.
 //
 //   CoreWorker core(options);
 //   FERRY_RETURN_IF_ERROR(core.Start());
@@ -53,7 +71,7 @@
 #include "ferry/rpc/server.h"
 #include "ferry/tensor/cpu_allocator.h"
 #include "ferry/tensor/tensor_store.h"
-#include "ferry/core/transport_names.h"
+#include "ferry/transport/transport_table.h"
 
 namespace ferry::core {
 

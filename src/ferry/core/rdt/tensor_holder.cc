@@ -6,22 +6,18 @@
 #include "ferry/common/config.h"
 #include "ferry/common/fault.h"
 #include "ferry/core/rdt/transfer_util.h"
-#include "ferry/core/transport_names.h"
+#include "ferry/transport/transport_table.h"
 #include "ferry/rpc/parse.h"
 #include "ferry/transport/registry.h"
 
 namespace ferry::core::rdt {
 namespace {
 
-// The transports a one-sided object is exported with: "auto" is shm (this
-// host) plus nixl (across hosts), as far as this build has them.
+// The transports a one-sided object is exported with: itself, or for
+// "auto" shm (this host) plus nixl (across hosts).
 std::vector<std::string> ExportTransports(const std::string& transport) {
-  if (transport != "auto") return {transport};
-  std::vector<std::string> names;
-  for (const std::string& t : transport::AvailableOneSidedTransports()) {
-    if (t == "shm" || t == "nixl") names.push_back(t);
-  }
-  return names;
+  const transport::TransportInfo* info = transport::FindTransport(transport);
+  return info != nullptr ? info->one_sided_backends : std::vector<std::string>{};
 }
 
 // Records what the one-sided transport `name` exported for an object in its
@@ -96,7 +92,7 @@ Status TensorHolder::Store(const ObjectId& id, std::vector<tensor::Tensor> tenso
   info->set_producer_actor_id(deps_.actor_id);
   info->set_producer_address(deps_.address);
   std::vector<transport::OneSidedTransport*> exporters;
-  if (IsOneSidedTransport(info->transport())) {
+  if (transport::IsOneSided(info->transport())) {
     for (const tensor::Tensor& t : tensors) {
       if (t.meta().device() != "cpu") {
         return Status::InvalidArgument(
@@ -125,7 +121,7 @@ Status TensorHolder::Store(const ObjectId& id, std::vector<tensor::Tensor> tenso
       return Status::Unimplemented("no one-sided transport for '" + info->transport() +
                                    "' is available in this build");
     }
-  } else if (IsTwoSidedTransport(info->transport())) {
+  } else if (transport::IsTwoSided(info->transport())) {
     ExportSmallForThisHost(tensors, info, &exporters);
   }
   if (!exporters.empty()) {

@@ -8,7 +8,7 @@
 #include "ferry/common/fault.h"
 #include "ferry/core/rdt/tensor_holder.h"
 #include "ferry/core/rdt/transfer_util.h"
-#include "ferry/core/transport_names.h"
+#include "ferry/transport/transport_table.h"
 #include "ferry/transport/registry.h"
 
 namespace ferry::core::rdt {
@@ -58,7 +58,7 @@ void TensorHolder::Receive(const proto::TaskArg& arg, const ValuePtr& value, Ten
     done(std::move(*tensors));
     return;
   }
-  if (IsOneSidedTransport(rdt.transport())) {
+  if (transport::IsOneSided(rdt.transport())) {
     PullArgument(*id, value, std::move(done));
     return;
   }
@@ -235,7 +235,7 @@ StatusOr<std::vector<std::vector<tensor::Tensor>>> TensorHolder::Pull(
     }
     // A two-sided object can be pulled only through the shm export its
     // producer adds to small objects.
-    if (!IsOneSidedTransport(rdt.transport()) && !CanPullFromThisHost(rdt)) {
+    if (!transport::IsOneSided(rdt.transport()) && !CanPullFromThisHost(rdt)) {
       return Status::FailedPrecondition("object " + ids[i].Hex() + " moves with the two-sided "
                                         "transport '" + rdt.transport() + "': it cannot be pulled");
     }

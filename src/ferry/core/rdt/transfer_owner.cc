@@ -6,7 +6,7 @@
 #include "ferry/common/config.h"
 #include "ferry/common/logging.h"
 #include "ferry/core/error_value.h"
-#include "ferry/core/transport_names.h"
+#include "ferry/transport/transport_table.h"
 
 namespace ferry::core::rdt {
 namespace {
@@ -87,7 +87,7 @@ Status TransferOwner::ArrangeTransfer(const ObjectId& id, const ValuePtr& value,
   const proto::RdtInfo& rdt = value->rdt();
   *arg->mutable_value() = *value;
   if (rdt.producer_actor_id() == target.Binary()) return Status::Ok();  // same actor: no copy
-  if (!IsTwoSidedTransport(rdt.transport()) && !IsOneSidedTransport(rdt.transport())) {
+  if (!transport::IsTwoSided(rdt.transport()) && !transport::IsOneSided(rdt.transport())) {
     return Status::Unimplemented("tensor transport '" + rdt.transport() +
                                  "' is not available in this build");
   }
@@ -99,7 +99,7 @@ Status TransferOwner::ArrangeTransfer(const ObjectId& id, const ValuePtr& value,
     }
   }
   // One-sided: the receiver pulls with the exports in the value itself.
-  if (IsOneSidedTransport(rdt.transport())) return Status::Ok();
+  if (transport::IsOneSided(rdt.transport())) return Status::Ok();
   FERRY_ASSIGN_OR_RETURN(ActorId producer, ActorId::FromBinary(rdt.producer_actor_id()));
   std::optional<Route> route = FindRoute(rdt.transport(), producer, target);
   if (!route) {
@@ -137,7 +137,7 @@ std::optional<TransferOwner::Route> TransferOwner::FindRoute(const std::string& 
                                                              const ActorId& target) {
   MutexLock lock(mu_);
   for (const auto& [name, group] : groups_) {
-    if (!BackendServes(group.backend, transport)) continue;
+    if (!transport::BackendServes(group.backend, transport)) continue;
     Route route;
     for (size_t r = 0; r < group.members.size(); ++r) {
       if (group.members[r] == producer) route.src_rank = static_cast<int>(r);
@@ -153,10 +153,7 @@ std::optional<TransferOwner::Route> TransferOwner::FindRoute(const std::string& 
 
 Status TransferOwner::CreateGroup(const std::string& name, const std::string& backend,
                                   const std::vector<ActorId>& actors) {
-  if (backend != "gloo" && backend != "torch_gloo" && backend != "nccl") {
-    return Status::InvalidArgument("unknown collective backend '" + backend +
-                                   "'; valid: gloo, torch_gloo, nccl");
-  }
+  FERRY_RETURN_IF_ERROR(transport::CheckCollectiveBackend(backend));
   if (actors.empty()) return Status::InvalidArgument("a collective group needs at least one actor");
   for (size_t i = 0; i < actors.size(); ++i) {
     for (size_t j = i + 1; j < actors.size(); ++j) {
