@@ -2,11 +2,13 @@
 // error mapping and GIL handling live here (docs/architecture.md, "Layers").
 #include <pybind11/pybind11.h>
 
+#include "ferry/config.h"
 #include "py_buffers.h"
 #include "py_object_ref.h"
 #include "py_runtime.h"
+#include "py_tables.h"
 
-#ifdef FERRY_HAVE_TORCH_SHM
+#if FERRY_HAVE_TORCH_SHM
 #include "ferry/transport/shm/torch_shm_allocator.h"
 #endif
 
@@ -15,10 +17,11 @@ PYBIND11_MODULE(_core, m) {
   ferry::python::RegisterBuffers(m);
   ferry::python::RegisterObjectRef(m);
   ferry::python::RegisterRuntime(m);
+  ferry::python::RegisterTables(m);
   // Makes torch's large CPU tensors live in ferry's shared-memory arena (the
   // shm transport pulls them with one copy). False if unavailable.
   m.def("install_shm_allocator", [] {
-#ifdef FERRY_HAVE_TORCH_SHM
+#if FERRY_HAVE_TORCH_SHM
     return ferry::transport::InstallTorchShmAllocator();
 #else
     return false;

@@ -4,6 +4,7 @@
 
 #include "ferry/common/config.h"
 #include "ferry/core/error_value.h"
+#include "ferry/transport/transport_table.h"
 #include "py_buffers.h"
 #include "py_errors.h"
 #include "py_executor.h"
@@ -176,7 +177,7 @@ void RegisterRuntime(py::module_& m) {
                      break;
                    }
                    opened.push_back(std::move(r).value());
-                   if (pull && v->has_rdt() && core::IsOneSidedTransport(v->rdt().transport())) {
+                   if (pull && v->has_rdt() && transport::IsOneSided(v->rdt().transport())) {
                      pulled_at.push_back(i);
                      pull_ids.push_back(ids[i].id);
                      pull_values.push_back(v);

@@ -6,6 +6,7 @@
 #include "ferry/api/registry.h"
 #include "ferry/api/runtime.h"
 #include "ferry/core/error_value.h"
+#include "ferry/transport/transport_table.h"
 
 namespace ferry::api {
 namespace {
@@ -103,7 +104,7 @@ proto::ObjectValueProto CppExecutor::StoreResult(const std::string& return_id,
                                                  const std::string& transport) {
   auto id = ObjectId::FromBinary(return_id);
   if (!id.ok()) return core::MakeErrorValue(id.status());
-  const bool rdt = !core::IsObjectStoreTransport(transport) && !value.tensors.empty();
+  const bool rdt = !transport::IsObjectStore(transport) && !value.tensors.empty();
   core::SerializedValue v;
   v.format = kFormat;
   v.data = value.data;

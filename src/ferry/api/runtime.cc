@@ -17,6 +17,7 @@
 #include "ferry/common/config.h"
 #include "ferry/core/error_value.h"
 #include "ferry/ferry.h"
+#include "ferry/transport/transport_table.h"
 
 namespace ferry {
 namespace {
@@ -227,7 +228,7 @@ std::vector<FetchedValue> GetRaw(const std::vector<std::shared_ptr<RefState>>& s
     if (v->has_rdt()) {
       std::string transport = options.tensor_transport.empty() ? v->rdt().transport()
                                                                : options.tensor_transport;
-      if (core::IsTwoSidedTransport(transport)) {
+      if (transport::IsTwoSided(transport)) {
         ThrowStatus(Status::InvalidArgument(
             "ferry::Get: this object's tensors stay in the actor that made it and move over '" +
             v->rdt().transport() +

@@ -1,24 +1,34 @@
 #include "ferry/transport/registry.h"
 
-#ifdef FERRY_HAVE_GLOO
+#include "ferry/config.h"
+#include "ferry/transport/transport_table.h"
+
+#if FERRY_HAVE_GLOO
 #include "ferry/transport/gloo/factory.h"
 #endif
-#ifdef FERRY_HAVE_SHM
+#if FERRY_HAVE_SHM
 #include "ferry/transport/shm/factory.h"
 #endif
-#ifdef FERRY_HAVE_UCX
+#if FERRY_HAVE_UCX
 #include "ferry/transport/ucx/factory.h"
 #endif
 
 namespace ferry::transport {
+namespace {
 
-std::vector<std::string> TwoSidedTransportBackends() { return {"gloo", "torch_gloo", "nccl"}; }
+// A one-sided transport that is a backend of its own ("auto" is not: it
+// exports with shm and nixl).
+bool IsOneSidedBackend(const TransportInfo& t) {
+  return t.kind == TransportKind::kOneSided &&
+         t.one_sided_backends == std::vector<std::string>{t.name};
+}
 
-StatusOr<std::unique_ptr<TwoSidedTransport>> CreateTwoSidedTransport(const std::string& backend,
-                                                                     RendezvousStore& store,
-                                                                     const TransportOptions& options) {
-  if (backend == "gloo" || backend == "torch_gloo") {
-#ifdef FERRY_HAVE_GLOO
+}  // namespace
+
+StatusOr<std::unique_ptr<TwoSidedTransport>> CreateTwoSidedTransport(
+    const std::string& backend, RendezvousStore& store, const TransportOptions& options) {
+  if (BackendServes(backend, "gloo")) {
+#if FERRY_HAVE_GLOO
     GlooOptions gloo;
     gloo.prefix = options.prefix;
     gloo.rank = options.rank;
@@ -28,8 +38,9 @@ StatusOr<std::unique_ptr<TwoSidedTransport>> CreateTwoSidedTransport(const std::
     gloo.transfer_timeout = options.transfer_timeout;
     return CreateGlooTransport(store, gloo);
 #else
-    return Status::Unimplemented("transport backend '" + backend +
-                                 "': ferry was built without Gloo (install libgloo-dev and rebuild)");
+    return Status::Unimplemented(
+        "transport backend '" + backend +
+        "': ferry was built without Gloo (install libgloo-dev and rebuild)");
 #endif
   }
   if (backend == "nccl") {
@@ -38,24 +49,22 @@ StatusOr<std::unique_ptr<TwoSidedTransport>> CreateTwoSidedTransport(const std::
         "use 'gloo' for CPU tensors");
   }
   std::string names;
-  for (const auto& name : TwoSidedTransportBackends()) names += (names.empty() ? "" : ", ") + name;
-  return Status::InvalidArgument("unknown two-sided transport backend '" + backend + "'; valid names: " + names);
+  for (const auto& name : CollectiveBackends()) names += (names.empty() ? "" : ", ") + name;
+  return Status::InvalidArgument("unknown two-sided transport backend '" + backend +
+                                 "'; valid names: " + names);
 }
 
 std::vector<std::string> AvailableOneSidedTransports() {
   std::vector<std::string> names;
-#ifdef FERRY_HAVE_UCX
-  names.push_back("nixl");
-#endif
-#ifdef FERRY_HAVE_SHM
-  names.push_back("shm");
-#endif
+  for (const TransportInfo& t : Transports()) {
+    if (IsOneSidedBackend(t) && t.available) names.push_back(t.name);
+  }
   return names;
 }
 
 StatusOr<std::unique_ptr<OneSidedTransport>> CreateOneSidedTransport(const std::string& name) {
   if (name == "nixl") {
-#ifdef FERRY_HAVE_UCX
+#if FERRY_HAVE_UCX
     return CreateUcxTransport();
 #else
     return Status::Unimplemented(
@@ -63,7 +72,7 @@ StatusOr<std::unique_ptr<OneSidedTransport>> CreateOneSidedTransport(const std::
 #endif
   }
   if (name == "shm") {
-#ifdef FERRY_HAVE_SHM
+#if FERRY_HAVE_SHM
     return std::unique_ptr<OneSidedTransport>(CreateShmTransport());
 #else
     return Status::Unimplemented("tensor transport 'shm' is not available in this build");
@@ -74,11 +83,16 @@ StatusOr<std::unique_ptr<OneSidedTransport>> CreateOneSidedTransport(const std::
         "tensor transport 'cuda_ipc' is not available in this build: it needs CUDA; use 'shm' or "
         "'nixl' for CPU tensors");
   }
-  return Status::InvalidArgument("unknown one-sided transport '" + name + "'; valid names: nixl, shm");
+  std::string names;
+  for (const TransportInfo& t : Transports()) {
+    if (IsOneSidedBackend(t)) names += (names.empty() ? "" : ", ") + t.name;
+  }
+  return Status::InvalidArgument("unknown one-sided transport '" + name +
+                                 "'; valid names: " + names);
 }
 
 bool IsLocalEndpoint(const std::string& name, std::string_view endpoint) {
-#ifdef FERRY_HAVE_SHM
+#if FERRY_HAVE_SHM
   if (name == "shm") return IsLocalShmEndpoint(endpoint);
 #endif
   (void)name;

@@ -1,6 +1,7 @@
-// The registry of two-sided transport backends: the one place that maps a
-// backend name ("gloo", "nccl", ...) to its factory. The core asks it for a
-// transport by name and never includes a backend header.
+// The registry of transport backends: the one place that maps a backend name
+// ("gloo", "nccl", "shm", ...) to its factory. The core asks it for a
+// transport by name and never includes a backend header. Which names exist
+// and which this build has is transport_table.h's table.
 //
 // Lifecycle: CreateTwoSidedTransport blocks until the whole group has joined
 // (or connect_timeout passes) and returns a connected transport.
@@ -40,22 +41,20 @@ struct TransportOptions {
   std::chrono::milliseconds transfer_timeout = Config::Get().transfer_timeout;
 };
 
-// `backend` is "gloo", "torch_gloo" (an alias of "gloo", the name the
-// Python API uses) or "nccl". Unknown names are InvalidArgument; "nccl" is
-// Unimplemented in this build (no CUDA).
-StatusOr<std::unique_ptr<TwoSidedTransport>> CreateTwoSidedTransport(const std::string& backend,
-                                                                     RendezvousStore& store,
-                                                                     const TransportOptions& options);
-
-// The names CreateTwoSidedTransport accepts, including ones unavailable here.
-std::vector<std::string> TwoSidedTransportBackends();
+// `backend` is one of CollectiveBackends() (transport_table.h): "gloo",
+// "torch_gloo" (an alias of "gloo", the name the Python API uses) or "nccl".
+// Unknown names are InvalidArgument; "nccl" is Unimplemented in this build
+// (no CUDA).
+StatusOr<std::unique_ptr<TwoSidedTransport>> CreateTwoSidedTransport(
+    const std::string& backend, RendezvousStore& store, const TransportOptions& options);
 
 // A one-sided transport ("nixl" over UCX, "shm") for this process. Each call
 // makes a new instance; a process keeps one per name. Unimplemented when this
 // build lacks the backend, InvalidArgument for an unknown name.
 StatusOr<std::unique_ptr<OneSidedTransport>> CreateOneSidedTransport(const std::string& name);
 
-// The one-sided transports this build has.
+// The one-sided backends this build has (the entries of Transports() that
+// CreateOneSidedTransport makes; not "auto", which exports with several).
 std::vector<std::string> AvailableOneSidedTransports();
 
 // True if `endpoint`, exported by one-sided transport `name`, names a process

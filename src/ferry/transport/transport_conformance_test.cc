@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "ferry/config.h"
 #include "ferry/transport/fake_transport.h"
 #include "ferry/transport/in_memory_rendezvous_store.h"
 #include "ferry/transport/registry.h"
@@ -270,7 +271,7 @@ TEST_P(TransportConformanceTest, BadPeerFailsOnlyThatCall) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, TransportConformanceTest,
                          ::testing::Values("fake"
-#ifdef FERRY_HAVE_GLOO
+#if FERRY_HAVE_GLOO
                                            ,
                                            "gloo"
 #endif

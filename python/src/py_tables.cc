@@ -1,0 +1,63 @@
+#include "py_tables.h"
+
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "ferry/status.h"
+#include "ferry/transport/transport_table.h"
+#include "py_errors.h"
+
+namespace py = pybind11;
+
+namespace ferry::python {
+namespace {
+
+// Codes cross the RPC wire as small integers; none is above this.
+constexpr int kMaxStatusCode = 1023;
+
+}  // namespace
+
+void RegisterTables(py::module_& m) {
+  m.def(
+      "transports",
+      [] {
+        py::list out;
+        for (const transport::TransportInfo& t : transport::Transports()) {
+          py::dict d;
+          d["name"] = t.name;
+          d["kind"] = std::string(transport::TransportKindName(t.kind));
+          d["devices"] = t.devices;
+          d["available"] = t.available;
+          d["same_host"] = t.same_host;
+          d["collective_backends"] = t.collective_backends;
+          d["one_sided_backends"] = t.one_sided_backends;
+          out.append(std::move(d));
+        }
+        return out;
+      },
+      "Every tensor transport as a dict: name, kind ('object_store', 'one_sided', 'two_sided'), "
+      "devices, available (in this build), same_host, collective_backends, one_sided_backends.");
+  m.def(
+      "status_codes",
+      [] {
+        // StatusCodeName names every code (the compiler checks its switch
+        // against the enum) and answers "UNKNOWN" for other integers.
+        py::dict out;
+        for (int c = 0; c <= kMaxStatusCode; ++c) {
+          std::string_view name = StatusCodeName(static_cast<StatusCode>(c));
+          if (name != "UNKNOWN") out[py::str(name.data(), name.size())] = c;
+        }
+        return out;
+      },
+      "{code name: integer} for every status code, e.g. 'INVALID_ARGUMENT': 3.");
+  m.def(
+      "check_tensor_device",
+      [](const std::string& transport, const std::string& device) {
+        CheckOk(transport::CheckTensorDevice(transport, device));
+      },
+      py::arg("transport"), py::arg("device"),
+      "Raises ValueError when `transport` does not move tensors on `device` ('cuda:0', 'meta').");
+}
+
+}  // namespace ferry::python
