@@ -4,8 +4,13 @@ function(ferry_cc_library)
   cmake_parse_arguments(ARG "" "NAME" "SRCS;DEPS" ${ARGN})
   add_library(ferry_${ARG_NAME} STATIC ${ARG_SRCS})
   set_target_properties(ferry_${ARG_NAME} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  # Installed (cmake/FerryInstall.cmake), a library exposes only the public
+  # headers; src/ stays private to this tree.
   target_include_directories(ferry_${ARG_NAME} PUBLIC
-    ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/src ${PROJECT_BINARY_DIR}/src)
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/src>
+    $<BUILD_INTERFACE:${PROJECT_BINARY_DIR}/src>
+    $<INSTALL_INTERFACE:include>)
   target_link_libraries(ferry_${ARG_NAME} PUBLIC ${ARG_DEPS})
 endfunction()
 
