@@ -37,6 +37,7 @@ TSAN_ENV     := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 .PHONY: all deps build venv test test-cc test-py demo bench clean \
         fuzz fuzz-smoke fuzz-build fuzz-corpus fuzz-run test-asan test-tsan
 .PHONY: format format-check
+.PHONY: typecheck
 
 all: build
 
@@ -61,13 +62,14 @@ venv:
 	  echo "$(CURDIR)/python" > "$$site/ferry-checkout.pth"; \
 	  echo "== venv: $$site/ferry-checkout.pth -> $(CURDIR)/python"
 
-# `test` checks the C/C++ formatting (format-check), runs the tests, and ends
-# with the fuzz smoke run (each fuzz target for ~60 s from the committed
-# corpus): its clang build plus 3 x 60 s adds ~5 minutes.
+# `test` checks the C/C++ formatting (format-check) and the Python type hints
+# (typecheck), runs the tests, and ends with the fuzz smoke run (each fuzz
+# target for ~60 s from the committed corpus): its clang build plus 3 x 60 s
+# adds ~5 minutes.
 # `make test FUZZ_SMOKE=0` leaves it out.
 FUZZ_SMOKE ?= 1
 test: build
-	@$(MAKE) --no-print-directory -k format-check test-cc test-py $(if $(filter 1,$(FUZZ_SMOKE)),fuzz-smoke)
+	@$(MAKE) --no-print-directory -k format-check typecheck test-cc test-py $(if $(filter 1,$(FUZZ_SMOKE)),fuzz-smoke)
 
 test-cc:
 	@echo "== test: ctest"
@@ -80,6 +82,13 @@ test-py:
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; \
 	  if [ $$rc -eq 124 ] || [ $$rc -eq 137 ]; then echo "pytest ran past $(PYTEST_TIMEOUT_S)s: failing"; fi; \
 	  exit $$rc
+
+# mypy (Debian's, scripts/install-deps.sh) over python/ferry with mypy.ini:
+# the public API modules must be fully annotated. It reads the package's
+# sources and python/ferry/_core.pyi, so it needs no build.
+typecheck:
+	@echo "== typecheck: mypy python/ferry"
+	mypy --config-file mypy.ini --cache-dir $(BUILD_DIR)/.mypy_cache
 
 demo: build
 	@if [ -f examples/guide/gloo_basic.py ]; then ex=examples/guide/gloo_basic.py; \

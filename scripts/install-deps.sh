@@ -22,6 +22,7 @@ PACKAGES=(
   # Python side (the venv is made from /usr/bin/python3 --system-site-packages)
   python3-dev python3-venv python3-numpy python3-pytest python3-cloudpickle
   python3-distributed python3-torch python3-matplotlib
+  mypy  # make typecheck (mypy.ini)
 )
 
 missing=()

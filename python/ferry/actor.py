@@ -1,34 +1,28 @@
 """Actors: ``@ferry.remote`` classes, their handles and methods."""
+from __future__ import annotations
+
 import inspect
 import warnings
+from typing import Any, Callable, TypeVar
 
-from ferry._private import runtime, serialization
+from ferry._private import runtime, serialization, transports
 
-TENSOR_TRANSPORTS = ("object_store", "gloo", "nccl", "nixl", "shm", "cuda_ipc", "auto")
 _METHOD_OPTIONS = "__ferry_method_options__"
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def normalize_transport(name):
-    """Lower-cased transport name; ValueError listing the valid ones."""
-    if name is None:
-        return None
-    if not isinstance(name, str) or name.lower() not in TENSOR_TRANSPORTS:
-        raise ValueError(f"unknown tensor_transport {name!r}; valid: {', '.join(TENSOR_TRANSPORTS)}")
-    return name.lower()
-
-
-def _check_num_returns(n):
+def _check_num_returns(n: Any) -> int:
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"num_returns must be an int >= 0, got {n!r}")
     return n
 
 
-def method(*, num_returns=1, tensor_transport=None):
+def method(*, num_returns: int = 1, tensor_transport: str | None = None) -> Callable[[_F], _F]:
     """``@ferry.method(num_returns=2, tensor_transport="gloo")`` on an actor method."""
     opts = {"num_returns": _check_num_returns(num_returns),
-            "tensor_transport": normalize_transport(tensor_transport)}
+            "tensor_transport": transports.normalize(tensor_transport)}
 
-    def decorate(fn):
+    def decorate(fn: _F) -> _F:
         setattr(fn, _METHOD_OPTIONS, opts)
         return fn
     return decorate
@@ -39,7 +33,13 @@ class _MethodMeta:
     bad arguments at ``.remote``) and its default options."""
     __slots__ = ("name", "signature", "num_returns", "tensor_transport", "_positional")
 
-    def __init__(self, name, fn):
+    name: str
+    signature: inspect.Signature | None
+    num_returns: int
+    tensor_transport: str | None
+    _positional: tuple[int, float] | None
+
+    def __init__(self, name: str, fn: Callable[..., Any]) -> None:
         self.name = name
         opts = getattr(fn, _METHOD_OPTIONS, {})
         self.num_returns = opts.get("num_returns", 1)
@@ -52,7 +52,7 @@ class _MethodMeta:
             self.signature = None
         self._positional = _positional_range(self.signature)
 
-    def check_args(self, args, kwargs):
+    def check_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         # Fast path for the common call: positional arguments only.
         if not kwargs and self._positional and self._positional[0] <= len(args) <= self._positional[1]:
             return
@@ -62,13 +62,18 @@ class _MethodMeta:
             except TypeError as e:
                 raise TypeError(f"bad arguments for actor method {self.name!r}: {e}") from None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The inspect.Signature pickles fine by value.
+        return _rebuild_meta, (self.name, self.signature, self.num_returns, self.tensor_transport)
 
-def _positional_range(signature):
+
+def _positional_range(signature: inspect.Signature | None) -> tuple[int, float] | None:
     """(min, max) positional arguments when a purely positional call can be
     checked by counting; None when the full binder is needed."""
     if signature is None:
         return None
-    lo = hi = 0
+    lo = 0
+    hi: float = 0
     for p in signature.parameters.values():
         if p.kind == p.VAR_POSITIONAL:
             hi = float("inf")
@@ -80,7 +85,7 @@ def _positional_range(signature):
     return lo, hi
 
 
-def _collect_methods(cls):
+def _collect_methods(cls: type) -> dict[str, _MethodMeta]:
     methods = {}
     for name, fn in inspect.getmembers(cls, predicate=inspect.isfunction):
         if name.startswith("__") and name != "__call__":
@@ -90,18 +95,26 @@ def _collect_methods(cls):
 
 
 class ActorMethod:
-    def __init__(self, handle, meta, num_returns=None, tensor_transport=None):
+    """``handle.method``: ``.remote(...)`` calls it; ``.options(...)`` makes
+    a copy with other call options."""
+
+    def __init__(self, handle: ActorHandle, meta: _MethodMeta, num_returns: int | None = None,
+                 tensor_transport: str | None = None) -> None:
         self._handle = handle
         self._meta = meta
         self._num_returns = meta.num_returns if num_returns is None else num_returns
         self._transport = meta.tensor_transport if tensor_transport is None else tensor_transport
 
-    def options(self, *, num_returns=None, tensor_transport=None):
+    def options(self, *, num_returns: int | None = None,
+                tensor_transport: str | None = None) -> ActorMethod:
         return ActorMethod(self._handle, self._meta,
                            None if num_returns is None else _check_num_returns(num_returns),
-                           normalize_transport(tensor_transport))
+                           transports.normalize(tensor_transport))
 
-    def remote(self, *args, **kwargs):
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """An ObjectRef of the result, or a list of ``num_returns`` refs
+        when the method returns several (so typed Any: which one depends on
+        the method's options, not on this call)."""
         self._meta.check_args(args, kwargs)
         data, buffers, refs = serialization.dumps_args(args, kwargs)
         rt = runtime.for_handle(self._handle._session)
@@ -111,7 +124,7 @@ class ActorMethod:
             warnings.warn(note, UserWarning, stacklevel=2)
         return out[0] if self._num_returns == 1 else out
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"actor methods are called with .remote(): use "
                         f"handle.{self._meta.name}.remote(...)")
 
@@ -120,13 +133,14 @@ class ActorHandle:
     """A reference to a running actor; picklable, so it can be passed to
     other actors."""
 
-    def __init__(self, actor_id, class_name, methods, session):
+    def __init__(self, actor_id: bytes, class_name: str, methods: dict[str, _MethodMeta],
+                 session: str) -> None:
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
         self._session = session
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> ActorMethod:
         if name.startswith("_"):
             raise AttributeError(name)
         meta = self._methods.get(name)
@@ -136,25 +150,21 @@ class ActorHandle:
         self.__dict__[name] = method  # later lookups skip __getattr__
         return method
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Actor({self._class_name}, {self._actor_id.hex()})"
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self._actor_id)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return ActorHandle, (self._actor_id, self._class_name, self._methods, self._session)
 
 
-# _MethodMeta holds an inspect.Signature, which pickles fine by value.
-def _reduce_meta(meta):
-    return _rebuild_meta, (meta.name, meta.signature, meta.num_returns, meta.tensor_transport)
-
-
-def _rebuild_meta(name, signature, num_returns, tensor_transport):
+def _rebuild_meta(name: str, signature: inspect.Signature | None, num_returns: int,
+                  tensor_transport: str | None) -> _MethodMeta:
     meta = _MethodMeta.__new__(_MethodMeta)
     meta.name, meta.signature = name, signature
     meta.num_returns, meta.tensor_transport = num_returns, tensor_transport
@@ -162,17 +172,15 @@ def _rebuild_meta(name, signature, num_returns, tensor_transport):
     return meta
 
 
-_MethodMeta.__reduce__ = _reduce_meta
-
-
 class ActorClass:
     """What ``@ferry.remote`` makes of a class: ``.remote(...)`` starts an
     actor process and returns its handle."""
 
-    def __init__(self, cls, options):
+    def __init__(self, cls: type, options: dict[str, Any]) -> None:
         self._cls = cls
         self._options = options
         self._methods = _collect_methods(cls)
+        self._init_sig: inspect.Signature | None
         try:
             self._init_sig = inspect.signature(cls)
         except (TypeError, ValueError):
@@ -180,13 +188,13 @@ class ActorClass:
         self.__name__ = cls.__name__
         self.__doc__ = cls.__doc__
 
-    def options(self, **options):
+    def options(self, **options: Any) -> ActorClass:
         unknown = set(options) - {"name", "num_cpus", "num_gpus", "max_concurrency"}
         if unknown:
             raise ValueError(f"unknown actor options: {sorted(unknown)}")
         return ActorClass(self._cls, {**self._options, **options})
 
-    def remote(self, *args, **kwargs):
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
         if self._init_sig is not None:
             try:
                 self._init_sig.bind(*args, **kwargs)
@@ -200,6 +208,6 @@ class ActorClass:
                                    data, buffers, refs)
         return ActorHandle(actor_id, self._cls.__name__, self._methods, rt.session)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"actor classes are instantiated with .remote(): use "
                         f"{self._cls.__name__}.remote(...)")

@@ -1,16 +1,18 @@
 """ferry's top-level functions: init, get, put, wait, kill, remote."""
+from __future__ import annotations
+
 import inspect
 import pickle
+from typing import Any, Callable, NoReturn, overload
 
 from ferry import exceptions
 from ferry._core import ObjectRef
-from ferry._private import runtime, serialization
+from ferry._private import runtime, serialization, transports
 from ferry.actor import ActorClass, ActorHandle
 
-TASK_ERROR = 100
 
-
-def init(address=None, *, num_cpus=None, num_gpus=None):
+def init(address: str | None = None, *, num_cpus: float | None = None,
+         num_gpus: float | None = None) -> None:
     """Starts ferry in this process (the driver). Optional: the first
     ``.remote()`` does it. ``address`` (cluster mode) is not supported yet."""
     if address is not None:
@@ -19,18 +21,24 @@ def init(address=None, *, num_cpus=None, num_gpus=None):
     runtime.init()
 
 
-def shutdown():
+def shutdown() -> None:
     """Stops every actor of this driver and the runtime. Idempotent."""
     runtime.shutdown()
 
 
-def is_initialized():
+def is_initialized() -> bool:
     return runtime.is_initialized()
 
 
-def remote(*args, **options):
+@overload
+def remote(cls: type, /) -> ActorClass: ...
+@overload
+def remote(**options: Any) -> Callable[[type], ActorClass]: ...
+
+
+def remote(*args: Any, **options: Any) -> ActorClass | Callable[[type], ActorClass]:
     """``@ferry.remote`` or ``@ferry.remote(num_cpus=..., max_concurrency=...)`` on a class."""
-    def decorate(target):
+    def decorate(target: type) -> ActorClass:
         if not inspect.isclass(target):
             raise TypeError("ferry.remote supports classes (actors); remote functions are not "
                             "supported yet")
@@ -42,17 +50,14 @@ def remote(*args, **options):
     return decorate
 
 
-def _raise_error(fmt, data, code, message):
-    if code == TASK_ERROR and fmt == "exception":
+def _raise_error(fmt: str, data: Any, code: int, message: str) -> NoReturn:
+    if code == exceptions.TASK_ERROR and fmt == "exception":
         method, tb, cause = pickle.loads(data)
         raise exceptions.make_task_error(method, tb, cause)
     raise exceptions.error_for_status(code, message)
 
 
-_ONE_SIDED = ("nixl", "shm", "cuda_ipc", "auto")
-
-
-def _pulled_value(ref, data, buffers, pulled):
+def _pulled_value(ref: ObjectRef, data: Any, buffers: list[Any], pulled: list[Any]) -> Any:
     """The value of a one-sided RDT ref whose tensors were pulled here."""
     from ferry._private import worker
     key = ref.binary()
@@ -64,10 +69,11 @@ def _pulled_value(ref, data, buffers, pulled):
     return serialization.loads_rdt(data, buffers, tensors)
 
 
-def _rdt_value(ref, data, buffers, rdt, tensor_transport, timeout):
+def _rdt_value(ref: ObjectRef, data: Any, buffers: list[Any], rdt: tuple[str, list[Any]],
+               tensor_transport: str | None, timeout: float | None) -> Any:
     transport, metas = rdt
     chosen = (tensor_transport or transport).lower()
-    if chosen not in ("object_store",) + _ONE_SIDED:
+    if chosen not in transports.OBJECT_STORE + transports.ONE_SIDED:
         raise ValueError(
             "Currently ray.get() only supports OBJECT_STORE and NIXL tensor transport, got "
             f"TensorTransportEnum.{transport.upper()}, please specify the correct tensor transport "
@@ -80,7 +86,16 @@ def _rdt_value(ref, data, buffers, rdt, tensor_transport, timeout):
     return serialization.loads_rdt(data, buffers, tensors)
 
 
-def get(refs, *, timeout=None, _tensor_transport=None, _use_object_store=False):
+@overload
+def get(refs: ObjectRef, *, timeout: float | None = None, _tensor_transport: str | None = None,
+        _use_object_store: bool = False) -> Any: ...
+@overload
+def get(refs: list[ObjectRef] | tuple[ObjectRef, ...], *, timeout: float | None = None,
+        _tensor_transport: str | None = None, _use_object_store: bool = False) -> list[Any]: ...
+
+
+def get(refs: ObjectRef | list[ObjectRef] | tuple[ObjectRef, ...], *, timeout: float | None = None,
+        _tensor_transport: str | None = None, _use_object_store: bool = False) -> Any:
     """The value of an ObjectRef, or a list of values for a list of refs.
     Raises the task's error (TaskError), ActorDiedError, ObjectLostError, or
     GetTimeoutError after ``timeout`` seconds. For RDT objects of a
@@ -90,7 +105,7 @@ def get(refs, *, timeout=None, _tensor_transport=None, _use_object_store=False):
     if not single and not isinstance(refs, (list, tuple)):
         raise TypeError(f"ferry.get expects an ObjectRef or a list of them, got "
                         f"{type(refs).__name__}")
-    ref_list = [refs] if single else list(refs)
+    ref_list = [refs] if isinstance(refs, ObjectRef) else list(refs)
     for r in ref_list:
         if not isinstance(r, ObjectRef):
             raise TypeError(f"ferry.get expects an ObjectRef or a list of them, got "
@@ -99,11 +114,9 @@ def get(refs, *, timeout=None, _tensor_transport=None, _use_object_store=False):
         raise ValueError("timeout must be >= 0 or None")
     if _use_object_store:
         _tensor_transport = "object_store"
-    if _tensor_transport is not None:
-        from ferry.actor import normalize_transport
-        _tensor_transport = normalize_transport(_tensor_transport)
+    _tensor_transport = transports.normalize(_tensor_transport)
     # One-sided RDT tensors are pulled inside the same call, all refs at once.
-    pull = _tensor_transport is None or _tensor_transport in _ONE_SIDED
+    pull = _tensor_transport is None or _tensor_transport in transports.ONE_SIDED
     results = runtime.current().get(ref_list, timeout, pull)
     values = []
     for ref, (fmt, data, buffers, code, message, rdt, pulled) in zip(ref_list, results):
@@ -118,7 +131,7 @@ def get(refs, *, timeout=None, _tensor_transport=None, _use_object_store=False):
     return values[0] if single else values
 
 
-def put(value, *, _tensor_transport=None):
+def put(value: Any, *, _tensor_transport: str | None = None) -> ObjectRef:
     """Stores ``value`` in this process's object store; returns its ref.
 
     With ``_tensor_transport="nixl"``, ``"shm"`` or ``"auto"`` the tensors in
@@ -126,19 +139,16 @@ def put(value, *, _tensor_transport=None):
     them directly, in any process (driver included)."""
     if isinstance(value, ObjectRef):
         raise TypeError("ferry.put of an ObjectRef is not allowed; pass the ref itself")
-    transport = None
-    if _tensor_transport is not None:
-        from ferry.actor import normalize_transport
-        transport = normalize_transport(_tensor_transport)
-    if transport in (None, "object_store"):
+    transport = transports.normalize(_tensor_transport)
+    if transport is None or transport in transports.OBJECT_STORE:
         data, buffers = serialization.dumps(value)
         return runtime.current().put(data, buffers)
-    if transport not in _ONE_SIDED:
+    if transport not in transports.ONE_SIDED:
         raise ValueError(
             f"ferry.put(..., _tensor_transport={transport!r}): only the one-sided transports "
-            f"{', '.join(_ONE_SIDED)} keep a put's tensors in place; '{transport}' moves tensors "
-            f"only between members of a collective group (return them from an actor method "
-            f"marked tensor_transport={transport!r} instead)")
+            f"{', '.join(transports.ONE_SIDED)} keep a put's tensors in place; '{transport}' "
+            f"moves tensors only between members of a collective group (return them from an "
+            f"actor method marked tensor_transport={transport!r} instead)")
     data, buffers, tensors = serialization.dumps_rdt(value)
     rt = runtime.current()
     if not tensors:  # nothing to keep in place: an ordinary value
@@ -150,7 +160,8 @@ def put(value, *, _tensor_transport=None):
     return ref
 
 
-def wait(refs, *, num_returns=1, timeout=None):
+def wait(refs: list[ObjectRef] | tuple[ObjectRef, ...], *, num_returns: int = 1,
+         timeout: float | None = None) -> tuple[list[ObjectRef], list[ObjectRef]]:
     """-> (ready, not_ready): the first ``num_returns`` refs that are ready
     (in the order given), once that many are or ``timeout`` passed."""
     if not isinstance(refs, (list, tuple)):
@@ -164,13 +175,14 @@ def wait(refs, *, num_returns=1, timeout=None):
     if not 0 <= num_returns <= len(refs):
         raise ValueError(f"num_returns must be between 0 and {len(refs)}, got {num_returns}")
     flags = runtime.current().wait(refs, num_returns, timeout)
-    ready, not_ready = [], []
+    ready: list[ObjectRef] = []
+    not_ready: list[ObjectRef] = []
     for ref, ok in zip(refs, flags):
         (ready if ok and len(ready) < num_returns else not_ready).append(ref)
     return ready, not_ready
 
 
-def kill(actor):
+def kill(actor: ActorHandle) -> None:
     """Ends the actor's process now; its pending and later calls raise
     ActorDiedError."""
     if not isinstance(actor, ActorHandle):

@@ -5,6 +5,11 @@ instance is also an instance of the user's exception class (``except
 ValueError`` works) and carries the remote traceback. The others are system
 errors: the actor died, the object is gone, the wait timed out.
 """
+from __future__ import annotations
+
+from typing import Any, cast
+
+from ferry import _core
 
 
 class FerryError(Exception):
@@ -15,17 +20,18 @@ class TaskError(FerryError):
     """A remote method raised. ``cause`` is the original exception (when it
     could be transported), ``traceback_str`` the remote traceback."""
 
-    def __init__(self, method_name="", traceback_str="", cause=None):
+    def __init__(self, method_name: str = "", traceback_str: str = "",
+                 cause: BaseException | None = None) -> None:
         super().__init__(traceback_str)
         self.method_name = method_name
         self.traceback_str = traceback_str
         self.cause = cause
 
-    def __str__(self):
+    def __str__(self) -> str:
         kind = type(self.cause).__name__ if self.cause is not None else "Exception"
         return f"{kind} raised in actor method {self.method_name!r}:\n{self.traceback_str}"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_task_error, (self.method_name, self.traceback_str, self.cause))
 
 
@@ -51,14 +57,16 @@ class TransportError(FerryError):
     """A tensor transport failed (peer died, timeout, library error)."""
 
 
-_derived_classes = {}
+_derived_classes: dict[type, type[TaskError]] = {}
 
 
-def _rebuild_task_error(method_name, traceback_str, cause):
+def _rebuild_task_error(method_name: str, traceback_str: str,
+                        cause: BaseException | None) -> TaskError:
     return make_task_error(method_name, traceback_str, cause)
 
 
-def make_task_error(method_name, traceback_str, cause):
+def make_task_error(method_name: str, traceback_str: str,
+                    cause: BaseException | None) -> TaskError:
     """A TaskError that is also an instance of ``type(cause)``."""
     if cause is None or isinstance(cause, TaskError):
         return cause if cause is not None else TaskError(method_name, traceback_str, None)
@@ -66,8 +74,9 @@ def make_task_error(method_name, traceback_str, cause):
     derived = _derived_classes.get(cls)
     if derived is None:
         try:
-            derived = type(f"TaskError({cls.__name__})", (TaskError, cls),
-                           {"__module__": __name__, "__init__": TaskError.__init__})
+            made = type(f"TaskError({cls.__name__})", (TaskError, cls),
+                        {"__module__": __name__, "__init__": TaskError.__init__})
+            derived = cast("type[TaskError]", made)
         except TypeError:  # incompatible layout: plain TaskError
             derived = TaskError
         _derived_classes[cls] = derived
@@ -83,23 +92,30 @@ def make_task_error(method_name, traceback_str, cause):
     return err
 
 
-# The one table from ferry's status codes (include/ferry/status.h) to Python
-# exceptions; the C++ binding raises through it too.
-_BY_CODE = {
-    3: ValueError,              # INVALID_ARGUMENT
-    4: GetTimeoutError,         # DEADLINE_EXCEEDED
-    5: ValueError,              # NOT_FOUND
-    6: ValueError,              # ALREADY_EXISTS
-    9: CollectiveGroupError,    # FAILED_PRECONDITION
-    10: TransportError,         # ABORTED
-    12: NotImplementedError,    # UNIMPLEMENTED
-    14: ActorDiedError,         # UNAVAILABLE
-    15: ObjectLostError,        # DATA_LOSS
-    100: TaskError,             # TASK_ERROR (without a transported exception)
+# ferry's status codes (include/ferry/status.h) by name, as the runtime
+# reports them.
+_STATUS_CODES: dict[str, int] = _core.status_codes()
+# The code of an error raised by user code in an actor method.
+TASK_ERROR: int = _STATUS_CODES["TASK_ERROR"]
+
+# The one table from status codes to Python exceptions; the C++ binding
+# raises through it too.
+_BY_NAME: dict[str, type[Exception]] = {
+    "INVALID_ARGUMENT": ValueError,
+    "DEADLINE_EXCEEDED": GetTimeoutError,
+    "NOT_FOUND": ValueError,
+    "ALREADY_EXISTS": ValueError,
+    "FAILED_PRECONDITION": CollectiveGroupError,
+    "ABORTED": TransportError,
+    "UNIMPLEMENTED": NotImplementedError,
+    "UNAVAILABLE": ActorDiedError,
+    "DATA_LOSS": ObjectLostError,
+    "TASK_ERROR": TaskError,  # without a transported exception
 }
+_BY_CODE: dict[int, type[Exception]] = {_STATUS_CODES[name]: cls for name, cls in _BY_NAME.items()}
 
 
-def error_for_status(code, message):
+def error_for_status(code: int, message: str) -> Exception:
     """The exception to raise for a non-OK status (code, message)."""
     cls = _BY_CODE.get(code, FerryError)
     if cls is TaskError:

@@ -9,25 +9,19 @@ import os
 import sys
 import traceback
 import weakref
+from typing import Any
 
 import cloudpickle
 
-from ferry._private import runtime, serialization
-
-TASK_ERROR = 100  # StatusCode::kTaskError
-# Transports that carry CPU tensors only (in this build), and what to say.
-_CPU_TRANSPORTS = {
-    "gloo": "(use tensor_transport='nccl' for CUDA tensors)",
-    "shm": "(same-host CPU memory; cuda_ipc is for CUDA tensors)",
-    "nixl": "in this build (no CUDA)",
-    "auto": "in this build (no CUDA)",
-}
+from ferry import _core
+from ferry._private import runtime, serialization, transports
+from ferry.exceptions import TASK_ERROR
 
 _actor = None
 # The tensors this worker returned as RDT objects, by (object id, index),
 # while user code still holds them: passed back to this actor, an RDT ref
 # yields the very same tensor objects.
-_kept = weakref.WeakValueDictionary()
+_kept: "weakref.WeakValueDictionary[tuple[bytes, int], Any]" = weakref.WeakValueDictionary()
 
 
 def keep_tensors(object_id, tensors):
@@ -52,18 +46,15 @@ def _error_result(method, exc):
 
 
 def _value_result(value, tensor_transport, return_id):
-    if tensor_transport in ("", "object_store"):
+    if tensor_transport in transports.OBJECT_STORE:
         data, buffers = serialization.dumps(value)
         return ("pickle5", data, buffers, 0, "")
     data, buffers, tensors = serialization.dumps_rdt(value)
     if not tensors:  # nothing to keep in place: an ordinary value
         return ("pickle5", data, buffers, 0, "")
-    if tensor_transport in _CPU_TRANSPORTS:
-        for t in tensors:
-            if not t.is_cpu:
-                raise ValueError(f"tensor_transport='{tensor_transport}' moves CPU tensors only "
-                                 f"{_CPU_TRANSPORTS[tensor_transport]}; this method returned a "
-                                 f"tensor on {t.device}: move it to the CPU first")
+    for t in tensors:
+        if not t.is_cpu:  # ValueError unless the transport moves tensors on t's device
+            _core.check_tensor_device(tensor_transport, str(t.device))
     exported = [serialization.export_tensor(t) for t in tensors]
     keep_tensors(return_id, tensors)
     return ("pickle5", data, buffers, 0, "", (tensor_transport, exported))

@@ -1,12 +1,16 @@
 """Experimental APIs of the guide: waiting for RDT tensors to be freed,
 tensor-store statistics, and collective groups (``ferry.experimental.collective``)."""
+from __future__ import annotations
+
+from typing import Any
+
 from ferry._private import runtime
 from ferry.experimental import collective  # noqa: F401  (ray.experimental.collective)
 
 __all__ = ["collective", "tensor_store_stats", "transfer_log", "wait_tensor_freed"]
 
 
-def wait_tensor_freed(tensor, timeout=None):
+def wait_tensor_freed(tensor: Any, timeout: float | None = None) -> None:
     """Blocks until this process no longer keeps ``tensor`` for any RDT
     object: every task that takes it has finished and every ObjectRef to it
     is gone. Raises TimeoutError (GetTimeoutError) after ``timeout`` seconds."""
@@ -15,12 +19,12 @@ def wait_tensor_freed(tensor, timeout=None):
     runtime.current().wait_tensor_freed(tensor.data_ptr(), timeout)
 
 
-def tensor_store_stats():
+def tensor_store_stats() -> dict[str, int]:
     """{"num_objects", "num_tensors", "bytes"} kept by this process for RDT objects."""
     return runtime.current().tensor_store_stats()
 
 
-def transfer_log():
+def transfer_log() -> list[dict[str, Any]]:
     """The recent tensor transfers of this process, oldest first: dicts with
     object_id, transport (the path taken: shm, nixl, gloo, inline,
     object_store), direction (recv/send), peer, bytes, micros, pooled (the
