@@ -48,11 +48,27 @@ bool WriteAll(int fd, const void* data, size_t n) {
   return true;
 }
 
-// Runs first in every child: dies with the thread that started it, and not
-// at all if that thread is already gone (the signal would never come).
-void DieWithParent(pid_t parent) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != parent) _exit(1);
+// socketpair + fork. Returns 0 in the child and the child's pid in the
+// parent; `*fd` is then this side's end (the other side's is closed). The
+// child dies with the thread that forked it, and exits at once if that
+// thread is already gone (the signal would never come). Only
+// async-signal-safe calls run in the child before this returns.
+pid_t ForkWithChannel(int* fd) {
+  int sv[2];
+  FERRY_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) << std::strerror(errno);
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  FERRY_CHECK(pid >= 0) << "fork: " << std::strerror(errno);
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1);
+    close(sv[0]);
+    *fd = sv[1];
+    return 0;
+  }
+  close(sv[1]);
+  *fd = sv[0];
+  return pid;
 }
 
 }  // namespace
@@ -112,19 +128,13 @@ StatusOr<std::string> MessageChannel::ReceiveOne(Deadline deadline) {
 }
 
 ChildProcess::ChildProcess(std::function<int(MessageChannel&)> body) {
-  int sv[2];
-  FERRY_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) << std::strerror(errno);
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  FERRY_CHECK(pid >= 0) << "fork: " << std::strerror(errno);
+  int fd = -1;
+  const pid_t pid = ForkWithChannel(&fd);
   if (pid == 0) {
-    DieWithParent(parent);
-    close(sv[0]);
-    MessageChannel ch(sv[1]);
+    MessageChannel ch(fd);
     _exit(body(ch));
   }
-  close(sv[1]);
-  Adopt(pid, sv[0]);
+  Adopt(pid, fd);
 }
 
 std::unique_ptr<ChildProcess> ChildProcess::ExecSelf(const std::vector<std::string>& args,
@@ -150,22 +160,17 @@ std::unique_ptr<ChildProcess> ChildProcess::ExecSelf(const std::vector<std::stri
   for (std::string& s : arg_strings) argv.push_back(s.data());
   argv.push_back(nullptr);
 
-  int sv[2];
-  FERRY_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) << std::strerror(errno);
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  FERRY_CHECK(pid >= 0) << "fork: " << std::strerror(errno);
+  int fd = -1;
+  const pid_t pid = ForkWithChannel(&fd);
   if (pid == 0) {
-    DieWithParent(parent);
-    // dup2 onto kChannelFd leaves the copy without FD_CLOEXEC; if sv[1]
-    // already is kChannelFd, dup2 does nothing and fcntl clears the flag.
-    if (dup2(sv[1], kChannelFd) < 0 || fcntl(kChannelFd, F_SETFD, 0) != 0) _exit(126);
+    // dup2 onto kChannelFd leaves the copy without FD_CLOEXEC; if fd already
+    // is kChannelFd, dup2 does nothing and fcntl clears the flag.
+    if (dup2(fd, kChannelFd) < 0 || fcntl(kChannelFd, F_SETFD, 0) != 0) _exit(126);
     execve("/proc/self/exe", argv.data(), envp.data());
     _exit(127);
   }
-  close(sv[1]);
   std::unique_ptr<ChildProcess> child(new ChildProcess());
-  child->Adopt(pid, sv[0]);
+  child->Adopt(pid, fd);
   return child;
 }
 
