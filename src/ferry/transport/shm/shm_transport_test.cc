@@ -1,7 +1,13 @@
-// The shm transport between real processes: each producer is a fork()ed child
-// that allocates and fills its buffers, exports them and ships the endpoint
-// and descriptors over a socketpair, then serves commands ("free <i>",
-// "exit") until told to exit.
+// What only the shm transport does: ARENA and VM descriptors and their
+// statistics, the mapping cache and its sweeper, freed blocks, and bad input
+// in its own formats. The behaviour every one-sided transport shares is in
+// ../one_sided_conformance_test.cc, which runs it with the producer's buffers
+// in the arena and in heap memory.
+//
+// Each producer here is a fork()ed child that allocates and fills its
+// buffers, exports them and sends the endpoint and descriptors over a
+// ChildProcess channel, then serves commands ("free <i>", "exit") until told
+// to exit.
 #include "ferry/transport/shm/shm_transport.h"
 
 #include <unistd.h>
@@ -30,7 +36,6 @@ using ferry::testing::FirstMismatch;
 using ferry::testing::MessageChannel;
 using ferry::testing::Soon;
 using ferry::testing::WaitUntil;
-using std::chrono::seconds;
 
 constexpr uint64_t kKiB = 1024;
 constexpr uint64_t kMiB = kKiB * 1024;
@@ -128,12 +133,6 @@ struct Destinations {
   std::vector<std::vector<uint8_t>> buffers;
 };
 
-TEST(ShmTransportTest, NameAndFactory) {
-  auto t = CreateShmTransport();
-  ASSERT_NE(t, nullptr);
-  EXPECT_EQ(t->name(), "shm");
-}
-
 TEST(ShmTransportTest, PullsArenaAndVmBuffersOfEverySize) {
   std::vector<BufferSpec> specs;
   uint64_t seed = 1;
@@ -162,28 +161,6 @@ TEST(ShmTransportTest, PullsArenaAndVmBuffersOfEverySize) {
   EXPECT_EQ(st.map_misses, 3u);
   EXPECT_EQ(st.cached_mappings, 3u);
   EXPECT_TRUE(producer->Finish().ok());
-}
-
-TEST(ShmTransportTest, OnePullFromTwoProducers) {
-  std::vector<BufferSpec> a = {{2 * kMiB, true, 11}, {100 * kKiB, false, 12}};
-  std::vector<BufferSpec> b = {{3 * kMiB + 5, true, 21}, {kMiB, false, 22}};
-  auto pa = StartProducer(a);
-  auto pb = StartProducer(b);
-  ASSERT_TRUE(pa.ok() && pb.ok());
-  ASSERT_NE(pa->endpoint, pb->endpoint);
-  ShmTransport shm;
-  Destinations da(a), db(b);
-  std::vector<PullItem> items = {
-      {pa->endpoint, pa->descriptors[0], da.View(0)}, {pb->endpoint, pb->descriptors[0], db.View(0)},
-      {pa->endpoint, pa->descriptors[1], da.View(1)}, {pb->endpoint, pb->descriptors[1], db.View(1)}};
-  Status s = shm.Pull(items, Soon());
-  ASSERT_TRUE(s.ok()) << s;
-  for (size_t i = 0; i < 2; ++i) {
-    EXPECT_EQ(FirstMismatch(da.buffers[i].data(), a[i].nbytes, a[i].seed), -1) << i;
-    EXPECT_EQ(FirstMismatch(db.buffers[i].data(), b[i].nbytes, b[i].seed), -1) << i;
-  }
-  EXPECT_TRUE(pa->Finish().ok());
-  EXPECT_TRUE(pb->Finish().ok());
 }
 
 TEST(ShmTransportTest, SecondPullReusesTheCachedMapping) {
@@ -294,58 +271,8 @@ TEST(ShmTransportTest, ExportRefusesABufferRunningPastItsBlock) {
   auto e = shm.Export({{static_cast<uint8_t*>(*block) + 4096, kMiB}});
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.status().code(), StatusCode::kInvalidArgument) << e.status();
-  auto null = shm.Export({{nullptr, 10}});
-  EXPECT_EQ(null.status().code(), StatusCode::kInvalidArgument);
   ShmArena::Global().Free(*block);
 }
-
-// ---- Producers that go away --------------------------------------------------
-
-class ProducerGoneTest : public ::testing::TestWithParam<bool> {};  // param: arena?
-
-TEST_P(ProducerGoneTest, KilledBeforeThePullIsUnavailableQuickly) {
-  std::vector<BufferSpec> specs = {{16 * kMiB, GetParam(), 9}};
-  auto producer = StartProducer(specs);
-  ASSERT_TRUE(producer.ok());
-  producer->process->Kill();
-  ShmTransport shm;
-  Destinations dst(specs);
-  PullItem item{producer->endpoint, producer->descriptors[0], dst.View(0)};
-  const auto start = Clock::now();
-  Status s = shm.Pull({&item, 1}, Soon());
-  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
-  EXPECT_NE(s.message().find("producer process died"), std::string::npos) << s;
-  EXPECT_LT(Clock::now() - start, seconds(1));
-}
-
-TEST_P(ProducerGoneTest, ZombieProducerIsUnavailable) {
-  std::vector<BufferSpec> specs = {{kMiB, GetParam(), 9}};
-  auto producer = StartProducer(specs);
-  ASSERT_TRUE(producer.ok());
-  producer->process->KillNoReap();
-  ShmTransport shm;
-  Destinations dst(specs);
-  PullItem item{producer->endpoint, producer->descriptors[0], dst.View(0)};
-  Status s = shm.Pull({&item, 1}, Soon());
-  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
-}
-
-TEST_P(ProducerGoneTest, KilledAfterAPullIsUnavailableAndItsMappingsGo) {
-  std::vector<BufferSpec> specs = {{2 * kMiB, GetParam(), 9}};
-  auto producer = StartProducer(specs);
-  ASSERT_TRUE(producer.ok());
-  ShmTransport shm;
-  Destinations dst(specs);
-  PullItem item{producer->endpoint, producer->descriptors[0], dst.View(0)};
-  ASSERT_TRUE(shm.Pull({&item, 1}, Soon()).ok());
-  producer->process->Kill();
-  Status s = shm.Pull({&item, 1}, Soon());
-  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
-  EXPECT_EQ(shm.GetStats().cached_mappings, 0u);
-}
-
-INSTANTIATE_TEST_SUITE_P(Kinds, ProducerGoneTest, ::testing::Bool(),
-                         [](const ::testing::TestParamInfo<bool>& info) { return info.param ? "Arena" : "Vm"; });
 
 TEST(ShmTransportTest, SweeperDropsMappingsOfFreedBlocksWithoutAPull) {
   std::vector<BufferSpec> specs = {{kMiB, true, 1}, {kMiB, true, 2}};
@@ -407,11 +334,10 @@ class ShmBadInputTest : public ::testing::Test {
     shm_.DropMappings();
     ShmArena::Global().Free(block_);
   }
-  Status PullOne(std::string_view endpoint, std::string_view descriptor, uint64_t nbytes,
-                 Deadline deadline = Soon()) {
+  Status PullOne(std::string_view endpoint, std::string_view descriptor, uint64_t nbytes) {
     dst_.assign(nbytes + 1, 0);
     PullItem item{endpoint, descriptor, {dst_.data(), nbytes}};
-    return shm_.Pull({&item, 1}, deadline);
+    return shm_.Pull({&item, 1}, Soon());
   }
 
   ShmTransport shm_;
@@ -426,8 +352,9 @@ TEST_F(ShmBadInputTest, MalformedDescriptorsAreInvalidArgument) {
   const std::string& vm = exported_.descriptors[1];
   ASSERT_TRUE(PullOne(exported_.endpoint, arena, kMiB).ok());
   ASSERT_TRUE(PullOne(exported_.endpoint, vm, 4096).ok());
-  for (const std::string& bad : {std::string(), std::string("garbage"), arena.substr(0, arena.size() - 1),
-                                 arena + "x", vm.substr(0, 10), std::string(36, '\0')}) {
+  // Forms of its own layout (the generic ones are in the conformance suite):
+  // a VM descriptor cut inside its fields, an ARENA-sized one without magic.
+  for (const std::string& bad : {vm.substr(0, 10), std::string(36, '\0')}) {
     Status s = PullOne(exported_.endpoint, bad, kMiB);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s;
   }
@@ -442,13 +369,6 @@ TEST_F(ShmBadInputTest, MalformedDescriptorsAreInvalidArgument) {
   const uint64_t offset = kMiB - 10;
   std::memcpy(past.data() + 8 + 4 + 8, &offset, 8);
   EXPECT_EQ(PullOne(exported_.endpoint, past, kMiB).code(), StatusCode::kInvalidArgument);
-}
-
-TEST_F(ShmBadInputTest, SizeMismatchIsInvalidArgument) {
-  EXPECT_EQ(PullOne(exported_.endpoint, exported_.descriptors[0], kMiB - 1).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(PullOne(exported_.endpoint, exported_.descriptors[1], 4097).code(), StatusCode::kInvalidArgument);
-  PullItem null_dst{exported_.endpoint, exported_.descriptors[1], {nullptr, 4096}};
-  EXPECT_EQ(shm_.Pull({&null_dst, 1}, Soon()).code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(ShmBadInputTest, MalformedEndpointIsInvalidArgument) {
@@ -478,22 +398,6 @@ TEST_F(ShmBadInputTest, ReusedPidIsUnavailable) {
   ep->start_time += 1;  // our pid, another start time: a different process
   Status s = PullOne(ep->Encode(), exported_.descriptors[1], 4096);
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
-}
-
-TEST_F(ShmBadInputTest, PassedDeadlineIsDeadlineExceeded) {
-  Status s = PullOne(exported_.endpoint, exported_.descriptors[0], kMiB, Deadline::After(seconds(-1)));
-  EXPECT_EQ(s.code(), StatusCode::kDeadlineExceeded) << s;
-  s = PullOne(exported_.endpoint, exported_.descriptors[1], 4096, Deadline::After(seconds(-1)));
-  EXPECT_EQ(s.code(), StatusCode::kDeadlineExceeded) << s;
-  EXPECT_TRUE(PullOne(exported_.endpoint, exported_.descriptors[0], kMiB, Deadline::Never()).ok());
-}
-
-TEST_F(ShmBadInputTest, EmptyPullAndZeroByteItems) {
-  EXPECT_TRUE(shm_.Pull({}, Soon()).ok());
-  auto e = shm_.Export({{nullptr, 0}});
-  ASSERT_TRUE(e.ok());
-  PullItem item{e->endpoint, e->descriptors[0], {nullptr, 0}};
-  EXPECT_TRUE(shm_.Pull({&item, 1}, Soon()).ok());
 }
 
 }  // namespace
