@@ -1,5 +1,6 @@
 // Test helpers for transports: a callback recorder that counts invocations and
-// waits with a deadline, and byte patterns. Test-only; not part of a library.
+// waits with a deadline, and a BufferView of a byte vector. Test-only; not
+// part of a library (payload patterns are ferry/testing/pattern.h).
 #pragma once
 
 #include <chrono>
@@ -52,18 +53,6 @@ class Recorder {
   int calls_ = 0;
   std::optional<Status> status_;
 };
-
-inline std::vector<uint8_t> Pattern(size_t n, uint64_t seed) {
-  std::vector<uint8_t> v(n);
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (size_t i = 0; i < n; ++i) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    v[i] = static_cast<uint8_t>(x);
-  }
-  return v;
-}
 
 inline BufferView View(std::vector<uint8_t>& v) { return BufferView{v.data(), v.size()}; }
 

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "ferry/config.h"
+#include "ferry/testing/pattern.h"
 #include "ferry/transport/fake_transport.h"
 #include "ferry/transport/in_memory_rendezvous_store.h"
 #include "ferry/transport/registry.h"
@@ -15,8 +16,8 @@
 namespace ferry::transport {
 namespace {
 
+using ferry::testing::Pattern;
 using std::chrono::milliseconds;
-using testing::Pattern;
 using testing::Recorder;
 using testing::View;
 

@@ -14,15 +14,16 @@
 #include <string>
 #include <vector>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include "ferry/common/clock.h"
+#include "ferry/testing/child_process.h"
+#include "ferry/testing/median.h"
 #include "ferry/transport/file_rendezvous_store.h"
 #include "ferry/transport/gloo/factory.h"
 
 using namespace ferry;
 using namespace ferry::transport;
+using ferry::testing::ChildProcess;
+using ferry::testing::Median;
 
 namespace {
 
@@ -43,11 +44,6 @@ Status Wait(TwoSidedTransport& t, bool send, int peer, uint64_t tag, std::vector
     t.Recv(peer, tag, std::move(views), done);
   }
   return f.get();  // bounded by the transport's transfer timeout
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 int RunRank(const std::string& dir, int rank) {
@@ -115,17 +111,12 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[1]) == "--rank1") return RunRank(argv[2], 1);
   char tmpl[] = "/tmp/ferry-gloo-bench-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) return 1;
-  pid_t pid = fork();
-  if (pid < 0) return 1;
-  if (pid == 0) {
-    execl("/proc/self/exe", argv[0], "--rank1", tmpl, nullptr);
-    _exit(127);
-  }
+  auto rank1 = ChildProcess::ExecSelf({"--rank1", tmpl});
   int rc = RunRank(tmpl, 0);
-  int wstatus = 0;
-  waitpid(pid, &wstatus, 0);
+  // Rank 1 ends with rank 0's last transfer (or at its transport's timeout).
+  auto code = rank1->Join(Deadline::After(std::chrono::minutes(2)));
   std::filesystem::remove_all(tmpl);
   std::printf("(warm, reused buffers; median of %d/%d/%d iterations; GB = 1e9 bytes)\n", kSizes[0].iterations,
               kSizes[1].iterations, kSizes[2].iterations);
-  return rc != 0 ? rc : (WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 1);
+  return rc != 0 ? rc : (code.ok() ? *code : 1);
 }

@@ -4,14 +4,12 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <future>
 #include <thread>
 
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
+#include "ferry/testing/child_process.h"
+#include "ferry/testing/pattern.h"
 #include "ferry/transport/file_rendezvous_store.h"
 #include "ferry/transport/in_memory_rendezvous_store.h"
 #include "ferry/transport/test_util.h"
@@ -19,8 +17,9 @@
 namespace ferry::transport {
 namespace {
 
+using ferry::testing::ChildProcess;
+using ferry::testing::Pattern;
 using std::chrono::milliseconds;
-using testing::Pattern;
 using testing::Recorder;
 using testing::View;
 
@@ -81,28 +80,13 @@ TEST(GlooTransportTest, TwoProcessesEchoOverFileStore) {
   char tmpl[] = "/tmp/ferry-gloo-test-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   const std::string dir = tmpl;
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    // A fresh image: nothing of this multi-threaded process survives.
-    setenv(kChildEnv, dir.c_str(), 1);
-    execl("/proc/self/exe", "gloo_transport_test", "--gtest_filter=GlooTransportChild.DISABLED_Rank1",
-          "--gtest_also_run_disabled_tests", nullptr);
-    _exit(127);
-  }
-  auto child_exit = std::async(std::launch::async, [pid] {
-    int wstatus = 0;
-    waitpid(pid, &wstatus, 0);
-    return wstatus;
-  });
+  // A fresh image: nothing of this multi-threaded process survives.
+  auto child = ChildProcess::ExecTest("GlooTransportChild.DISABLED_Rank1", {std::string(kChildEnv) + "=" + dir});
   Status s = RunEchoRank(dir, 0);
   EXPECT_TRUE(s.ok()) << s;
-  if (child_exit.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
-    kill(pid, SIGKILL);
-    ADD_FAILURE() << "child did not exit";
-  }
-  int wstatus = child_exit.get();
-  EXPECT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) << "child wait status " << wstatus;
+  auto code = child->Join(Deadline::After(std::chrono::seconds(60)));
+  EXPECT_TRUE(code.ok() && *code == 0) << "child: " << (code.ok() ? "exit " + std::to_string(*code)
+                                                                 : "did not exit: " + code.status().ToString());
   std::filesystem::remove_all(dir);
 }
 
