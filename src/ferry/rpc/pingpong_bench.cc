@@ -10,8 +10,6 @@
 //                         replies (the shape of a real actor call)
 //   ferry pipelined       async Calls, 256 in flight: throughput, not latency
 // Buffers are warm (the first 10% of iterations are discarded).
-#include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,6 +33,7 @@
 #include "ferry/rpc/dispatcher.h"
 #include "ferry/rpc/io_loop.h"
 #include "ferry/rpc/server.h"
+#include "ferry/testing/child_process.h"
 
 namespace ferry::rpc {
 namespace {
@@ -128,7 +127,7 @@ class ReplyThread {
   std::thread thread_;
 };
 
-[[noreturn]] void ServeForever(const std::string& address, int ready_fd) {
+[[noreturn]] void ServeForever(const std::string& address, ferry::testing::MessageChannel& parent) {
   IoLoop loop("bench-server");
   loop.Start();
   ReplyThread replier;
@@ -154,8 +153,7 @@ class ReplyThread {
     std::fprintf(stderr, "listen: %s\n", server.status().ToString().c_str());
     ::_exit(1);
   }
-  char one = 1;
-  if (::write(ready_fd, &one, 1) != 1) ::_exit(1);
+  if (!parent.Send({"ready"})) ::_exit(1);
   for (;;) ::pause();  // killed by the parent
 }
 
@@ -210,19 +208,11 @@ int Main(int argc, char** argv) {
   const Stats raw = RawPingPong(iterations);
 
   const std::string address = "unix:@ferry-pingpong-" + std::to_string(::getpid());
-  int ready[2];
-  if (::pipe(ready) != 0) std::abort();
-  pid_t child = ::fork();  // before any thread exists in this process
-  if (child == 0) {
-    ::close(ready[0]);
-    ServeForever(address, ready[1]);
-  }
-  ::close(ready[1]);
-  pollfd p{ready[0], POLLIN, 0};
-  char byte;
-  if (::poll(&p, 1, 10000) != 1 || ::read(ready[0], &byte, 1) != 1) {
-    std::fprintf(stderr, "server did not start\n");
-    ::kill(child, SIGKILL);
+  // Forked before any thread exists in this process; killed when `server`
+  // goes out of scope.
+  ferry::testing::ChildProcess server([&](ferry::testing::MessageChannel& parent) -> int { ServeForever(address, parent); });
+  if (auto ready = server.channel().Receive(Deadline::After(std::chrono::seconds(10))); !ready.ok()) {
+    std::fprintf(stderr, "server did not start: %s\n", ready.status().ToString().c_str());
     return 1;
   }
 
@@ -234,7 +224,6 @@ int Main(int argc, char** argv) {
   auto ch = Connect(loop, address, hello, nullptr, Deadline::After(std::chrono::seconds(10)));
   if (!ch.ok()) {
     std::fprintf(stderr, "connect: %s\n", ch.status().ToString().c_str());
-    ::kill(child, SIGKILL);
     return 1;
   }
   const Stats inline_reply = FerryPingPong(**ch, kEcho, iterations);
@@ -250,8 +239,7 @@ int Main(int argc, char** argv) {
   std::printf("%-22s %9.0f calls/s (256 in flight)\n", "ferry pipelined", rate);
 
   (*ch)->Close();
-  ::kill(child, SIGKILL);
-  ::waitpid(child, nullptr, 0);
+  server.Kill();
   loop.Stop();
   loop.Join();
   return 0;
