@@ -210,7 +210,8 @@ int Main(int argc, char** argv) {
   const std::string address = "unix:@ferry-pingpong-" + std::to_string(::getpid());
   // Forked before any thread exists in this process; killed when `server`
   // goes out of scope.
-  ferry::testing::ChildProcess server([&](ferry::testing::MessageChannel& parent) -> int { ServeForever(address, parent); });
+  ferry::testing::ChildProcess server(
+      [&](ferry::testing::MessageChannel& parent) -> int { ServeForever(address, parent); });
   if (auto ready = server.channel().Receive(Deadline::After(std::chrono::seconds(10))); !ready.ok()) {
     std::fprintf(stderr, "server did not start: %s\n", ready.status().ToString().c_str());
     return 1;

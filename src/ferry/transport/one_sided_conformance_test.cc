@@ -147,7 +147,9 @@ TEST_P(OneSidedConformanceTest, SeveralItemsInOnePull) {
   std::vector<Destination> dst;
   for (const BufferSpec& s : specs) dst.emplace_back(s.size);
   std::vector<PullItem> items;
-  for (size_t i = 0; i < specs.size(); ++i) items.push_back({producer->endpoint(), producer->descriptor(i), dst[i].view()});
+  for (size_t i = 0; i < specs.size(); ++i) {
+    items.push_back({producer->endpoint(), producer->descriptor(i), dst[i].view()});
+  }
   Status s = t->Pull(items, Deadline::After(kPullWait));
   ASSERT_TRUE(s.ok()) << s;
   for (size_t i = 0; i < specs.size(); ++i) EXPECT_EQ(dst[i].Check(specs[i].seed), -1) << "item " << i;
