@@ -19,6 +19,7 @@ import sysconfig
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,6 +42,19 @@ def _reused_build_dir():
         raise RuntimeError(f"FERRY_CMAKE_BUILD_DIR={build_dir} is not a configured CMake build "
                            f"directory (no CMakeCache.txt)")
     return build_dir
+
+
+class CleanBuildPy(build_py):
+    """Starts the package's staging folder empty: setuptools would otherwise
+    keep what an earlier build left there (a module since deleted, an older
+    _core) and put it in the wheel. Runs before build_ext."""
+
+    def run(self):
+        for package in self.packages or []:
+            staged = os.path.join(self.build_lib, *package.split("."))
+            if os.path.isdir(staged):
+                shutil.rmtree(staged)
+        super().run()
 
 
 class CMakeBuildExt(build_ext):
@@ -81,6 +95,6 @@ os.makedirs(_build_base, exist_ok=True)
 setup(
     version=_version(),
     ext_modules=[Extension("ferry._core", sources=[])],
-    cmdclass={"build_ext": CMakeBuildExt},
+    cmdclass={"build_py": CleanBuildPy, "build_ext": CMakeBuildExt},
     options={"build": {"build_base": _build_base}, "egg_info": {"egg_base": _build_base}},
 )
