@@ -287,9 +287,15 @@ StatusOr<ObjectRef> CoreWorker::PutTensors(const SerializedValue& skeleton,
                                            std::vector<tensor::Tensor> tensors,
                                            const std::string& transport) {
   if (!transport::IsOneSided(transport)) {
+    std::string one_sided;
+    for (const transport::TransportInfo& t : transport::Transports()) {
+      if (t.kind == transport::TransportKind::kOneSided && t.available) {
+        one_sided += (one_sided.empty() ? "" : ", ") + t.name;
+      }
+    }
     return Status::InvalidArgument(
-        "put(..., _tensor_transport='" + transport + "'): only one-sided transports (nixl, shm, "
-        "auto) can keep a put's tensors in place; collective transports move tensors only between "
+        "put(..., _tensor_transport='" + transport + "'): only one-sided transports (" + one_sided +
+        ") can keep a put's tensors in place; collective transports move tensors only between "
         "actors of a group");
   }
   FERRY_RETURN_IF_ERROR(transport::CheckTensorTransport(transport));

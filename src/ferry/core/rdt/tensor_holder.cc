@@ -94,11 +94,7 @@ Status TensorHolder::Store(const ObjectId& id, std::vector<tensor::Tensor> tenso
   std::vector<transport::OneSidedTransport*> exporters;
   if (transport::IsOneSided(info->transport())) {
     for (const tensor::Tensor& t : tensors) {
-      if (t.meta().device() != "cpu") {
-        return Status::InvalidArgument(
-            "tensor_transport='" + info->transport() + "' moves CPU tensors only in this build (no "
-            "CUDA); got a tensor on " + t.meta().device() + ": move it to the CPU first");
-      }
+      FERRY_RETURN_IF_ERROR(transport::CheckTensorDevice(info->transport(), t.meta().device()));
     }
     // Non-contiguous tensors are exported as the span of storage their
     // strides cover; the receiver rebuilds the same strides.

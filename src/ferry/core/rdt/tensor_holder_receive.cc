@@ -94,8 +94,8 @@ void TensorHolder::ReceiveOnGroup(const ObjectId& id, const proto::TensorRecv& r
   auto tensors = std::make_shared<std::vector<tensor::Tensor>>();
   bool all_pooled = true;
   for (const proto::TensorMetaProto& meta : rdt.tensors()) {
-    if (meta.device() != "cpu" && rdt.transport() == "gloo") {
-      done(Status::InvalidArgument("gloo moves CPU tensors only; got a tensor on " + meta.device()));
+    if (Status s = transport::CheckTensorDevice(rdt.transport(), meta.device()); !s.ok()) {
+      done(s);
       return;
     }
     bool pooled = false;

@@ -87,10 +87,7 @@ Status TransferOwner::ArrangeTransfer(const ObjectId& id, const ValuePtr& value,
   const proto::RdtInfo& rdt = value->rdt();
   *arg->mutable_value() = *value;
   if (rdt.producer_actor_id() == target.Binary()) return Status::Ok();  // same actor: no copy
-  if (!transport::IsTwoSided(rdt.transport()) && !transport::IsOneSided(rdt.transport())) {
-    return Status::Unimplemented("tensor transport '" + rdt.transport() +
-                                 "' is not available in this build");
-  }
+  FERRY_RETURN_IF_ERROR(transport::CheckTensorTransport(rdt.transport()));
   if (!rdt.producer_actor_id().empty()) {
     FERRY_ASSIGN_OR_RETURN(ActorId producer, ActorId::FromBinary(rdt.producer_actor_id()));
     if (Status cause; actors_.IsDead(producer, &cause)) {
