@@ -184,7 +184,7 @@ void RegisterRuntime(py::module_& m) {
                    }
                  }
                  if (error.ok() && !pull_ids.empty()) {
-                   auto p = core->PullTensors(pull_ids, pull_values, deadline);
+                   auto p = core->tensor_holder().Pull(pull_ids, pull_values, deadline);
                    if (p.ok()) {
                      pulled = std::move(p).value();
                    } else {
@@ -246,7 +246,7 @@ void RegisterRuntime(py::module_& m) {
       .def("transfer_log",
            [](const PyRuntime& rt) {
              py::list out;
-             for (const core::TransferRecord& r : Core(rt)->transfer_log().Recent()) {
+             for (const core::TransferRecord& r : Core(rt)->tensor_holder().transfer_log().Recent()) {
                py::dict d;
                d["object_id"] = r.object_id.Hex();
                d["transport"] = r.transport;
@@ -328,7 +328,7 @@ void RegisterRuntime(py::module_& m) {
                } else if (Status s = core::ValueStatus(*(*values)[0]); !s.ok()) {
                  fetched = s;
                } else {
-                 fetched = core->FetchTensors(ref.id, *(*values)[0], deadline);
+                 fetched = core->tensor_holder().FetchToObjectStore(ref.id, *(*values)[0], deadline);
                }
              }
              py::tuple t = ValueToPython(ValueOrThrow(std::move(fetched)));
@@ -363,7 +363,7 @@ void RegisterRuntime(py::module_& m) {
              Status s;
              {
                py::gil_scoped_release release;
-               s = core->CreateCollectiveGroup(name, backend, actors);
+               s = core->transfer_owner().CreateGroup(name, backend, actors);
              }
              CheckOk(s);
            })
@@ -373,14 +373,14 @@ void RegisterRuntime(py::module_& m) {
              Status s;
              {
                py::gil_scoped_release release;
-               s = core->DestroyCollectiveGroup(name);
+               s = core->transfer_owner().DestroyGroup(name);
              }
              CheckOk(s);
            })
       .def("collective_groups",
            [](const PyRuntime& rt) {
              py::list out;
-             for (const auto& g : Core(rt)->CollectiveGroups()) {
+             for (const auto& g : Core(rt)->transfer_owner().Groups()) {
                py::list members;
                for (const auto& a : g.members) members.append(py::bytes(a.Binary()));
                out.append(py::make_tuple(g.name, g.backend, members));

@@ -236,7 +236,7 @@ std::vector<FetchedValue> GetRaw(const std::vector<std::shared_ptr<RefState>>& s
             "GetOptions{.tensor_transport = \"object_store\"} to fetch them through the object "
             "store"));
       }
-      tensors = ValueOrThrow(core->FetchTensors(refs[i].id, *v, deadline));
+      tensors = ValueOrThrow(core->tensor_holder().FetchToObjectStore(refs[i].id, *v, deadline));
     }
     for (size_t b = 0; b < tensors->num_buffers(); ++b) {
       std::span<uint8_t> buf = tensors->buffer(b);
@@ -275,11 +275,11 @@ void CreateCollectiveGroupRaw(const std::vector<ActorHandleBase>& actors, const 
   }
   std::string b = backend;
   std::transform(b.begin(), b.end(), b.begin(), [](unsigned char ch) { return std::tolower(ch); });
-  ThrowIfError(core->CreateCollectiveGroup(name, b, ids));
+  ThrowIfError(core->transfer_owner().CreateGroup(name, b, ids));
 }
 
 void DestroyCollectiveGroupRaw(const std::string& name) {
-  ThrowIfError(api::CurrentCore()->DestroyCollectiveGroup(name));
+  ThrowIfError(api::CurrentCore()->transfer_owner().DestroyGroup(name));
 }
 
 void WaitTensorFreedRaw(const Tensor& tensor, std::optional<std::chrono::nanoseconds> timeout) {
