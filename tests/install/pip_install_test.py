@@ -1,5 +1,6 @@
 """The install_pip test: `pip install .` of this checkout into a fresh virtual
-environment, then a driver script run from outside the checkout.
+environment, then a driver script run where only that ferry is importable
+(no PYTHONPATH, a directory without a ferry package).
 
 The environment is made with --system-site-packages (Debian's cloudpickle,
 numpy and torch stay visible) and pip runs offline (--no-index,
@@ -121,7 +122,7 @@ def main():
     os.makedirs(run_dir)
     with open(os.path.join(run_dir, "driver.py"), "w") as f:
         f.write(DRIVER)
-    out = run("run a driver outside the checkout", [python, "driver.py"], cwd=run_dir, env=driver_env)
+    out = run("run a driver", [python, "driver.py"], cwd=run_dir, env=driver_env)
     print(out, end="")
     if "pip-installed ferry ok:" not in out:
         sys.exit("pip install test: the driver did not finish")
