@@ -77,7 +77,7 @@ void Head::HandleCreateActor(std::string_view payload, rpc::Responder responder)
   {
     MutexLock lock(mu_);
     if (shut_down_) {
-      lock.native().unlock();
+      lock.Unlock();
       responder.ReplyError(Status::Unavailable("ferry is shutting down"));
       return;
     }
@@ -87,7 +87,7 @@ void Head::HandleCreateActor(std::string_view payload, rpc::Responder responder)
       if (it != names_.end()) {
         auto existing = actors_.find(it->second);
         if (existing != actors_.end() && existing->second->info.state() != proto::ActorInfo::DEAD) {
-          lock.native().unlock();
+          lock.Unlock();
           responder.ReplyError(Status::AlreadyExists("an actor named '" + name + "' already exists"));
           return;
         }
@@ -196,7 +196,7 @@ void Head::HandleRegisterWorker(std::string_view payload, rpc::Responder respond
   {
     MutexLock lock(mu_);
     if (actor->info.state() != proto::ActorInfo::PENDING) {
-      lock.native().unlock();
+      lock.Unlock();
       responder.ReplyError(Status::FailedPrecondition("the actor is no longer starting"));
       return;
     }

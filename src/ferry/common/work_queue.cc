@@ -36,7 +36,7 @@ void WorkQueue::Run() {
     std::function<void()> fn;
     {
       MutexLock lock(mu_);
-      cv_.wait(lock.native(), [&] { return closed_ || !queue_.empty(); });
+      cv_.wait(lock.native(), [&]() FERRY_REQUIRES(mu_) { return closed_ || !queue_.empty(); });
       if (queue_.empty()) return;  // closed and drained
       fn = std::move(queue_.front());
       queue_.pop_front();

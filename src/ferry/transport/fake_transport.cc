@@ -223,9 +223,9 @@ class FakeTransportGroup::Hub {
       if (!completions_.empty()) {
         Completion c = std::move(completions_.front());
         completions_.pop_front();
-        lock.native().unlock();
+        lock.Unlock();
         Execute(c);
-        lock.native().lock();
+        lock.Lock();
         --outstanding_[c.first.rank];
         if (c.recv) --outstanding_[c.recv->rank];
         cv_.notify_all();

@@ -45,10 +45,10 @@ void WaiterPool::Run() {
     if (tasks_.empty()) return;  // stopping, and nothing left to run
     auto task = std::move(tasks_.front());
     tasks_.pop_front();
-    lock.native().unlock();
+    lock.Unlock();
     task();
     task = nullptr;  // release captures before re-taking the lock
-    lock.native().lock();
+    lock.Lock();
   }
 }
 

@@ -87,9 +87,9 @@ void MappingCache::SweeperLoop() {
   while (!stopping_) {
     sweeper_cv_.wait_for(lock.native(), sweep_interval_);
     if (stopping_) break;
-    lock.native().unlock();
+    lock.Unlock();
     MaybeSweep();
-    lock.native().lock();
+    lock.Lock();
   }
 }
 

@@ -69,6 +69,7 @@ void UcxTransport::Lane::OnEndpointError(void* arg, ucp_ep_h /*ep*/, ucs_status_
 // Runs inside UCX calls made under the lane's mu.
 void UcxTransport::Lane::OnGetDone(void* /*request*/, ucs_status_t status, void* user_data) {
   auto* op = static_cast<GetOp*>(user_data);
+  op->lane->mu.AssertHeld();
   op->done = true;
   op->ucs = status;
   if (op->lane->sleepers > 0) op->lane->wake_sleepers = true;
@@ -261,7 +262,7 @@ Status UcxTransport::Lane::Run(const std::vector<GetOp*>& ops, Deadline deadline
   // While UCX gets are in flight here, this thread progresses the worker
   // (and lane 0's service thread keeps off it); CMA copies need neither.
   bool counted = false;
-  auto post = [&](GetOp* op) {  // under mu
+  auto post = [&](GetOp* op) FERRY_REQUIRES(mu) {
     if (!counted) ++active_pulls;
     counted = true;
     PostLocked(*op);

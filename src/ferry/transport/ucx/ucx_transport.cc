@@ -153,7 +153,9 @@ void UcxTransport::ServeLoop() {
       MutexLock lock(lane.mu);
       if (lane.active_pulls > 0) {
         // Pull threads progress this worker now; stay out of their way.
-        lane.idle_cv.wait(lock.native(), [&] { return lane.active_pulls == 0 || stopping_; });
+        lane.idle_cv.wait(lock.native(), [&]() FERRY_REQUIRES(lane.mu) {
+          return lane.active_pulls == 0 || stopping_;
+        });
         continue;
       }
       while (lane.ProgressLocked() > 0) {
@@ -171,7 +173,7 @@ StatusOr<ExportedBuffers> UcxTransport::Export(const std::vector<BufferView>& bu
   out.descriptors.reserve(buffers.size());
   MutexLock lock(regions_mu_);
   std::vector<std::pair<uintptr_t, uint64_t>> taken;  // undone if a later buffer fails
-  auto undo = [&] {
+  auto undo = [&]() FERRY_REQUIRES(regions_mu_) {
     for (const auto& key : taken) {
       auto it = regions_.find(key);
       if (--it->second.refs == 0) {
@@ -347,7 +349,7 @@ Status UcxTransport::Pull(std::span<const PullItem> items, Deadline deadline) {
   {
     // Each lane's Run ends by the deadline plus close_timeout.
     MutexLock lock(join.mu);
-    join.cv.wait(lock.native(), [&] { return join.pending == 0; });
+    join.cv.wait(lock.native(), [&]() FERRY_REQUIRES(join.mu) { return join.pending == 0; });
     KeepWorst(worst, join.worst);
   }
   for (auto& op : ops) {
