@@ -16,7 +16,9 @@ class FakeOneSidedFabric::Endpoint : public OneSidedTransport {
   void Release(const std::vector<BufferView>& buffers) override {
     fabric_.Release(endpoint_, buffers);
   }
-  Status Pull(std::span<const PullItem> items, Deadline) override { return fabric_.Pull(items); }
+  Status Pull(std::span<const PullItem> items, Deadline deadline) override {
+    return fabric_.Pull(items, deadline);
+  }
 
  private:
   FakeOneSidedFabric& fabric_;
@@ -41,6 +43,12 @@ size_t FakeOneSidedFabric::NumExported() {
 
 StatusOr<ExportedBuffers> FakeOneSidedFabric::Export(const std::string& endpoint,
                                                      const std::vector<BufferView>& buffers) {
+  for (const BufferView& b : buffers) {
+    if (b.data == nullptr && b.nbytes > 0) {
+      return Status::InvalidArgument("export of a null buffer of " + std::to_string(b.nbytes) +
+                                     " bytes");
+    }
+  }
   MutexLock lock(mu_);
   ExportedBuffers out;
   out.endpoint = endpoint;
@@ -66,8 +74,10 @@ void FakeOneSidedFabric::Release(const std::string& endpoint,
   }
 }
 
-Status FakeOneSidedFabric::Pull(std::span<const PullItem> items) {
+Status FakeOneSidedFabric::Pull(std::span<const PullItem> items, Deadline deadline) {
   MutexLock lock(mu_);
+  // Every item is checked before any byte moves, as the real backends do.
+  std::vector<const Buffer*> sources;
   for (const PullItem& item : items) {
     if (dead_.count(std::string(item.endpoint)) != 0) {
       return Status::Unavailable("fake endpoint " + std::string(item.endpoint) + " is dead");
@@ -81,7 +91,16 @@ Status FakeOneSidedFabric::Pull(std::span<const PullItem> items) {
                                      " bytes from a buffer of " +
                                      std::to_string(it->second.view.nbytes));
     }
-    if (item.dst.nbytes > 0) std::memcpy(item.dst.data, it->second.view.data, item.dst.nbytes);
+    if (item.dst.data == nullptr && item.dst.nbytes > 0) {
+      return Status::InvalidArgument("pull into a null destination");
+    }
+    sources.push_back(&it->second);
+  }
+  if (deadline.Expired()) return Status::DeadlineExceeded("the pull's deadline passed");
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].dst.nbytes > 0) {
+      std::memcpy(items[i].dst.data, sources[i]->view.data, items[i].dst.nbytes);
+    }
   }
   return Status::Ok();
 }

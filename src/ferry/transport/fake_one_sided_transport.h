@@ -3,7 +3,9 @@
 // transport with its own endpoint; Export records where the buffers are,
 // Pull copies them with memcpy. Failures behave like a real backend's: a
 // killed endpoint's pulls are Unavailable, a size mismatch or an unknown
-// descriptor is InvalidArgument, a released buffer can no longer be pulled.
+// descriptor is InvalidArgument, a released buffer can no longer be pulled,
+// a pull whose deadline has passed is DeadlineExceeded (a started copy is
+// not interrupted).
 //
 // Lifecycle: the fabric must outlive its transports.
 //
@@ -49,7 +51,7 @@ class FakeOneSidedFabric {
                                    const std::vector<BufferView>& buffers) FERRY_EXCLUDES(mu_);
   void Release(const std::string& endpoint, const std::vector<BufferView>& buffers)
       FERRY_EXCLUDES(mu_);
-  Status Pull(std::span<const PullItem> items) FERRY_EXCLUDES(mu_);
+  Status Pull(std::span<const PullItem> items, Deadline deadline) FERRY_EXCLUDES(mu_);
 
   Mutex mu_;
   uint64_t next_ FERRY_GUARDED_BY(mu_) = 0;
