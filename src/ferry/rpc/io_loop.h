@@ -1,7 +1,9 @@
 // IoLoop: one asio::io_context and the ONE thread that runs it. Every socket
 // of the control plane (Channel, Server, Connect) lives on an IoLoop; all their
-// completion handlers and callbacks run on its thread. docs/architecture.md ("Threads"): one io
-// thread per process does all socket I/O, and user code never runs on it.
+// completion handlers and callbacks run on its thread, and user code never
+// runs on it (docs/architecture.md, "Threads"). Other threads may write a
+// frame straight to an idle channel (channel.h); reads, accepts and
+// connects' completions are the loop's.
 //
 // Lifecycle: construct -> Start() -> ... -> Stop() -> Join(). Start, Stop and
 // Join are idempotent; the destructor does Stop() + Join() and is safe in any
