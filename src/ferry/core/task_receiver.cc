@@ -114,7 +114,7 @@ void TaskReceiver::RunExecutor(TaskExecutor* executor) {
                            stopped_flag_.load(std::memory_order_acquire); });
     {
       MutexLock lock(mu_);
-      cv_.wait(lock.native(), [&] { return stopped_ || !ready_.empty(); });
+      cv_.wait(lock.native(), [&]() FERRY_REQUIRES(mu_) { return stopped_ || !ready_.empty(); });
       if (ready_.empty()) return;  // stopped
       task = std::move(ready_.front());
       ready_.pop_front();
