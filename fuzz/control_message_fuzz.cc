@@ -61,7 +61,9 @@ constexpr std::string_view kWorkerId = "fuzz-worker-0001";
 constexpr std::string_view kActorId = "fuzz-actor-00001";
 constexpr std::string_view kObjectId = "fuzz-object-0001";
 // The caller of the task that stops the receiver after the fuzzed one.
-constexpr std::string_view kSentinelCaller = "\xff" "fuzz-sentinel";
+constexpr std::string_view kSentinelCaller =
+    "\xff"
+    "fuzz-sentinel";
 // Receive buffers above this are not allocated (a hostile size is the
 // allocator's to refuse; see CpuAllocator's limit), only validated.
 constexpr uint64_t kMaxTensorBytes = 1 << 20;
@@ -117,7 +119,8 @@ class Resolver : public core::ArgumentResolver {
  public:
   explicit Resolver(tensor::CpuAllocator& alloc) : alloc_(alloc) {}
 
-  void Resolve(const proto::ObjectRefProto& ref, std::function<void(core::ValuePtr)> done) override {
+  void Resolve(const proto::ObjectRefProto& ref,
+               std::function<void(core::ValuePtr)> done) override {
     auto id = ObjectId::FromBinary(ref.object_id());
     if (!id.ok() || ref.owner_worker_id() == kWorkerId) {
       Worker().Resolve(ref, std::move(done));  // bad id, or owned here: all local
@@ -164,7 +167,8 @@ class Executor : public core::TaskExecutor {
       receiver_.Stop();
       return {};
     }
-    FuzzCheck(args.size() == static_cast<size_t>(spec.args_size()), "one opened value per argument");
+    FuzzCheck(args.size() == static_cast<size_t>(spec.args_size()),
+              "one opened value per argument");
     for (const core::ExecArg& a : args) {
       FuzzCheck(a.value != nullptr, "an argument is opened");
       fuzz::TouchValue(*a.value);
@@ -249,9 +253,7 @@ void HandleRequest(uint16_t method, std::string_view payload) {
     case proto::KILL_ACTOR:
     case proto::KV_PUT:
     case proto::KV_GET:
-    case proto::KV_DEL:
-      RunHeadHandler(method, payload);
-      return;
+    case proto::KV_DEL: RunHeadHandler(method, payload); return;
     default:  // GET_OBJECT, FREE_OBJECTS, SEND/FETCH_TENSORS, LEAVE_GROUP, EXIT, unknown
       Worker().dispatcher().Dispatch(nullptr, method, payload, rpc::Responder());
       return;

@@ -35,8 +35,8 @@ using ferry::rpc::kFrameHeaderSize;
 // Limits the fuzzer picks from. The default (1 GiB) only with Feed(): through
 // WritableTail a hostile 1 GiB length prefix makes the decoder reserve 1 GiB,
 // which is its documented bound, not a bug, and would only slow the run.
-constexpr uint32_t kLimits[] = {ferry::rpc::kDefaultMaxPayload, 0, 1, 15, 16, 17, 255, 4096,
-                                65536, 1u << 20};
+constexpr uint32_t kLimits[] = {
+    ferry::rpc::kDefaultMaxPayload, 0, 1, 15, 16, 17, 255, 4096, 65536, 1u << 20};
 constexpr size_t kFeedOnlyLimits = 1;  // kLimits[0, kFeedOnlyLimits) are Feed-only
 
 void Check(bool ok, const char* what) {
@@ -99,7 +99,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FrameDecoder decoder(max_payload);
   std::string stream;  // everything fed so far
   size_t next_frame = 0;
-  Expected seen;       // what the decoder returned, checked against the reference at the end
+  Expected seen;  // what the decoder returned, checked against the reference at the end
   bool failed = false;
 
   // Drains the decoder. Frames returned since the last feed must all stay
@@ -174,7 +174,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           "same frame as the reference");
   }
   if (!failed) {
-    Check(decoder.buffered() == stream.size() - want.consumed, "buffered() counts the partial frame");
+    Check(decoder.buffered() == stream.size() - want.consumed,
+          "buffered() counts the partial frame");
   }
   return 0;
 }

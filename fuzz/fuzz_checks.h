@@ -6,13 +6,13 @@
 // THREAD CONTRACT: free functions; thread-safe.
 #pragma once
 
+#include <google/protobuf/stubs/logging.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <span>
 #include <string>
-
-#include <google/protobuf/stubs/logging.h>
 
 #include "ferry/object/readable_value.h"
 #include "ferry/tensor/tensor.h"
@@ -52,8 +52,8 @@ inline uint64_t TouchValue(const object::ReadableValue& v) {
 // Drops protobuf's own log lines (e.g. "invalid UTF-8" for every malformed
 // string field): rejected input is the normal case here.
 inline void QuietProtobuf() {
-  google::protobuf::SetLogHandler([](google::protobuf::LogLevel, const char*, int,
-                                     const std::string&) {});
+  google::protobuf::SetLogHandler(
+      [](google::protobuf::LogLevel, const char*, int, const std::string&) {});
 }
 
 inline uint64_t TouchTensor(const tensor::Tensor& t) {

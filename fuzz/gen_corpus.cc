@@ -62,11 +62,12 @@ std::string FrameSeed(const std::string& stream, bool zero_copy, uint8_t limit_i
   for (size_t c : chunks) {
     used.push_back(static_cast<uint8_t>(c >> 8));  // a 0..4096 range reads two bytes, high first
     used.push_back(static_cast<uint8_t>(c & 0xff));
-    if (zero_copy) used.push_back(64);             // WritableTail(min_bytes = 64)
+    if (zero_copy) used.push_back(64);  // WritableTail(min_bytes = 64)
     total += c;
   }
   if (total != stream.size()) {
-    std::fprintf(stderr, "gen_corpus: chunks cover %zu of %zu stream bytes\n", total, stream.size());
+    std::fprintf(stderr, "gen_corpus: chunks cover %zu of %zu stream bytes\n", total,
+                 stream.size());
     std::exit(1);
   }
   std::string seed = stream;
@@ -81,14 +82,15 @@ void FrameSeeds() {
   hello.set_worker_id(kWorkerId);
   hello.set_address("unix:@ferry-fuzz");
   hello.set_pid(42);
-  const std::string hello_frame = Frame(proto::HELLO, rpc::FrameKind::kRequest, 1, hello.SerializeAsString());
+  const std::string hello_frame = Frame(proto::HELLO, rpc::FrameKind::kRequest, 1,
+                                        hello.SerializeAsString());
   proto::StatusProto status;
   status.set_code(14);
   status.set_message("gone");
-  const std::string mixed = hello_frame +
-                            Frame(proto::HELLO, rpc::FrameKind::kReply, 1, "") +
+  const std::string mixed = hello_frame + Frame(proto::HELLO, rpc::FrameKind::kReply, 1, "") +
                             Frame(proto::FREE_OBJECTS, rpc::FrameKind::kOneWay, 0, kObjectId) +
-                            Frame(proto::GET_OBJECT, rpc::FrameKind::kErrorReply, 7, status.SerializeAsString());
+                            Frame(proto::GET_OBJECT, rpc::FrameKind::kErrorReply, 7,
+                                  status.SerializeAsString());
   // Limit indices: 0 = 1 GiB (Feed only), 1 = 0, 2 = 1, 3 = 15, 4 = 16, 5 = 17,
   // 6 = 255, 7 = 4096, 8 = 65536, 9 = 1 MiB.
   Write(target, "hello_one_chunk", FrameSeed(hello_frame, false, 0, {hello_frame.size()}));
@@ -101,10 +103,12 @@ void FrameSeeds() {
   Write(target, "four_kinds_small_chunks", FrameSeed(mixed, false, 0, small));
   Write(target, "four_kinds_zero_copy", FrameSeed(mixed, true, 8, {5, 20, mixed.size() - 25}));
   Write(target, "empty_payload_then_partial_header",
-        FrameSeed(Frame(3, rpc::FrameKind::kOneWay, 0, "") + std::string(9, '\x01'), false, 1, {25}));
+        FrameSeed(Frame(3, rpc::FrameKind::kOneWay, 0, "") + std::string(9, '\x01'), false, 1,
+                  {25}));
   std::string bad_kind = Frame(3, rpc::FrameKind::kRequest, 5, "abc");
   bad_kind[6] = 4;
-  Write(target, "unknown_kind", FrameSeed(hello_frame + bad_kind, false, 0, {hello_frame.size() + bad_kind.size()}));
+  Write(target, "unknown_kind",
+        FrameSeed(hello_frame + bad_kind, false, 0, {hello_frame.size() + bad_kind.size()}));
   const std::string big = Frame(3, rpc::FrameKind::kRequest, 5, std::string(17, 'x'));
   Write(target, "payload_over_limit_16", FrameSeed(big, false, 4, {big.size()}));
   Write(target, "payload_at_limit_17_zero_copy", FrameSeed(big, true, 5, {3, big.size() - 3}));
@@ -131,7 +135,9 @@ proto::ObjectValueProto InlineValue(uint64_t data_size, std::initializer_list<ui
 
 void LayoutSeeds() {
   const std::string target = "value_layout_fuzz";
-  auto wire = [](const proto::ObjectValueProto& v) { return std::string(1, '\0') + v.SerializeAsString(); };
+  auto wire = [](const proto::ObjectValueProto& v) {
+    return std::string(1, '\0') + v.SerializeAsString();
+  };
   Write(target, "inline_data_only", wire(InlineValue(100, {})));
   Write(target, "inline_two_buffers", wire(InlineValue(100, {4096, 10})));
   Write(target, "inline_empty_buffers", wire(InlineValue(0, {0, 0, 64})));
@@ -171,7 +177,8 @@ constexpr uint8_t kReply = 0x80;
 constexpr uint8_t kError = 0x40;
 
 void Msg(const std::string& name, uint8_t selector, const google::protobuf::MessageLite& m) {
-  Write("control_message_fuzz", name, std::string(1, static_cast<char>(selector)) + m.SerializeAsString());
+  Write("control_message_fuzz", name,
+        std::string(1, static_cast<char>(selector)) + m.SerializeAsString());
 }
 
 proto::TaskSpec Task(uint64_t seq) {
@@ -226,8 +233,8 @@ void ControlSeeds() {
   ref->set_object_id(kObjectId);
   ref->set_owner_worker_id(kWorkerId);
   ref->set_owner_address("unix:@ferry-fuzz");
-  *spec.add_args() = RdtArg(kActorId, false);       // passed back to its producer
-  *spec.add_args() = RdtArg(kOtherId, true);        // needs a group this worker lacks
+  *spec.add_args() = RdtArg(kActorId, false);  // passed back to its producer
+  *spec.add_args() = RdtArg(kOtherId, true);   // needs a group this worker lacks
   spec.add_return_ids(kWorkerId);
   Msg("push_task_ref_and_rdt_args", proto::PUSH_TASK, spec);
   Msg("push_task_waits_for_seq_0", proto::PUSH_TASK, Task(1));

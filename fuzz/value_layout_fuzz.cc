@@ -32,7 +32,8 @@ using ferry::object::ValueLayout;
 // descriptor of the fuzzer itself (ShmMapping has its own tests).
 constexpr uint64_t kMaxInline = 1 << 20;
 
-void CheckAccepted(const ValueLayout& l, const ferry::proto::ObjectValueProto& p, uint64_t available) {
+void CheckAccepted(const ValueLayout& l, const ferry::proto::ObjectValueProto& p,
+                   uint64_t available) {
   FuzzCheck(l.buffer_offsets.size() == l.buffer_sizes.size(), "one offset per size");
   FuzzCheck(l.num_buffers() == static_cast<size_t>(p.buffer_sizes_size()), "every buffer kept");
   FuzzCheck(l.data_size == p.data_size() && l.data_size <= available, "data inside the bytes");
@@ -40,7 +41,8 @@ void CheckAccepted(const ValueLayout& l, const ferry::proto::ObjectValueProto& p
   for (size_t i = 0; i < l.num_buffers(); ++i) {
     FuzzCheck(l.buffer_offsets[i] % kBufferAlignment == 0, "buffer aligned");
     FuzzCheck(l.buffer_offsets[i] >= end, "buffers ordered, not overlapping");
-    FuzzCheck(l.buffer_offsets[i] <= available && l.buffer_sizes[i] <= available - l.buffer_offsets[i],
+    FuzzCheck(l.buffer_offsets[i] <= available &&
+                  l.buffer_sizes[i] <= available - l.buffer_offsets[i],
               "buffer inside the bytes");
     end = l.buffer_offsets[i] + l.buffer_sizes[i];
   }

@@ -19,7 +19,9 @@ inline void Check(bool ok, const char* what) {
   }
 }
 
-inline bool Close(double a, double b) { return std::fabs(a - b) <= 1e-6 * std::max(1.0, std::fabs(b)); }
+inline bool Close(double a, double b) {
+  return std::fabs(a - b) <= 1e-6 * std::max(1.0, std::fabs(b));
+}
 
 // torch.randn's stand-in: a rows x cols float32 tensor of N(0, 1) samples.
 inline ferry::Tensor RandomTensor(int64_t rows, int64_t cols, unsigned seed) {

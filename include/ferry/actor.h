@@ -134,9 +134,10 @@ constexpr void CheckParam() {
   static_assert(!std::is_pointer_v<D>,
                 "ferry: a remote method's parameter is a pointer; pointers cannot cross processes, "
                 "take the value (or a const reference) instead");
-  static_assert(!IsObjectRef<D>::value,
-                "ferry: a remote method's parameter is an ObjectRef; declare the value type T "
-                "instead and pass the ObjectRef<T> as the argument (it is resolved before the call)");
+  static_assert(
+      !IsObjectRef<D>::value,
+      "ferry: a remote method's parameter is an ObjectRef; declare the value type T "
+      "instead and pass the ObjectRef<T> as the argument (it is resolved before the call)");
   static_assert(std::is_default_constructible_v<D>,
                 "ferry: a remote method's parameter type must be default-constructible "
                 "(it is decoded into a default-constructed value)");
@@ -176,7 +177,8 @@ void WriteArg(cereal::BinaryOutputArchive& ar, EncodedArgs& out, A&& a) {
   using D = std::decay_t<P>;
   using AD = std::decay_t<A>;
   if constexpr (IsObjectRef<AD>::value) {
-    if (a.IsNull()) ThrowStatus(Status::InvalidArgument("a null ObjectRef was passed as an argument"));
+    if (a.IsNull())
+      ThrowStatus(Status::InvalidArgument("a null ObjectRef was passed as an argument"));
     ar(uint8_t{1}, static_cast<uint32_t>(out.refs.size()));
     out.refs.push_back(a.state());
   } else if constexpr (std::is_same_v<AD, D>) {
@@ -219,7 +221,8 @@ MethodInvoker MakeInvoker(M method) {
       ReadAndCall<Params...>(ctx, call, std::index_sequence_for<Params...>{});
       ctx.SetResult(EncodedValue{});
     } else {
-      const std::decay_t<R>& r = ReadAndCall<Params...>(ctx, call, std::index_sequence_for<Params...>{});
+      const std::decay_t<R>& r = ReadAndCall<Params...>(ctx, call,
+                                                        std::index_sequence_for<Params...>{});
       ctx.SetResult(Encode(r));
     }
   };
@@ -354,8 +357,7 @@ class ActorCreator {
  public:
   explicit ActorCreator(T* (*factory)(Params...))
       : factory_(internal::RegisteredName(
-            internal::KeyOf(factory),
-            "the factory of " + internal::Demangle(typeid(T).name()))) {}
+            internal::KeyOf(factory), "the factory of " + internal::Demangle(typeid(T).name()))) {}
 
   ActorCreator& SetName(std::string name) {
     options_.name = std::move(name);
@@ -377,8 +379,8 @@ class ActorCreator {
                                    internal::TypeList<std::tuple<Args&&...>>{})) {
       internal::EncodedArgs encoded = internal::EncodeArgs(
           internal::TypeList<std::tuple<Params...>>{}, &factory_, std::forward<Args>(args)...);
-      return ActorHandle<T>(internal::CreateActorRaw(
-          factory_, internal::Demangle(typeid(T).name()), options_, std::move(encoded)));
+      return ActorHandle<T>(internal::CreateActorRaw(factory_, internal::Demangle(typeid(T).name()),
+                                                     options_, std::move(encoded)));
     } else {
       return ActorHandle<T>();
     }
@@ -399,7 +401,7 @@ ActorCreator<T, Params...> Actor(T* (*factory)(Params...)) {
 #define FERRY_REMOTE_CONCAT_INNER_(a, b) a##b
 #define FERRY_REMOTE_CONCAT_(a, b) FERRY_REMOTE_CONCAT_INNER_(a, b)
 // At namespace scope, once per binary: FERRY_REMOTE(T::Create, &T::Method, ...).
-#define FERRY_REMOTE(...)                                                               \
+#define FERRY_REMOTE(...)                                                                         \
   static const ::ferry::internal::Registrar FERRY_REMOTE_CONCAT_(ferry_registrar_, __COUNTER__) { \
-    #__VA_ARGS__, __VA_ARGS__                                                           \
+#__VA_ARGS__, __VA_ARGS__                                                                     \
   }

@@ -32,23 +32,41 @@ class Error : public std::runtime_error {
 };
 
 // The remote method (or constructor) threw; what() is "<method>: <type>: <message>".
-class TaskError : public Error { using Error::Error; };
+class TaskError : public Error {
+  using Error::Error;
+};
 // The actor is gone (killed, crashed, or its constructor failed).
-class ActorDiedError : public Error { using Error::Error; };
+class ActorDiedError : public Error {
+  using Error::Error;
+};
 // A Get (or Wait, WaitTensorFreed) deadline passed.
-class GetTimeoutError : public Error { using Error::Error; };
+class GetTimeoutError : public Error {
+  using Error::Error;
+};
 // Moving tensors between processes failed (a system error: the group is destroyed).
-class TransportError : public Error { using Error::Error; };
+class TransportError : public Error {
+  using Error::Error;
+};
 // An object's value is lost (its owner or producer is gone, or it was freed).
-class ObjectLostError : public Error { using Error::Error; };
+class ObjectLostError : public Error {
+  using Error::Error;
+};
 // A collective group is missing or broken.
-class CollectiveGroupError : public Error { using Error::Error; };
+class CollectiveGroupError : public Error {
+  using Error::Error;
+};
 // Misuse: a bad argument, an unknown name, a Get that needs another transport.
-class InvalidArgumentError : public Error { using Error::Error; };
+class InvalidArgumentError : public Error {
+  using Error::Error;
+};
 // A transport or feature this build lacks.
-class UnimplementedError : public Error { using Error::Error; };
+class UnimplementedError : public Error {
+  using Error::Error;
+};
 // FERRY_REMOTE problems: a function registered twice, or used without registration.
-class RegistrationError : public Error { using Error::Error; };
+class RegistrationError : public Error {
+  using Error::Error;
+};
 
 namespace internal {
 // The one Status -> exception table. `status` must not be OK.

@@ -66,8 +66,8 @@ std::vector<FetchedValue> GetRaw(const std::vector<std::shared_ptr<RefState>>& r
 std::shared_ptr<RefState> PutRaw(const EncodedValue& value);
 std::vector<bool> WaitRaw(const std::vector<std::shared_ptr<RefState>>& refs, size_t num_ready,
                           std::optional<std::chrono::nanoseconds> timeout);
-void CreateCollectiveGroupRaw(const std::vector<ActorHandleBase>& actors, const std::string& backend,
-                              const std::string& name);
+void CreateCollectiveGroupRaw(const std::vector<ActorHandleBase>& actors,
+                              const std::string& backend, const std::string& name);
 void DestroyCollectiveGroupRaw(const std::string& name);
 void WaitTensorFreedRaw(const Tensor& tensor, std::optional<std::chrono::nanoseconds> timeout);
 
@@ -104,7 +104,8 @@ auto Get(const ObjectRef<T>& ref, std::chrono::duration<Rep, Period> timeout) {
 }
 // Values of `refs`, in order (one wait for all).
 template <typename T>
-std::vector<std::shared_ptr<T>> Get(const std::vector<ObjectRef<T>>& refs, const GetOptions& options = {}) {
+std::vector<std::shared_ptr<T>> Get(const std::vector<ObjectRef<T>>& refs,
+                                    const GetOptions& options = {}) {
   static_assert(!std::is_void_v<T>, "ferry::Get of a vector of ObjectRef<void>: use ferry::Wait");
   auto values = internal::GetRaw(internal::States(refs), options);
   std::vector<std::shared_ptr<T>> out;

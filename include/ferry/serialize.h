@@ -21,6 +21,14 @@
 // are per thread (a scope set by Encode/Decode).
 #pragma once
 
+#include <istream>
+#include <memory>
+#include <sstream>
+#include <streambuf>
+#include <string>
+#include <string_view>
+#include <vector>
+
 #include <cereal/archives/binary.hpp>
 #include <cereal/types/array.hpp>
 #include <cereal/types/map.hpp>
@@ -32,21 +40,14 @@
 #include <cereal/types/utility.hpp>
 #include <cereal/types/variant.hpp>
 #include <cereal/types/vector.hpp>
-#include <istream>
-#include <memory>
-#include <sstream>
-#include <streambuf>
-#include <string>
-#include <string_view>
-#include <vector>
 
 #include "ferry/tensor.h"
 
 // Inside a struct: lists the members that are serialized, in order.
-#define FERRY_SERIALIZE(...)                  \
-  template <class FerryArchive_>              \
-  void serialize(FerryArchive_& ferry_ar_) {  \
-    ferry_ar_(__VA_ARGS__);                   \
+#define FERRY_SERIALIZE(...)                 \
+  template <class FerryArchive_>             \
+  void serialize(FerryArchive_& ferry_ar_) { \
+    ferry_ar_(__VA_ARGS__);                  \
   }
 
 namespace ferry::internal {

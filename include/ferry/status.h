@@ -33,9 +33,9 @@ enum class StatusCode : int {
   kAborted = 10,
   kUnimplemented = 12,
   kInternal = 13,
-  kUnavailable = 14,   // a peer (actor, owner) is gone: maps to ActorDiedError
-  kDataLoss = 15,      // an object's value is lost: maps to ObjectLostError
-  kTaskError = 100,    // user code raised; the message is the remote traceback
+  kUnavailable = 14,  // a peer (actor, owner) is gone: maps to ActorDiedError
+  kDataLoss = 15,     // an object's value is lost: maps to ObjectLostError
+  kTaskError = 100,   // user code raised; the message is the remote traceback
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -47,13 +47,23 @@ class [[nodiscard]] Status {
 
   static Status Ok() { return Status(); }
   static Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
-  static Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
-  static Status DeadlineExceeded(std::string m) { return {StatusCode::kDeadlineExceeded, std::move(m)}; }
+  static Status InvalidArgument(std::string m) {
+    return {StatusCode::kInvalidArgument, std::move(m)};
+  }
+  static Status DeadlineExceeded(std::string m) {
+    return {StatusCode::kDeadlineExceeded, std::move(m)};
+  }
   static Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status AlreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
-  static Status PermissionDenied(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
-  static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
-  static Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
+  static Status PermissionDenied(std::string m) {
+    return {StatusCode::kPermissionDenied, std::move(m)};
+  }
+  static Status ResourceExhausted(std::string m) {
+    return {StatusCode::kResourceExhausted, std::move(m)};
+  }
+  static Status FailedPrecondition(std::string m) {
+    return {StatusCode::kFailedPrecondition, std::move(m)};
+  }
   static Status Aborted(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
   static Status Unimplemented(std::string m) { return {StatusCode::kUnimplemented, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
@@ -82,14 +92,23 @@ inline std::ostream& operator<<(std::ostream& os, const Status& s) { return os <
 template <typename T>
 class [[nodiscard]] StatusOr {
  public:
-  StatusOr(Status status);  // NOLINT: implicit, like absl::StatusOr
+  StatusOr(Status status);                         // NOLINT: implicit, like absl::StatusOr
   StatusOr(T value) : value_(std::move(value)) {}  // NOLINT
 
   bool ok() const { return value_.has_value(); }
   const Status& status() const { return status_; }
-  T& value() & { CheckOk(); return *value_; }
-  const T& value() const& { CheckOk(); return *value_; }
-  T&& value() && { CheckOk(); return std::move(*value_); }
+  T& value() & {
+    CheckOk();
+    return *value_;
+  }
+  const T& value() const& {
+    CheckOk();
+    return *value_;
+  }
+  T&& value() && {
+    CheckOk();
+    return std::move(*value_);
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
@@ -123,10 +142,10 @@ void StatusOr<T>::CheckOk() const {
 #define FERRY_STATUS_CONCAT_(a, b) FERRY_STATUS_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function if `expr` (a Status) is not OK.
-#define FERRY_RETURN_IF_ERROR(expr)                  \
-  do {                                               \
-    ::ferry::Status ferry_status_ = (expr);          \
-    if (!ferry_status_.ok()) return ferry_status_;   \
+#define FERRY_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::ferry::Status ferry_status_ = (expr);        \
+    if (!ferry_status_.ok()) return ferry_status_; \
   } while (0)
 
 // `lhs = value of expr` (a StatusOr), or returns its error.

@@ -30,8 +30,16 @@
 namespace ferry {
 
 enum class DType : uint8_t {
-  kFloat32, kFloat64, kFloat16, kBFloat16,
-  kInt8, kInt16, kInt32, kInt64, kUInt8, kBool,
+  kFloat32,
+  kFloat64,
+  kFloat16,
+  kBFloat16,
+  kInt8,
+  kInt16,
+  kInt32,
+  kInt64,
+  kUInt8,
+  kBool,
 };
 
 // Bytes per element.
@@ -41,15 +49,40 @@ std::string_view DTypeName(DType dtype);
 // Inverse of DTypeName; throws InvalidArgumentError for an unknown name.
 DType DTypeFromName(std::string_view name);
 
-template <typename T> struct DTypeOf;
-template <> struct DTypeOf<float> { static constexpr DType value = DType::kFloat32; };
-template <> struct DTypeOf<double> { static constexpr DType value = DType::kFloat64; };
-template <> struct DTypeOf<int8_t> { static constexpr DType value = DType::kInt8; };
-template <> struct DTypeOf<int16_t> { static constexpr DType value = DType::kInt16; };
-template <> struct DTypeOf<int32_t> { static constexpr DType value = DType::kInt32; };
-template <> struct DTypeOf<int64_t> { static constexpr DType value = DType::kInt64; };
-template <> struct DTypeOf<uint8_t> { static constexpr DType value = DType::kUInt8; };
-template <> struct DTypeOf<bool> { static constexpr DType value = DType::kBool; };
+template <typename T>
+struct DTypeOf;
+template <>
+struct DTypeOf<float> {
+  static constexpr DType value = DType::kFloat32;
+};
+template <>
+struct DTypeOf<double> {
+  static constexpr DType value = DType::kFloat64;
+};
+template <>
+struct DTypeOf<int8_t> {
+  static constexpr DType value = DType::kInt8;
+};
+template <>
+struct DTypeOf<int16_t> {
+  static constexpr DType value = DType::kInt16;
+};
+template <>
+struct DTypeOf<int32_t> {
+  static constexpr DType value = DType::kInt32;
+};
+template <>
+struct DTypeOf<int64_t> {
+  static constexpr DType value = DType::kInt64;
+};
+template <>
+struct DTypeOf<uint8_t> {
+  static constexpr DType value = DType::kUInt8;
+};
+template <>
+struct DTypeOf<bool> {
+  static constexpr DType value = DType::kBool;
+};
 
 class Tensor {
  public:
@@ -63,8 +96,9 @@ class Tensor {
   // Copies `values`; the shape defaults to {values.size()}.
   template <typename T>
   static Tensor FromVector(const std::vector<T>& values, std::vector<int64_t> shape = {}) {
-    static_assert(!std::is_same_v<T, bool>, "ferry::Tensor::FromVector<bool>: std::vector<bool> "
-                                            "is packed; use FromBytes with DType::kBool");
+    static_assert(!std::is_same_v<T, bool>,
+                  "ferry::Tensor::FromVector<bool>: std::vector<bool> "
+                  "is packed; use FromBytes with DType::kBool");
     if (shape.empty()) shape = {static_cast<int64_t>(values.size())};
     return FromBytes(values.data(), values.size() * sizeof(T), DTypeOf<T>::value, std::move(shape));
   }
@@ -98,7 +132,9 @@ class Tensor {
   // A deep copy with its own bytes.
   Tensor Clone() const;
   // True when both describe the same bytes (same memory, not equal values).
-  bool SharesMemoryWith(const Tensor& other) const { return data_ == other.data_ && nbytes_ == other.nbytes_; }
+  bool SharesMemoryWith(const Tensor& other) const {
+    return data_ == other.data_ && nbytes_ == other.nbytes_;
+  }
   // A new DLManagedTensor (dtype and shape set) holding a reference to the bytes.
   DLManagedTensor* ToDLPack() const;
   const std::shared_ptr<void>& keep_alive() const { return keep_alive_; }

@@ -20,11 +20,10 @@ py::memoryview View(const std::shared_ptr<object::ReadableValue>& owner, std::sp
 }  // namespace
 
 void RegisterBuffers(py::module_& m) {
-  py::class_<ValueSpan>(m, "_ValueSpan", py::buffer_protocol())
-      .def_buffer([](ValueSpan& s) {
-        return py::buffer_info(s.data, 1, py::format_descriptor<uint8_t>::format(), 1,
-                               {static_cast<py::ssize_t>(s.size)}, {1}, /*readonly=*/false);
-      });
+  py::class_<ValueSpan>(m, "_ValueSpan", py::buffer_protocol()).def_buffer([](ValueSpan& s) {
+    return py::buffer_info(s.data, 1, py::format_descriptor<uint8_t>::format(), 1,
+                           {static_cast<py::ssize_t>(s.size)}, {1}, /*readonly=*/false);
+  });
 }
 
 py::tuple ValueToPython(const std::shared_ptr<object::ReadableValue>& value) {

@@ -10,7 +10,8 @@ void ThrowStatus(const Status& status) {
   // The table lives in ferry.exceptions (error_for_status), shared with the
   // errors that arrive inside values.
   py::object error = py::module_::import("ferry.exceptions")
-                         .attr("error_for_status")(static_cast<int>(status.code()), status.message());
+                         .attr("error_for_status")(static_cast<int>(status.code()),
+                                                   status.message());
   PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
   throw py::error_already_set();
 }

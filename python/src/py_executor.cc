@@ -32,13 +32,15 @@ std::vector<proto::ObjectValueProto> PyExecutor::Execute(const proto::TaskSpec& 
     py_args = py::list();
     int i = 0;
     for (py::handle r : results) {
-      const std::string id = i < spec.return_ids_size() ? spec.return_ids(i) : ObjectId::Random().Binary();
+      const std::string id = i < spec.return_ids_size() ? spec.return_ids(i)
+                                                        : ObjectId::Random().Binary();
       out.push_back(StoreResult(id, r));
       ++i;
     }
   } catch (py::error_already_set& e) {
     std::string message = std::string("internal error in the Python worker: ") + e.what();
-    out.assign(std::max(1, spec.return_ids_size()), core::MakeErrorValue(Status::Internal(message)));
+    out.assign(std::max(1, spec.return_ids_size()),
+               core::MakeErrorValue(Status::Internal(message)));
   } catch (std::exception& e) {
     out.assign(std::max(1, spec.return_ids_size()),
                core::MakeErrorValue(Status::Internal(std::string("worker error: ") + e.what())));
@@ -46,7 +48,8 @@ std::vector<proto::ObjectValueProto> PyExecutor::Execute(const proto::TaskSpec& 
   return out;
 }
 
-proto::ObjectValueProto PyExecutor::StoreResult(const std::string& return_id, const py::handle& result) {
+proto::ObjectValueProto PyExecutor::StoreResult(const std::string& return_id,
+                                                const py::handle& result) {
   auto tuple = result.cast<py::tuple>();
   std::string format = tuple[0].cast<std::string>();
   int code = tuple[3].cast<int>();
@@ -75,7 +78,8 @@ proto::ObjectValueProto PyExecutor::StoreResult(const std::string& return_id, co
     py::gil_scoped_release release;  // the copy into shared memory needs no GIL
     stored = core_->WriteValue(*id, value);
   }
-  if (!stored.ok()) return core::MakeErrorValue(stored.status().WithContext("storing a return value"));
+  if (!stored.ok())
+    return core::MakeErrorValue(stored.status().WithContext("storing a return value"));
   if (tuple.size() > 5 && !tuple[5].is_none()) {
     Status s = StoreRdt(*id, tuple[5], &stored.value());
     if (!s.ok()) return core::MakeErrorValue(s.WithContext("keeping the returned tensors"));
@@ -83,7 +87,8 @@ proto::ObjectValueProto PyExecutor::StoreResult(const std::string& return_id, co
   return std::move(stored).value();
 }
 
-Status PyExecutor::StoreRdt(const ObjectId& id, const py::handle& rdt, proto::ObjectValueProto* value) {
+Status PyExecutor::StoreRdt(const ObjectId& id, const py::handle& rdt,
+                            proto::ObjectValueProto* value) {
   auto info = rdt.cast<py::tuple>();
   proto::RdtInfo* out = value->mutable_rdt();
   out->set_transport(info[0].cast<std::string>());

@@ -33,20 +33,22 @@ void RegisterObjectRef(py::module_& m) {
       .def("binary", [](const PyObjectRef& r) { return py::bytes(r.ref().id.Binary()); })
       .def_property_readonly("owner_address",
                              [](const PyObjectRef& r) { return r.ref().owner_address; })
-      .def_property_readonly("owner_id", [](const PyObjectRef& r) { return r.ref().owner_id.Hex(); })
+      .def_property_readonly("owner_id",
+                             [](const PyObjectRef& r) { return r.ref().owner_id.Hex(); })
       .def("__eq__",
            [](const PyObjectRef& a, const py::object& b) {
              return py::isinstance<PyObjectRef>(b) && a.ref().id == b.cast<PyObjectRef&>().ref().id;
            })
-      .def("__hash__", [](const PyObjectRef& r) { return static_cast<py::ssize_t>(r.ref().id.Hash()); })
+      .def("__hash__",
+           [](const PyObjectRef& r) { return static_cast<py::ssize_t>(r.ref().id.Hash()); })
       .def("__repr__", [](const PyObjectRef& r) { return "ObjectRef(" + r.ref().id.Hex() + ")"; })
       .def("__reduce__", [](const PyObjectRef& r) {
         // Serialized inside a value: it may be used anywhere, any time.
         if (auto core = r.core()) core->PinEscapedRef(r.ref());
         py::object rebuild = py::module_::import("ferry._private.refs").attr("rebuild_ref");
-        return py::make_tuple(rebuild, py::make_tuple(py::bytes(r.ref().id.Binary()),
-                                                      r.ref().owner_address,
-                                                      py::bytes(r.ref().owner_id.Binary())));
+        return py::make_tuple(rebuild,
+                              py::make_tuple(py::bytes(r.ref().id.Binary()), r.ref().owner_address,
+                                             py::bytes(r.ref().owner_id.Binary())));
       });
 }
 

@@ -78,25 +78,31 @@ void PyRuntime::Shutdown() { rt_.Shutdown(); }
 
 void RegisterRuntime(py::module_& m) {
   py::class_<PyRuntime, std::shared_ptr<PyRuntime>>(m, "Runtime")
-      .def_static("start_driver", [] {
-        py::gil_scoped_release release;
-        return PyRuntime::StartDriver();
-      })
-      .def_static("start_worker", [] {
-        py::gil_scoped_release release;
-        return PyRuntime::StartWorker();
-      })
-      .def("shutdown", [](PyRuntime& rt) {
-        py::gil_scoped_release release;
-        rt.Shutdown();
-      })
+      .def_static("start_driver",
+                  [] {
+                    py::gil_scoped_release release;
+                    return PyRuntime::StartDriver();
+                  })
+      .def_static("start_worker",
+                  [] {
+                    py::gil_scoped_release release;
+                    return PyRuntime::StartWorker();
+                  })
+      .def("shutdown",
+           [](PyRuntime& rt) {
+             py::gil_scoped_release release;
+             rt.Shutdown();
+           })
       .def_property_readonly("running", [](const PyRuntime& rt) { return rt.core() != nullptr; })
-      .def_property_readonly("worker_id", [](const PyRuntime& rt) { return Core(rt)->worker_id().Hex(); })
+      .def_property_readonly("worker_id",
+                             [](const PyRuntime& rt) { return Core(rt)->worker_id().Hex(); })
       .def_property_readonly("address", [](const PyRuntime& rt) { return Core(rt)->address(); })
       .def_property_readonly("session", [](const PyRuntime& rt) { return Core(rt)->session(); })
       .def_property_readonly("is_driver", [](const PyRuntime& rt) { return Core(rt)->is_driver(); })
       .def("worker_pids",
-           [](const PyRuntime& rt) { return rt.head() ? rt.head()->WorkerPids() : std::vector<int>{}; })
+           [](const PyRuntime& rt) {
+             return rt.head() ? rt.head()->WorkerPids() : std::vector<int>{};
+           })
       .def("create_actor",
            [](const PyRuntime& rt, const std::string& class_name, const py::dict& opts,
               const std::vector<std::string>& worker_command, const py::buffer& data,
@@ -104,10 +110,14 @@ void RegisterRuntime(py::module_& m) {
              auto core = Core(rt);
              core::ActorCreation c;
              c.options.set_class_name(class_name);
-             if (opts.contains("name") && !opts["name"].is_none()) c.options.set_name(opts["name"].cast<std::string>());
-             if (opts.contains("num_cpus") && !opts["num_cpus"].is_none()) c.options.set_num_cpus(opts["num_cpus"].cast<double>());
-             if (opts.contains("num_gpus") && !opts["num_gpus"].is_none()) c.options.set_num_gpus(opts["num_gpus"].cast<double>());
-             if (opts.contains("max_concurrency")) c.options.set_max_concurrency(opts["max_concurrency"].cast<int>());
+             if (opts.contains("name") && !opts["name"].is_none())
+               c.options.set_name(opts["name"].cast<std::string>());
+             if (opts.contains("num_cpus") && !opts["num_cpus"].is_none())
+               c.options.set_num_cpus(opts["num_cpus"].cast<double>());
+             if (opts.contains("num_gpus") && !opts["num_gpus"].is_none())
+               c.options.set_num_gpus(opts["num_gpus"].cast<double>());
+             if (opts.contains("max_concurrency"))
+               c.options.set_max_concurrency(opts["max_concurrency"].cast<int>());
              c.worker_command = worker_command;
              std::vector<py::buffer_info> infos;
              c.args.structure = ToSerialized("pickle5", data, buffers, infos);
@@ -134,89 +144,92 @@ void RegisterRuntime(py::module_& m) {
              call.args.refs = RefsFromPython(refs);
              StatusOr<std::vector<core::ObjectRef>> out = Status::Internal("unset");
              std::vector<std::string> warnings;
-             if (call.args.structure.data.size() > 64 * 1024 || !call.args.structure.buffers.empty()) {
+             if (call.args.structure.data.size() > 64 * 1024 ||
+                 !call.args.structure.buffers.empty()) {
                py::gil_scoped_release release;  // large arguments are copied to shared memory
                out = core->SubmitActorTask(actor, call, &warnings);
              } else {
                out = core->SubmitActorTask(actor, call, &warnings);
              }
              py::list result;
-             for (auto& ref : ValueOrThrow(std::move(out))) result.append(WrapRef(std::move(ref), core));
+             for (auto& ref : ValueOrThrow(std::move(out)))
+               result.append(WrapRef(std::move(ref), core));
              return py::make_tuple(result, warnings);
            })
-      .def("get",
-           [](const PyRuntime& rt, const py::list& refs, const py::object& timeout, bool pull) {
-             auto core = Core(rt);
-             std::vector<core::ObjectRef> ids = RefsFromPython(refs);
-             Deadline deadline = DeadlineFrom(timeout);
-             std::vector<std::shared_ptr<object::ReadableValue>> opened;
-             std::vector<core::ValuePtr> values;
-             // With `pull`: the tensors of one-sided RDT values, pulled here
-             // all at once (concurrently), by index into `values`.
-             std::vector<size_t> pulled_at;
-             std::vector<std::vector<tensor::Tensor>> pulled;
-             Status error;
-             {
-               py::gil_scoped_release release;
-               auto got = core->Get(ids, deadline);
-               if (!got.ok()) {
-                 error = got.status();
-               } else {
-                 values = std::move(got).value();
-                 std::vector<ObjectId> pull_ids;
-                 std::vector<core::ValuePtr> pull_values;
-                 for (size_t i = 0; i < values.size(); ++i) {
-                   const auto& v = values[i];
-                   if (!core::ValueStatus(*v).ok()) {
-                     opened.push_back(nullptr);
-                     continue;
-                   }
-                   auto r = object::ReadableValue::Open(v);
-                   if (!r.ok()) {
-                     error = r.status();
-                     break;
-                   }
-                   opened.push_back(std::move(r).value());
-                   if (pull && v->has_rdt() && transport::IsOneSided(v->rdt().transport())) {
-                     pulled_at.push_back(i);
-                     pull_ids.push_back(ids[i].id);
-                     pull_values.push_back(v);
-                   }
-                 }
-                 if (error.ok() && !pull_ids.empty()) {
-                   auto p = core->tensor_holder().Pull(pull_ids, pull_values, deadline);
-                   if (p.ok()) {
-                     pulled = std::move(p).value();
-                   } else {
-                     error = p.status();
-                   }
-                 }
-               }
-             }
-             CheckOk(error);
-             std::vector<py::object> tensors_of(values.size(), py::none());
-             for (size_t k = 0; k < pulled_at.size(); ++k) {
-               tensors_of[pulled_at[k]] = TensorsToPython(pulled[k]);
-             }
-             // Each item: (format, data, buffers, code, message, rdt or None,
-             // pulled tensors or None).
-             py::list out;
-             for (size_t i = 0; i < values.size(); ++i) {
-               Status s = core::ValueStatus(*values[i]);
-               if (!s.ok()) {
-                 out.append(py::make_tuple(values[i]->format(), py::bytes(values[i]->inline_data()),
-                                           py::list(), static_cast<int>(s.code()), s.message(),
-                                           py::none(), py::none()));
-                 continue;
-               }
-               py::tuple t = ValueToPython(opened[i]);
-               py::object rdt = values[i]->has_rdt() ? py::object(RdtToPython(values[i]->rdt()))
-                                                     : py::object(py::none());
-               out.append(py::make_tuple(t[0], t[1], t[2], 0, "", rdt, tensors_of[i]));
-             }
-             return out;
-           },
-           py::arg("refs"), py::arg("timeout"), py::arg("pull") = false)
+      .def(
+          "get",
+          [](const PyRuntime& rt, const py::list& refs, const py::object& timeout, bool pull) {
+            auto core = Core(rt);
+            std::vector<core::ObjectRef> ids = RefsFromPython(refs);
+            Deadline deadline = DeadlineFrom(timeout);
+            std::vector<std::shared_ptr<object::ReadableValue>> opened;
+            std::vector<core::ValuePtr> values;
+            // With `pull`: the tensors of one-sided RDT values, pulled here
+            // all at once (concurrently), by index into `values`.
+            std::vector<size_t> pulled_at;
+            std::vector<std::vector<tensor::Tensor>> pulled;
+            Status error;
+            {
+              py::gil_scoped_release release;
+              auto got = core->Get(ids, deadline);
+              if (!got.ok()) {
+                error = got.status();
+              } else {
+                values = std::move(got).value();
+                std::vector<ObjectId> pull_ids;
+                std::vector<core::ValuePtr> pull_values;
+                for (size_t i = 0; i < values.size(); ++i) {
+                  const auto& v = values[i];
+                  if (!core::ValueStatus(*v).ok()) {
+                    opened.push_back(nullptr);
+                    continue;
+                  }
+                  auto r = object::ReadableValue::Open(v);
+                  if (!r.ok()) {
+                    error = r.status();
+                    break;
+                  }
+                  opened.push_back(std::move(r).value());
+                  if (pull && v->has_rdt() && transport::IsOneSided(v->rdt().transport())) {
+                    pulled_at.push_back(i);
+                    pull_ids.push_back(ids[i].id);
+                    pull_values.push_back(v);
+                  }
+                }
+                if (error.ok() && !pull_ids.empty()) {
+                  auto p = core->tensor_holder().Pull(pull_ids, pull_values, deadline);
+                  if (p.ok()) {
+                    pulled = std::move(p).value();
+                  } else {
+                    error = p.status();
+                  }
+                }
+              }
+            }
+            CheckOk(error);
+            std::vector<py::object> tensors_of(values.size(), py::none());
+            for (size_t k = 0; k < pulled_at.size(); ++k) {
+              tensors_of[pulled_at[k]] = TensorsToPython(pulled[k]);
+            }
+            // Each item: (format, data, buffers, code, message, rdt or None,
+            // pulled tensors or None).
+            py::list out;
+            for (size_t i = 0; i < values.size(); ++i) {
+              Status s = core::ValueStatus(*values[i]);
+              if (!s.ok()) {
+                out.append(py::make_tuple(values[i]->format(), py::bytes(values[i]->inline_data()),
+                                          py::list(), static_cast<int>(s.code()), s.message(),
+                                          py::none(), py::none()));
+                continue;
+              }
+              py::tuple t = ValueToPython(opened[i]);
+              py::object rdt = values[i]->has_rdt() ? py::object(RdtToPython(values[i]->rdt()))
+                                                    : py::object(py::none());
+              out.append(py::make_tuple(t[0], t[1], t[2], 0, "", rdt, tensors_of[i]));
+            }
+            return out;
+          },
+          py::arg("refs"), py::arg("timeout"), py::arg("pull") = false)
       .def("put",
            [](const PyRuntime& rt, const py::buffer& data, const py::list& buffers) {
              auto core = Core(rt);
@@ -246,7 +259,8 @@ void RegisterRuntime(py::module_& m) {
       .def("transfer_log",
            [](const PyRuntime& rt) {
              py::list out;
-             for (const core::TransferRecord& r : Core(rt)->tensor_holder().transfer_log().Recent()) {
+             for (const core::TransferRecord& r :
+                  Core(rt)->tensor_holder().transfer_log().Recent()) {
                py::dict d;
                d["object_id"] = r.object_id.Hex();
                d["transport"] = r.transport;
@@ -261,7 +275,8 @@ void RegisterRuntime(py::module_& m) {
              return out;
            })
       .def("wait",
-           [](const PyRuntime& rt, const py::list& refs, size_t num_returns, const py::object& timeout) {
+           [](const PyRuntime& rt, const py::list& refs, size_t num_returns,
+              const py::object& timeout) {
              auto core = Core(rt);
              std::vector<core::ObjectRef> ids = RefsFromPython(refs);
              Deadline deadline = DeadlineFrom(timeout);
@@ -283,18 +298,20 @@ void RegisterRuntime(py::module_& m) {
              }
              CheckOk(s);
            })
-      .def("actor_info",
-           [](const PyRuntime& rt, const py::bytes& actor_id, bool wait) {
-             auto core = Core(rt);
-             ActorId actor = ValueOrThrow(ActorId::FromBinary(std::string(actor_id)));
-             StatusOr<proto::ActorInfo> info = Status::Internal("unset");
-             {
-               py::gil_scoped_release release;
-               info = core->GetActorInfo(actor, wait,
-                                         Deadline::After(Config::Get().worker_start_timeout));
-             }
-             return InfoToDict(ValueOrThrow(std::move(info)));
-           }, py::arg("actor_id"), py::arg("wait") = false)
+      .def(
+          "actor_info",
+          [](const PyRuntime& rt, const py::bytes& actor_id, bool wait) {
+            auto core = Core(rt);
+            ActorId actor = ValueOrThrow(ActorId::FromBinary(std::string(actor_id)));
+            StatusOr<proto::ActorInfo> info = Status::Internal("unset");
+            {
+              py::gil_scoped_release release;
+              info = core->GetActorInfo(actor, wait,
+                                        Deadline::After(Config::Get().worker_start_timeout));
+            }
+            return InfoToDict(ValueOrThrow(std::move(info)));
+          },
+          py::arg("actor_id"), py::arg("wait") = false)
       .def("make_ref",
            [](const PyRuntime& rt, const py::bytes& id, const std::string& owner_address,
               const py::bytes& owner_id) {
@@ -328,7 +345,8 @@ void RegisterRuntime(py::module_& m) {
                } else if (Status s = core::ValueStatus(*(*values)[0]); !s.ok()) {
                  fetched = s;
                } else {
-                 fetched = core->tensor_holder().FetchToObjectStore(ref.id, *(*values)[0], deadline);
+                 fetched = core->tensor_holder().FetchToObjectStore(ref.id, *(*values)[0],
+                                                                    deadline);
                }
              }
              py::tuple t = ValueToPython(ValueOrThrow(std::move(fetched)));
@@ -359,7 +377,8 @@ void RegisterRuntime(py::module_& m) {
               const std::vector<py::bytes>& actor_ids) {
              auto core = Core(rt);
              std::vector<ActorId> actors;
-             for (const auto& b : actor_ids) actors.push_back(ValueOrThrow(ActorId::FromBinary(std::string(b))));
+             for (const auto& b : actor_ids)
+               actors.push_back(ValueOrThrow(ActorId::FromBinary(std::string(b))));
              Status s;
              {
                py::gil_scoped_release release;

@@ -53,8 +53,8 @@ py::list TensorsToPython(const std::vector<tensor::Tensor>& tensors) {
     py::list shape, strides;
     for (int64_t d : t.meta().shape()) shape.append(d);
     for (int64_t d : t.meta().strides()) strides.append(d);
-    out.append(py::make_tuple(TensorToCapsule(t), t.meta().dtype(), py::tuple(shape),
-                              py::tuple(strides)));
+    out.append(
+        py::make_tuple(TensorToCapsule(t), t.meta().dtype(), py::tuple(shape), py::tuple(strides)));
   }
   return out;
 }
@@ -96,8 +96,8 @@ py::tuple RdtToPython(const proto::RdtInfo& rdt) {
     py::list shape, strides;
     for (int64_t d : m.shape()) shape.append(d);
     for (int64_t d : m.strides()) strides.append(d);
-    metas.append(py::make_tuple(m.dtype(), py::tuple(shape), m.device(), m.nbytes(),
-                                py::tuple(strides)));
+    metas.append(
+        py::make_tuple(m.dtype(), py::tuple(shape), m.device(), m.nbytes(), py::tuple(strides)));
   }
   return py::make_tuple(rdt.transport(), metas);
 }

@@ -28,7 +28,8 @@ pybind11::object TensorToCapsule(const tensor::Tensor& t);
 pybind11::list TensorsToPython(const std::vector<tensor::Tensor>& tensors);
 // Metadata from Python values (strides may be None: contiguous).
 proto::TensorMetaProto MetaFromPython(const pybind11::handle& dtype, const pybind11::handle& shape,
-                                      const pybind11::handle& strides, const pybind11::handle& device,
+                                      const pybind11::handle& strides,
+                                      const pybind11::handle& device,
                                       const pybind11::handle& nbytes);
 // Tensors from what serialization.export_tensor makes, each capsule
 // consumed: (capsule,) for a typed capsule, or (capsule, dtype, shape,

@@ -47,8 +47,11 @@ internal::DecodeInput InputOf(const core::ExecArg& arg) {
 std::vector<proto::ObjectValueProto> CppExecutor::Execute(const proto::TaskSpec& spec,
                                                           std::vector<core::ExecArg> args) {
   const int n = spec.is_creation() ? 1 : std::max(1, spec.return_ids_size());
-  auto fail = [&](const Status& s) { return std::vector<proto::ObjectValueProto>(n, core::MakeErrorValue(s)); };
-  if (args.empty()) return fail(Status::InvalidArgument("a C++ task without its argument structure"));
+  auto fail = [&](const Status& s) {
+    return std::vector<proto::ObjectValueProto>(n, core::MakeErrorValue(s));
+  };
+  if (args.empty())
+    return fail(Status::InvalidArgument("a C++ task without its argument structure"));
   for (const auto& a : args) {
     if (a.value->format() != kFormat) {
       return fail(Status::InvalidArgument("a C++ actor got an argument of format '" +
@@ -66,7 +69,8 @@ std::vector<proto::ObjectValueProto> CppExecutor::Execute(const proto::TaskSpec&
       what = factory;
       auto fn = FindRegistered(factory);
       if (!fn || !fn->is_factory) {
-        return fail(Status::NotFound("'" + factory + "' is not a registered actor factory in the "
+        return fail(Status::NotFound("'" + factory +
+                                     "' is not a registered actor factory in the "
                                      "worker (is the worker the same binary as the driver?)"));
       }
       std::shared_ptr<void> instance = fn->factory(ctx);
@@ -77,20 +81,23 @@ std::vector<proto::ObjectValueProto> CppExecutor::Execute(const proto::TaskSpec&
     }
     auto fn = FindRegistered(spec.method());
     if (!fn || fn->is_factory) {
-      return fail(Status::NotFound("'" + spec.method() + "' is not a registered method in the worker"));
+      return fail(
+          Status::NotFound("'" + spec.method() + "' is not a registered method in the worker"));
     }
     void* self;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (!instance_ || cls_ != fn->cls) {
-        return fail(Status::InvalidArgument("'" + spec.method() + "' is not a method of this actor's class"));
+        return fail(Status::InvalidArgument("'" + spec.method() +
+                                            "' is not a method of this actor's class"));
       }
       self = instance_.get();
     }
     fn->method(self, ctx);
     args.clear();  // received tensors die with the task, before it reports done
     std::vector<proto::ObjectValueProto> out;
-    const std::string id = spec.return_ids_size() > 0 ? spec.return_ids(0) : ObjectId::Random().Binary();
+    const std::string id = spec.return_ids_size() > 0 ? spec.return_ids(0)
+                                                      : ObjectId::Random().Binary();
     out.push_back(StoreResult(id, ctx.result(), spec.tensor_transport()));
     for (int i = 1; i < n; ++i) out.push_back(out[0]);
     return out;
@@ -114,7 +121,8 @@ proto::ObjectValueProto CppExecutor::StoreResult(const std::string& return_id,
     }
   }
   auto stored = core_->WriteValue(*id, v);
-  if (!stored.ok()) return core::MakeErrorValue(stored.status().WithContext("storing a return value"));
+  if (!stored.ok())
+    return core::MakeErrorValue(stored.status().WithContext("storing a return value"));
   if (!rdt) return std::move(stored).value();
   proto::RdtInfo* info = stored->mutable_rdt();
   info->set_transport(transport);
@@ -126,7 +134,8 @@ proto::ObjectValueProto CppExecutor::StoreResult(const std::string& return_id,
     meta.set_device("cpu");
     meta.set_nbytes(t.nbytes());
     *info->add_tensors() = meta;
-    tensors.push_back(tensor::Tensor::Wrap(t.data_ptr(), t.nbytes(), std::move(meta), t.keep_alive()));
+    tensors.push_back(
+        tensor::Tensor::Wrap(t.data_ptr(), t.nbytes(), std::move(meta), t.keep_alive()));
   }
   Status s = core_->StoreTensors(*id, std::move(tensors), info);
   if (!s.ok()) return core::MakeErrorValue(s.WithContext("keeping the returned tensors"));

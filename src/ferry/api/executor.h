@@ -35,13 +35,14 @@ class CppExecutor : public core::TaskExecutor {
  private:
   // Stores one result; an RDT value when `transport` is a tensor transport
   // and the value holds tensors.
-  proto::ObjectValueProto StoreResult(const std::string& return_id, const internal::EncodedValue& value,
+  proto::ObjectValueProto StoreResult(const std::string& return_id,
+                                      const internal::EncodedValue& value,
                                       const std::string& transport);
 
   core::CoreWorker* const core_;
   std::mutex mu_;
-  std::shared_ptr<void> instance_;          // guarded by mu_
-  std::type_index cls_ = typeid(void);      // guarded by mu_
+  std::shared_ptr<void> instance_;      // guarded by mu_
+  std::type_index cls_ = typeid(void);  // guarded by mu_
 };
 
 // The decode input of one resolved argument (shared with tests).

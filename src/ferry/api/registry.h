@@ -18,8 +18,8 @@ struct RegisteredFunction {
   std::string name;
   bool is_factory = false;
   std::type_index cls = typeid(void);
-  internal::ActorFactory factory;   // is_factory
-  internal::MethodInvoker method;   // !is_factory
+  internal::ActorFactory factory;  // is_factory
+  internal::MethodInvoker method;  // !is_factory
 };
 
 // The function registered as `name`, if any (a copy: safe to call unlocked).

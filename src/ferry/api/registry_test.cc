@@ -1,7 +1,8 @@
 // FERRY_REMOTE registration and the worker-side call path, in one process.
+#include "ferry/api/registry.h"
+
 #include <gtest/gtest.h>
 
-#include "ferry/api/registry.h"
 #include "ferry/ferry.h"
 
 namespace {
@@ -103,7 +104,8 @@ TEST(ApiRegistryTest, FactoryAndMethodsRunFromEncodedArguments) {
 
   // Tensor argument inline (bytes as buffers) and an int converted to double.
   auto t = ferry::Tensor::FromVector(std::vector<float>{1, 2, 3});
-  EncodedArgs scale = EncodeArgs(TypeList<std::tuple<const ferry::Tensor&, double>>{}, nullptr, t, 2);
+  EncodedArgs scale = EncodeArgs(TypeList<std::tuple<const ferry::Tensor&, double>>{}, nullptr, t,
+                                 2);
   EXPECT_EQ(scale.value.tensors.size(), 1u);
   CallContext sctx(InputFor(scale.value), {});
   ferry::api::FindRegistered("Counter::Scale")->method(self.get(), sctx);

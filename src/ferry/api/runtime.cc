@@ -36,7 +36,8 @@ Runtime& Rt() {
 
 Deadline DeadlineFrom(std::optional<std::chrono::nanoseconds> timeout) {
   if (!timeout) return Deadline::Never();
-  return Deadline::After(std::chrono::duration_cast<Clock::duration>(std::max(*timeout, std::chrono::nanoseconds::zero())));
+  return Deadline::After(std::chrono::duration_cast<Clock::duration>(
+      std::max(*timeout, std::chrono::nanoseconds::zero())));
 }
 
 // argv of a worker: this very binary (SPMD) with the driver's arguments.
@@ -58,7 +59,8 @@ std::vector<core::ObjectRef> RefsOf(const std::vector<std::shared_ptr<internal::
   std::vector<core::ObjectRef> refs;
   refs.reserve(states.size());
   for (const auto& s : states) {
-    if (!s) internal::ThrowStatus(Status::InvalidArgument(std::string(what) + " of a null ObjectRef"));
+    if (!s)
+      internal::ThrowStatus(Status::InvalidArgument(std::string(what) + " of a null ObjectRef"));
     refs.push_back(s->ref());
   }
   return refs;
@@ -265,12 +267,13 @@ std::vector<bool> WaitRaw(const std::vector<std::shared_ptr<RefState>>& states, 
   return ValueOrThrow(core->Wait(refs, num_ready, DeadlineFrom(timeout)));
 }
 
-void CreateCollectiveGroupRaw(const std::vector<ActorHandleBase>& actors, const std::string& backend,
-                              const std::string& name) {
+void CreateCollectiveGroupRaw(const std::vector<ActorHandleBase>& actors,
+                              const std::string& backend, const std::string& name) {
   auto core = api::CurrentCore();
   std::vector<ActorId> ids;
   for (const auto& a : actors) {
-    if (a.IsNull()) ThrowStatus(Status::InvalidArgument("CreateCollectiveGroup: a null actor handle"));
+    if (a.IsNull())
+      ThrowStatus(Status::InvalidArgument("CreateCollectiveGroup: a null actor handle"));
     ids.push_back(ActorIdOf(a.id()));
   }
   std::string b = backend;

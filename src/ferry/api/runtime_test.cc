@@ -95,10 +95,10 @@ TEST_F(ApiTest, CallsConvertArgumentsToTheParameterTypes) {
 }
 
 TEST_F(ApiTest, ObjectRefArgumentsAreResolvedBeforeTheCall) {
-  ferry::ObjectRef<int> a = actor_.Task(&Worker::Add).Remote(1, 2);     // 13
-  ferry::ObjectRef<int> b = actor_.Task(&Worker::Add).Remote(a, a);     // 36
+  ferry::ObjectRef<int> a = actor_.Task(&Worker::Add).Remote(1, 2);  // 13
+  ferry::ObjectRef<int> b = actor_.Task(&Worker::Add).Remote(a, a);  // 36
   ferry::ObjectRef<int> p = ferry::Put(100);
-  ferry::ObjectRef<int> c = actor_.Task(&Worker::Add).Remote(b, p);     // 146
+  ferry::ObjectRef<int> c = actor_.Task(&Worker::Add).Remote(b, p);  // 146
   EXPECT_EQ(*ferry::Get(c), 146);
   std::vector<std::shared_ptr<int>> all = ferry::Get(std::vector<ferry::ObjectRef<int>>{a, b, p});
   EXPECT_EQ(*all[0], 13);
@@ -192,7 +192,8 @@ TEST_F(ApiTest, GlooTensorsStayInTheProducer) {
 
 TEST_F(ApiTest, WaitTensorFreedWaitsForTheLastReference) {
   auto h = ferry::Actor(Worker::Create).Remote(0);
-  ferry::ObjectRef<ferry::Tensor> t = h.Task(&Worker::MakeTensor).SetTensorTransport("gloo").Remote(100000);
+  ferry::ObjectRef<ferry::Tensor> t =
+      h.Task(&Worker::MakeTensor).SetTensorTransport("gloo").Remote(100000);
   EXPECT_DOUBLE_EQ(*ferry::Get(h.Task(&Worker::Sum).Remote(t)), 4999950000.0);
   // Our ref keeps the tensor in the producer's store: the wait times out.
   EXPECT_FALSE(*ferry::Get(h.Task(&Worker::FreedWithin).Remote(50)));
@@ -205,7 +206,8 @@ TEST_F(ApiTest, MisuseIsAClearError) {
   EXPECT_THROW(ferry::Get(ferry::ObjectRef<int>()), ferry::InvalidArgumentError);
   EXPECT_THROW(actor_.Task(&Worker::MakeTensor).SetTensorTransport("carrier-pigeon").Remote(1),
                ferry::Error);
-  EXPECT_THROW(ferry::CreateCollectiveGroup({actor_}, "smoke-signals"), ferry::InvalidArgumentError);
+  EXPECT_THROW(ferry::CreateCollectiveGroup({actor_}, "smoke-signals"),
+               ferry::InvalidArgumentError);
 }
 
 }  // namespace

@@ -10,7 +10,9 @@ thread_local const std::vector<RawBuffer>* tls_source = nullptr;
 
 EncodeScope::EncodeScope(std::vector<Tensor>* sink) : prev_(tls_sink) { tls_sink = sink; }
 EncodeScope::~EncodeScope() { tls_sink = prev_; }
-DecodeScope::DecodeScope(const std::vector<RawBuffer>* source) : prev_(tls_source) { tls_source = source; }
+DecodeScope::DecodeScope(const std::vector<RawBuffer>* source) : prev_(tls_source) {
+  tls_source = source;
+}
 DecodeScope::~DecodeScope() { tls_source = prev_; }
 
 uint32_t AddTensor(const Tensor& t) {
@@ -26,7 +28,8 @@ Tensor TensorAt(uint32_t index, DType dtype, std::vector<int64_t> shape) {
   if (tls_source == nullptr || index >= tls_source->size()) {
     ThrowDecodeError("a tensor index has no tensor beside the value");
   }
-  if (static_cast<uint8_t>(dtype) > static_cast<uint8_t>(DType::kBool)) ThrowDecodeError("unknown dtype");
+  if (static_cast<uint8_t>(dtype) > static_cast<uint8_t>(DType::kBool))
+    ThrowDecodeError("unknown dtype");
   const RawBuffer& raw = (*tls_source)[index];
   size_t want = DTypeSize(dtype);
   for (int64_t d : shape) {

@@ -17,7 +17,8 @@ struct Batch {
 internal::DecodeInput InputFor(const internal::EncodedValue& v) {
   internal::DecodeInput in;
   in.data = v.data;
-  for (const Tensor& t : v.tensors) in.buffers.push_back({t.data_ptr(), t.nbytes(), t.keep_alive()});
+  for (const Tensor& t : v.tensors)
+    in.buffers.push_back({t.data_ptr(), t.nbytes(), t.keep_alive()});
   return in;
 }
 

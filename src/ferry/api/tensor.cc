@@ -16,7 +16,8 @@ constexpr std::string_view kNames[] = {"float32", "float64", "float16", "bfloat1
 std::shared_ptr<void> AllocateBytes(size_t nbytes, void** data) {
   size_t rounded = (std::max<size_t>(nbytes, 1) + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, rounded);
-  if (p == nullptr) internal::ThrowStatus(Status::ResourceExhausted("ferry::Tensor: out of memory"));
+  if (p == nullptr)
+    internal::ThrowStatus(Status::ResourceExhausted("ferry::Tensor: out of memory"));
   std::memset(p, 0, rounded);
   *data = p;
   return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
@@ -89,16 +90,17 @@ Tensor Tensor::Zeros(DType dtype, std::vector<int64_t> shape) {
 Tensor Tensor::FromBytes(const void* data, size_t nbytes, DType dtype, std::vector<int64_t> shape) {
   size_t want = ShapeBytes(dtype, shape);
   if (want != nbytes) {
-    internal::ThrowStatus(Status::InvalidArgument(
-        "ferry::Tensor::FromBytes: " + std::to_string(nbytes) + " bytes given, the shape needs " +
-        std::to_string(want)));
+    internal::ThrowStatus(
+        Status::InvalidArgument("ferry::Tensor::FromBytes: " + std::to_string(nbytes) +
+                                " bytes given, the shape needs " + std::to_string(want)));
   }
   Tensor t = Zeros(dtype, std::move(shape));
   if (nbytes > 0) std::memcpy(t.data_, data, nbytes);
   return t;
 }
 
-Tensor Tensor::Wrap(void* data, DType dtype, std::vector<int64_t> shape, std::shared_ptr<void> keep_alive) {
+Tensor Tensor::Wrap(void* data, DType dtype, std::vector<int64_t> shape,
+                    std::shared_ptr<void> keep_alive) {
   Tensor t;
   t.nbytes_ = ShapeBytes(dtype, shape);
   t.data_ = data;
@@ -157,15 +159,17 @@ DLManagedTensor* Tensor::ToDLPack() const {
   dl.strides = nullptr;
   dl.byte_offset = 0;
   e->managed.manager_ctx = e;
-  e->managed.deleter = [](DLManagedTensor* m) { delete static_cast<DLPackExport*>(m->manager_ctx); };
+  e->managed.deleter = [](DLManagedTensor* m) {
+    delete static_cast<DLPackExport*>(m->manager_ctx);
+  };
   return &e->managed;
 }
 
 void Tensor::CheckDType(DType want) const {
   if (want != dtype_) {
-    internal::ThrowStatus(Status::InvalidArgument("ferry::Tensor::data<" + std::string(DTypeName(want)) +
-                                                  ">() on a tensor of dtype " +
-                                                  std::string(DTypeName(dtype_))));
+    internal::ThrowStatus(
+        Status::InvalidArgument("ferry::Tensor::data<" + std::string(DTypeName(want)) +
+                                ">() on a tensor of dtype " + std::string(DTypeName(dtype_))));
   }
 }
 

@@ -88,7 +88,8 @@ void Head::HandleCreateActor(std::string_view payload, rpc::Responder responder)
         auto existing = actors_.find(it->second);
         if (existing != actors_.end() && existing->second->info.state() != proto::ActorInfo::DEAD) {
           lock.Unlock();
-          responder.ReplyError(Status::AlreadyExists("an actor named '" + name + "' already exists"));
+          responder.ReplyError(
+              Status::AlreadyExists("an actor named '" + name + "' already exists"));
           return;
         }
       }
@@ -217,7 +218,8 @@ void Head::HandleActorReady(std::string_view payload, rpc::Responder responder) 
   }
   if (actor->start_timer) actor->start_timer->cancel();
   if (req.has_creation_error() && req.creation_error().code() != 0) {
-    MarkDead(actor, "the actor's constructor raised an exception:\n" + req.creation_error().message());
+    MarkDead(actor,
+             "the actor's constructor raised an exception:\n" + req.creation_error().message());
     responder.Reply(proto::Empty());
     return;
   }
@@ -254,8 +256,8 @@ void Head::HandleGetActorInfo(std::string_view payload, rpc::Responder responder
     }
   }
   if (!actor) {
-    responder.ReplyError(Status::NotFound(req.name().empty() ? "unknown actor"
-                                                             : "no actor named '" + req.name() + "'"));
+    responder.ReplyError(Status::NotFound(
+        req.name().empty() ? "unknown actor" : "no actor named '" + req.name() + "'"));
     return;
   }
   proto::ActorInfo info;

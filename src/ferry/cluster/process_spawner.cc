@@ -116,7 +116,8 @@ Status KillAndReap(ChildProcess& child, Deadline deadline) {
       pollfd p{child.pidfd, POLLIN, 0};
       for (;;) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline.Remaining());
-        int ms = deadline.IsNever() ? -1 : static_cast<int>(std::min<int64_t>(left.count(), 1 << 30));
+        int ms = deadline.IsNever() ? -1
+                                    : static_cast<int>(std::min<int64_t>(left.count(), 1 << 30));
         int r = poll(&p, 1, ms);
         if (r > 0 || (r == 0) || errno != EINTR) break;
       }
@@ -151,7 +152,7 @@ void InstallWorkerGuards() {
   if (fd < 0 || parent < 0) return;
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != static_cast<pid_t>(parent)) _exit(1);  // died before we got here
-  fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);  // not for our own children
+  fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);       // not for our own children
   std::thread([fd] {
     char c;
     for (;;) {

@@ -1,11 +1,10 @@
 #include "ferry/cluster/process_spawner.h"
 
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 namespace ferry::cluster {
 namespace {
@@ -31,7 +30,8 @@ TEST(ProcessSpawnerTest, ChildSeesTheLivenessPipeOnFd3) {
   ProcessSpawner spawner;
   // fd 3 must be open in the child and the variables set.
   auto child = spawner.Spawn(
-      {"/bin/sh", "-c", "test \"$FERRY_LIVENESS_FD\" = 3 && test -e /proc/self/fd/3 && exit 0; exit 1"},
+      {"/bin/sh", "-c",
+       "test \"$FERRY_LIVENESS_FD\" = 3 && test -e /proc/self/fd/3 && exit 0; exit 1"},
       {});
   ASSERT_TRUE(child.ok());
   ASSERT_TRUE(WaitExit(*child));

@@ -61,8 +61,10 @@ StatusOr<std::shared_ptr<transport::TwoSidedTransport>> GroupManager::Get(const 
                                       "'; create it with create_collective_group()");
   }
   if (!it->second.destroyed.ok()) {
-    return Status::FailedPrecondition("collective group '" + name + "' was destroyed after a "
-                                      "system error (" + it->second.destroyed.message() +
+    return Status::FailedPrecondition("collective group '" + name +
+                                      "' was destroyed after a "
+                                      "system error (" +
+                                      it->second.destroyed.message() +
                                       "); re-create it with create_collective_group()");
   }
   return it->second.transport;

@@ -62,8 +62,9 @@ TEST(GroupManagerTest, FailureDestroysGroupFromItsOwnCallback) {
   fake.FailNextTransfer(Status::Unavailable("peer died"));
   std::vector<uint8_t> buf(8);
   Completion done;
-  (*groups.Get("g"))->Send(1, 1, {{buf.data(), buf.size()}},
-                           done.Fn([&](Status s) { groups.Destroy("g", s); }));
+  (*groups.Get("g"))->Send(1, 1, {{buf.data(), buf.size()}}, done.Fn([&](Status s) {
+    groups.Destroy("g", s);
+  }));
   EXPECT_EQ(done.Wait().code(), StatusCode::kUnavailable);
   auto after = groups.Get("g");
   ASSERT_FALSE(after.ok());

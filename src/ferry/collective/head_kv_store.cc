@@ -19,8 +19,8 @@ StatusOr<std::string> HeadKvStore::Get(const std::string& key, Deadline deadline
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline.Remaining());
   req.set_wait_ms(deadline.IsNever() ? int64_t{1} << 40 : std::max<int64_t>(1, left.count()));
   // The Head answers at the deadline at the latest; allow a little slack.
-  Deadline rpc_deadline =
-      deadline.IsNever() ? deadline : Deadline::After(left + std::chrono::seconds(5));
+  Deadline rpc_deadline = deadline.IsNever() ? deadline
+                                             : Deadline::After(left + std::chrono::seconds(5));
   FERRY_ASSIGN_OR_RETURN(std::string payload, head_->CallSync(proto::KV_GET, req, rpc_deadline));
   proto::KvGetReply reply;
   if (!reply.ParseFromString(payload)) return Status::Internal("malformed KvGetReply");

@@ -28,7 +28,8 @@ class Deadline {
   // `timeout_s` < 0 or unset means never.
   static Deadline FromSeconds(std::optional<double> timeout_s) {
     if (!timeout_s || *timeout_s < 0) return Never();
-    return After(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*timeout_s)));
+    return After(
+        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*timeout_s)));
   }
 
   bool IsNever() const { return tp_ == Clock::time_point::max(); }

@@ -50,7 +50,9 @@ class TypedId {
   static StatusOr<TypedId> FromHex(std::string_view h);
 
   bool IsNil() const { return *this == TypedId(); }
-  std::string Binary() const { return std::string(reinterpret_cast<const char*>(bytes_.data()), kIdSize); }
+  std::string Binary() const {
+    return std::string(reinterpret_cast<const char*>(bytes_.data()), kIdSize);
+  }
   std::string Hex() const;
   const uint8_t* data() const { return bytes_.data(); }
   size_t Hash() const {
@@ -81,11 +83,21 @@ StatusOr<TypedId<Tag>> TypedId<Tag>::FromHex(std::string_view h) {
   return id;
 }
 
-struct ObjectIdTag { static constexpr const char* kName = "ObjectId"; };
-struct ActorIdTag { static constexpr const char* kName = "ActorId"; };
-struct WorkerIdTag { static constexpr const char* kName = "WorkerId"; };
-struct TaskIdTag { static constexpr const char* kName = "TaskId"; };
-struct NodeIdTag { static constexpr const char* kName = "NodeId"; };
+struct ObjectIdTag {
+  static constexpr const char* kName = "ObjectId";
+};
+struct ActorIdTag {
+  static constexpr const char* kName = "ActorId";
+};
+struct WorkerIdTag {
+  static constexpr const char* kName = "WorkerId";
+};
+struct TaskIdTag {
+  static constexpr const char* kName = "TaskId";
+};
+struct NodeIdTag {
+  static constexpr const char* kName = "NodeId";
+};
 
 using ObjectId = TypedId<ObjectIdTag>;
 using ActorId = TypedId<ActorIdTag>;

@@ -39,10 +39,10 @@ struct LogVoidify {
 #define FERRY_LOG_LEVEL_ERROR ::ferry::LogLevel::kError
 #define FERRY_LOG_LEVEL_FATAL ::ferry::LogLevel::kFatal
 
-#define FERRY_LOG(level)                                  \
-  !::ferry::LogEnabled(FERRY_LOG_LEVEL_##level)           \
-      ? (void)0                                           \
-      : ::ferry::LogVoidify() &                           \
+#define FERRY_LOG(level)                        \
+  !::ferry::LogEnabled(FERRY_LOG_LEVEL_##level) \
+      ? (void)0                                 \
+      : ::ferry::LogVoidify() &                 \
             ::ferry::LogMessage(FERRY_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
 
 #define FERRY_CHECK(cond)                                                                  \

@@ -48,16 +48,12 @@ void ActorSubmitter::SubmitImpl(const ActorId& id, proto::TaskSpec spec, DoneFn 
         // runs the completion inline (failures are posted).
         Send(actor->channel, std::move(pending));
         return;
-      case Actor::State::kDead:
-        dead = actor->death_cause;
-        break;
+      case Actor::State::kDead: dead = actor->death_cause; break;
       case Actor::State::kNew:
         actor->state = Actor::State::kConnecting;
         start_connect = true;
         [[fallthrough]];
-      case Actor::State::kConnecting:
-        actor->queue.push_back(std::move(pending));
-        break;
+      case Actor::State::kConnecting: actor->queue.push_back(std::move(pending)); break;
     }
   }
   if (!dead.ok()) {

@@ -18,8 +18,8 @@ void ChannelMessenger::Call(const std::string& address, uint16_t method,
   bool posted = background_.Post([this, address, method, request, shared_done] {
     auto channel = channels_.Get(address, Deadline::After(Config::Get().rpc_connect_timeout));
     if (!channel.ok()) {
-      (*shared_done)(Status::Unavailable(address + " is unreachable: " + channel.status().message()),
-                     {});
+      (*shared_done)(
+          Status::Unavailable(address + " is unreachable: " + channel.status().message()), {});
       return;
     }
     (*channel)->Call(method, *request, *shared_done);

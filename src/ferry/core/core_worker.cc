@@ -1,13 +1,12 @@
 #include "ferry/core/core_worker.h"
 
+#include <google/protobuf/message_lite.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <thread>
-
-#include <google/protobuf/message_lite.h>
 
 #include "ferry/collective/head_kv_store.h"
 #include "ferry/common/config.h"
@@ -145,8 +144,8 @@ void CoreWorker::RegisterHandlers() {
                      });
     });
   }
-  dispatcher_->Register(proto::EXIT, [this](const std::shared_ptr<rpc::Channel>&,
-                                            std::string_view, rpc::Responder) {
+  dispatcher_->Register(proto::EXIT, [this](const std::shared_ptr<rpc::Channel>&, std::string_view,
+                                            rpc::Responder) {
     RequestExit("the head asked this worker to exit");
   });
 }
@@ -192,8 +191,8 @@ void CoreWorker::StartTensorTransport() {
     return groups.Join(request, store);
   };
   holder_ = std::make_unique<rdt::TensorHolder>(std::move(deps));
-  transfer_owner_ =
-      std::make_unique<rdt::TransferOwner>(options_.worker_id, *store_, *this, *messenger_);
+  transfer_owner_ = std::make_unique<rdt::TransferOwner>(options_.worker_id, *store_, *this,
+                                                         *messenger_);
 }
 
 void CoreWorker::Shutdown() {
@@ -338,40 +337,40 @@ void CoreWorker::FetchFromOwner(const proto::ObjectRefProto& ref,
     auto channel = channels_->Get(ref.owner_address(),
                                   Deadline::After(Config::Get().rpc_connect_timeout));
     if (!channel.ok()) {
-      done(ErrorPtr(Status::DataLoss("the owner of object " +
-                                     HexEncode(reinterpret_cast<const uint8_t*>(
-                                                   ref.object_id().data()),
-                                               ref.object_id().size()) +
-                                     " is unreachable (" + channel.status().message() + ")")));
+      done(ErrorPtr(
+          Status::DataLoss("the owner of object " +
+                           HexEncode(reinterpret_cast<const uint8_t*>(ref.object_id().data()),
+                                     ref.object_id().size()) +
+                           " is unreachable (" + channel.status().message() + ")")));
       return;
     }
     proto::GetObjectRequest req;
     req.set_object_id(ref.object_id());
     req.set_timeout_ms(-1);
-    (*channel)->Call(proto::GET_OBJECT, req,
-                     [done = std::move(done)](Status status, std::string_view payload) {
-                       if (!status.ok()) {
-                         if (status.code() == StatusCode::kUnavailable) {
-                           status = Status::DataLoss("the owner of the object died: " +
-                                                     status.message());
-                         }
-                         done(ErrorPtr(status));
-                         return;
-                       }
-                       auto value = std::make_shared<proto::ObjectValueProto>();
-                       if (!value->ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
-                         done(ErrorPtr(Status::Internal("malformed object value from its owner")));
-                         return;
-                       }
-                       done(std::move(value));
-                     });
+    (*channel)->Call(
+        proto::GET_OBJECT, req, [done = std::move(done)](Status status, std::string_view payload) {
+          if (!status.ok()) {
+            if (status.code() == StatusCode::kUnavailable) {
+              status = Status::DataLoss("the owner of the object died: " + status.message());
+            }
+            done(ErrorPtr(status));
+            return;
+          }
+          auto value = std::make_shared<proto::ObjectValueProto>();
+          if (!value->ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+            done(ErrorPtr(Status::Internal("malformed object value from its owner")));
+            return;
+          }
+          done(std::move(value));
+        });
   };
   if (!background_->Post(std::move(job))) {
     // Shutting down: nothing will answer.
   }
 }
 
-StatusOr<std::vector<ValuePtr>> CoreWorker::Get(std::span<const ObjectRef> refs, Deadline deadline) {
+StatusOr<std::vector<ValuePtr>> CoreWorker::Get(std::span<const ObjectRef> refs,
+                                                Deadline deadline) {
   auto gather = std::make_shared<Gather>(refs.size());
   for (size_t i = 0; i < refs.size(); ++i) {
     Resolve(refs[i].ToProto(), [gather, i](ValuePtr v) { gather->Set(i, std::move(v)); });
@@ -434,7 +433,8 @@ StatusOr<std::shared_ptr<rpc::Channel>> CoreWorker::HeadChannel() {
 Status CoreWorker::WriteStructure(const CallArgs& args, proto::TaskSpec* spec,
                                   std::vector<ObjectId>* temp_ids) {
   ObjectId structure_id = ObjectId::Random();
-  FERRY_ASSIGN_OR_RETURN(proto::ObjectValueProto structure, WriteValue(structure_id, args.structure));
+  FERRY_ASSIGN_OR_RETURN(proto::ObjectValueProto structure,
+                         WriteValue(structure_id, args.structure));
   if (structure.has_shm()) temp_ids->push_back(structure_id);
   *spec->add_args()->mutable_value() = std::move(structure);
   return Status::Ok();
@@ -540,8 +540,8 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
     return returns;
   }
   // An RDT argument's transfer can only be arranged once its producer has
-  // returned (its size and location are known only then): hold this task (its place in the actor's order is reserved)
-  // until every RDT dependency is ready.
+  // returned (its size and location are known only then): hold this task (its place in the actor's
+  // order is reserved) until every RDT dependency is ready.
   uint64_t seq = submitter_->ReserveSequence(actor);
   auto remaining = std::make_shared<std::atomic<size_t>>(rdt_deps.size());
   auto finish = [this, spec, deps, actor, seq, done]() mutable {
@@ -599,7 +599,8 @@ StatusOr<proto::ActorInfo> CoreWorker::GetActorInfo(const ActorId& actor, bool w
 }
 
 StatusOr<std::shared_ptr<rpc::Channel>> CoreWorker::ConnectToActor(const ActorId& id) {
-  auto deadline = Deadline::After(Config::Get().worker_start_timeout + Config::Get().rpc_connect_timeout);
+  auto deadline = Deadline::After(Config::Get().worker_start_timeout +
+                                  Config::Get().rpc_connect_timeout);
   FERRY_ASSIGN_OR_RETURN(proto::ActorInfo info, GetActorInfo(id, true, deadline));
   if (info.state() == proto::ActorInfo::DEAD) {
     return Status::Unavailable(info.death_cause().message());
@@ -624,7 +625,8 @@ StatusOr<std::string> CoreWorker::Address(const ActorId& actor, bool wait_until_
                                           Deadline deadline) {
   FERRY_ASSIGN_OR_RETURN(proto::ActorInfo info, GetActorInfo(actor, wait_until_started, deadline));
   if (info.state() != proto::ActorInfo::ALIVE) {
-    return Status::Unavailable("actor " + actor.Hex() + " is dead: " + info.death_cause().message());
+    return Status::Unavailable("actor " + actor.Hex() +
+                               " is dead: " + info.death_cause().message());
   }
   return info.address();
 }
@@ -683,7 +685,8 @@ Status CoreWorker::RunActorWorker(TaskExecutor* executor) {
                          head->CallSync(proto::REGISTER_WORKER, reg,
                                         Deadline::After(Config::Get().rpc_connect_timeout)));
   proto::RegisterWorkerReply registered;
-  if (!registered.ParseFromString(payload)) return Status::Internal("malformed RegisterWorkerReply");
+  if (!registered.ParseFromString(payload))
+    return Status::Internal("malformed RegisterWorkerReply");
   const proto::CreateActor& actor = registered.actor();
   // Bounded: the value arrives in a message (and from user options).
   constexpr int kMaxConcurrency = 1024;

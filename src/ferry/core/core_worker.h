@@ -175,12 +175,13 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   // --- Direct tensor transport (the components; valid after Start()).
   // Keeps `tensors` in this process under `id` (an RDT return or put):
   // TensorHolder::Store with this process as the producer.
-  Status StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> tensors, proto::RdtInfo* info);
+  Status StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> tensors,
+                      proto::RdtInfo* info);
   // put(value, _tensor_transport=T) for a one-sided T: the tensors stay in
   // this process; `skeleton` is the value with the tensors left out. The
   // returned ref is counted once.
-  StatusOr<ObjectRef> PutTensors(const SerializedValue& skeleton, std::vector<tensor::Tensor> tensors,
-                                 const std::string& transport);
+  StatusOr<ObjectRef> PutTensors(const SerializedValue& skeleton,
+                                 std::vector<tensor::Tensor> tensors, const std::string& transport);
   // This process's held tensors and their transfers (producer and receiver).
   rdt::TensorHolder& tensor_holder() { return *holder_; }
   // The RDT objects this process owns and the collective groups it created.
@@ -218,7 +219,8 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   StatusOr<std::shared_ptr<rpc::Channel>> HeadChannel();
   // Writes the argument structure as args[0]; `temp_ids` receives the id of
   // a temporary segment to free on completion.
-  Status WriteStructure(const CallArgs& args, proto::TaskSpec* spec, std::vector<ObjectId>* temp_ids);
+  Status WriteStructure(const CallArgs& args, proto::TaskSpec* spec,
+                        std::vector<ObjectId>* temp_ids);
   // Counts every owned dep as in flight (released by OnTaskDone).
   Status CountDeps(const std::vector<ObjectRef>& refs, std::vector<ObjectId>* counted);
   // Appends the argument for dependency `ref` of a task to `target`: the

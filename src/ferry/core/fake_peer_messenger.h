@@ -48,10 +48,10 @@ class FakePeerMessenger : public PeerMessenger {
 
   void Call(const std::string& address, uint16_t method,
             std::shared_ptr<const google::protobuf::MessageLite> request, ReplyFn done) override {
-    Deliver(address, method, *request, [done = std::move(done)](
-                                           const Status& s, const google::protobuf::MessageLite* m) {
-      done(s, s.ok() && m != nullptr ? m->SerializeAsString() : std::string());
-    });
+    Deliver(address, method, *request,
+            [done = std::move(done)](const Status& s, const google::protobuf::MessageLite* m) {
+              done(s, s.ok() && m != nullptr ? m->SerializeAsString() : std::string());
+            });
   }
 
   StatusOr<std::string> CallSync(const std::string& address, uint16_t method,
@@ -68,7 +68,7 @@ class FakePeerMessenger : public PeerMessenger {
             [result](const Status& s, const google::protobuf::MessageLite* m) {
               std::lock_guard<std::mutex> lock(result->mu);
               result->value = s.ok() ? StatusOr<std::string>(m != nullptr ? m->SerializeAsString()
-                                                                         : std::string())
+                                                                          : std::string())
                                      : StatusOr<std::string>(s);
               result->done = true;
               result->cv.notify_all();

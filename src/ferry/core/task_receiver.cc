@@ -110,8 +110,10 @@ void TaskReceiver::RunExecutor(TaskExecutor* executor) {
     std::shared_ptr<Task> task;
     // Back-to-back calls usually arrive within microseconds: poll before
     // sleeping (see spin_wait.h).
-    SpinUntil([&] { return num_ready_.load(std::memory_order_acquire) > 0 ||
-                           stopped_flag_.load(std::memory_order_acquire); });
+    SpinUntil([&] {
+      return num_ready_.load(std::memory_order_acquire) > 0 ||
+             stopped_flag_.load(std::memory_order_acquire);
+    });
     {
       MutexLock lock(mu_);
       cv_.wait(lock.native(), [&]() FERRY_REQUIRES(mu_) { return stopped_ || !ready_.empty(); });

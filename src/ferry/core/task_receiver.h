@@ -75,7 +75,8 @@ class TaskReceiver {
   // Moves every dispatchable task of `caller` to ready_.
   void DispatchLocked(CallerQueue& queue) FERRY_REQUIRES(mu_);
   static proto::PushTaskReply Execute(TaskExecutor* executor, Task& task);
-  static proto::PushTaskReply ErrorReply(const proto::TaskSpec& spec, const proto::ObjectValueProto& error);
+  static proto::PushTaskReply ErrorReply(const proto::TaskSpec& spec,
+                                         const proto::ObjectValueProto& error);
 
   ArgumentResolver* const resolver_;
 

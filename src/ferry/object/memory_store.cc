@@ -100,9 +100,9 @@ StatusOr<std::vector<MemoryStore::Value>> MemoryStore::Get(std::span<const Objec
   Waiter waiter;
   size_t ready = WaitFor(ids, ids.size(), deadline, &waiter);
   if (ready < ids.size()) {
-    return Status::DeadlineExceeded("timed out waiting for objects: " +
-                                    std::to_string(ids.size() - ready) + " of " +
-                                    std::to_string(ids.size()) + " not ready");
+    return Status::DeadlineExceeded(
+        "timed out waiting for objects: " + std::to_string(ids.size() - ready) + " of " +
+        std::to_string(ids.size()) + " not ready");
   }
   return std::move(waiter.results);
 }

@@ -161,7 +161,9 @@ TEST(MemoryStoreTest, CallbacksMayReenterTheStore) {
   // a's callback makes b ready; b's callback reads a.
   store.Subscribe(a, [&](MemoryStore::Value v) { store.Put(b, Val(v->inline_data() + "!")); });
   std::string seen;
-  store.Subscribe(b, [&](MemoryStore::Value v) { seen = store.GetIfReady(a)->inline_data() + v->inline_data(); });
+  store.Subscribe(b, [&](MemoryStore::Value v) {
+    seen = store.GetIfReady(a)->inline_data() + v->inline_data();
+  });
   store.Put(a, Val("x"));
   EXPECT_EQ(seen, "xx!");
 }

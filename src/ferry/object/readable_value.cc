@@ -26,7 +26,8 @@ StatusOr<std::shared_ptr<ReadableValue>> ReadableValue::Open(
       const std::string& bytes = v.inline_data();  // "" when not set
       FERRY_ASSIGN_OR_RETURN(rv->layout_, LayoutFromProto(v, bytes.size()));
       if (!bytes.empty()) {
-        const size_t rounded = (bytes.size() + kBufferAlignment - 1) / kBufferAlignment * kBufferAlignment;
+        const size_t rounded = (bytes.size() + kBufferAlignment - 1) / kBufferAlignment *
+                               kBufferAlignment;
         rv->owned_ = static_cast<uint8_t*>(std::aligned_alloc(kBufferAlignment, rounded));
         if (rv->owned_ == nullptr) {
           return Status::ResourceExhausted("out of memory copying a " +

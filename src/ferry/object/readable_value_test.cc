@@ -26,7 +26,7 @@ using testing::Soon;
 class ReadableValueTest : public ::testing::TestWithParam<bool /*shm*/> {
  protected:
   std::shared_ptr<const proto::ObjectValueProto> Write(std::string_view data,
-                                                        std::vector<std::vector<uint8_t>> bufs) {
+                                                       std::vector<std::vector<uint8_t>> bufs) {
     std::vector<std::span<const uint8_t>> spans(bufs.begin(), bufs.end());
     auto v = WriteValue(ObjectId::Random(), "pickle5", data, spans, segments_, pool_,
                         GetParam() ? 0 : 1 << 20);

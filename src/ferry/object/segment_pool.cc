@@ -37,8 +37,9 @@ StatusOr<std::unique_ptr<ShmSegment>> SegmentPool::Acquire(uint64_t size) {
       uint64_t cap = (*it)->capacity();
       if (cap >= size && cap <= max_capacity) fits.push_back(it);
     }
-    std::stable_sort(fits.begin(), fits.end(),
-                     [](const auto& a, const auto& b) { return (*a)->capacity() < (*b)->capacity(); });
+    std::stable_sort(fits.begin(), fits.end(), [](const auto& a, const auto& b) {
+      return (*a)->capacity() < (*b)->capacity();
+    });
     for (auto it : fits) {
       if (!(*it)->NoReaders()) continue;
       std::unique_ptr<ShmSegment> segment = std::move(*it);

@@ -37,11 +37,11 @@ namespace ferry::object {
 class SegmentPool {
  public:
   struct Stats {
-    int64_t pooled_bytes = 0;     // capacity of the segments held now
+    int64_t pooled_bytes = 0;  // capacity of the segments held now
     size_t pooled_segments = 0;
-    uint64_t hits = 0;            // Acquire served from the pool
-    uint64_t misses = 0;          // Acquire created a new segment
-    uint64_t evictions = 0;       // segments dropped to stay within budget
+    uint64_t hits = 0;       // Acquire served from the pool
+    uint64_t misses = 0;     // Acquire created a new segment
+    uint64_t evictions = 0;  // segments dropped to stay within budget
   };
 
   // Capacity of a new segment for `size` bytes: a multiple of 64 KiB up to

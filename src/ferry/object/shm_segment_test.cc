@@ -1,17 +1,17 @@
 // ShmSegment and ShmMapping: cross-process reads through /proc/<pid>/fd,
 // copy-on-write privacy, reader locks, and failures.
+#include "ferry/object/shm_segment.h"
+
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/file.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstring>
 #include <string>
 
 #include "ferry/object/shm_mapping.h"
-#include "ferry/object/shm_segment.h"
 #include "ferry/testing/child_process.h"
 #include "ferry/testing/deadline.h"
 #include "ferry/testing/pattern.h"

@@ -71,10 +71,9 @@ StatusOr<proto::ObjectValueProto> PendingValue::Commit() {
   return value;
 }
 
-StatusOr<PendingValue> ReserveValue(const ObjectId& id, std::string_view format,
-                                    uint64_t data_size, std::span<const uint64_t> buffer_sizes,
-                                    LocalSegments& segments, SegmentPool& pool,
-                                    int64_t inline_limit) {
+StatusOr<PendingValue> ReserveValue(const ObjectId& id, std::string_view format, uint64_t data_size,
+                                    std::span<const uint64_t> buffer_sizes, LocalSegments& segments,
+                                    SegmentPool& pool, int64_t inline_limit) {
   PendingValue pending;
   pending.id_ = id;
   pending.layout_ = ComputeLayout(data_size, buffer_sizes);

@@ -82,10 +82,9 @@ class PendingValue {
 // for them: inline when the total is <= `inline_limit` (or zero), else a
 // segment from `pool`. Padding between parts is zeroed; the parts themselves
 // are not (a reused segment holds stale bytes): the caller fills every span.
-StatusOr<PendingValue> ReserveValue(const ObjectId& id, std::string_view format,
-                                    uint64_t data_size, std::span<const uint64_t> buffer_sizes,
-                                    LocalSegments& segments, SegmentPool& pool,
-                                    int64_t inline_limit);
+StatusOr<PendingValue> ReserveValue(const ObjectId& id, std::string_view format, uint64_t data_size,
+                                    std::span<const uint64_t> buffer_sizes, LocalSegments& segments,
+                                    SegmentPool& pool, int64_t inline_limit);
 
 // ReserveValue, CopyBytes `data` and each buffer into place, Commit.
 StatusOr<proto::ObjectValueProto> WriteValue(const ObjectId& id, std::string_view format,

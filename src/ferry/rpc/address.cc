@@ -14,8 +14,7 @@ namespace {
 constexpr size_t kMaxUnixPath = sizeof(sockaddr_un::sun_path) - 1;
 
 Status Bad(std::string_view address, std::string_view why) {
-  return Status::InvalidArgument("bad address '" + std::string(address) + "': " +
-                                 std::string(why) +
+  return Status::InvalidArgument("bad address '" + std::string(address) + "': " + std::string(why) +
                                  " (expected unix:@name, unix:/path or tcp:HOST:PORT)");
 }
 
@@ -106,7 +105,9 @@ std::string SocketAddress::ToString() const {
   switch (family()) {
     case AF_UNIX: {
       const auto* un = reinterpret_cast<const sockaddr_un*>(&storage_);
-      size_t n = length_ > offsetof(sockaddr_un, sun_path) ? length_ - offsetof(sockaddr_un, sun_path) : 0;
+      size_t n = length_ > offsetof(sockaddr_un, sun_path)
+                     ? length_ - offsetof(sockaddr_un, sun_path)
+                     : 0;
       if (n == 0) return "unix:(unnamed)";
       if (un->sun_path[0] == '\0') return "unix:@" + std::string(un->sun_path + 1, n - 1);
       return "unix:" + std::string(un->sun_path, strnlen(un->sun_path, n));
@@ -121,8 +122,7 @@ std::string SocketAddress::ToString() const {
       ::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text));
       return "tcp:[" + std::string(text) + "]:" + std::to_string(ntohs(in6->sin6_port));
     }
-    default:
-      return "family" + std::to_string(family()) + ":?";
+    default: return "family" + std::to_string(family()) + ":?";
   }
 }
 

@@ -70,8 +70,7 @@ Channel::~Channel() = default;
 
 StatusOr<std::shared_ptr<Channel>> Channel::Create(IoLoop& loop, int fd,
                                                    std::shared_ptr<Dispatcher> dispatcher,
-                                                   std::string peer_name,
-                                                   ChannelOptions options) {
+                                                   std::string peer_name, ChannelOptions options) {
   sockaddr_storage addr{};
   socklen_t len = sizeof(addr);
   int type = 0;
@@ -107,8 +106,7 @@ StatusOr<std::shared_ptr<Channel>> Channel::Create(IoLoop& loop, int fd,
 
 StatusOr<std::shared_ptr<Channel>> Channel::Adopt(IoLoop& loop, int fd,
                                                   std::shared_ptr<Dispatcher> dispatcher,
-                                                  std::string peer_name,
-                                                  ChannelOptions options) {
+                                                  std::string peer_name, ChannelOptions options) {
   FERRY_ASSIGN_OR_RETURN(auto channel,
                          Create(loop, fd, std::move(dispatcher), std::move(peer_name), options));
   channel->Start();
@@ -154,8 +152,8 @@ uint64_t Channel::StartCall(uint16_t method, const google::protobuf::MessageLite
                             ReplyCallback callback) {
   // The request id goes into the header, so encode with a placeholder and
   // patch it in under the lock (ids must be unique, not ordered).
-  StatusOr<std::string> frame =
-      EncodeFrame(method, FrameKind::kRequest, 0, request, options_.max_payload);
+  StatusOr<std::string> frame = EncodeFrame(method, FrameKind::kRequest, 0, request,
+                                            options_.max_payload);
   Status error;
   uint64_t id = 0;
   {
@@ -252,8 +250,8 @@ void Channel::AbandonCall(uint64_t request_id) {
 }
 
 void Channel::Notify(uint16_t method, const google::protobuf::MessageLite& message) {
-  StatusOr<std::string> frame =
-      EncodeFrame(method, FrameKind::kOneWay, 0, message, options_.max_payload);
+  StatusOr<std::string> frame = EncodeFrame(method, FrameKind::kOneWay, 0, message,
+                                            options_.max_payload);
   if (!frame.ok()) {
     FERRY_LOG(ERROR) << "dropping one-way message " << method << ": " << frame.status();
     return;

@@ -89,16 +89,15 @@ class Channel : public std::enable_shared_from_this<Channel> {
   Channel& operator=(const Channel&) = delete;
 
   // Sends a request; `callback` fires exactly once (see ReplyCallback).
-  void Call(uint16_t method, const google::protobuf::MessageLite& request,
-            ReplyCallback callback) FERRY_EXCLUDES(mu_);
+  void Call(uint16_t method, const google::protobuf::MessageLite& request, ReplyCallback callback)
+      FERRY_EXCLUDES(mu_);
   // Sends a request and waits for its reply's bytes. DeadlineExceeded if no
   // reply came by `deadline` (a late reply is then dropped). Not on the io
   // thread.
   StatusOr<std::string> CallSync(uint16_t method, const google::protobuf::MessageLite& request,
                                  Deadline deadline) FERRY_EXCLUDES(mu_);
   // Sends a one-way message. Dropped (logged at debug level) if closed.
-  void Notify(uint16_t method, const google::protobuf::MessageLite& message)
-      FERRY_EXCLUDES(mu_);
+  void Notify(uint16_t method, const google::protobuf::MessageLite& message) FERRY_EXCLUDES(mu_);
 
   // Closes the connection; returns at once (the socket is closed and the
   // callbacks fire on the io thread). Idempotent.
@@ -129,9 +128,9 @@ class Channel : public std::enable_shared_from_this<Channel> {
 
   // The first frame of an accepted connection goes here instead of to the
   // dispatcher (the server's handshake). `responder` is empty for one-way.
-  using FirstFrameHook = std::function<void(const std::shared_ptr<Channel>& channel,
-                                            const FrameHeader& header, std::string_view payload,
-                                            Responder responder)>;
+  using FirstFrameHook =
+      std::function<void(const std::shared_ptr<Channel>& channel, const FrameHeader& header,
+                         std::string_view payload, Responder responder)>;
 
  public:
   // Use Adopt(), Connect() or Server. Public only for std::make_shared.
@@ -160,9 +159,8 @@ class Channel : public std::enable_shared_from_this<Channel> {
   // Removes a pending call without firing it (CallSync timeout).
   void AbandonCall(uint64_t request_id) FERRY_EXCLUDES(mu_);
   // Responder's path: sends a reply or error-reply frame; dropped if closed.
-  void SendReply(uint16_t method, uint64_t request_id,
-                 const google::protobuf::MessageLite* reply, const Status& error)
-      FERRY_EXCLUDES(mu_);
+  void SendReply(uint16_t method, uint64_t request_id, const google::protobuf::MessageLite* reply,
+                 const Status& error) FERRY_EXCLUDES(mu_);
   // Queues or directly writes one encoded frame. False if closed.
   bool SendFrame(std::string frame) FERRY_EXCLUDES(mu_);
   bool SendFrameLocked(std::string frame) FERRY_REQUIRES(mu_);
@@ -181,8 +179,8 @@ class Channel : public std::enable_shared_from_this<Channel> {
   IoLoop& loop_;
   const std::shared_ptr<Dispatcher> dispatcher_;
   const ChannelOptions options_;
-  int fd_ = -1;          // set by Create(); used for direct sends under mu_ until closing_
-  proto::Hello peer_;    // set during the handshake, before the channel is shared
+  int fd_ = -1;        // set by Create(); used for direct sends under mu_ until closing_
+  proto::Hello peer_;  // set during the handshake, before the channel is shared
   // Confined to the io thread (socket, decoder, write buffers being written).
   std::unique_ptr<IoState> io_;
 

@@ -9,9 +9,12 @@
 
 namespace ferry::rpc {
 
-ChannelCache::ChannelCache(IoLoop& loop, proto::Hello hello,
-                           std::shared_ptr<Dispatcher> dispatcher, ChannelOptions options)
-    : loop_(loop), hello_(std::move(hello)), dispatcher_(std::move(dispatcher)), options_(options) {}
+ChannelCache::ChannelCache(IoLoop& loop, proto::Hello hello, std::shared_ptr<Dispatcher> dispatcher,
+                           ChannelOptions options)
+    : loop_(loop),
+      hello_(std::move(hello)),
+      dispatcher_(std::move(dispatcher)),
+      options_(options) {}
 
 std::shared_ptr<Channel> ChannelCache::Peek(const std::string& address) {
   MutexLock lock(mu_);
@@ -51,8 +54,8 @@ StatusOr<std::shared_ptr<Channel>> ChannelCache::Get(const std::string& address,
     generation = generation_;
   }
 
-  StatusOr<std::shared_ptr<Channel>> result =
-      Connect(loop_, address, hello_, dispatcher_, deadline, options_);
+  StatusOr<std::shared_ptr<Channel>> result = Connect(loop_, address, hello_, dispatcher_, deadline,
+                                                      options_);
 
   std::shared_ptr<Channel> stale;  // closed outside the lock
   {

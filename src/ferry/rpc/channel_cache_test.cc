@@ -1,13 +1,12 @@
 #include "ferry/rpc/channel_cache.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <mutex>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "ferry/rpc/server.h"
 #include "ferry/rpc/test_util.h"

@@ -1,13 +1,12 @@
 #include "ferry/rpc/channel.h"
 
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "ferry/rpc/dispatcher.h"
 #include "ferry/rpc/io_loop.h"
@@ -207,8 +206,7 @@ TEST_F(ChannelTest, PeerCloseFailsEveryPendingCallOnceAndFiresCloseCallbackOnce)
   });
   for (int i = 0; i < kPending; ++i) {
     client_->Call(kHold, Msg(""), [&](Status s, std::string_view) {
-      if (s.code() == StatusCode::kUnavailable &&
-          s.message().find("side-a") != std::string::npos) {
+      if (s.code() == StatusCode::kUnavailable && s.message().find("side-a") != std::string::npos) {
         ++unavailable;
       }
       ++fired;

@@ -20,8 +20,8 @@ namespace ferry::rpc {
 class ConnectOperation : public std::enable_shared_from_this<ConnectOperation> {
  public:
   ConnectOperation(IoLoop& loop, std::string address, proto::Hello hello,
-                   std::shared_ptr<Dispatcher> dispatcher, Deadline deadline,
-                   ConnectCallback done, ChannelOptions options)
+                   std::shared_ptr<Dispatcher> dispatcher, Deadline deadline, ConnectCallback done,
+                   ChannelOptions options)
       : loop_(loop),
         address_(std::move(address)),
         hello_(std::move(hello)),
@@ -38,8 +38,9 @@ class ConnectOperation : public std::enable_shared_from_this<ConnectOperation> {
     if (!deadline_.IsNever()) {
       timer_.expires_at(deadline_.time_point());
       timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
-        if (!ec) self->Finish(Status::DeadlineExceeded("connecting to " + self->address_ +
-                                                       " did not finish before the deadline"));
+        if (!ec)
+          self->Finish(Status::DeadlineExceeded("connecting to " + self->address_ +
+                                                " did not finish before the deadline"));
       });
     }
     asio::error_code ec;
@@ -63,8 +64,8 @@ class ConnectOperation : public std::enable_shared_from_this<ConnectOperation> {
     asio::error_code release_ec;
     int fd = socket_.release(release_ec);
     if (release_ec) return Finish(Status::Internal("socket release: " + release_ec.message()));
-    StatusOr<std::shared_ptr<Channel>> channel =
-        Channel::Create(loop_, fd, dispatcher_, address_, options_);
+    StatusOr<std::shared_ptr<Channel>> channel = Channel::Create(loop_, fd, dispatcher_, address_,
+                                                                 options_);
     if (!channel.ok()) return Finish(channel.status());
     channel_ = std::move(*channel);
     channel_->Start();
@@ -119,8 +120,8 @@ class ConnectOperation : public std::enable_shared_from_this<ConnectOperation> {
 };
 
 void ConnectAsync(IoLoop& loop, const std::string& address, const proto::Hello& hello,
-                  std::shared_ptr<Dispatcher> dispatcher, Deadline deadline,
-                  ConnectCallback done, ChannelOptions options) {
+                  std::shared_ptr<Dispatcher> dispatcher, Deadline deadline, ConnectCallback done,
+                  ChannelOptions options) {
   if (dispatcher) dispatcher->Freeze();
   auto op = std::make_shared<ConnectOperation>(loop, address, hello, std::move(dispatcher),
                                                deadline, std::move(done), options);
@@ -131,7 +132,8 @@ StatusOr<std::shared_ptr<Channel>> Connect(IoLoop& loop, const std::string& addr
                                            const proto::Hello& hello,
                                            std::shared_ptr<Dispatcher> dispatcher,
                                            Deadline deadline, ChannelOptions options) {
-  FERRY_CHECK(!loop.InLoopThread()) << "Connect() on the io thread would deadlock; use ConnectAsync";
+  FERRY_CHECK(!loop.InLoopThread())
+      << "Connect() on the io thread would deadlock; use ConnectAsync";
   struct Result {
     std::mutex mu;
     std::condition_variable cv;
@@ -140,19 +142,20 @@ StatusOr<std::shared_ptr<Channel>> Connect(IoLoop& loop, const std::string& addr
     StatusOr<std::shared_ptr<Channel>> value = Status::Internal("unset");
   };
   auto result = std::make_shared<Result>();
-  ConnectAsync(loop, address, hello, std::move(dispatcher), deadline,
-               [result](StatusOr<std::shared_ptr<Channel>> channel) {
-                 std::unique_lock<std::mutex> lock(result->mu);
-                 if (result->abandoned) {
-                   lock.unlock();
-                   if (channel.ok()) (*channel)->Close();  // nobody will use it
-                   return;
-                 }
-                 result->value = std::move(channel);
-                 result->done = true;
-                 result->cv.notify_all();
-               },
-               options);
+  ConnectAsync(
+      loop, address, hello, std::move(dispatcher), deadline,
+      [result](StatusOr<std::shared_ptr<Channel>> channel) {
+        std::unique_lock<std::mutex> lock(result->mu);
+        if (result->abandoned) {
+          lock.unlock();
+          if (channel.ok()) (*channel)->Close();  // nobody will use it
+          return;
+        }
+        result->value = std::move(channel);
+        result->done = true;
+        result->cv.notify_all();
+      },
+      options);
   std::unique_lock<std::mutex> lock(result->mu);
   auto ready = [&] { return result->done; };
   if (deadline.IsNever()) {

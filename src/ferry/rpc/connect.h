@@ -42,7 +42,7 @@ StatusOr<std::shared_ptr<Channel>> Connect(IoLoop& loop, const std::string& addr
 
 using ConnectCallback = std::function<void(StatusOr<std::shared_ptr<Channel>> channel)>;
 void ConnectAsync(IoLoop& loop, const std::string& address, const proto::Hello& hello,
-                  std::shared_ptr<Dispatcher> dispatcher, Deadline deadline,
-                  ConnectCallback done, ChannelOptions options = {});
+                  std::shared_ptr<Dispatcher> dispatcher, Deadline deadline, ConnectCallback done,
+                  ChannelOptions options = {});
 
 }  // namespace ferry::rpc

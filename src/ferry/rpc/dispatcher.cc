@@ -19,8 +19,7 @@ void Dispatcher::Dispatch(const std::shared_ptr<Channel>& channel, uint16_t meth
     return;
   }
   if (responder.pending()) {
-    responder.ReplyError(
-        Status::Unimplemented("no handler for method " + std::to_string(method)));
+    responder.ReplyError(Status::Unimplemented("no handler for method " + std::to_string(method)));
   } else {
     FERRY_LOG(WARNING) << "dropping one-way message for unknown method " << method;
   }

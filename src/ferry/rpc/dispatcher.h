@@ -49,8 +49,8 @@ class Dispatcher {
 
   // Runs the handler of `method`. `responder` is empty for one-way messages.
   // Called by Channel on its io thread.
-  void Dispatch(const std::shared_ptr<Channel>& channel, uint16_t method,
-                std::string_view payload, Responder responder) const;
+  void Dispatch(const std::shared_ptr<Channel>& channel, uint16_t method, std::string_view payload,
+                Responder responder) const;
 
  private:
   // Indexed by method number (methods are small dense integers).

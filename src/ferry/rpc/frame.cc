@@ -1,5 +1,6 @@
 #include "ferry/rpc/frame.h"
 
+#include <google/protobuf/message_lite.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -7,8 +8,6 @@
 #include <cstring>
 #include <limits>
 #include <new>
-
-#include <google/protobuf/message_lite.h>
 
 #include "ferry/common/logging.h"
 
@@ -99,7 +98,8 @@ StatusOr<std::string> EncodeFrame(uint16_t method, FrameKind kind, uint64_t requ
   std::string out;
   out.resize(kFrameHeaderSize + size);
   EncodeFrameHeader({static_cast<uint32_t>(size), method, kind, 0, request_id}, out.data());
-  message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out.data() + kFrameHeaderSize));
+  message.SerializeWithCachedSizesToArray(
+      reinterpret_cast<uint8_t*>(out.data() + kFrameHeaderSize));
   return out;
 }
 

@@ -17,10 +17,9 @@
 // function of the bytes fed to it, so it can be fuzzed directly.
 //
 //   FrameDecoder decoder;
-//   FERRY_ASSIGN_OR_RETURN(std::string wire, EncodeFrame(proto::HELLO, FrameKind::kRequest, 7, hello));
-//   decoder.Feed(wire);
-//   Frame frame;
-//   while (decoder.Next(&frame).value()) Handle(frame.header, frame.payload);
+//   FERRY_ASSIGN_OR_RETURN(std::string wire, EncodeFrame(proto::HELLO, FrameKind::kRequest, 7,
+//   hello)); decoder.Feed(wire); Frame frame; while (decoder.Next(&frame).value())
+//   Handle(frame.header, frame.payload);
 #pragma once
 
 #include <cstddef>

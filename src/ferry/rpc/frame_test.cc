@@ -1,11 +1,11 @@
 #include "ferry/rpc/frame.h"
 
+#include <gtest/gtest.h>
+
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "ferry/proto/ferry.pb.h"
 

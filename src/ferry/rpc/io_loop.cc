@@ -21,14 +21,13 @@ struct IoLoop::WorkGuard {
 };
 
 std::chrono::microseconds IoLoop::DefaultSpin() {
-  static const std::chrono::microseconds spin(std::max<int64_t>(0, EnvInt("FERRY_IO_SPIN_US", 100)));
+  static const std::chrono::microseconds spin(
+      std::max<int64_t>(0, EnvInt("FERRY_IO_SPIN_US", 100)));
   return spin;
 }
 
 IoLoop::IoLoop(std::string name, std::chrono::microseconds spin)
-    : name_(std::move(name)),
-      spin_(spin),
-      context_(std::make_unique<asio::io_context>(1)) {
+    : name_(std::move(name)), spin_(spin), context_(std::make_unique<asio::io_context>(1)) {
   MutexLock lock(mu_);
   work_ = std::make_unique<WorkGuard>(*context_);
 }

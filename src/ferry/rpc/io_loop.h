@@ -50,8 +50,7 @@ namespace ferry::rpc {
 class IoLoop {
  public:
   // `name` becomes the thread's name (truncated to 15 characters by Linux).
-  explicit IoLoop(std::string name = "ferry-io",
-                  std::chrono::microseconds spin = DefaultSpin());
+  explicit IoLoop(std::string name = "ferry-io", std::chrono::microseconds spin = DefaultSpin());
   ~IoLoop();
   IoLoop(const IoLoop&) = delete;
   IoLoop& operator=(const IoLoop&) = delete;

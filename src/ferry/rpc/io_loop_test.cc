@@ -1,10 +1,10 @@
 #include "ferry/rpc/io_loop.h"
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <chrono>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "ferry/rpc/test_util.h"
 
@@ -55,7 +55,10 @@ TEST(IoLoopTest, PostBeforeStartRunsAfterStart) {
 
 TEST(IoLoopTest, DestructorIsSafeInAnyState) {
   { IoLoop never_started; }
-  { IoLoop started; started.Start(); }
+  {
+    IoLoop started;
+    started.Start();
+  }
   {
     IoLoop stopped;
     stopped.Start();

@@ -132,12 +132,12 @@ class ReplyThread {
   loop.Start();
   ReplyThread replier;
   auto dispatcher = std::make_shared<Dispatcher>();
-  dispatcher->Register(kEcho, [](const std::shared_ptr<Channel>&, std::string_view payload,
-                                 Responder r) {
-    proto::Hello m;
-    m.ParseFromArray(payload.data(), static_cast<int>(payload.size()));
-    r.Reply(m);
-  });
+  dispatcher->Register(kEcho,
+                       [](const std::shared_ptr<Channel>&, std::string_view payload, Responder r) {
+                         proto::Hello m;
+                         m.ParseFromArray(payload.data(), static_cast<int>(payload.size()));
+                         r.Reply(m);
+                       });
   dispatcher->Register(kDeferredEcho, [&replier](const std::shared_ptr<Channel>&,
                                                  std::string_view payload, Responder r) {
     proto::Hello m;
@@ -212,7 +212,8 @@ int Main(int argc, char** argv) {
   // goes out of scope.
   ferry::testing::ChildProcess server(
       [&](ferry::testing::MessageChannel& parent) -> int { ServeForever(address, parent); });
-  if (auto ready = server.channel().Receive(Deadline::After(std::chrono::seconds(10))); !ready.ok()) {
+  if (auto ready = server.channel().Receive(Deadline::After(std::chrono::seconds(10)));
+      !ready.ok()) {
     std::fprintf(stderr, "server did not start: %s\n", ready.status().ToString().c_str());
     return 1;
   }

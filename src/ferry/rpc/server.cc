@@ -116,7 +116,9 @@ void Server::State::WaitForConnections() {
   acceptor.async_wait(asio::socket_base::wait_read,
                       [self = shared_from_this()](const std::error_code& ec) {
                         if (self->closed || ec == asio::error::operation_aborted) return;
-                        if (ec) FERRY_LOG(WARNING) << "accept wait on " << self->address << ": " << ec.message();
+                        if (ec)
+                          FERRY_LOG(WARNING)
+                              << "accept wait on " << self->address << ": " << ec.message();
                         self->AcceptAll();
                       });
 }
@@ -135,9 +137,8 @@ void Server::State::AcceptAll() {
       });
       return;
     }
-    StatusOr<std::shared_ptr<Channel>> created =
-        Channel::Create(loop, fd, dispatcher, "unauthenticated client of " + address,
-                        options.channel);
+    StatusOr<std::shared_ptr<Channel>> created = Channel::Create(
+        loop, fd, dispatcher, "unauthenticated client of " + address, options.channel);
     if (!created.ok()) {
       FERRY_LOG(WARNING) << "dropping connection to " << address << ": " << created.status();
       continue;
@@ -171,9 +172,8 @@ void Server::State::AcceptAll() {
   WaitForConnections();
 }
 
-void Server::State::OnFirstFrame(const std::shared_ptr<Channel>& channel,
-                                 const FrameHeader& header, std::string_view payload,
-                                 Responder responder) {
+void Server::State::OnFirstFrame(const std::shared_ptr<Channel>& channel, const FrameHeader& header,
+                                 std::string_view payload, Responder responder) {
   auto it = handshaking.find(channel.get());
   if (it != handshaking.end()) {
     it->second.timer->cancel();

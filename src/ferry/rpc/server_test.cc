@@ -1,5 +1,6 @@
 #include "ferry/rpc/server.h"
 
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -8,8 +9,6 @@
 #include <atomic>
 #include <mutex>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "ferry/rpc/address.h"
 #include "ferry/rpc/connect.h"

@@ -2,6 +2,7 @@
 // (never sleeps), channel pairs over socketpair(2), and an echo service.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -13,8 +14,6 @@
 #include <string>
 #include <utility>
 
-#include <gtest/gtest.h>
-
 #include "ferry/common/clock.h"
 #include "ferry/proto/ferry.pb.h"
 #include "ferry/rpc/channel.h"
@@ -23,12 +22,12 @@
 
 namespace ferry::rpc::testing {
 
-inline constexpr uint16_t kEcho = 100;      // Hello -> Hello (same bytes)
-inline constexpr uint16_t kFail = 101;      // -> error reply NotFound
-inline constexpr uint16_t kHold = 102;      // Responder kept by the test
-inline constexpr uint16_t kDrop = 103;      // Responder dropped
-inline constexpr uint16_t kNotify = 104;    // one-way
-inline constexpr uint16_t kUnknown = 999;   // no handler
+inline constexpr uint16_t kEcho = 100;     // Hello -> Hello (same bytes)
+inline constexpr uint16_t kFail = 101;     // -> error reply NotFound
+inline constexpr uint16_t kHold = 102;     // Responder kept by the test
+inline constexpr uint16_t kDrop = 103;     // Responder dropped
+inline constexpr uint16_t kNotify = 104;   // one-way
+inline constexpr uint16_t kUnknown = 999;  // no handler
 inline constexpr auto kWait = std::chrono::seconds(20);
 
 // Waits until `pred` holds (re-checked on every Notify) or the deadline.
@@ -78,8 +77,8 @@ struct HeldResponders {
 
 // Echo/fail/hold/drop/notify handlers. `notified` counts one-way messages.
 inline std::shared_ptr<Dispatcher> MakeTestDispatcher(std::shared_ptr<HeldResponders> held,
-                                                     std::atomic<int>* notified = nullptr,
-                                                     Waiter* waiter = nullptr) {
+                                                      std::atomic<int>* notified = nullptr,
+                                                      Waiter* waiter = nullptr) {
   auto d = std::make_shared<Dispatcher>();
   d->Register(kEcho, [](const std::shared_ptr<Channel>&, std::string_view payload, Responder r) {
     proto::Hello m;
@@ -97,12 +96,12 @@ inline std::shared_ptr<Dispatcher> MakeTestDispatcher(std::shared_ptr<HeldRespon
     if (held->waiter) held->waiter->Notify();
   });
   d->Register(kDrop, [](const std::shared_ptr<Channel>&, std::string_view, Responder) {});
-  d->Register(kNotify, [notified, waiter](const std::shared_ptr<Channel>&, std::string_view,
-                                          Responder r) {
-    EXPECT_FALSE(r.pending());
-    if (notified) ++*notified;
-    if (waiter) waiter->Notify();
-  });
+  d->Register(kNotify,
+              [notified, waiter](const std::shared_ptr<Channel>&, std::string_view, Responder r) {
+                EXPECT_FALSE(r.pending());
+                if (notified) ++*notified;
+                if (waiter) waiter->Notify();
+              });
   return d;
 }
 

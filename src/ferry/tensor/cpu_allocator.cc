@@ -163,7 +163,8 @@ CpuAllocator::~CpuAllocator() {
 }
 
 StatusOr<std::shared_ptr<void>> CpuAllocator::Allocate(uint64_t nbytes, void** data, bool* pooled) {
-  if (data == nullptr) return Status::InvalidArgument("CpuAllocator::Allocate: data must not be null");
+  if (data == nullptr)
+    return Status::InvalidArgument("CpuAllocator::Allocate: data must not be null");
   if (nbytes > kMaxBlockBytes) {
     return Status::ResourceExhausted("CpuAllocator::Allocate: " + std::to_string(nbytes) +
                                      " bytes is more than one receive buffer may hold");
@@ -175,7 +176,8 @@ StatusOr<std::shared_ptr<void>> CpuAllocator::Allocate(uint64_t nbytes, void** d
     block = MapBlock(size);
     if (block == nullptr) {
       return Status::ResourceExhausted("CpuAllocator::Allocate: out of memory mapping " +
-                                       std::to_string(size) + " bytes (" + std::strerror(errno) + ")");
+                                       std::to_string(size) + " bytes (" + std::strerror(errno) +
+                                       ")");
     }
   }
   *data = block;

@@ -12,10 +12,10 @@ struct Entry {
 };
 
 constexpr Entry kTable[] = {
-    {"float32", kDLFloat, 32},      {"float64", kDLFloat, 64},     {"float16", kDLFloat, 16},
-    {"bfloat16", kDLBfloat, 16},    {"int8", kDLInt, 8},           {"int16", kDLInt, 16},
-    {"int32", kDLInt, 32},          {"int64", kDLInt, 64},         {"uint8", kDLUInt, 8},
-    {"bool", kDLBoolCode, 8},       {"complex32", kDLComplex, 32}, {"complex64", kDLComplex, 64},
+    {"float32", kDLFloat, 32},       {"float64", kDLFloat, 64},     {"float16", kDLFloat, 16},
+    {"bfloat16", kDLBfloat, 16},     {"int8", kDLInt, 8},           {"int16", kDLInt, 16},
+    {"int32", kDLInt, 32},           {"int64", kDLInt, 64},         {"uint8", kDLUInt, 8},
+    {"bool", kDLBoolCode, 8},        {"complex32", kDLComplex, 32}, {"complex64", kDLComplex, 64},
     {"complex128", kDLComplex, 128},
 };
 

@@ -4,16 +4,15 @@
 #include <utility>
 #include <vector>
 
-#include "ferry/tensor/dtype.h"
-
 #include "ferry/common/logging.h"
+#include "ferry/tensor/dtype.h"
 
 namespace ferry::tensor {
 namespace {
 
 const std::shared_ptr<const proto::TensorMetaProto>& EmptyMeta() {
-  static const auto* empty =
-      new std::shared_ptr<const proto::TensorMetaProto>(std::make_shared<proto::TensorMetaProto>());
+  static const auto* empty = new std::shared_ptr<const proto::TensorMetaProto>(
+      std::make_shared<proto::TensorMetaProto>());
   return *empty;
 }
 
@@ -25,18 +24,22 @@ void DeleteManaged(DLManagedTensor* managed) {
 // Owns `managed` from here on: its deleter runs when the last copy of the
 // result dies.
 std::shared_ptr<void> Own(DLManagedTensor* managed) {
-  return std::shared_ptr<void>(managed, [](void* m) { DeleteManaged(static_cast<DLManagedTensor*>(m)); });
+  return std::shared_ptr<void>(managed,
+                               [](void* m) { DeleteManaged(static_cast<DLManagedTensor*>(m)); });
 }
 
 // Element count of a shape; InvalidArgument for a negative extent or overflow.
 StatusOr<uint64_t> Numel(const int64_t* shape, int ndim) {
-  if (ndim < 0) return Status::InvalidArgument("DLPack tensor has negative ndim " + std::to_string(ndim));
-  if (ndim > 0 && shape == nullptr) return Status::InvalidArgument("DLPack tensor has ndim > 0 but no shape");
+  if (ndim < 0)
+    return Status::InvalidArgument("DLPack tensor has negative ndim " + std::to_string(ndim));
+  if (ndim > 0 && shape == nullptr)
+    return Status::InvalidArgument("DLPack tensor has ndim > 0 but no shape");
   uint64_t numel = 1;
   for (int i = 0; i < ndim; ++i) {
     if (shape[i] < 0) {
-      return Status::InvalidArgument("DLPack tensor has negative extent " + std::to_string(shape[i]) +
-                                     " in dimension " + std::to_string(i));
+      return Status::InvalidArgument("DLPack tensor has negative extent " +
+                                     std::to_string(shape[i]) + " in dimension " +
+                                     std::to_string(i));
     }
     if (__builtin_mul_overflow(numel, static_cast<uint64_t>(shape[i]), &numel)) {
       return Status::InvalidArgument("DLPack tensor's element count overflows 64 bits");
@@ -79,8 +82,8 @@ StatusOr<uint64_t> SpanElements(const int64_t* shape, const int64_t* strides, in
                                      " in dimension " + std::to_string(i));
     }
     uint64_t reach = 0;
-    if (__builtin_mul_overflow(static_cast<uint64_t>(shape[i] - 1), static_cast<uint64_t>(strides[i]),
-                               &reach) ||
+    if (__builtin_mul_overflow(static_cast<uint64_t>(shape[i] - 1),
+                               static_cast<uint64_t>(strides[i]), &reach) ||
         __builtin_add_overflow(last, reach, &last)) {
       return Status::InvalidArgument("tensor's strided extent overflows 64 bits");
     }
@@ -97,8 +100,9 @@ StatusOr<uint64_t> ElementBytes(uint64_t elements, DLDataType type) {
     return Status::InvalidArgument("DLPack tensor's size in bits overflows 64 bits");
   }
   if (bits % 8 != 0) {
-    return Status::InvalidArgument("DLPack tensor of " + std::to_string(elements) + " elements of " +
-                                   std::to_string(bits_per_element) + " bits is not a whole number of bytes");
+    return Status::InvalidArgument("DLPack tensor of " + std::to_string(elements) +
+                                   " elements of " + std::to_string(bits_per_element) +
+                                   " bits is not a whole number of bytes");
   }
   return bits / 8;
 }
@@ -109,10 +113,10 @@ StatusOr<uint64_t> CompactBytes(const DLTensor& t) {
   int bad = 0;
   int64_t expected = 0;
   if (!IsCompact(t.shape, t.strides, t.ndim, &bad, &expected)) {
-    return Status::InvalidArgument(
-        "DLPack tensor is not contiguous (stride " + std::to_string(t.strides[bad]) + " in dimension " +
-        std::to_string(bad) + ", expected " + std::to_string(expected) +
-        "); call .contiguous() before sending it");
+    return Status::InvalidArgument("DLPack tensor is not contiguous (stride " +
+                                   std::to_string(t.strides[bad]) + " in dimension " +
+                                   std::to_string(bad) + ", expected " + std::to_string(expected) +
+                                   "); call .contiguous() before sending it");
   }
   return ElementBytes(numel, t.dtype);
 }
@@ -148,10 +152,8 @@ StatusOr<DLDevice> ParseDevice(std::string_view device) {
 
 StatusOr<std::string> DeviceString(DLDevice device) {
   switch (device.device_type) {
-    case kDLCPU:
-      return std::string("cpu");
-    case kDLCUDA:
-      return "cuda:" + std::to_string(device.device_id);
+    case kDLCPU: return std::string("cpu");
+    case kDLCUDA: return "cuda:" + std::to_string(device.device_id);
     default:
       return Status::InvalidArgument("DLPack device type " + std::to_string(device.device_type) +
                                      " is not supported; only CPU and CUDA tensors can be sent");
@@ -169,7 +171,8 @@ Tensor::Tensor(void* data, uint64_t nbytes, DLDevice device, proto::TensorMetaPr
       keep_alive_(std::move(keep_alive)) {}
 
 StatusOr<Tensor> Tensor::FromDLPack(DLManagedTensor* managed, proto::TensorMetaProto meta) {
-  if (managed == nullptr) return Status::InvalidArgument("Tensor::FromDLPack: managed tensor is null");
+  if (managed == nullptr)
+    return Status::InvalidArgument("Tensor::FromDLPack: managed tensor is null");
   // Own it from here on: the deleter runs when `owner`'s last copy dies,
   // including right now if validation fails.
   std::shared_ptr<void> owner = Own(managed);
@@ -194,15 +197,16 @@ StatusOr<Tensor> Tensor::FromDLPack(DLManagedTensor* managed, proto::TensorMetaP
 }
 
 StatusOr<Tensor> Tensor::FromDLPack(DLManagedTensor* managed) {
-  if (managed == nullptr) return Status::InvalidArgument("Tensor::FromDLPack: managed tensor is null");
+  if (managed == nullptr)
+    return Status::InvalidArgument("Tensor::FromDLPack: managed tensor is null");
   std::shared_ptr<void> owner = Own(managed);
   const DLTensor& t = managed->dl_tensor;
   proto::TensorMetaProto meta;
   std::optional<std::string_view> dtype = NameOfDLDataType(t.dtype);
   if (!dtype) {
-    return Status::InvalidArgument("DLPack dtype (code " + std::to_string(t.dtype.code) + ", " +
-                                   std::to_string(t.dtype.bits) + " bits, " +
-                                   std::to_string(t.dtype.lanes) + " lanes) has no ferry dtype name");
+    return Status::InvalidArgument(
+        "DLPack dtype (code " + std::to_string(t.dtype.code) + ", " + std::to_string(t.dtype.bits) +
+        " bits, " + std::to_string(t.dtype.lanes) + " lanes) has no ferry dtype name");
   }
   meta.set_dtype(std::string(*dtype));
   FERRY_ASSIGN_OR_RETURN(std::string device, DeviceString(t.device));
@@ -223,24 +227,27 @@ StatusOr<Tensor> Tensor::FromDLPack(DLManagedTensor* managed) {
 StatusOr<Tensor> Tensor::Adopt(std::shared_ptr<void> owner, const DLTensor& t, uint64_t nbytes,
                                proto::TensorMetaProto meta) {
   if (t.data == nullptr && nbytes > 0) {
-    return Status::InvalidArgument("DLPack tensor of " + std::to_string(nbytes) + " bytes has no data");
+    return Status::InvalidArgument("DLPack tensor of " + std::to_string(nbytes) +
+                                   " bytes has no data");
   }
   void* data = static_cast<char*>(t.data) + t.byte_offset;
   return Tensor(data, nbytes, t.device, std::move(meta), std::move(owner));
 }
 
-Tensor Tensor::Wrap(void* data, uint64_t nbytes, proto::TensorMetaProto meta, std::shared_ptr<void> keep_alive) {
+Tensor Tensor::Wrap(void* data, uint64_t nbytes, proto::TensorMetaProto meta,
+                    std::shared_ptr<void> keep_alive) {
   StatusOr<DLDevice> device = ParseDevice(meta.device());
   FERRY_CHECK(device.ok()) << "Tensor::Wrap: " << device.status();
   meta.set_nbytes(nbytes);
   return Tensor(data, nbytes, *device, std::move(meta), std::move(keep_alive));
 }
 
-StatusOr<Tensor> Tensor::AllocateCpu(proto::TensorMetaProto meta, CpuAllocator& alloc, bool* pooled) {
+StatusOr<Tensor> Tensor::AllocateCpu(proto::TensorMetaProto meta, CpuAllocator& alloc,
+                                     bool* pooled) {
   FERRY_ASSIGN_OR_RETURN(DLDevice device, ParseDevice(meta.device()));
   if (device.device_type != kDLCPU) {
-    return Status::InvalidArgument("Tensor::AllocateCpu: tensor metadata names device \"" + meta.device() +
-                                   "\", not the CPU");
+    return Status::InvalidArgument("Tensor::AllocateCpu: tensor metadata names device \"" +
+                                   meta.device() + "\", not the CPU");
   }
   void* data = nullptr;
   FERRY_ASSIGN_OR_RETURN(std::shared_ptr<void> block, alloc.Allocate(meta.nbytes(), &data, pooled));
@@ -292,7 +299,8 @@ StatusOr<DLManagedTensor*> Tensor::ToTypedDLPack() const {
   }
   const int ndim = static_cast<int>(shape.size());
   FERRY_ASSIGN_OR_RETURN(uint64_t elements,
-                         SpanElements(shape.data(), strides.empty() ? nullptr : strides.data(), ndim));
+                         SpanElements(shape.data(), strides.empty() ? nullptr : strides.data(),
+                                      ndim));
   FERRY_ASSIGN_OR_RETURN(uint64_t needed, ElementBytes(elements, *dtype));
   if (needed > nbytes_) {
     return Status::InvalidArgument("tensor metadata describes " + std::to_string(needed) +

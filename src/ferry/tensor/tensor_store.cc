@@ -101,7 +101,8 @@ Status TensorStore::WaitFreed(const void* data, Deadline deadline) {
     if (deadline.IsNever()) {
       freed_cv_.wait(lock.native());
     } else {
-      timed_out = freed_cv_.wait_until(lock.native(), deadline.time_point()) == std::cv_status::timeout;
+      timed_out = freed_cv_.wait_until(lock.native(), deadline.time_point()) ==
+                  std::cv_status::timeout;
     }
     ++waiter_wakeups_;
     holder = FindHolder(data);

@@ -42,8 +42,8 @@ class TensorStore {
   struct Stats {
     uint64_t num_objects = 0;
     uint64_t num_tensors = 0;
-    uint64_t bytes = 0;  // sum of nbytes over stored tensors (shared bytes count twice)
-    uint64_t waiters = 0;  // threads blocked in WaitFreed now
+    uint64_t bytes = 0;           // sum of nbytes over stored tensors (shared bytes count twice)
+    uint64_t waiters = 0;         // threads blocked in WaitFreed now
     uint64_t waiter_wakeups = 0;  // times a blocked WaitFreed woke and re-checked
   };
 

@@ -131,7 +131,8 @@ TEST(TensorStoreTest, WaitFreedIsUnblockedByEraseFromAnotherThread) {
   // once it has re-checked (a wakeup counted under the lock, in the same
   // critical section that would have unregistered it) it is still a waiter.
   EXPECT_TRUE(store.Erase(other));
-  ASSERT_TRUE(WaitUntil([&] { return store.GetStats().waiter_wakeups != 0; })) << "waiter never woke";
+  ASSERT_TRUE(WaitUntil([&] { return store.GetStats().waiter_wakeups != 0; }))
+      << "waiter never woke";
   EXPECT_EQ(store.GetStats().waiters, 1u);
   EXPECT_FALSE(done.load());
   EXPECT_TRUE(store.Erase(id));

@@ -1,12 +1,12 @@
 #include "ferry/tensor/tensor.h"
 
-#include "ferry/tensor/dtype.h"
-
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <cstring>
 #include <vector>
+
+#include "ferry/tensor/dtype.h"
 
 namespace ferry::tensor {
 namespace {
@@ -236,8 +236,9 @@ TEST(TensorTest, ToTypedDLPackDescribesTheMetadataOrRefuses) {
 }
 
 TEST(DtypeTest, NamesAndDLPackTypesRoundTrip) {
-  for (std::string_view name : {"float32", "float64", "float16", "bfloat16", "int8", "int16", "int32",
-                                "int64", "uint8", "bool", "complex32", "complex64", "complex128"}) {
+  for (std::string_view name :
+       {"float32", "float64", "float16", "bfloat16", "int8", "int16", "int32", "int64", "uint8",
+        "bool", "complex32", "complex64", "complex128"}) {
     std::optional<DLDataType> type = DLDataTypeOfName(name);
     ASSERT_TRUE(type.has_value()) << name;
     EXPECT_EQ(type->lanes, 1);
@@ -268,7 +269,8 @@ TEST(TensorTest, WrapAndAllocateCpu) {
   EXPECT_EQ(a->nbytes(), 1000u);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(a->data()) % CpuAllocator::kAlignment, 0u);
   std::memset(a->data(), 7, a->nbytes());
-  EXPECT_EQ(Tensor::AllocateCpu(Meta(8, "cuda:0"), alloc).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Tensor::AllocateCpu(Meta(8, "cuda:0"), alloc).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(TensorTest, ParseDevice) {

@@ -27,7 +27,9 @@ namespace {
 bool PollReadable(int fd, Deadline deadline) {
   while (true) {
     const auto remaining = std::chrono::ceil<std::chrono::milliseconds>(deadline.Remaining());
-    const int timeout_ms = deadline.IsNever() ? -1 : static_cast<int>(std::min<int64_t>(remaining.count(), INT_MAX));
+    const int timeout_ms = deadline.IsNever()
+                               ? -1
+                               : static_cast<int>(std::min<int64_t>(remaining.count(), INT_MAX));
     pollfd p{fd, POLLIN, 0};
     const int r = poll(&p, 1, timeout_ms);
     if (r > 0) return true;
@@ -90,8 +92,8 @@ StatusOr<std::string> MessageChannel::ReadExactly(size_t n, Deadline deadline) {
   size_t got = 0;
   while (got < n) {
     if (!PollReadable(fd_, deadline)) {
-      return Status::DeadlineExceeded("test channel: got " + std::to_string(got) + " of " + std::to_string(n) +
-                                      " bytes by the deadline");
+      return Status::DeadlineExceeded("test channel: got " + std::to_string(got) + " of " +
+                                      std::to_string(n) + " bytes by the deadline");
     }
     const ssize_t r = read(fd_, out.data() + got, n - got);
     if (r < 0 && errno == EINTR) continue;
@@ -121,8 +123,8 @@ StatusOr<std::vector<std::string>> MessageChannel::Receive(Deadline deadline) {
 StatusOr<std::string> MessageChannel::ReceiveOne(Deadline deadline) {
   FERRY_ASSIGN_OR_RETURN(std::vector<std::string> message, Receive(deadline));
   if (message.size() != 1) {
-    return Status::Internal("test channel: expected a one-part message, got " + std::to_string(message.size()) +
-                            " parts");
+    return Status::Internal("test channel: expected a one-part message, got " +
+                            std::to_string(message.size()) + " parts");
   }
   return std::move(message[0]);
 }
@@ -174,8 +176,10 @@ std::unique_ptr<ChildProcess> ChildProcess::ExecSelf(const std::vector<std::stri
   return child;
 }
 
-std::unique_ptr<ChildProcess> ChildProcess::ExecTest(std::string_view test_name, const std::vector<std::string>& env) {
-  return ExecSelf({"--gtest_filter=" + std::string(test_name), "--gtest_also_run_disabled_tests"}, env);
+std::unique_ptr<ChildProcess> ChildProcess::ExecTest(std::string_view test_name,
+                                                     const std::vector<std::string>& env) {
+  return ExecSelf({"--gtest_filter=" + std::string(test_name), "--gtest_also_run_disabled_tests"},
+                  env);
 }
 
 void ChildProcess::Adopt(pid_t pid, int fd) {
@@ -189,7 +193,8 @@ void ChildProcess::Adopt(pid_t pid, int fd) {
 StatusOr<int> ChildProcess::Join(Deadline deadline) {
   if (reaped_) return Status::FailedPrecondition("child process: already reaped");
   if (!PollReadable(pidfd_, deadline)) {
-    return Status::DeadlineExceeded("child process " + std::to_string(pid_) + ": still running at the deadline");
+    return Status::DeadlineExceeded("child process " + std::to_string(pid_) +
+                                    ": still running at the deadline");
   }
   int wstatus = 0;
   while (waitpid(pid_, &wstatus, 0) < 0 && errno == EINTR) {

@@ -1,9 +1,8 @@
 #include "ferry/testing/child_process.h"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -89,13 +88,15 @@ TEST(ChildProcessTest, KilledBySignalIs128PlusTheSignal) {
 }
 
 TEST(ChildProcessTest, KillReapsAndKillNoReapLeavesAZombie) {
-  ChildProcess reaped([](MessageChannel& parent) { return parent.Receive(Deadline::Never()).ok() ? 0 : 1; });
+  ChildProcess reaped(
+      [](MessageChannel& parent) { return parent.Receive(Deadline::Never()).ok() ? 0 : 1; });
   reaped.Kill();
   EXPECT_EQ(ProcessState(reaped.pid()), 0) << "no /proc entry once reaped";
   EXPECT_EQ(reaped.Join(Soon()).status().code(), StatusCode::kFailedPrecondition);
   reaped.Kill();  // again: nothing to do
 
-  ChildProcess zombie([](MessageChannel& parent) { return parent.Receive(Deadline::Never()).ok() ? 0 : 1; });
+  ChildProcess zombie(
+      [](MessageChannel& parent) { return parent.Receive(Deadline::Never()).ok() ? 0 : 1; });
   zombie.KillNoReap();
   EXPECT_EQ(ProcessState(zombie.pid()), 'Z');
   auto code = zombie.Join(Soon());
@@ -106,7 +107,8 @@ TEST(ChildProcessTest, KillReapsAndKillNoReapLeavesAZombie) {
 TEST(ChildProcessTest, DestructorKillsARunningChild) {
   pid_t pid = -1;
   {
-    ChildProcess child([](MessageChannel& parent) { return parent.Receive(Deadline::Never()).ok() ? 0 : 1; });
+    ChildProcess child(
+        [](MessageChannel& parent) { return parent.Receive(Deadline::Never()).ok() ? 0 : 1; });
     pid = child.pid();
     EXPECT_NE(ProcessState(pid), 0);
   }
@@ -126,7 +128,8 @@ TEST(ChildProcessExec, DISABLED_Child) {
 TEST(ChildProcessTest, ExecTestRunsOneTestOfThisBinary) {
   // The variable replaces one the parent may have.
   setenv(kExecEnv, "parent's", 1);
-  auto child = ChildProcess::ExecTest("ChildProcessExec.DISABLED_Child", {std::string(kExecEnv) + "=child's"});
+  auto child = ChildProcess::ExecTest("ChildProcessExec.DISABLED_Child",
+                                      {std::string(kExecEnv) + "=child's"});
   unsetenv(kExecEnv);
   ASSERT_TRUE(child->channel().Send({"hello"}));
   auto reply = child->channel().Receive(Soon());

@@ -13,7 +13,8 @@ TEST(MedianTest, MiddleSampleOfAnUnsortedList) {
 
 TEST(MedianTest, UpperMiddleOfAnEvenCount) {
   EXPECT_EQ(Median({2.0, 1.0}), 2.0);
-  EXPECT_EQ(Median({10.0, 40.0, 20.0, 30.0}), 30.0) << "a measured sample, not the mean of 20 and 30";
+  EXPECT_EQ(Median({10.0, 40.0, 20.0, 30.0}), 30.0)
+      << "a measured sample, not the mean of 20 and 30";
 }
 
 }  // namespace

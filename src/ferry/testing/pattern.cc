@@ -36,7 +36,8 @@ int64_t FirstMismatch(const void* data, uint64_t n, uint64_t seed) {
     const uint64_t w = Word(i, seed);
     if (std::memcmp(p + 8 * i, &w, bytes) == 0) return -1;
     for (uint64_t b = 0; b < bytes; ++b) {
-      if (p[8 * i + b] != reinterpret_cast<const uint8_t*>(&w)[b]) return static_cast<int64_t>(8 * i + b);
+      if (p[8 * i + b] != reinterpret_cast<const uint8_t*>(&w)[b])
+        return static_cast<int64_t>(8 * i + b);
     }
     return -1;
   };

@@ -20,7 +20,8 @@ TEST(PatternTest, FilledBytesMatchAtEverySize) {
 
 TEST(PatternTest, FirstMismatchNamesTheFirstWrongByte) {
   constexpr uint64_t kN = 1000;
-  for (uint64_t at : {uint64_t{0}, uint64_t{7}, uint64_t{8}, uint64_t{500}, uint64_t{995}, kN - 1}) {
+  for (uint64_t at :
+       {uint64_t{0}, uint64_t{7}, uint64_t{8}, uint64_t{500}, uint64_t{995}, kN - 1}) {
     std::vector<uint8_t> buf = Pattern(kN, 3);
     buf[at] ^= 0x10;
     if (at + 3 < kN) buf[at + 3] ^= 0x01;  // a later difference does not hide the first
@@ -31,7 +32,8 @@ TEST(PatternTest, FirstMismatchNamesTheFirstWrongByte) {
 TEST(PatternTest, SeedsAndPositionsDiffer) {
   const std::vector<uint8_t> a = Pattern(64, 1), b = Pattern(64, 2);
   EXPECT_NE(a, b);
-  EXPECT_EQ(FirstMismatch(b.data(), b.size(), 1), 0) << "another seed differs from the first byte on";
+  EXPECT_EQ(FirstMismatch(b.data(), b.size(), 1), 0)
+      << "another seed differs from the first byte on";
   // No two 8-byte words of one pattern are equal (a shifted copy is caught).
   for (size_t i = 0; i + 8 <= a.size(); i += 8) {
     for (size_t j = i + 8; j + 8 <= a.size(); j += 8) {

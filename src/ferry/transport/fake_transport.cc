@@ -34,7 +34,8 @@ Key KeyOf(const PendingOp& op) {
 
 std::string Describe(const PendingOp& op) {
   return std::string(op.is_send ? "send" : "recv") + " rank " + std::to_string(op.rank) +
-         (op.is_send ? " -> " : " <- ") + std::to_string(op.peer) + " tag " + std::to_string(op.tag);
+         (op.is_send ? " -> " : " <- ") + std::to_string(op.peer) + " tag " +
+         std::to_string(op.tag);
 }
 
 // One unit of work for the group thread: a matched pair to copy (send and
@@ -57,7 +58,8 @@ class FakeTransportGroup::Hub {
   ~Hub() {
     {
       MutexLock lock(mu_);
-      for (int r = 0; r < size_; ++r) AbortLocked(r, Status::Cancelled("fake transport group destroyed"));
+      for (int r = 0; r < size_; ++r)
+        AbortLocked(r, Status::Cancelled("fake transport group destroyed"));
       stopping_ = true;
     }
     cv_.notify_all();
@@ -123,7 +125,8 @@ class FakeTransportGroup::Hub {
     auto& theirs = op.is_send ? recvs_ : sends_;
     const Key key = KeyOf(op);
     if (mine.count(key)) {
-      FailLocked(std::move(op), Status::InvalidArgument("fake transport: tag reused while pending"));
+      FailLocked(std::move(op),
+                 Status::InvalidArgument("fake transport: tag reused while pending"));
       return;
     }
     auto it = theirs.find(key);
@@ -140,8 +143,9 @@ class FakeTransportGroup::Hub {
       sizes_match = send.buffers[i].nbytes == recv.buffers[i].nbytes;
     }
     if (!sizes_match) {
-      Status s = Status::InvalidArgument("fake transport: " + Describe(send) +
-                                         ": buffer count or sizes differ between sender and receiver");
+      Status s = Status::InvalidArgument(
+          "fake transport: " + Describe(send) +
+          ": buffer count or sizes differ between sender and receiver");
       const int a = send.rank, b = recv.rank;
       FailLocked(std::move(send), s);
       FailLocked(std::move(recv), s);
@@ -201,8 +205,9 @@ class FakeTransportGroup::Hub {
       }
       if (!expired) return;
       const int rank = expired->rank;
-      Status s = Status::DeadlineExceeded("fake transport: " + Describe(*expired) + " not completed within " +
-                                          std::to_string(options_.transfer_timeout.count()) + " ms");
+      Status s = Status::DeadlineExceeded(
+          "fake transport: " + Describe(*expired) + " not completed within " +
+          std::to_string(options_.transfer_timeout.count()) + " ms");
       FailLocked(std::move(*expired), s);
       AbortLocked(rank, s);
     }
@@ -288,10 +293,12 @@ class FakeTransport : public TwoSidedTransport {
   int rank() const override { return rank_; }
   int size() const override { return hub_->size(); }
 
-  void Send(int peer, uint64_t tag, std::vector<BufferView> buffers, TransferCallback done) override {
+  void Send(int peer, uint64_t tag, std::vector<BufferView> buffers,
+            TransferCallback done) override {
     hub_->Post(PendingOp{rank_, true, peer, tag, std::move(buffers), std::move(done), {}});
   }
-  void Recv(int peer, uint64_t tag, std::vector<BufferView> buffers, TransferCallback done) override {
+  void Recv(int peer, uint64_t tag, std::vector<BufferView> buffers,
+            TransferCallback done) override {
     hub_->Post(PendingOp{rank_, false, peer, tag, std::move(buffers), std::move(done), {}});
   }
   void Abort(Status reason) override { hub_->Abort(rank_, std::move(reason)); }

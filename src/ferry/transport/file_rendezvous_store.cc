@@ -1,5 +1,7 @@
 #include "ferry/transport/file_rendezvous_store.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -7,8 +9,6 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
-
-#include <unistd.h>
 
 namespace ferry::transport {
 namespace {
@@ -26,7 +26,8 @@ std::string HexEncode(const std::string& s) {
 
 }  // namespace
 
-FileRendezvousStore::FileRendezvousStore(std::string directory) : directory_(std::move(directory)) {}
+FileRendezvousStore::FileRendezvousStore(std::string directory)
+    : directory_(std::move(directory)) {}
 
 std::string FileRendezvousStore::PathFor(const std::string& key) const {
   return directory_ + "/k_" + HexEncode(key);
@@ -35,7 +36,8 @@ std::string FileRendezvousStore::PathFor(const std::string& key) const {
 Status FileRendezvousStore::Set(const std::string& key, const std::string& value) {
   static std::atomic<uint64_t> counter{0};
   const std::string path = PathFor(key);
-  const std::string tmp = path + ".tmp." + std::to_string(getpid()) + "." + std::to_string(counter++);
+  const std::string tmp = path + ".tmp." + std::to_string(getpid()) + "." +
+                          std::to_string(counter++);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out.write(value.data(), static_cast<std::streamsize>(value.size()));
@@ -60,7 +62,8 @@ StatusOr<std::string> FileRendezvousStore::Get(const std::string& key, Deadline 
       return buf.str();
     }
     if (deadline.Expired()) {
-      return Status::DeadlineExceeded("rendezvous key '" + key + "' did not appear in " + directory_);
+      return Status::DeadlineExceeded("rendezvous key '" + key + "' did not appear in " +
+                                      directory_);
     }
     // Polling is the price of needing no server; 1 ms is far below the cost of
     // the connection setup that follows a rendezvous.

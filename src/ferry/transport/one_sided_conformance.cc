@@ -1,12 +1,11 @@
 #include "ferry/transport/one_sided_conformance.h"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <sstream>
-
-#include <gtest/gtest.h>
 
 #include "ferry/common/logging.h"
 #include "ferry/config.h"
@@ -61,7 +60,8 @@ class ProcessProducer : public Producer {
  public:
   explicit ProcessProducer(std::unique_ptr<ChildProcess> child) : child_(std::move(child)) {}
   Status ReadExports(size_t count) {
-    FERRY_ASSIGN_OR_RETURN(std::vector<std::string> message, child_->channel().Receive(Deadline::After(kPullWait)));
+    FERRY_ASSIGN_OR_RETURN(std::vector<std::string> message,
+                           child_->channel().Receive(Deadline::After(kPullWait)));
     if (message.size() != count + 1) {
       return Status::Internal("the producer sent " + std::to_string(message.size()) + " parts");
     }
@@ -75,8 +75,8 @@ class ProcessProducer : public Producer {
     if (gone_) return;
     child_->channel().Send({"q"});
     auto code = child_->Join(ferry::testing::Soon());
-    EXPECT_TRUE(code.ok() && *code == 0) << "producer: " << (code.ok() ? "exit " + std::to_string(*code)
-                                                                        : code.status().ToString());
+    EXPECT_TRUE(code.ok() && *code == 0)
+        << "producer: " << (code.ok() ? "exit " + std::to_string(*code) : code.status().ToString());
   }
 
   void Kill() override {
@@ -97,8 +97,8 @@ class ProcessProducer : public Producer {
 
 class InProcessProducer : public Producer {
  public:
-  InProcessProducer(std::unique_ptr<OneSidedTransport> transport, Memory memory, const std::vector<BufferSpec>& specs,
-                    FakeOneSidedFabric* fabric)
+  InProcessProducer(std::unique_ptr<OneSidedTransport> transport, Memory memory,
+                    const std::vector<BufferSpec>& specs, FakeOneSidedFabric* fabric)
       : fabric_(fabric), transport_(std::move(transport)), buffers_(memory, specs) {}
   Status Export() {
     FERRY_ASSIGN_OR_RETURN(exported_, transport_->Export(buffers_.views()));
@@ -128,7 +128,8 @@ class InProcessProducer : public Producer {
 // The child's side; runs only when started by StartProcessProducer.
 TEST(OneSidedConformanceChild, DISABLED_Producer) {
   const char* env = std::getenv(kProducerEnv);
-  if (env == nullptr) GTEST_SKIP() << "runs only as a producer process started by the conformance tests";
+  if (env == nullptr)
+    GTEST_SKIP() << "runs only as a producer process started by the conformance tests";
   const std::string spec(env);
   const Variant* variant = FindVariant(spec.substr(0, spec.find('|')));
   ASSERT_NE(variant, nullptr) << spec;
@@ -143,7 +144,8 @@ TEST(OneSidedConformanceChild, DISABLED_Producer) {
   ASSERT_TRUE(parent.Send(message));
   // Serve until told to quit or the test goes away (Unavailable at EOF).
   auto command = parent.Receive(Deadline::Never());
-  EXPECT_TRUE(command.ok() || command.status().code() == StatusCode::kUnavailable) << command.status();
+  EXPECT_TRUE(command.ok() || command.status().code() == StatusCode::kUnavailable)
+      << command.status();
   (*transport)->Release(buffers.views());
 }
 
@@ -203,7 +205,8 @@ std::vector<Variant> Variants() {
   return v;
 }
 
-PatternedBuffers::PatternedBuffers(Memory memory, const std::vector<BufferSpec>& specs) : memory_(memory) {
+PatternedBuffers::PatternedBuffers(Memory memory, const std::vector<BufferSpec>& specs)
+    : memory_(memory) {
   for (const BufferSpec& spec : specs) {
     void* data = nullptr;
     if (memory == Memory::kHeap) {
@@ -231,7 +234,8 @@ PatternedBuffers::~PatternedBuffers() {
 #endif
 }
 
-std::unique_ptr<Producer> StartProcessProducer(const Variant& variant, const std::vector<BufferSpec>& specs) {
+std::unique_ptr<Producer> StartProcessProducer(const Variant& variant,
+                                               const std::vector<BufferSpec>& specs) {
   auto producer = std::make_unique<ProcessProducer>(ChildProcess::ExecTest(
       kProducerTest, {std::string(kProducerEnv) + "=" + variant.label + "|" + EncodeSpecs(specs)}));
   Status s = producer->ReadExports(specs.size());
@@ -242,8 +246,10 @@ std::unique_ptr<Producer> StartProcessProducer(const Variant& variant, const std
   return producer;
 }
 
-std::unique_ptr<Producer> StartInProcessProducer(std::unique_ptr<OneSidedTransport> transport, Memory memory,
-                                                 const std::vector<BufferSpec>& specs, FakeOneSidedFabric* fabric) {
+std::unique_ptr<Producer> StartInProcessProducer(std::unique_ptr<OneSidedTransport> transport,
+                                                 Memory memory,
+                                                 const std::vector<BufferSpec>& specs,
+                                                 FakeOneSidedFabric* fabric) {
   auto producer = std::make_unique<InProcessProducer>(std::move(transport), memory, specs, fabric);
   Status s = producer->Export();
   if (!s.ok()) {

@@ -141,13 +141,15 @@ class Producer {
 // A producer in another process, exporting `specs` with `variant`'s backend
 // from its memory; null (and a test failure) if it did not start. Its
 // destructor tells a live one to exit and expects a clean exit.
-std::unique_ptr<Producer> StartProcessProducer(const Variant& variant, const std::vector<BufferSpec>& specs);
+std::unique_ptr<Producer> StartProcessProducer(const Variant& variant,
+                                               const std::vector<BufferSpec>& specs);
 
 // A producer in this process: `transport` exporting `specs` from `memory`
 // until the producer is destroyed; null (and a test failure) if Export
 // failed. With `fabric` (the fake's, which made `transport`) Kill marks its
 // endpoint dead there; without, it cannot be killed (it aborts).
-std::unique_ptr<Producer> StartInProcessProducer(std::unique_ptr<OneSidedTransport> transport, Memory memory,
+std::unique_ptr<Producer> StartInProcessProducer(std::unique_ptr<OneSidedTransport> transport,
+                                                 Memory memory,
                                                  const std::vector<BufferSpec>& specs,
                                                  FakeOneSidedFabric* fabric = nullptr);
 

@@ -5,17 +5,18 @@
 // Producers are other processes (this binary re-executed), except for the
 // fake. What only one backend does (its statistics, caches, wire formats)
 // stays in that backend's own test.
+#include "ferry/transport/one_sided_conformance.h"
+
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "ferry/testing/deadline.h"
 #include "ferry/transport/fake_one_sided_transport.h"
-#include "ferry/transport/one_sided_conformance.h"
 #include "ferry/transport/registry.h"
 
 namespace ferry::transport::conformance {
@@ -31,7 +32,8 @@ class OneSidedConformanceTest : public ::testing::TestWithParam<Variant> {
 
   // A transport of this process: a consumer, or a producer in this process.
   std::unique_ptr<OneSidedTransport> Make() {
-    if (variant().fake) return fabric_.Transport("fake", "process-" + std::to_string(next_process_++));
+    if (variant().fake)
+      return fabric_.Transport("fake", "process-" + std::to_string(next_process_++));
     auto t = variant().make();
     EXPECT_TRUE(t.ok()) << t.status();
     return t.ok() ? *std::move(t) : nullptr;
@@ -47,26 +49,31 @@ class OneSidedConformanceTest : public ::testing::TestWithParam<Variant> {
   std::unique_ptr<Producer> StartLocalProducer(const std::vector<BufferSpec>& specs) {
     auto t = Make();
     if (t == nullptr) return nullptr;
-    return StartInProcessProducer(std::move(t), variant().memory, specs, variant().fake ? &fabric_ : nullptr);
+    return StartInProcessProducer(std::move(t), variant().memory, specs,
+                                  variant().fake ? &fabric_ : nullptr);
   }
 
   // The connections or mappings `t` holds, where the variant counts them.
-  std::optional<size_t> Held(OneSidedTransport& t) { return variant().held ? variant().held(t) : std::nullopt; }
+  std::optional<size_t> Held(OneSidedTransport& t) {
+    return variant().held ? variant().held(t) : std::nullopt;
+  }
 
   // Pulls buffer `index` of `producer` into `dst`.
-  static Status PullTo(OneSidedTransport& t, const Producer& producer, size_t index, Destination& dst,
-                       Deadline deadline) {
+  static Status PullTo(OneSidedTransport& t, const Producer& producer, size_t index,
+                       Destination& dst, Deadline deadline) {
     PullItem item{producer.endpoint(), producer.descriptor(index), dst.view()};
     return t.Pull({&item, 1}, deadline);
   }
 
   // Pulls buffer `index` of `producer` (made from `spec`) and checks its
   // bytes.
-  void ExpectPulls(OneSidedTransport& t, const Producer& producer, size_t index, const BufferSpec& spec) {
+  void ExpectPulls(OneSidedTransport& t, const Producer& producer, size_t index,
+                   const BufferSpec& spec) {
     Destination dst(spec.size);
     Status s = PullTo(t, producer, index, dst, Deadline::After(kPullWait));
     ASSERT_TRUE(s.ok()) << "size " << spec.size << ": " << s;
-    EXPECT_EQ(dst.Check(spec.seed), -1) << "size " << spec.size << ": bytes differ (-2: wrote past the end)";
+    EXPECT_EQ(dst.Check(spec.seed), -1)
+        << "size " << spec.size << ": bytes differ (-2: wrote past the end)";
   }
 
   // Where the variant counts them, `t` holds no connections or mappings.
@@ -91,7 +98,9 @@ class OneSidedConformanceTest : public ::testing::TestWithParam<Variant> {
 };
 
 INSTANTIATE_TEST_SUITE_P(Variants, OneSidedConformanceTest, ::testing::ValuesIn(Variants()),
-                         [](const ::testing::TestParamInfo<Variant>& info) { return info.param.label; });
+                         [](const ::testing::TestParamInfo<Variant>& info) {
+                           return info.param.label;
+                         });
 
 TEST_P(OneSidedConformanceTest, NameIsTheBackendName) {
   auto t = Make();
@@ -152,7 +161,8 @@ TEST_P(OneSidedConformanceTest, SeveralItemsInOnePull) {
   }
   Status s = t->Pull(items, Deadline::After(kPullWait));
   ASSERT_TRUE(s.ok()) << s;
-  for (size_t i = 0; i < specs.size(); ++i) EXPECT_EQ(dst[i].Check(specs[i].seed), -1) << "item " << i;
+  for (size_t i = 0; i < specs.size(); ++i)
+    EXPECT_EQ(dst[i].Check(specs[i].seed), -1) << "item " << i;
 }
 
 TEST_P(OneSidedConformanceTest, ItemsFromTwoProducersInOnePull) {
@@ -300,7 +310,8 @@ TEST_P(OneSidedConformanceTest, BadItemFailsTheWholePullBeforeAnythingMoves) {
             StatusCode::kInvalidArgument);
   Destination dst(4096), small(100);
   const PullItem mixed[] = {{endpoint, good, dst.view()}, {endpoint, good, small.view()}};
-  EXPECT_EQ(consumer->Pull(mixed, Deadline::After(seconds(30))).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(consumer->Pull(mixed, Deadline::After(seconds(30))).code(),
+            StatusCode::kInvalidArgument);
   EXPECT_TRUE(dst.IsJunk()) << "the good item moved although the pull failed";
   ExpectPulls(*consumer, *producer, 0, spec);  // still usable
 }
@@ -334,7 +345,8 @@ TEST_P(OneSidedConformanceTest, DeadlineCancelsAndNothingWritesLater) {
   std::vector<std::vector<uint8_t>> dst(specs.size(), std::vector<uint8_t>(8 << 20, 0));
   std::vector<PullItem> items;
   for (size_t i = 0; i < specs.size(); ++i) {
-    items.push_back({producer->endpoint(), producer->descriptor(i), {dst[i].data(), dst[i].size()}});
+    items.push_back(
+        {producer->endpoint(), producer->descriptor(i), {dst[i].data(), dst[i].size()}});
   }
   // No host copies 64 MiB in 1 ms.
   const auto start = Clock::now();
@@ -349,7 +361,8 @@ TEST_P(OneSidedConformanceTest, DeadlineCancelsAndNothingWritesLater) {
   for (size_t i = 0; i < specs.size(); ++i) items[i].dst = other[i].view();
   s = t->Pull(items, Deadline::After(kPullWait));
   ASSERT_TRUE(s.ok()) << s;
-  for (size_t i = 0; i < specs.size(); ++i) EXPECT_EQ(other[i].Check(specs[i].seed), -1) << "item " << i;
+  for (size_t i = 0; i < specs.size(); ++i)
+    EXPECT_EQ(other[i].Check(specs[i].seed), -1) << "item " << i;
   EXPECT_TRUE(dst == snapshot) << "a cancelled copy wrote after Pull returned";
 }
 

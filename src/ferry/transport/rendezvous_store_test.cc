@@ -1,8 +1,8 @@
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "ferry/transport/file_rendezvous_store.h"
 #include "ferry/transport/in_memory_rendezvous_store.h"

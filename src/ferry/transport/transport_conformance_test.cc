@@ -1,10 +1,10 @@
 // One test body for every TwoSidedTransport: the in-process fake and, where
 // built, Gloo (ranks as threads of this process sharing an in-memory store).
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <cstring>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "ferry/config.h"
 #include "ferry/testing/pattern.h"
@@ -35,7 +35,8 @@ class Group {
 
 class FakeGroup : public Group {
  public:
-  FakeGroup(int size, milliseconds transfer_timeout) : group_(size, FakeTransportOptions{transfer_timeout}) {
+  FakeGroup(int size, milliseconds transfer_timeout)
+      : group_(size, FakeTransportOptions{transfer_timeout}) {
     for (int r = 0; r < size; ++r) transports_.push_back(group_.Transport(r));
   }
   ~FakeGroup() override { Destroy(); }
@@ -84,7 +85,8 @@ class RegistryGroup : public Group {
 class TransportConformanceTest : public ::testing::TestWithParam<std::string> {
  protected:
   // A two-rank group of the backend under test.
-  std::unique_ptr<Group> MakeGroup(milliseconds transfer_timeout = std::chrono::seconds(60), int size = 2) {
+  std::unique_ptr<Group> MakeGroup(milliseconds transfer_timeout = std::chrono::seconds(60),
+                                   int size = 2) {
     if (GetParam() == "fake") return std::make_unique<FakeGroup>(size, transfer_timeout);
     auto group = std::make_unique<RegistryGroup>(GetParam(), size, transfer_timeout);
     EXPECT_TRUE(group->status().ok()) << group->status();
@@ -213,7 +215,8 @@ TEST_P(TransportConformanceTest, AbortFailsPendingAndLaterCallsExactlyOnce) {
   auto g = MakeGroup();  // 60 s transfer timeout: every failure below comes from Abort
   ASSERT_TRUE(g);
   std::vector<uint8_t> buf(1 << 20);
-  auto pending_recv = Recorder::Make(), pending_send = Recorder::Make(), peer_recv = Recorder::Make();
+  auto pending_recv = Recorder::Make(), pending_send = Recorder::Make(),
+       peer_recv = Recorder::Make();
   (*g)[0].Recv(1, 1, {View(buf)}, Recorder::Callback(pending_recv));
   (*g)[0].Send(1, 2, {View(buf)}, Recorder::Callback(pending_send));  // rank 1 never receives tag 2
   std::vector<uint8_t> peer_buf(8);
@@ -237,7 +240,8 @@ TEST_P(TransportConformanceTest, AbortFailsPendingAndLaterCallsExactlyOnce) {
   EXPECT_NE(peer.code(), StatusCode::kDeadlineExceeded) << peer;
 
   g->Destroy();  // waits for every callback
-  for (auto& r : {pending_recv, pending_send, peer_recv, later_send, later_recv}) EXPECT_EQ(r->calls(), 1);
+  for (auto& r : {pending_recv, pending_send, peer_recv, later_send, later_recv})
+    EXPECT_EQ(r->calls(), 1);
 }
 
 TEST_P(TransportConformanceTest, MismatchedBuffersFailBothSides) {

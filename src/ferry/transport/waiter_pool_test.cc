@@ -1,11 +1,11 @@
 #include "ferry/transport/waiter_pool.h"
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <future>
 #include <memory>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace ferry::transport {
 namespace {

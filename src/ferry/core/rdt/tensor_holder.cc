@@ -6,9 +6,9 @@
 #include "ferry/common/config.h"
 #include "ferry/common/fault.h"
 #include "ferry/core/rdt/transfer_util.h"
-#include "ferry/transport/transport_table.h"
 #include "ferry/rpc/parse.h"
 #include "ferry/transport/registry.h"
+#include "ferry/transport/transport_table.h"
 
 namespace ferry::core::rdt {
 namespace {
@@ -62,15 +62,9 @@ const std::vector<uint16_t>& TensorHolder::ServedMethods() {
 
 void TensorHolder::Serve(uint16_t method, std::string_view payload, ServeReplyFn reply) {
   switch (method) {
-    case proto::SEND_TENSORS:
-      ServeSend(payload, std::move(reply));
-      return;
-    case proto::FETCH_TENSORS:
-      ServeFetch(payload, std::move(reply));
-      return;
-    case proto::JOIN_GROUP:
-      ServeJoin(payload, std::move(reply));
-      return;
+    case proto::SEND_TENSORS: ServeSend(payload, std::move(reply)); return;
+    case proto::FETCH_TENSORS: ServeFetch(payload, std::move(reply)); return;
+    case proto::JOIN_GROUP: ServeJoin(payload, std::move(reply)); return;
     case proto::LEAVE_GROUP: {
       proto::LeaveGroup req;
       if (!Parse(payload, &req, reply)) return;

@@ -62,8 +62,7 @@ namespace ferry::core::rdt {
 
 // The answer to a served request: its status and, when OK, the reply
 // message (valid only during the call). Called exactly once.
-using ServeReplyFn =
-    std::function<void(const Status&, const google::protobuf::MessageLite* reply)>;
+using ServeReplyFn = std::function<void(const Status&, const google::protobuf::MessageLite* reply)>;
 // The tensors of one RDT argument, or why they could not be had.
 using TensorsFn = std::function<void(StatusOr<std::vector<tensor::Tensor>>)>;
 

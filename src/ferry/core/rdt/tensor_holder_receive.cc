@@ -8,8 +8,8 @@
 #include "ferry/common/fault.h"
 #include "ferry/core/rdt/tensor_holder.h"
 #include "ferry/core/rdt/transfer_util.h"
-#include "ferry/transport/transport_table.h"
 #include "ferry/transport/registry.h"
+#include "ferry/transport/transport_table.h"
 
 namespace ferry::core::rdt {
 namespace {
@@ -64,7 +64,8 @@ void TensorHolder::Receive(const proto::TaskArg& arg, const ValuePtr& value, Ten
   }
   if (!arg.has_tensor_recv()) {
     done(Status::FailedPrecondition(
-        "an RDT object (transport '" + rdt.transport() + "') reached an actor that is not its "
+        "an RDT object (transport '" + rdt.transport() +
+        "') reached an actor that is not its "
         "producer without a transfer: only the process that owns the ObjectRef can pass it on"));
     return;
   }
@@ -183,8 +184,8 @@ void TensorHolder::PullArgument(const ObjectId& id, const ValuePtr& value, Tenso
   auto shared_done = std::make_shared<TensorsFn>(std::move(done));
   auto pull = [this, id, value, shared_done] {
     Deadline deadline = Deadline::After(Config::Get().transfer_timeout);
-    auto pulled =
-        Pull(std::span<const ObjectId>(&id, 1), std::span<const ValuePtr>(&value, 1), deadline);
+    auto pulled = Pull(std::span<const ObjectId>(&id, 1), std::span<const ValuePtr>(&value, 1),
+                       deadline);
     if (!pulled.ok()) {
       Status s = pulled.status();
       if (s.code() == StatusCode::kDeadlineExceeded) {
@@ -229,15 +230,18 @@ StatusOr<std::vector<std::vector<tensor::Tensor>>> TensorHolder::Pull(
     if (rdt.producer_address() == deps_.address) {
       // Ours: the very same tensors.
       auto held = deps_.store->Get(ids[i]);
-      if (!held) return Status::DataLoss("the tensors of object " + ids[i].Hex() + " were already freed");
+      if (!held)
+        return Status::DataLoss("the tensors of object " + ids[i].Hex() + " were already freed");
       out[i] = std::move(*held);
       continue;
     }
     // A two-sided object can be pulled only through the shm export its
     // producer adds to small objects.
     if (!transport::IsOneSided(rdt.transport()) && !CanPullFromThisHost(rdt)) {
-      return Status::FailedPrecondition("object " + ids[i].Hex() + " moves with the two-sided "
-                                        "transport '" + rdt.transport() + "': it cannot be pulled");
+      return Status::FailedPrecondition("object " + ids[i].Hex() +
+                                        " moves with the two-sided "
+                                        "transport '" +
+                                        rdt.transport() + "': it cannot be pulled");
     }
     FERRY_ASSIGN_OR_RETURN(const proto::TensorExport* exp, ChooseExport(rdt));
     if (exp->descriptors_size() != rdt.tensors_size()) {
@@ -252,8 +256,8 @@ StatusOr<std::vector<std::vector<tensor::Tensor>>> TensorHolder::Pull(
     batch.objects.push_back(i);
     for (int k = 0; k < rdt.tensors_size(); ++k) {
       bool from_pool = false;
-      FERRY_ASSIGN_OR_RETURN(tensor::Tensor t,
-                             tensor::Tensor::AllocateCpu(rdt.tensors(k), *deps_.allocator, &from_pool));
+      FERRY_ASSIGN_OR_RETURN(tensor::Tensor t, tensor::Tensor::AllocateCpu(
+                                                   rdt.tensors(k), *deps_.allocator, &from_pool));
       pooled[i] = pooled[i] && from_pool;
       batch.items.push_back({exp->endpoint(), exp->descriptors(k), {t.data(), t.nbytes()}});
       out[i].push_back(std::move(t));
@@ -293,7 +297,8 @@ StatusOr<std::shared_ptr<object::ReadableValue>> TensorHolder::FetchToObjectStor
               payload.status());
   if (!payload.ok()) {
     if (payload.status().code() == StatusCode::kUnavailable) {
-      return Status::Unavailable("the actor holding the tensors died: " + payload.status().message());
+      return Status::Unavailable("the actor holding the tensors died: " +
+                                 payload.status().message());
     }
     return payload.status();
   }

@@ -114,8 +114,9 @@ class TensorTransferTest : public ::testing::Test {
       deps.store = &actor->store;
       deps.allocator = &actor->allocator;
       deps.peers = &peers_;
-      deps.make_one_sided = [this, actor](const std::string& name)
-          -> StatusOr<std::unique_ptr<transport::OneSidedTransport>> {
+      deps.make_one_sided =
+          [this, actor](
+              const std::string& name) -> StatusOr<std::unique_ptr<transport::OneSidedTransport>> {
         if (name != "nixl") return Status::Unimplemented(name + " is not in this test");
         return fabric_.Transport(name, actor->address);
       };

@@ -49,7 +49,8 @@ size_t TransferOwner::NumTracked() {
   return objects_.size();
 }
 
-std::vector<ObjectId> TransferOwner::NoteUses(std::span<const ObjectRef> deps, const ActorId& target,
+std::vector<ObjectId> TransferOwner::NoteUses(std::span<const ObjectRef> deps,
+                                              const ActorId& target,
                                               std::vector<std::string>* warnings) {
   std::vector<ObjectId> waiting;
   MutexLock lock(mu_);
@@ -63,7 +64,8 @@ std::vector<ObjectId> TransferOwner::NoteUses(std::span<const ObjectRef> deps, c
     if (obj.sent_to_producer && obj.sent_to_other && !obj.warned && warnings != nullptr) {
       obj.warned = true;
       warnings->push_back(
-          "RDT ObjectRef(" + ref.id.Hex() + ") is being passed back to the actor that created it "
+          "RDT ObjectRef(" + ref.id.Hex() +
+          ") is being passed back to the actor that created it "
           "and to another actor. Note that RDT objects are mutable: if the tensor is modified in "
           "place, the producer's copy changes too, and later transfers to other actors send the "
           "modified version instead of the original.");
@@ -103,8 +105,8 @@ Status TransferOwner::ArrangeTransfer(const ObjectId& id, const ValuePtr& value,
     return Status::FailedPrecondition(
         "the producer and the receiver of an RDT object (transport '" + rdt.transport() +
         "') share no collective group created by this process; call "
-        "create_collective_group([producer, receiver, ...], backend='" + rdt.transport() +
-        "') first");
+        "create_collective_group([producer, receiver, ...], backend='" +
+        rdt.transport() + "') first");
   }
   proto::TensorRecv* recv = arg->mutable_tensor_recv();
   recv->set_group(route->group);
@@ -154,18 +156,20 @@ Status TransferOwner::CreateGroup(const std::string& name, const std::string& ba
   if (actors.empty()) return Status::InvalidArgument("a collective group needs at least one actor");
   for (size_t i = 0; i < actors.size(); ++i) {
     for (size_t j = i + 1; j < actors.size(); ++j) {
-      if (actors[i] == actors[j]) return Status::InvalidArgument("an actor appears twice in the group");
+      if (actors[i] == actors[j])
+        return Status::InvalidArgument("an actor appears twice in the group");
     }
   }
   {
     MutexLock lock(mu_);
     if (groups_.count(name) != 0) {
-      return Status::AlreadyExists("collective group '" + name + "' already exists; destroy it first");
+      return Status::AlreadyExists("collective group '" + name +
+                                   "' already exists; destroy it first");
     }
   }
   std::string prefix = "ferry/groups/" + name + "/" + ObjectId::Random().Hex() + "/";
-  Deadline deadline =
-      Deadline::After(Config::Get().transfer_timeout + Config::Get().worker_start_timeout);
+  Deadline deadline = Deadline::After(Config::Get().transfer_timeout +
+                                      Config::Get().worker_start_timeout);
   std::vector<std::string> addresses;
   for (const ActorId& actor : actors) {
     FERRY_ASSIGN_OR_RETURN(std::string address, actors_.Address(actor, true, deadline));

@@ -37,9 +37,9 @@ inline uint64_t TotalBytes(const proto::RdtInfo& rdt) {
   return total;
 }
 
-inline void LogTransfer(TransferLog& log, const ObjectId& id, std::string transport, std::string peer,
-                 uint64_t bytes, Clock::time_point start, bool pooled, const Status& status,
-                 std::string direction = "recv") {
+inline void LogTransfer(TransferLog& log, const ObjectId& id, std::string transport,
+                        std::string peer, uint64_t bytes, Clock::time_point start, bool pooled,
+                        const Status& status, std::string direction = "recv") {
   TransferRecord r;
   r.object_id = id;
   r.transport = std::move(transport);
@@ -56,8 +56,8 @@ inline void LogTransfer(TransferLog& log, const ObjectId& id, std::string transp
 // the language edge); a missing or destroyed group keeps its own message.
 inline Status AsTransportError(const Status& s, const std::string& group) {
   if (s.code() == StatusCode::kFailedPrecondition) return s;
-  return Status::Aborted("tensor transfer in collective group '" + group + "' failed: " +
-                         s.ToString());
+  return Status::Aborted("tensor transfer in collective group '" + group +
+                         "' failed: " + s.ToString());
 }
 
 }  // namespace ferry::core::rdt

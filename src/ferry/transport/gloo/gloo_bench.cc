@@ -34,7 +34,8 @@ struct Size {
 constexpr Size kSizes[] = {{1u << 20, 200}, {16u << 20, 40}, {256u << 20, 8}};
 constexpr int kWarmup = 3;
 
-Status Wait(TwoSidedTransport& t, bool send, int peer, uint64_t tag, std::vector<BufferView> views) {
+Status Wait(TwoSidedTransport& t, bool send, int peer, uint64_t tag,
+            std::vector<BufferView> views) {
   std::promise<Status> p;
   auto f = p.get_future();
   auto done = [&p](Status s) { p.set_value(std::move(s)); };
@@ -99,7 +100,8 @@ int RunRank(const std::string& dir, int rank) {
     if (rank == 0) {
       const double gloo = size.bytes / Median(gloo_s) / 1e9;
       const double copy = size.bytes / Median(memcpy_s) / 1e9;
-      std::printf("%4zu MiB %14.2f %14.2f %7.0f%%\n", size.bytes >> 20, gloo, copy, 100 * gloo / copy);
+      std::printf("%4zu MiB %14.2f %14.2f %7.0f%%\n", size.bytes >> 20, gloo, copy,
+                  100 * gloo / copy);
     }
   }
   return 0;
@@ -116,7 +118,7 @@ int main(int argc, char** argv) {
   // Rank 1 ends with rank 0's last transfer (or at its transport's timeout).
   auto code = rank1->Join(Deadline::After(std::chrono::minutes(2)));
   std::filesystem::remove_all(tmpl);
-  std::printf("(warm, reused buffers; median of %d/%d/%d iterations; GB = 1e9 bytes)\n", kSizes[0].iterations,
-              kSizes[1].iterations, kSizes[2].iterations);
+  std::printf("(warm, reused buffers; median of %d/%d/%d iterations; GB = 1e9 bytes)\n",
+              kSizes[0].iterations, kSizes[1].iterations, kSizes[2].iterations);
   return rc != 0 ? rc : (code.ok() ? *code : 1);
 }

@@ -1,20 +1,19 @@
 #include "ferry/transport/gloo/gloo_transport.h"
 
-#include <algorithm>
-#include <cstring>
-#include <exception>
-#include <stdexcept>
-#include <string>
-
-#include <netdb.h>
-#include <sys/socket.h>
-
 #include <gloo/common/error.h>
 #include <gloo/context.h>
 #include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/store.h>
 #include <gloo/transport/tcp/device.h>
 #include <gloo/transport/unbound_buffer.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <stdexcept>
+#include <string>
 
 #include "ferry/common/logging.h"
 
@@ -47,9 +46,11 @@ class StoreAdapter : public gloo::rendezvous::Store {
 
   void wait(const std::vector<std::string>& keys) override { wait(keys, timeout_); }
 
-  void wait(const std::vector<std::string>& keys, const std::chrono::milliseconds& timeout) override {
+  void wait(const std::vector<std::string>& keys,
+            const std::chrono::milliseconds& timeout) override {
     // Gloo passes 0 for "no timeout"; ours is always bounded.
-    Deadline deadline = Deadline::After(timeout.count() > 0 ? std::min(timeout, timeout_) : timeout_);
+    Deadline deadline = Deadline::After(timeout.count() > 0 ? std::min(timeout, timeout_)
+                                                            : timeout_);
     for (const auto& key : keys) {
       auto value = store_.Get(Key(key), deadline);
       if (!value.ok()) throw StoreFailure(value.status());
@@ -101,7 +102,8 @@ Status CheckResolvable(const std::string& hostname) {
   struct addrinfo* result = nullptr;
   int rv = getaddrinfo(hostname.c_str(), nullptr, &hints, &result);
   if (rv != 0) {
-    return Status::InvalidArgument("gloo transport: cannot resolve hostname '" + hostname + "': " + gai_strerror(rv));
+    return Status::InvalidArgument("gloo transport: cannot resolve hostname '" + hostname +
+                                   "': " + gai_strerror(rv));
   }
   freeaddrinfo(result);
   return Status::Ok();
@@ -132,21 +134,22 @@ struct GlooTransport::Op {
   std::vector<std::unique_ptr<gloo::transport::UnboundBuffer>> gloo_buffers;
 
   std::string Describe() const {
-    return std::string(is_send ? "send to" : "recv from") + " rank " + std::to_string(peer) + " tag " +
-           std::to_string(tag);
+    return std::string(is_send ? "send to" : "recv from") + " rank " + std::to_string(peer) +
+           " tag " + std::to_string(tag);
   }
 };
 
 StatusOr<std::unique_ptr<GlooTransport>> GlooTransport::Create(RendezvousStore& store,
                                                                const GlooOptions& options) {
   if (options.size < 1 || options.rank < 0 || options.rank >= options.size) {
-    return Status::InvalidArgument("gloo transport: rank " + std::to_string(options.rank) + " not in a group of " +
-                                   std::to_string(options.size));
+    return Status::InvalidArgument("gloo transport: rank " + std::to_string(options.rank) +
+                                   " not in a group of " + std::to_string(options.size));
   }
-  if (options.prefix.empty()) return Status::InvalidArgument("gloo transport: empty rendezvous prefix");
+  if (options.prefix.empty())
+    return Status::InvalidArgument("gloo transport: empty rendezvous prefix");
   const std::string where = "gloo transport rank " + std::to_string(options.rank) + "/" +
-                            std::to_string(options.size) + " (prefix '" + options.prefix + "', host " +
-                            options.hostname + ")";
+                            std::to_string(options.size) + " (prefix '" + options.prefix +
+                            "', host " + options.hostname + ")";
   FERRY_RETURN_IF_ERROR(CheckResolvable(options.hostname));
   try {
     gloo::transport::tcp::attr attr;
@@ -178,7 +181,8 @@ GlooTransport::~GlooTransport() {
   // pool_, destroyed first, runs and waits for every operation.
 }
 
-void GlooTransport::Send(int peer, uint64_t tag, std::vector<BufferView> buffers, TransferCallback done) {
+void GlooTransport::Send(int peer, uint64_t tag, std::vector<BufferView> buffers,
+                         TransferCallback done) {
   auto op = std::make_shared<Op>();
   op->is_send = true;
   op->peer = peer;
@@ -188,7 +192,8 @@ void GlooTransport::Send(int peer, uint64_t tag, std::vector<BufferView> buffers
   Post(std::move(op));
 }
 
-void GlooTransport::Recv(int peer, uint64_t tag, std::vector<BufferView> buffers, TransferCallback done) {
+void GlooTransport::Recv(int peer, uint64_t tag, std::vector<BufferView> buffers,
+                         TransferCallback done) {
   auto op = std::make_shared<Op>();
   op->is_send = false;
   op->peer = peer;
@@ -224,8 +229,9 @@ void GlooTransport::RunOp(Op& op) {
   }
   if (status.ok()) {
     if (op.peer < 0 || op.peer >= size_ || op.peer == rank_) {
-      status = Status::InvalidArgument("gloo transport: " + op.Describe() + ": no such peer in a group of " +
-                                       std::to_string(size_) + " seen from rank " + std::to_string(rank_));
+      status = Status::InvalidArgument("gloo transport: " + op.Describe() +
+                                       ": no such peer in a group of " + std::to_string(size_) +
+                                       " seen from rank " + std::to_string(rank_));
     } else {
       status = Execute(op, context);
     }
@@ -282,7 +288,8 @@ Status GlooTransport::Execute(Op& op, std::shared_ptr<gloo::Context>& context) {
           op.gloo_buffers[i]->recv(op.peer, op.tag);
         }
       }
-      for (size_t i = first; i < op.gloo_buffers.size(); ++i) FERRY_RETURN_IF_ERROR(WaitBuffer(op, i));
+      for (size_t i = first; i < op.gloo_buffers.size(); ++i)
+        FERRY_RETURN_IF_ERROR(WaitBuffer(op, i));
       return Status::Ok();
     };
 
@@ -297,9 +304,11 @@ Status GlooTransport::Execute(Op& op, std::shared_ptr<gloo::Context>& context) {
     FERRY_RETURN_IF_ERROR(WaitBuffer(op, 0));
     if (!(op.remote_header == op.local_header)) {
       status = Status::InvalidArgument(
-          "gloo transport: " + op.Describe() + ": sender has " + std::to_string(op.remote_header.count) +
-          " buffers / " + std::to_string(op.remote_header.total_bytes) + " bytes, receiver posted " +
-          std::to_string(op.local_header.count) + " / " + std::to_string(op.local_header.total_bytes) +
+          "gloo transport: " + op.Describe() + ": sender has " +
+          std::to_string(op.remote_header.count) + " buffers / " +
+          std::to_string(op.remote_header.total_bytes) + " bytes, receiver posted " +
+          std::to_string(op.local_header.count) + " / " +
+          std::to_string(op.local_header.total_bytes) +
           (op.remote_header.count == op.local_header.count &&
                    op.remote_header.total_bytes == op.local_header.total_bytes
                ? " (sizes differ)"
@@ -309,7 +318,8 @@ Status GlooTransport::Execute(Op& op, std::shared_ptr<gloo::Context>& context) {
     }
   } catch (const gloo::IoException& e) {
     if (op.deadline.Expired()) {
-      status = Status::DeadlineExceeded("gloo transport: " + op.Describe() + " not completed within " +
+      status = Status::DeadlineExceeded("gloo transport: " + op.Describe() +
+                                        " not completed within " +
                                         std::to_string(transfer_timeout_.count()) + " ms");
     } else {
       status = Status::Unavailable("gloo transport: " + op.Describe() + ": " + e.what());

@@ -46,13 +46,16 @@ namespace ferry::transport {
 
 class GlooTransport final : public TwoSidedTransport {
  public:
-  static StatusOr<std::unique_ptr<GlooTransport>> Create(RendezvousStore& store, const GlooOptions& options);
+  static StatusOr<std::unique_ptr<GlooTransport>> Create(RendezvousStore& store,
+                                                         const GlooOptions& options);
   ~GlooTransport() override;
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
-  void Send(int peer, uint64_t tag, std::vector<BufferView> buffers, TransferCallback done) override;
-  void Recv(int peer, uint64_t tag, std::vector<BufferView> buffers, TransferCallback done) override;
+  void Send(int peer, uint64_t tag, std::vector<BufferView> buffers,
+            TransferCallback done) override;
+  void Recv(int peer, uint64_t tag, std::vector<BufferView> buffers,
+            TransferCallback done) override;
   void Abort(Status reason) override;
 
  private:

@@ -2,11 +2,11 @@
 // ../transport_conformance_test.cc.
 #include "ferry/transport/gloo/gloo_transport.h"
 
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "ferry/testing/child_process.h"
 #include "ferry/testing/pattern.h"
@@ -55,7 +55,8 @@ Status RunEchoRank(const std::string& dir, int rank) {
     t->Recv(1, 2, views, Recorder::Callback(second));
     FERRY_RETURN_IF_ERROR(second->Wait());
     for (size_t i = 0; i < bufs.size(); ++i) {
-      if (bufs[i] != Pattern(bufs[i].size(), i + 1)) return Status::DataLoss("echo differs in buffer " + std::to_string(i));
+      if (bufs[i] != Pattern(bufs[i].size(), i + 1))
+        return Status::DataLoss("echo differs in buffer " + std::to_string(i));
     }
   } else {
     t->Recv(0, 1, views, Recorder::Callback(first));
@@ -81,12 +82,14 @@ TEST(GlooTransportTest, TwoProcessesEchoOverFileStore) {
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   const std::string dir = tmpl;
   // A fresh image: nothing of this multi-threaded process survives.
-  auto child = ChildProcess::ExecTest("GlooTransportChild.DISABLED_Rank1", {std::string(kChildEnv) + "=" + dir});
+  auto child = ChildProcess::ExecTest("GlooTransportChild.DISABLED_Rank1",
+                                      {std::string(kChildEnv) + "=" + dir});
   Status s = RunEchoRank(dir, 0);
   EXPECT_TRUE(s.ok()) << s;
   auto code = child->Join(Deadline::After(std::chrono::seconds(60)));
-  EXPECT_TRUE(code.ok() && *code == 0) << "child: " << (code.ok() ? "exit " + std::to_string(*code)
-                                                                 : "did not exit: " + code.status().ToString());
+  EXPECT_TRUE(code.ok() && *code == 0) << "child: "
+                                       << (code.ok() ? "exit " + std::to_string(*code)
+                                                     : "did not exit: " + code.status().ToString());
   std::filesystem::remove_all(dir);
 }
 

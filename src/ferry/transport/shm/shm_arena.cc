@@ -93,7 +93,8 @@ struct ArenaForkRegistry {
 
 ShmArena::Options ShmArena::OptionsFromEnv() {
   Options o;
-  const int64_t pool = EnvInt("FERRY_SHM_ARENA_POOL_BYTES", static_cast<int64_t>(kDefaultMaxPooledBytes));
+  const int64_t pool = EnvInt("FERRY_SHM_ARENA_POOL_BYTES",
+                              static_cast<int64_t>(kDefaultMaxPooledBytes));
   o.max_pooled_bytes = pool < 0 ? 0 : static_cast<uint64_t>(pool);
   uint64_t soft = 1024;
   struct rlimit rl;
@@ -136,7 +137,8 @@ uint64_t ShmArena::SizeClass(uint64_t nbytes) {
 
 StatusOr<void*> ShmArena::Allocate(uint64_t nbytes) {
   if (nbytes > kMaxBlockBytes) {
-    return Status::ResourceExhausted("shm arena: " + std::to_string(nbytes) + " bytes is more than a block may hold");
+    return Status::ResourceExhausted("shm arena: " + std::to_string(nbytes) +
+                                     " bytes is more than a block may hold");
   }
   const uint64_t capacity = SizeClass(nbytes);
   std::vector<Pooled> evicted;
@@ -169,7 +171,8 @@ StatusOr<void*> ShmArena::Allocate(uint64_t nbytes) {
   }
   for (const Pooled& p : evicted) ReleaseBlock(p.base, p.record.fd, p.record.capacity);
   if (over_budget) {
-    return Status::ResourceExhausted("shm arena: already holds " + std::to_string(options_.max_fds) +
+    return Status::ResourceExhausted("shm arena: already holds " +
+                                     std::to_string(options_.max_fds) +
                                      " memfds (FERRY_SHM_ARENA_MAX_FDS)");
   }
 

@@ -73,12 +73,12 @@ class ShmArena {
 
   struct Stats {
     uint64_t live_blocks = 0;
-    uint64_t live_bytes = 0;      // capacity of live blocks
+    uint64_t live_bytes = 0;  // capacity of live blocks
     uint64_t pooled_blocks = 0;
     uint64_t pooled_bytes = 0;
-    uint64_t hits = 0;            // Allocate calls served from the pool
-    uint64_t misses = 0;          // Allocate calls that made a new memfd
-    uint64_t released_blocks = 0; // freed blocks unmapped and closed
+    uint64_t hits = 0;             // Allocate calls served from the pool
+    uint64_t misses = 0;           // Allocate calls that made a new memfd
+    uint64_t released_blocks = 0;  // freed blocks unmapped and closed
   };
 
   static constexpr uint64_t kDefaultMaxPooledBytes = uint64_t{1} << 30;
@@ -145,7 +145,7 @@ class ShmArena {
   const Options options_;
 
   mutable Mutex mu_;
-  std::map<uintptr_t, Record> live_ FERRY_GUARDED_BY(mu_);  // by base address
+  std::map<uintptr_t, Record> live_ FERRY_GUARDED_BY(mu_);                        // by base address
   std::unordered_map<uint64_t, std::vector<Pooled>> pool_ FERRY_GUARDED_BY(mu_);  // by capacity
   uint64_t live_bytes_ FERRY_GUARDED_BY(mu_) = 0;
   uint64_t pooled_bytes_ FERRY_GUARDED_BY(mu_) = 0;

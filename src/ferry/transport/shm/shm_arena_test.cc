@@ -1,6 +1,7 @@
 #include "ferry/transport/shm/shm_arena.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,8 +11,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "ferry/testing/child_process.h"
 #include "ferry/testing/deadline.h"
@@ -237,7 +236,8 @@ TEST(ShmArenaTest, ForkedChildNeverReusesTheParentsBlocks) {
     arena.Free(*live);                 // only the child's view goes
     if (arena.GetStats().pooled_blocks != 0) return 4;
     auto again = arena.Allocate(kMiB);
-    if (!again.ok() || arena.Find(*again)->inode == live_inode) return 5;  // a new memfd (maybe at the same address)
+    if (!again.ok() || arena.Find(*again)->inode == live_inode)
+      return 5;  // a new memfd (maybe at the same address)
     return 0;
   });
   auto code = child.Join(Soon());

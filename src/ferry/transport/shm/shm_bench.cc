@@ -22,10 +22,10 @@
 #include <vector>
 
 #include "ferry/common/clock.h"
-#include "ferry/transport/shm/shm_transport.h"
 #include "ferry/testing/child_process.h"
 #include "ferry/testing/median.h"
 #include "ferry/testing/pattern.h"
+#include "ferry/transport/shm/shm_transport.h"
 
 using namespace ferry;
 using namespace ferry::transport;
@@ -49,7 +49,9 @@ constexpr Size kSizes[] = {
     {uint64_t{256} << 20, 15, "256 MiB"},
 };
 
-double Seconds(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+double Seconds(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
 
 void* WarmBuffer(uint64_t n) {
   void* p = std::aligned_alloc(4096, (n + 4095) / 4096 * 4096);
@@ -102,7 +104,8 @@ double TimePull(ShmTransport& shm, const PullItem& item) {
 // Memcpy and both pull kinds take turns, iteration by iteration, so that the
 // noise of a shared host hits them alike.
 Row Measure(ShmTransport& shm, const std::string& endpoint, const std::string& arena_descriptor,
-            const std::string& vm_descriptor, const Size& s, uint64_t arena_seed, uint64_t vm_seed) {
+            const std::string& vm_descriptor, const Size& s, uint64_t arena_seed,
+            uint64_t vm_seed) {
   Row row;
   void* dst = WarmBuffer(s.bytes);
   void* src = WarmBuffer(s.bytes);
@@ -161,7 +164,8 @@ int main(int argc, char** argv) {
 
   ShmTransport shm;
   std::printf("shm transport: pull from another process into a warm destination (median GB/s)\n");
-  std::printf("%-8s %8s | %8s %6s %8s | %8s %6s %8s\n", "size", "memcpy", "arena", "x", "1st", "vm", "x", "1st");
+  std::printf("%-8s %8s | %8s %6s %8s | %8s %6s %8s\n", "size", "memcpy", "arena", "x", "1st", "vm",
+              "x", "1st");
   bool all_ok = true;
   uint64_t seed = 1;
   for (const Size& base : kSizes) {
@@ -169,14 +173,16 @@ int main(int argc, char** argv) {
     if (quick) s.iterations = std::max(3, s.iterations / 5);
     const size_t index = &base - kSizes;
     const uint64_t arena_seed = seed++, vm_seed = seed++;
-    Row r = Measure(shm, endpoint, (*message)[1 + 2 * index], (*message)[2 + 2 * index], s, arena_seed, vm_seed);
+    Row r = Measure(shm, endpoint, (*message)[1 + 2 * index], (*message)[2 + 2 * index], s,
+                    arena_seed, vm_seed);
     all_ok = all_ok && r.ok;
-    std::printf("%-8s %8.2f | %8.2f %6.2f %8.2f | %8.2f %6.2f %8.2f\n", s.label, r.memcpy_gbps, r.arena_gbps,
-                r.arena_gbps / r.memcpy_gbps, r.arena_first_gbps, r.vm_gbps, r.vm_gbps / r.memcpy_gbps,
-                r.vm_first_gbps);
+    std::printf("%-8s %8.2f | %8.2f %6.2f %8.2f | %8.2f %6.2f %8.2f\n", s.label, r.memcpy_gbps,
+                r.arena_gbps, r.arena_gbps / r.memcpy_gbps, r.arena_first_gbps, r.vm_gbps,
+                r.vm_gbps / r.memcpy_gbps, r.vm_first_gbps);
   }
-  std::printf("arena = ARENA descriptors (cached shared mapping, one memcpy); vm = process_vm_readv;\n"
-              "x = fraction of memcpy; 1st = first pull of that buffer (maps and faults the block).\n");
+  std::printf(
+      "arena = ARENA descriptors (cached shared mapping, one memcpy); vm = process_vm_readv;\n"
+      "x = fraction of memcpy; 1st = first pull of that buffer (maps and faults the block).\n");
   producer.channel().Send({"exit"});
   auto code = producer.Join(Deadline::After(std::chrono::seconds(30)));
   if (!code.ok() || *code != 0) all_ok = false;

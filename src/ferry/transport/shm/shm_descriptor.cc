@@ -19,13 +19,14 @@ constexpr std::string_view kEndpointPrefix = "shm1";
 // ---- Endpoint ---------------------------------------------------------------
 
 std::string ShmEndpoint::Encode() const {
-  return std::string(kEndpointPrefix) + ":" + boot_id + ":" + std::to_string(pid) + ":" + std::to_string(start_time);
+  return std::string(kEndpointPrefix) + ":" + boot_id + ":" + std::to_string(pid) + ":" +
+         std::to_string(start_time);
 }
 
 StatusOr<ShmEndpoint> ShmEndpoint::Decode(std::string_view endpoint) {
   auto bad = [&](const char* why) {
-    return Status::InvalidArgument("shm transport: malformed endpoint (" + std::string(why) + "): '" +
-                                   std::string(endpoint.substr(0, 100)) + "'");
+    return Status::InvalidArgument("shm transport: malformed endpoint (" + std::string(why) +
+                                   "): '" + std::string(endpoint.substr(0, 100)) + "'");
   };
   std::vector<std::string_view> parts;
   std::string_view rest = endpoint;
@@ -35,15 +36,18 @@ StatusOr<ShmEndpoint> ShmEndpoint::Decode(std::string_view endpoint) {
     if (colon == std::string_view::npos) break;
     rest.remove_prefix(colon + 1);
   }
-  if (parts.size() != 4 || parts[0] != kEndpointPrefix) return bad("expected shm1:<boot id>:<pid>:<start time>");
+  if (parts.size() != 4 || parts[0] != kEndpointPrefix)
+    return bad("expected shm1:<boot id>:<pid>:<start time>");
   ShmEndpoint ep;
   if (parts[1].empty() || parts[1].size() > 64) return bad("boot id");
   ep.boot_id = std::string(parts[1]);
   int64_t pid = 0;
   auto [p1, e1] = std::from_chars(parts[2].data(), parts[2].data() + parts[2].size(), pid);
-  if (e1 != std::errc() || p1 != parts[2].data() + parts[2].size() || pid <= 0 || pid > INT32_MAX) return bad("pid");
+  if (e1 != std::errc() || p1 != parts[2].data() + parts[2].size() || pid <= 0 || pid > INT32_MAX)
+    return bad("pid");
   ep.pid = static_cast<pid_t>(pid);
-  auto [p2, e2] = std::from_chars(parts[3].data(), parts[3].data() + parts[3].size(), ep.start_time);
+  auto [p2, e2] = std::from_chars(parts[3].data(), parts[3].data() + parts[3].size(),
+                                  ep.start_time);
   if (e2 != std::errc() || p2 != parts[3].data() + parts[3].size()) return bad("start time");
   return ep;
 }
@@ -53,7 +57,8 @@ StatusOr<ShmEndpoint> ShmEndpoint::Self() {
   ep.boot_id = shm_internal::BootId();
   ep.pid = getpid();
   auto ps = shm_internal::ReadProcStat(0);
-  if (!ps.ok()) return Status::Internal("shm transport: cannot read /proc/self/stat: " + ps.status().message());
+  if (!ps.ok())
+    return Status::Internal("shm transport: cannot read /proc/self/stat: " + ps.status().message());
   ep.start_time = ps->start_time;
   return ep;
 }
@@ -109,7 +114,8 @@ std::string EncodeVmDescriptor(uint64_t address, uint64_t length) {
 // ---- Pull items -------------------------------------------------------------
 
 std::string ParsedItem::Where() const {
-  return "shm transport: item " + std::to_string(index) + " from producer process " + std::to_string(endpoint.pid);
+  return "shm transport: item " + std::to_string(index) + " from producer process " +
+         std::to_string(endpoint.pid);
 }
 
 StatusOr<std::vector<ParsedItem>> ParsePullItems(std::span<const PullItem> items) {
@@ -125,9 +131,10 @@ StatusOr<std::vector<ParsedItem>> ParsePullItems(std::span<const PullItem> items
       auto ep = ShmEndpoint::Decode(item.endpoint);
       if (!ep.ok()) return ep.status().WithContext("item " + std::to_string(i));
       if (ep->boot_id != BootId()) {
-        return Status::FailedPrecondition(
-            "shm transport: item " + std::to_string(i) + " names a process on another host (boot id " +
-            ep->boot_id + ", this host " + BootId() + "); shm only moves bytes within one host: use 'nixl'");
+        return Status::FailedPrecondition("shm transport: item " + std::to_string(i) +
+                                          " names a process on another host (boot id " +
+                                          ep->boot_id + ", this host " + BootId() +
+                                          "); shm only moves bytes within one host: use 'nixl'");
       }
       p.endpoint = std::move(*ep);
     }
@@ -135,8 +142,9 @@ StatusOr<std::vector<ParsedItem>> ParsePullItems(std::span<const PullItem> items
 
     const std::string_view d = item.descriptor;
     if (d.size() < kHeaderBytes || std::memcmp(d.data(), kMagic, sizeof(kMagic)) != 0) {
-      return Status::InvalidArgument("shm transport: item " + std::to_string(i) + ": malformed descriptor (" +
-                                     std::to_string(d.size()) + " bytes, bad header)");
+      return Status::InvalidArgument("shm transport: item " + std::to_string(i) +
+                                     ": malformed descriptor (" + std::to_string(d.size()) +
+                                     " bytes, bad header)");
     }
     p.kind = static_cast<DescriptorKind>(d[4]);
     size_t pos = kHeaderBytes;
@@ -146,26 +154,29 @@ StatusOr<std::vector<ParsedItem>> ParsePullItems(std::span<const PullItem> items
       p.offset = Get<uint64_t>(d, &pos);
       p.length = Get<uint64_t>(d, &pos);
       if (p.fd < 0 || p.offset + p.length < p.offset) {
-        return Status::InvalidArgument("shm transport: item " + std::to_string(i) + ": malformed arena descriptor");
+        return Status::InvalidArgument("shm transport: item " + std::to_string(i) +
+                                       ": malformed arena descriptor");
       }
     } else if (p.kind == DescriptorKind::kVm && d.size() == kVmDescriptorBytes) {
       p.address = Get<uint64_t>(d, &pos);
       p.length = Get<uint64_t>(d, &pos);
       if (p.address + p.length < p.address || (p.length > 0 && p.address == 0)) {
-        return Status::InvalidArgument("shm transport: item " + std::to_string(i) + ": malformed vm descriptor");
+        return Status::InvalidArgument("shm transport: item " + std::to_string(i) +
+                                       ": malformed vm descriptor");
       }
     } else {
-      return Status::InvalidArgument("shm transport: item " + std::to_string(i) + ": malformed descriptor (kind " +
-                                     std::to_string(static_cast<int>(d[4])) + ", " + std::to_string(d.size()) +
-                                     " bytes)");
+      return Status::InvalidArgument(
+          "shm transport: item " + std::to_string(i) + ": malformed descriptor (kind " +
+          std::to_string(static_cast<int>(d[4])) + ", " + std::to_string(d.size()) + " bytes)");
     }
     if (item.dst.nbytes != p.length) {
-      return Status::InvalidArgument("shm transport: item " + std::to_string(i) + ": destination holds " +
-                                     std::to_string(item.dst.nbytes) + " bytes, the exported buffer " +
-                                     std::to_string(p.length));
+      return Status::InvalidArgument("shm transport: item " + std::to_string(i) +
+                                     ": destination holds " + std::to_string(item.dst.nbytes) +
+                                     " bytes, the exported buffer " + std::to_string(p.length));
     }
     if (p.length > 0 && item.dst.data == nullptr) {
-      return Status::InvalidArgument("shm transport: item " + std::to_string(i) + ": null destination");
+      return Status::InvalidArgument("shm transport: item " + std::to_string(i) +
+                                     ": null destination");
     }
     p.dst = item.dst.data;
   }

@@ -20,10 +20,12 @@ namespace {
 
 Status OpenError(const std::string& path, int err, const std::string& what) {
   if (err == ENOENT || err == ESRCH) {
-    return Status::Unavailable("shm transport: " + path + " is gone: the producer exited or freed " + what);
+    return Status::Unavailable("shm transport: " + path +
+                               " is gone: the producer exited or freed " + what);
   }
   if (err == EACCES || err == EPERM) {
-    return Status::PermissionDenied("shm transport: cannot open " + path + " (" + std::strerror(err) +
+    return Status::PermissionDenied("shm transport: cannot open " + path + " (" +
+                                    std::strerror(err) +
                                     "); producer and consumer must run as the same user");
   }
   if (err == EMFILE || err == ENFILE || err == ENOMEM) {
@@ -51,7 +53,8 @@ bool Mapping::HeldBy(pid_t pid, uint64_t inode) const {
 
 // ---- Lifecycle and the sweeper ------------------------------------------------
 
-MappingCache::MappingCache(uint64_t max_bytes, std::chrono::milliseconds sweep_interval, ProducerTable* producers)
+MappingCache::MappingCache(uint64_t max_bytes, std::chrono::milliseconds sweep_interval,
+                           ProducerTable* producers)
     : max_bytes_(max_bytes), sweep_interval_(sweep_interval), producers_(*producers) {}
 
 MappingCache::~MappingCache() {
@@ -97,7 +100,8 @@ void MappingCache::SweeperLoop() {
 
 StatusOr<std::shared_ptr<const Mapping>> MappingCache::Get(const ParsedItem& item) {
   const Key key{item.endpoint.pid, item.endpoint.start_time, item.inode};
-  const std::string path = "/proc/" + std::to_string(item.endpoint.pid) + "/fd/" + std::to_string(item.fd);
+  const std::string path = "/proc/" + std::to_string(item.endpoint.pid) + "/fd/" +
+                           std::to_string(item.fd);
   std::shared_ptr<const Mapping> cached;
   {
     MutexLock lock(mu_);
@@ -126,9 +130,10 @@ StatusOr<std::shared_ptr<const Mapping>> MappingCache::Get(const ParsedItem& ite
   }
   if (static_cast<uint64_t>(st.st_ino) != item.inode) {
     close(fd);
-    return Status::Unavailable(item.Where() + ": " + path + " is no longer the exported block (inode " +
-                               std::to_string(st.st_ino) + ", expected " + std::to_string(item.inode) +
-                               "): the producer freed it");
+    return Status::Unavailable(item.Where() + ": " + path +
+                               " is no longer the exported block (inode " +
+                               std::to_string(st.st_ino) + ", expected " +
+                               std::to_string(item.inode) + "): the producer freed it");
   }
   // Map only arena memfds, never another file a descriptor happens to name.
   char link[128];
@@ -148,11 +153,13 @@ StatusOr<std::shared_ptr<const Mapping>> MappingCache::Get(const ParsedItem& ite
   const int map_err = errno;
   close(fd);  // the mapping keeps the memfd alive
   if (data == MAP_FAILED) {
-    const std::string msg = item.Where() + ": mmap of " + std::to_string(size) + " bytes: " + std::strerror(map_err);
+    const std::string msg = item.Where() + ": mmap of " + std::to_string(size) +
+                            " bytes: " + std::strerror(map_err);
     if (map_err == ENOMEM) return Status::ResourceExhausted(msg);
     return Status::Aborted(msg);
   }
-  auto mapping = std::make_shared<const Mapping>(static_cast<const uint8_t*>(data), size, st.st_dev, item.fd);
+  auto mapping = std::make_shared<const Mapping>(static_cast<const uint8_t*>(data), size, st.st_dev,
+                                                 item.fd);
 
   std::vector<std::shared_ptr<const Mapping>> dropped;  // unmapped outside mu_
   MutexLock lock(mu_);
@@ -186,10 +193,12 @@ void MappingCache::EvictLocked(Key key, std::vector<std::shared_ptr<const Mappin
 
 void MappingCache::DropProducer(pid_t pid, uint64_t start_time) {
   producers_.Forget(pid, start_time);
-  std::vector<std::shared_ptr<const Mapping>> dropped;  // destroyed after the lock: unmaps outside it
+  std::vector<std::shared_ptr<const Mapping>>
+      dropped;  // destroyed after the lock: unmaps outside it
   MutexLock lock(mu_);
   auto it = cache_.lower_bound(Key{pid, start_time, 0});
-  while (it != cache_.end() && std::get<0>(it->first) == pid && std::get<1>(it->first) == start_time) {
+  while (it != cache_.end() && std::get<0>(it->first) == pid &&
+         std::get<1>(it->first) == start_time) {
     const Key key = (it++)->first;
     EvictLocked(key, &dropped);
   }
@@ -233,7 +242,8 @@ void MappingCache::MaybeSweep() {
     if (!c.mapping->HeldBy(producer.first, std::get<2>(c.key))) stale.push_back(std::move(c));
   }
   checks.clear();
-  std::vector<std::shared_ptr<const Mapping>> dropped;  // destroyed after the lock: unmaps outside it
+  std::vector<std::shared_ptr<const Mapping>>
+      dropped;  // destroyed after the lock: unmaps outside it
   MutexLock lock(mu_);
   for (const Check& c : stale) {
     auto it = cache_.find(c.key);
@@ -243,7 +253,8 @@ void MappingCache::MaybeSweep() {
 }
 
 void MappingCache::DropAll() {
-  std::vector<std::shared_ptr<const Mapping>> dropped;  // destroyed after the lock: unmaps outside it
+  std::vector<std::shared_ptr<const Mapping>>
+      dropped;  // destroyed after the lock: unmaps outside it
   MutexLock lock(mu_);
   while (!lru_.empty()) EvictLocked(lru_.back(), &dropped);
 }

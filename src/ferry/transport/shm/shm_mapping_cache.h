@@ -80,7 +80,8 @@ class MappingCache {
   // `producers` is not owned and must outlive the cache; the sweep checks
   // and forgets producers through it. A sweep_interval of zero or less
   // means no sweeper thread.
-  MappingCache(uint64_t max_bytes, std::chrono::milliseconds sweep_interval, ProducerTable* producers);
+  MappingCache(uint64_t max_bytes, std::chrono::milliseconds sweep_interval,
+               ProducerTable* producers);
   ~MappingCache();
   MappingCache(const MappingCache&) = delete;
   MappingCache& operator=(const MappingCache&) = delete;
@@ -111,7 +112,8 @@ class MappingCache {
   void StartSweeperLocked() FERRY_REQUIRES(mu_);
   void SweeperLoop() FERRY_EXCLUDES(mu_);
   // Moves the mapping to `dropped`, to be unmapped after the lock.
-  void EvictLocked(Key key, std::vector<std::shared_ptr<const Mapping>>* dropped) FERRY_REQUIRES(mu_);
+  void EvictLocked(Key key, std::vector<std::shared_ptr<const Mapping>>* dropped)
+      FERRY_REQUIRES(mu_);
 
   // Const after construction.
   const uint64_t max_bytes_;

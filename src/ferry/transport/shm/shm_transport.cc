@@ -32,8 +32,8 @@ namespace {
 constexpr uint64_t kChunkBytes = uint64_t{64} << 20;
 
 Status ProducerDied(const ShmEndpoint& ep) {
-  return Status::Unavailable("shm transport: the producer process died (pid " + std::to_string(ep.pid) +
-                             " is gone or is another process now)");
+  return Status::Unavailable("shm transport: the producer process died (pid " +
+                             std::to_string(ep.pid) + " is gone or is another process now)");
 }
 
 // ---- Copying ----------------------------------------------------------------
@@ -73,7 +73,8 @@ bool IsLocalShmEndpoint(std::string_view endpoint) {
 
 ShmTransportOptions ShmTransportOptions::FromEnv() {
   ShmTransportOptions o;
-  const int64_t bytes = EnvInt("FERRY_SHM_MAP_CACHE_BYTES", static_cast<int64_t>(kDefaultMapCacheBytes));
+  const int64_t bytes = EnvInt("FERRY_SHM_MAP_CACHE_BYTES",
+                               static_cast<int64_t>(kDefaultMapCacheBytes));
   o.map_cache_bytes = bytes < 0 ? 0 : static_cast<uint64_t>(bytes);
   return o;
 }
@@ -84,7 +85,8 @@ ShmTransport::ShmTransport(ShmTransportOptions options)
     : options_(options),
       arena_(options.arena != nullptr ? *options.arena : ShmArena::Global()),
       producers_(std::make_unique<ProducerTable>()),
-      cache_(std::make_unique<MappingCache>(options.map_cache_bytes, options.sweep_interval, producers_.get())) {}
+      cache_(std::make_unique<MappingCache>(options.map_cache_bytes, options.sweep_interval,
+                                            producers_.get())) {}
 
 // cache_ goes first: it stops its sweeper thread and unmaps its mappings.
 ShmTransport::~ShmTransport() = default;
@@ -116,12 +118,15 @@ StatusOr<ExportedBuffers> ShmTransport::Export(const std::vector<BufferView>& bu
                                                     static_cast<const uint8_t*>(block->base));
       if (b.nbytes > block->capacity - offset) {
         return Status::InvalidArgument("shm transport: buffer " + std::to_string(i) + " (" +
-                                       std::to_string(b.nbytes) + " bytes at offset " + std::to_string(offset) +
-                                       ") runs past its " + std::to_string(block->capacity) + "-byte arena block");
+                                       std::to_string(b.nbytes) + " bytes at offset " +
+                                       std::to_string(offset) + ") runs past its " +
+                                       std::to_string(block->capacity) + "-byte arena block");
       }
-      out.descriptors.push_back(shm_internal::EncodeArenaDescriptor(block->fd, block->inode, offset, b.nbytes));
+      out.descriptors.push_back(
+          shm_internal::EncodeArenaDescriptor(block->fd, block->inode, offset, b.nbytes));
     } else {
-      out.descriptors.push_back(shm_internal::EncodeVmDescriptor(reinterpret_cast<uint64_t>(b.data), b.nbytes));
+      out.descriptors.push_back(
+          shm_internal::EncodeVmDescriptor(reinterpret_cast<uint64_t>(b.data), b.nbytes));
     }
   }
   return out;
@@ -138,12 +143,14 @@ Status ShmTransport::Pull(std::span<const PullItem> items, Deadline deadline) {
   for (const ParsedItem& p : parsed) {
     if (deadline.Expired()) {
       return Status::DeadlineExceeded("shm transport: pull of " + std::to_string(items.size()) +
-                                      " items passed its deadline before item " + std::to_string(p.index));
+                                      " items passed its deadline before item " +
+                                      std::to_string(p.index));
     }
     if (p.length == 0) continue;
     Status s = p.kind == DescriptorKind::kArena ? PullArena(p, deadline) : PullVm(p, deadline);
     if (!s.ok()) {
-      if (s.code() == StatusCode::kUnavailable && !producers_->Alive(p.endpoint.pid, p.endpoint.start_time)) {
+      if (s.code() == StatusCode::kUnavailable &&
+          !producers_->Alive(p.endpoint.pid, p.endpoint.start_time)) {
         cache_->DropProducer(p.endpoint.pid, p.endpoint.start_time);
         return ProducerDied(p.endpoint).WithContext("item " + std::to_string(p.index));
       }
@@ -184,17 +191,18 @@ Status ShmTransport::Pull(std::span<const PullItem> items, Deadline deadline) {
 Status ShmTransport::PullArena(const ParsedItem& item, Deadline deadline) {
   FERRY_ASSIGN_OR_RETURN(std::shared_ptr<const Mapping> mapping, cache_->Get(item));
   if (item.offset > mapping->size || item.length > mapping->size - item.offset) {
-    return Status::InvalidArgument(item.Where() + ": bytes [" + std::to_string(item.offset) + ", +" +
-                                   std::to_string(item.length) + ") run past the " + std::to_string(mapping->size) +
-                                   "-byte block");
+    return Status::InvalidArgument(item.Where() + ": bytes [" + std::to_string(item.offset) +
+                                   ", +" + std::to_string(item.length) + ") run past the " +
+                                   std::to_string(mapping->size) + "-byte block");
   }
   const bool streaming = item.length >= kStreamingBytes;
   const uint8_t* src = mapping->data + item.offset;
   uint8_t* dst = static_cast<uint8_t*>(item.dst);
   for (uint64_t done = 0; done < item.length;) {
     if (deadline.Expired()) {
-      return Status::DeadlineExceeded(item.Where() + ": deadline passed after " + std::to_string(done) + " of " +
-                                      std::to_string(item.length) + " bytes");
+      return Status::DeadlineExceeded(item.Where() + ": deadline passed after " +
+                                      std::to_string(done) + " of " + std::to_string(item.length) +
+                                      " bytes");
     }
     const uint64_t n = std::min(kChunkBytes, item.length - done);
     CopyPiece(dst + done, src + done, n, streaming);
@@ -207,34 +215,46 @@ Status ShmTransport::PullVm(const ParsedItem& item, Deadline deadline) {
   uint8_t* dst = static_cast<uint8_t*>(item.dst);
   for (uint64_t done = 0; done < item.length;) {
     if (deadline.Expired()) {
-      return Status::DeadlineExceeded(item.Where() + ": deadline passed after " + std::to_string(done) + " of " +
-                                      std::to_string(item.length) + " bytes");
+      return Status::DeadlineExceeded(item.Where() + ": deadline passed after " +
+                                      std::to_string(done) + " of " + std::to_string(item.length) +
+                                      " bytes");
     }
     const uint64_t n = std::min(kChunkBytes, item.length - done);
-    struct iovec local {dst + done, n};
-    struct iovec remote {reinterpret_cast<void*>(item.address + done), n};
+    struct iovec local {
+      dst + done, n
+    };
+    struct iovec remote {
+      reinterpret_cast<void*>(item.address + done), n
+    };
     const ssize_t r = process_vm_readv(item.endpoint.pid, &local, 1, &remote, 1, 0);
     if (r > 0) {
-      done += static_cast<uint64_t>(r);  // a short read stops at an unmapped page; the next call says why
+      done += static_cast<uint64_t>(
+          r);  // a short read stops at an unmapped page; the next call says why
       continue;
     }
     const int err = r == 0 ? EFAULT : errno;
     if (err == EINTR) continue;
-    const std::string range = "[0x" + [](uint64_t v) {
-      char buf[32];
-      auto [p, ec] = std::to_chars(buf, buf + sizeof(buf), v, 16);
-      return std::string(buf, p);
-    }(item.address + done) + ", +" + std::to_string(item.length - done) + ")";
+    const std::string range = "[0x" +
+                              [](uint64_t v) {
+                                char buf[32];
+                                auto [p, ec] = std::to_chars(buf, buf + sizeof(buf), v, 16);
+                                return std::string(buf, p);
+                              }(item.address + done) +
+                              ", +" + std::to_string(item.length - done) + ")";
     if (err == ESRCH) return Status::Unavailable(item.Where() + ": the process is gone");
     if (err == EFAULT) {
-      return Status::Unavailable(item.Where() + ": it no longer maps " + range + " (freed?) or the destination is bad");
+      return Status::Unavailable(item.Where() + ": it no longer maps " + range +
+                                 " (freed?) or the destination is bad");
     }
     if (err == EPERM || err == EACCES) {
-      return Status::PermissionDenied(item.Where() + ": process_vm_readv not permitted (" + std::strerror(err) +
+      return Status::PermissionDenied(item.Where() + ": process_vm_readv not permitted (" +
+                                      std::strerror(err) +
                                       "); producer and consumer must run as the same user");
     }
-    if (err == ENOMEM) return Status::ResourceExhausted(item.Where() + ": process_vm_readv: " + std::strerror(err));
-    return Status::Aborted(item.Where() + ": process_vm_readv of " + range + ": " + std::strerror(err));
+    if (err == ENOMEM)
+      return Status::ResourceExhausted(item.Where() + ": process_vm_readv: " + std::strerror(err));
+    return Status::Aborted(item.Where() + ": process_vm_readv of " + range + ": " +
+                           std::strerror(err));
   }
   return Status::Ok();
 }

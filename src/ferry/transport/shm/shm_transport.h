@@ -101,13 +101,13 @@ class ShmTransport final : public OneSidedTransport {
  public:
   struct Stats {
     uint64_t cached_mappings = 0;
-    uint64_t mapped_bytes = 0;      // address space of cached mappings
-    uint64_t map_hits = 0;          // ARENA items served by a cached mapping
-    uint64_t map_misses = 0;        // ARENA items that opened and mapped a block
-    uint64_t evictions = 0;         // mappings dropped (LRU bound, stale, dead producer)
-    uint64_t arena_items = 0;       // items pulled, by kind
+    uint64_t mapped_bytes = 0;  // address space of cached mappings
+    uint64_t map_hits = 0;      // ARENA items served by a cached mapping
+    uint64_t map_misses = 0;    // ARENA items that opened and mapped a block
+    uint64_t evictions = 0;     // mappings dropped (LRU bound, stale, dead producer)
+    uint64_t arena_items = 0;   // items pulled, by kind
     uint64_t vm_items = 0;
-    uint64_t arena_bytes = 0;       // bytes pulled, by kind
+    uint64_t arena_bytes = 0;  // bytes pulled, by kind
     uint64_t vm_bytes = 0;
   };
 

@@ -10,6 +10,7 @@
 // to exit.
 #include "ferry/transport/shm/shm_transport.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -20,12 +21,10 @@
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
-#include "ferry/transport/shm/factory.h"
 #include "ferry/testing/child_process.h"
 #include "ferry/testing/deadline.h"
 #include "ferry/testing/pattern.h"
+#include "ferry/transport/shm/factory.h"
 
 namespace ferry::transport {
 namespace {
@@ -54,7 +53,8 @@ struct Producer {
   Status Command(const std::string& command) {
     if (!process->channel().Send({command})) return Status::Unavailable("producer gone");
     FERRY_ASSIGN_OR_RETURN(auto reply, process->channel().Receive(Soon()));
-    if (reply.size() != 1 || reply[0] != "ok") return Status::Internal("producer refused " + command);
+    if (reply.size() != 1 || reply[0] != "ok")
+      return Status::Internal("producer refused " + command);
     return Status::Ok();
   }
   // Tells the child to exit and checks that it did cleanly.
@@ -116,7 +116,8 @@ StatusOr<Producer> StartProducer(std::vector<BufferSpec> specs, bool pool_blocks
   p.process = std::make_unique<ChildProcess>(
       [specs, pool_blocks](MessageChannel& ch) { return ProducerMain(ch, specs, pool_blocks); });
   FERRY_ASSIGN_OR_RETURN(auto message, p.process->channel().Receive(Soon()));
-  if (message.size() != specs.size() + 1) return Status::Internal("short message from the producer");
+  if (message.size() != specs.size() + 1)
+    return Status::Internal("short message from the producer");
   p.endpoint = message[0];
   p.descriptors.assign(message.begin() + 1, message.end());
   return p;
@@ -145,12 +146,14 @@ TEST(ShmTransportTest, PullsArenaAndVmBuffersOfEverySize) {
   ShmTransport shm;
   Destinations dst(specs);
   std::vector<PullItem> items;
-  for (size_t i = 0; i < specs.size(); ++i) items.push_back({producer->endpoint, producer->descriptors[i], dst.View(i)});
+  for (size_t i = 0; i < specs.size(); ++i)
+    items.push_back({producer->endpoint, producer->descriptors[i], dst.View(i)});
   Status s = shm.Pull(items, Soon());
   ASSERT_TRUE(s.ok()) << s;
   for (size_t i = 0; i < specs.size(); ++i) {
     EXPECT_EQ(FirstMismatch(dst.buffers[i].data(), specs[i].nbytes, specs[i].seed), -1)
-        << "item " << i << " (" << specs[i].nbytes << " bytes, " << (specs[i].arena ? "arena" : "vm") << ")";
+        << "item " << i << " (" << specs[i].nbytes << " bytes, "
+        << (specs[i].arena ? "arena" : "vm") << ")";
     EXPECT_EQ(dst.buffers[i].back(), 0xee) << "wrote past the destination of item " << i;
   }
   ShmTransport::Stats st = shm.GetStats();
@@ -191,7 +194,8 @@ TEST(ShmTransportTest, SecondPullReusesTheCachedMapping) {
 }
 
 TEST(ShmTransportTest, MappingCacheIsBoundedByBytes) {
-  std::vector<BufferSpec> specs = {{kMiB, true, 1}, {kMiB, true, 2}, {kMiB, true, 3}, {4 * kMiB, true, 4}};
+  std::vector<BufferSpec> specs = {
+      {kMiB, true, 1}, {kMiB, true, 2}, {kMiB, true, 3}, {4 * kMiB, true, 4}};
   auto producer = StartProducer(specs);
   ASSERT_TRUE(producer.ok());
   ShmTransportOptions options;
@@ -291,7 +295,8 @@ TEST(ShmTransportTest, SweeperDropsMappingsOfFreedBlocksWithoutAPull) {
       << "the freed block's mapping goes, the other stays";
   EXPECT_EQ(shm.GetStats().mapped_bytes, kMiB);
   producer->process->Kill();
-  EXPECT_TRUE(WaitUntil([&] { return shm.GetStats().cached_mappings == 0; })) << "a dead producer's mappings go";
+  EXPECT_TRUE(WaitUntil([&] { return shm.GetStats().cached_mappings == 0; }))
+      << "a dead producer's mappings go";
 }
 
 TEST(ShmTransportTest, FreedArenaBlockIsUnavailableWhileTheProducerLives) {
@@ -372,9 +377,11 @@ TEST_F(ShmBadInputTest, MalformedDescriptorsAreInvalidArgument) {
 }
 
 TEST_F(ShmBadInputTest, MalformedEndpointIsInvalidArgument) {
-  for (std::string bad : {std::string(), std::string("shm1"), std::string("ucx:abc"), exported_.endpoint + ":1",
-                          std::string("shm1:id:-3:5"), std::string("shm1:id:12:x")}) {
-    EXPECT_EQ(PullOne(bad, exported_.descriptors[1], 4096).code(), StatusCode::kInvalidArgument) << bad;
+  for (std::string bad :
+       {std::string(), std::string("shm1"), std::string("ucx:abc"), exported_.endpoint + ":1",
+        std::string("shm1:id:-3:5"), std::string("shm1:id:12:x")}) {
+    EXPECT_EQ(PullOne(bad, exported_.descriptors[1], 4096).code(), StatusCode::kInvalidArgument)
+        << bad;
     EXPECT_FALSE(IsLocalShmEndpoint(bad)) << bad;
   }
 }

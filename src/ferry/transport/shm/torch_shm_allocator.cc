@@ -1,9 +1,9 @@
 #include "ferry/transport/shm/torch_shm_allocator.h"
 
-#include <atomic>
-
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
+
+#include <atomic>
 
 #include "ferry/common/config.h"
 #include "ferry/common/logging.h"
@@ -29,7 +29,8 @@ void DeleteAny(void* ptr) {
     return;
   }
   FERRY_CHECK(g_previous_raw_deleter != nullptr)
-      << "torch shm allocator: " << ptr << " is not an arena block and the previous allocator has no raw deleter";
+      << "torch shm allocator: " << ptr
+      << " is not an arena block and the previous allocator has no raw deleter";
   g_previous_raw_deleter(ptr);
 }
 
@@ -43,7 +44,8 @@ class TorchShmAllocator final : public c10::Allocator {
       if (block.ok()) return {*block, *block, &DeleteAny, c10::Device(c10::DeviceType::CPU)};
       // Ordinary memory still works, only pulls of it are slower.
       if (!warned_.exchange(true)) {
-        FERRY_LOG(WARNING) << "torch shm allocator: falling back to the previous CPU allocator: " << block.status();
+        FERRY_LOG(WARNING) << "torch shm allocator: falling back to the previous CPU allocator: "
+                           << block.status();
       }
     }
     // Small tensors keep the previous allocator's own DataPtr and deleter:
@@ -65,7 +67,8 @@ class TorchShmAllocator final : public c10::Allocator {
 }  // namespace
 
 uint64_t TorchShmMinBytesFromEnv() {
-  const int64_t v = EnvInt("FERRY_SHM_ARENA_MIN_BYTES", static_cast<int64_t>(kDefaultTorchShmMinBytes));
+  const int64_t v = EnvInt("FERRY_SHM_ARENA_MIN_BYTES",
+                           static_cast<int64_t>(kDefaultTorchShmMinBytes));
   return v < 1 ? 1 : static_cast<uint64_t>(v);
 }
 

@@ -88,8 +88,8 @@ double TimePull(UcxTransport& t, const PullItem& item, int iterations) {
     Status st = t.Pull({&item, 1}, Deadline::After(std::chrono::seconds(60)));
     auto end = Clock::now();
     if (!st.ok()) {
-      std::fprintf(stderr, "pull of %llu bytes: %s\n", static_cast<unsigned long long>(item.dst.nbytes),
-                   st.ToString().c_str());
+      std::fprintf(stderr, "pull of %llu bytes: %s\n",
+                   static_cast<unsigned long long>(item.dst.nbytes), st.ToString().c_str());
       return -1;
     }
     if (i >= kWarmup) seconds.push_back(std::chrono::duration<double>(end - start).count());
@@ -106,7 +106,8 @@ double TimePull(UcxTransport& t, const PullItem& item, int iterations) {
 int RunConsumer(ChildProcess& producer) {
   auto message = producer.channel().Receive(Deadline::After(std::chrono::seconds(60)));
   if (!message.ok() || message->size() != 1 + std::size(kSizes)) {
-    std::fprintf(stderr, "consumer: the producer did not start: %s\n", message.status().ToString().c_str());
+    std::fprintf(stderr, "consumer: the producer did not start: %s\n",
+                 message.status().ToString().c_str());
     return 1;
   }
   const std::string endpoint = (*message)[0];
@@ -118,7 +119,8 @@ int RunConsumer(ChildProcess& producer) {
   auto cma = UcxTransport::Create(cma_options);
   auto ucp = UcxTransport::Create(ucp_options);
   if (!cma.ok() || !ucp.ok()) {
-    std::fprintf(stderr, "consumer: %s %s\n", cma.status().ToString().c_str(), ucp.status().ToString().c_str());
+    std::fprintf(stderr, "consumer: %s %s\n", cma.status().ToString().c_str(),
+                 ucp.status().ToString().c_str());
     return 1;
   }
   const uint64_t max_bytes = kSizes[std::size(kSizes) - 1].bytes;
@@ -128,14 +130,15 @@ int RunConsumer(ChildProcess& producer) {
   char* copy_src = AtTensorOffset(src_storage);
   char* copy_dst = AtTensorOffset(copy_storage);
   const char* tls = std::getenv("UCX_TLS");
-  std::printf("UCX_TLS=%s lanes=%d stripe_min=%llu\n", tls != nullptr ? tls : "(unset)", (*cma)->stats().lanes,
-              static_cast<unsigned long long>(cma_options.stripe_min_bytes));
+  std::printf("UCX_TLS=%s lanes=%d stripe_min=%llu\n", tls != nullptr ? tls : "(unset)",
+              (*cma)->stats().lanes, static_cast<unsigned long long>(cma_options.stripe_min_bytes));
   std::printf("%-9s %10s %10s %12s\n", "size", "ucp get", "cma", "memcpy GB/s");
   for (size_t s = 0; s < std::size(kSizes); ++s) {
     const Size& size = kSizes[s];
     const BufferView view{dst, size.bytes};
     // UCP over tcp is slow: fewer iterations keep the run short.
-    const double ucp_s = TimePull(**ucp, {endpoint, descriptors[s], view}, std::max(3, size.iterations / 5));
+    const double ucp_s = TimePull(**ucp, {endpoint, descriptors[s], view},
+                                  std::max(3, size.iterations / 5));
     const double cma_s = TimePull(**cma, {endpoint, descriptors[s], view}, size.iterations);
     if (ucp_s < 0 || cma_s < 0) return 1;
     std::vector<double> memcpy_s;

@@ -19,11 +19,15 @@ namespace {
 // its deadline every millisecond or so.
 constexpr uint64_t kCmaChunk = 2 << 20;
 
-int PidfdOpen(uint64_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0)); }
+int PidfdOpen(uint64_t pid) {
+  return static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0));
+}
 
 // True once the process behind `pidfd` has exited.
 bool Exited(int pidfd) {
-  struct pollfd pfd{pidfd, POLLIN, 0};
+  struct pollfd pfd {
+    pidfd, POLLIN, 0
+  };
   return poll(&pfd, 1, 0) > 0;
 }
 
@@ -33,8 +37,9 @@ UcxTransport::CmaPeer::~CmaPeer() {
   if (pidfd >= 0) close(pidfd);
 }
 
-StatusOr<std::shared_ptr<UcxTransport::CmaPeer>> UcxTransport::CmaPeerFor(std::string_view endpoint, uint64_t pid,
-                                                                           uint64_t start_time) {
+StatusOr<std::shared_ptr<UcxTransport::CmaPeer>> UcxTransport::CmaPeerFor(std::string_view endpoint,
+                                                                          uint64_t pid,
+                                                                          uint64_t start_time) {
   MutexLock lock(cma_mu_);
   auto it = cma_peers_.find(endpoint);
   if (it != cma_peers_.end()) {
@@ -52,7 +57,8 @@ StatusOr<std::shared_ptr<UcxTransport::CmaPeer>> UcxTransport::CmaPeerFor(std::s
   }
   // pidfd_open took whichever process has the pid now; it is the producer
   // only if it started when the producer did.
-  if (ucx::ProcessStartTime(pid) != start_time) return Status::Unavailable(what + " is gone (the pid was reused)");
+  if (ucx::ProcessStartTime(pid) != start_time)
+    return Status::Unavailable(what + " is gone (the pid was reused)");
   cma_peers_.emplace(peer->endpoint, peer);
   return peer;
 }
@@ -67,15 +73,21 @@ namespace ucx {
 
 Status CmaRead(const CmaCopy& copy, Deadline deadline, bool& denied) {
   const std::string what = "ucx transport: cma read of item " + std::to_string(copy.item) + " (" +
-                           std::to_string(copy.length) + " bytes) from pid " + std::to_string(copy.pid);
+                           std::to_string(copy.length) + " bytes) from pid " +
+                           std::to_string(copy.pid);
   denied = false;
   char* dst = static_cast<char*>(copy.dst);
   uint64_t done = 0;
   while (done < copy.length) {
-    if (deadline.Expired()) return Status::DeadlineExceeded(what + ": not completed by the deadline");
+    if (deadline.Expired())
+      return Status::DeadlineExceeded(what + ": not completed by the deadline");
     const uint64_t n = std::min(kCmaChunk, copy.length - done);
-    struct iovec local{dst + done, n};
-    struct iovec remote{reinterpret_cast<void*>(copy.remote_address + done), n};
+    struct iovec local {
+      dst + done, n
+    };
+    struct iovec remote {
+      reinterpret_cast<void*>(copy.remote_address + done), n
+    };
     const ssize_t got = process_vm_readv(copy.pid, &local, 1, &remote, 1, 0);
     if (got > 0) {
       done += static_cast<uint64_t>(got);

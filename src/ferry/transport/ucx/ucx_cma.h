@@ -36,7 +36,7 @@ namespace ferry::transport {
 struct UcxTransport::CmaPeer {
   std::string endpoint;
   pid_t pid = 0;
-  int pidfd = -1;                 // this very process, even if its pid is reused
+  int pidfd = -1;                   // this very process, even if its pid is reused
   std::atomic<bool> denied{false};  // the kernel refused (ptrace rules): use UCP
 
   ~CmaPeer();

@@ -19,8 +19,8 @@ constexpr uint32_t kDescriptorMagic = 0x44585546;  // "FUXD"
 struct EndpointHeader {
   uint32_t magic;
   uint32_t address_len;
-  uint64_t pid;         // the producer process...
-  uint64_t start_time;  // ...and when it started: a recycled pid differs here
+  uint64_t pid;                // the producer process...
+  uint64_t start_time;         // ...and when it started: a recycled pid differs here
   char host_key[kHostKeyLen];  // equal only within one boot and pid namespace
 };
 
@@ -33,8 +33,8 @@ struct DescriptorHeader {
 
 }  // namespace
 
-std::string EncodeEndpoint(uint64_t pid, uint64_t start_time, const std::string& host_key, const void* address,
-                           size_t len) {
+std::string EncodeEndpoint(uint64_t pid, uint64_t start_time, const std::string& host_key,
+                           const void* address, size_t len) {
   EndpointHeader h{};
   h.magic = kEndpointMagic;
   h.address_len = static_cast<uint32_t>(len);
@@ -54,8 +54,10 @@ StatusOr<Endpoint> ParseEndpoint(std::string_view endpoint) {
                                    " bytes is too short");
   }
   std::memcpy(&h, endpoint.data(), sizeof(h));
-  if (h.magic != kEndpointMagic || h.address_len == 0 || endpoint.size() != sizeof(h) + h.address_len) {
-    return Status::InvalidArgument("ucx transport: malformed endpoint (not made by the ucx backend)");
+  if (h.magic != kEndpointMagic || h.address_len == 0 ||
+      endpoint.size() != sizeof(h) + h.address_len) {
+    return Status::InvalidArgument(
+        "ucx transport: malformed endpoint (not made by the ucx backend)");
   }
   Endpoint e;
   e.pid = h.pid;
@@ -76,13 +78,16 @@ std::string EncodeDescriptor(uint64_t address, uint64_t length, const void* rkey
 StatusOr<Descriptor> ParseDescriptor(std::string_view descriptor) {
   DescriptorHeader h;
   if (descriptor.size() < sizeof(h)) {
-    return Status::InvalidArgument("ucx transport: descriptor of " + std::to_string(descriptor.size()) +
-                                   " bytes is too short");
+    return Status::InvalidArgument("ucx transport: descriptor of " +
+                                   std::to_string(descriptor.size()) + " bytes is too short");
   }
   std::memcpy(&h, descriptor.data(), sizeof(h));
-  const bool consistent = h.magic == kDescriptorMagic && descriptor.size() == sizeof(h) + h.rkey_len &&
+  const bool consistent = h.magic == kDescriptorMagic &&
+                          descriptor.size() == sizeof(h) + h.rkey_len &&
                           (h.length == 0 || h.rkey_len > 0);
-  if (!consistent) return Status::InvalidArgument("ucx transport: malformed descriptor (not made by the ucx backend)");
+  if (!consistent)
+    return Status::InvalidArgument(
+        "ucx transport: malformed descriptor (not made by the ucx backend)");
   return Descriptor{h.address, h.length, descriptor.substr(sizeof(h))};
 }
 

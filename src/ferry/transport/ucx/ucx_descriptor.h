@@ -45,8 +45,8 @@ struct Endpoint {
 };
 
 // `host_key` is truncated or zero padded to kHostKeyLen.
-std::string EncodeEndpoint(uint64_t pid, uint64_t start_time, const std::string& host_key, const void* address,
-                           size_t len);
+std::string EncodeEndpoint(uint64_t pid, uint64_t start_time, const std::string& host_key,
+                           const void* address, size_t len);
 // InvalidArgument if `endpoint` was not made by EncodeEndpoint.
 StatusOr<Endpoint> ParseEndpoint(std::string_view endpoint);
 

@@ -22,26 +22,19 @@ bool IsPeerGone(ucs_status_t s) {
     case UCS_ERR_UNREACHABLE:
     case UCS_ERR_NOT_CONNECTED:
     case UCS_ERR_REJECTED:
-    case UCS_ERR_SHMEM_SEGMENT:
-      return true;
-    default:
-      return false;
+    case UCS_ERR_SHMEM_SEGMENT: return true;
+    default: return false;
   }
 }
 
 // How much a failure tells the caller; Pull reports the most telling one.
 int Severity(const Status& s) {
   switch (s.code()) {
-    case StatusCode::kOk:
-      return 0;
-    case StatusCode::kInvalidArgument:
-      return 4;  // the caller's mistake: fix it, don't retry
-    case StatusCode::kUnavailable:
-      return 3;  // the producer is gone
-    case StatusCode::kDeadlineExceeded:
-      return 2;
-    default:
-      return 1;
+    case StatusCode::kOk: return 0;
+    case StatusCode::kInvalidArgument: return 4;  // the caller's mistake: fix it, don't retry
+    case StatusCode::kUnavailable: return 3;      // the producer is gone
+    case StatusCode::kDeadlineExceeded: return 2;
+    default: return 1;
   }
 }
 
@@ -99,8 +92,8 @@ StatusOr<std::shared_ptr<UcxTransport::Peer>> UcxTransport::Lane::ConnectLocked(
   auto peer = std::make_shared<Peer>();
   peer->endpoint = std::string(op.endpoint);
   ucp_ep_params_t params{};
-  params.field_mask =
-      UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
+  params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                      UCP_EP_PARAM_FIELD_ERR_HANDLER;
   params.address = reinterpret_cast<const ucp_address_t*>(op.address.data());
   params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
   params.err_handler.cb = &Lane::OnEndpointError;
@@ -162,7 +155,8 @@ void UcxTransport::Lane::PostLocked(GetOp& op) {
   params.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   params.cb.send = &Lane::OnGetDone;
   params.user_data = &op;
-  ucs_status_ptr_t r = ucp_get_nbx(op.peer->ep, op.dst, op.length, op.remote_address, op.rkey, &params);
+  ucs_status_ptr_t r = ucp_get_nbx(op.peer->ep, op.dst, op.length, op.remote_address, op.rkey,
+                                   &params);
   if (r == nullptr) {
     op.done = true;  // completed in place; no callback follows
   } else if (UCS_PTR_IS_ERR(r)) {
@@ -173,7 +167,8 @@ void UcxTransport::Lane::PostLocked(GetOp& op) {
   }
 }
 
-bool UcxTransport::Lane::WaitAll(const std::vector<GetOp*>& ops, Deadline deadline, const UcxOptions& o) {
+bool UcxTransport::Lane::WaitAll(const std::vector<GetOp*>& ops, Deadline deadline,
+                                 const UcxOptions& o) {
   Clock::time_point spin_until = Clock::now() + o.spin;
   while (true) {
     {
@@ -188,7 +183,9 @@ bool UcxTransport::Lane::WaitAll(const std::vector<GetOp*>& ops, Deadline deadli
       ++sleepers;
     }
     auto wait = std::min<Clock::duration>(deadline.Remaining(), o.max_sleep);
-    struct pollfd pfd{efd, POLLIN, 0};
+    struct pollfd pfd {
+      efd, POLLIN, 0
+    };
     poll(&pfd, 1, static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count()));
     {
       MutexLock lock(mu);
@@ -198,7 +195,8 @@ bool UcxTransport::Lane::WaitAll(const std::vector<GetOp*>& ops, Deadline deadli
   }
 }
 
-bool UcxTransport::Lane::AbandonLocked(const std::vector<GetOp*>& ops, std::chrono::milliseconds close_timeout) {
+bool UcxTransport::Lane::AbandonLocked(const std::vector<GetOp*>& ops,
+                                       std::chrono::milliseconds close_timeout) {
   for (GetOp* op : ops) {
     if (op->done) continue;
     op->abandoned = true;
@@ -220,9 +218,10 @@ Status UcxTransport::Lane::FinishLocked(const std::vector<GetOp*>& ops) {
   Status worst;
   for (GetOp* op : ops) {
     if (op->leaked) {
-      KeepWorst(worst, Status::DeadlineExceeded("ucx transport: item " + std::to_string(op->item) +
-                                                ": the deadline passed and UCX did not complete the cancelled get; "
-                                                "its destination may still be written"));
+      KeepWorst(worst, Status::DeadlineExceeded(
+                           "ucx transport: item " + std::to_string(op->item) +
+                           ": the deadline passed and UCX did not complete the cancelled get; "
+                           "its destination may still be written"));
       continue;
     }
     if (op->request != nullptr) ucp_request_free(op->request);
@@ -239,13 +238,16 @@ Status UcxTransport::Lane::FinishLocked(const std::vector<GetOp*>& ops) {
     } else if (op->ucs == UCS_OK) {
       // done
     } else if (op->peer != nullptr && op->peer->failed) {
-      KeepWorst(worst, Status::Unavailable(what + ": the producer is unreachable: " + Ucs(op->peer->failure)));
+      KeepWorst(worst, Status::Unavailable(
+                           what + ": the producer is unreachable: " + Ucs(op->peer->failure)));
     } else if (IsPeerGone(op->ucs)) {
-      KeepWorst(worst, Status::Unavailable(what + ": the producer is unreachable: " + Ucs(op->ucs)));
+      KeepWorst(worst,
+                Status::Unavailable(what + ": the producer is unreachable: " + Ucs(op->ucs)));
     } else if (op->abandoned) {
       KeepWorst(worst, Status::DeadlineExceeded(what + ": not completed by the deadline"));
     } else if (op->ucs == UCS_ERR_CANCELED) {
-      KeepWorst(worst, Status::Aborted(what + ": cancelled (another Pull force-closed the endpoint)"));
+      KeepWorst(worst,
+                Status::Aborted(what + ": cancelled (another Pull force-closed the endpoint)"));
     } else {
       KeepWorst(worst, Status::Aborted(what + ": " + Ucs(op->ucs)));
     }
@@ -256,7 +258,8 @@ Status UcxTransport::Lane::FinishLocked(const std::vector<GetOp*>& ops) {
   return worst;
 }
 
-Status UcxTransport::Lane::Run(const std::vector<GetOp*>& ops, Deadline deadline, const UcxOptions& o) {
+Status UcxTransport::Lane::Run(const std::vector<GetOp*>& ops, Deadline deadline,
+                               const UcxOptions& o) {
   std::vector<GetOp*> cma_ops, ucx_ops;
   for (GetOp* op : ops) (op->cma != nullptr ? cma_ops : ucx_ops).push_back(op);
   // While UCX gets are in flight here, this thread progresses the worker
@@ -274,11 +277,13 @@ Status UcxTransport::Lane::Run(const std::vector<GetOp*>& ops, Deadline deadline
   // CMA copies run on this thread, outside the lock: they touch no UCX state.
   for (GetOp* op : cma_ops) {
     bool denied = false;
-    Status s = ucx::CmaRead({op->cma->pid, op->cma->pidfd, op->item, op->remote_address, op->dst, op->length},
+    Status s = ucx::CmaRead({op->cma->pid, op->cma->pidfd, op->item, op->remote_address, op->dst,
+                             op->length},
                             deadline, denied);
     MutexLock lock(mu);
     if (denied) {
-      FERRY_LOG(INFO) << "ucx transport: pid " << op->cma->pid << " may not be read with CMA; using UCP get";
+      FERRY_LOG(INFO) << "ucx transport: pid " << op->cma->pid
+                      << " may not be read with CMA; using UCP get";
       op->cma->denied = true;
       op->cma.reset();
       post(op);
@@ -291,7 +296,8 @@ Status UcxTransport::Lane::Run(const std::vector<GetOp*>& ops, Deadline deadline
   const bool completed = ucx_ops.empty() || WaitAll(ucx_ops, deadline, o);
   MutexLock lock(mu);
   if (!completed && !AbandonLocked(ucx_ops, o.close_timeout)) {
-    FERRY_LOG(ERROR) << "ucx transport: lane " << index << ": UCX did not complete force-closed gets within "
+    FERRY_LOG(ERROR) << "ucx transport: lane " << index
+                     << ": UCX did not complete force-closed gets within "
                      << o.close_timeout.count() << " ms; leaking their state";
     for (GetOp* op : ucx_ops) op->leaked = !op->done;
   }

@@ -20,6 +20,8 @@
 //   Status s = lane.Run(ops, deadline, options);  // blocks until done, failed or past deadline
 #pragma once
 
+#include <ucp/api/ucp.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -30,8 +32,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <ucp/api/ucp.h>
 
 #include "ferry/common/thread_annotations.h"
 #include "ferry/status.h"
@@ -87,7 +87,7 @@ struct UcxTransport::Lane {
   std::map<std::string, std::shared_ptr<Peer>, std::less<>> peers FERRY_GUARDED_BY(mu);
   // Endpoints being force-closed, with their close request.
   std::vector<std::pair<std::shared_ptr<Peer>, void*>> closing FERRY_GUARDED_BY(mu);
-  int sleepers FERRY_GUARDED_BY(mu) = 0;      // threads in poll() on efd
+  int sleepers FERRY_GUARDED_BY(mu) = 0;  // threads in poll() on efd
   bool wake_sleepers FERRY_GUARDED_BY(mu) = false;
   int active_pulls FERRY_GUARDED_BY(mu) = 0;  // Run calls in progress
 
@@ -107,7 +107,8 @@ struct UcxTransport::Lane {
   void DropLocked(std::shared_ptr<Peer> peer) FERRY_REQUIRES(mu);
   void ReapClosesLocked() FERRY_REQUIRES(mu);
   bool WaitAll(const std::vector<GetOp*>& ops, Deadline deadline, const UcxOptions& o);
-  bool AbandonLocked(const std::vector<GetOp*>& ops, std::chrono::milliseconds close_timeout) FERRY_REQUIRES(mu);
+  bool AbandonLocked(const std::vector<GetOp*>& ops, std::chrono::milliseconds close_timeout)
+      FERRY_REQUIRES(mu);
   Status FinishLocked(const std::vector<GetOp*>& ops) FERRY_REQUIRES(mu);
 
   static bool AllDone(const std::vector<GetOp*>& ops);

@@ -1,13 +1,12 @@
 #include "ferry/transport/ucx/ucx_transport.h"
 
 #include <poll.h>
+#include <ucp/api/ucp.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
-
-#include <ucp/api/ucp.h>
 
 #include "ferry/common/config.h"
 #include "ferry/common/logging.h"
@@ -46,9 +45,10 @@ constexpr int kMaxLanes = 16;
 UcxOptions UcxOptions::FromEnv() {
   UcxOptions o;
   o.pull_lanes = static_cast<int>(EnvInt("FERRY_UCX_PULL_LANES", o.pull_lanes));
-  o.stripe_min_bytes = static_cast<uint64_t>(
-      std::max<int64_t>(0, EnvInt("FERRY_UCX_STRIPE_MIN_BYTES", static_cast<int64_t>(o.stripe_min_bytes))));
-  o.spin = std::chrono::microseconds(std::max<int64_t>(0, EnvInt("FERRY_UCX_SPIN_US", o.spin.count())));
+  o.stripe_min_bytes = static_cast<uint64_t>(std::max<int64_t>(
+      0, EnvInt("FERRY_UCX_STRIPE_MIN_BYTES", static_cast<int64_t>(o.stripe_min_bytes))));
+  o.spin = std::chrono::microseconds(
+      std::max<int64_t>(0, EnvInt("FERRY_UCX_SPIN_US", o.spin.count())));
   o.max_sleep = ClampedMillis(EnvInt("FERRY_UCX_MAX_SLEEP_MS", o.max_sleep.count()));
   o.close_timeout = ClampedMillis(EnvInt("FERRY_UCX_CLOSE_TIMEOUT_MS", o.close_timeout.count()));
   o.same_host_cma = EnvInt("FERRY_UCX_CMA", o.same_host_cma ? 1 : 0) != 0;
@@ -60,20 +60,24 @@ StatusOr<std::unique_ptr<UcxTransport>> UcxTransport::Create(const UcxOptions& o
   if (kUnderTsan && std::getenv("UCX_MEM_EVENTS") == nullptr) {
     // UCX's hook on madvise runs when any thread exits and crashes inside
     // ThreadSanitizer's runtime; UCX reads this switch when it is loaded.
-    FERRY_LOG(WARNING) << "ucx transport: under ThreadSanitizer set UCX_MEM_EVENTS=no in the environment";
+    FERRY_LOG(WARNING)
+        << "ucx transport: under ThreadSanitizer set UCX_MEM_EVENTS=no in the environment";
   }
   ucp_config_t* config = nullptr;
   ucs_status_t s = ucp_config_read(nullptr, nullptr, &config);
-  if (s != UCS_OK) return Status::Internal("ucx transport: reading the UCX configuration: " + Ucs(s));
+  if (s != UCS_OK)
+    return Status::Internal("ucx transport: reading the UCX configuration: " + Ucs(s));
   if (!options.default_tls.empty() && std::getenv("UCX_TLS") == nullptr) {
     s = ucp_config_modify(config, "TLS", options.default_tls.c_str());
     if (s != UCS_OK) {
       ucp_config_release(config);
-      return Status::InvalidArgument("ucx transport: UCX_TLS='" + options.default_tls + "': " + Ucs(s));
+      return Status::InvalidArgument("ucx transport: UCX_TLS='" + options.default_tls +
+                                     "': " + Ucs(s));
     }
   }
   ucp_params_t params{};
-  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED | UCP_PARAM_FIELD_NAME;
+  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED |
+                      UCP_PARAM_FIELD_NAME;
   params.features = UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP;
   // Lanes are progressed by different threads at once.
   params.mt_workers_shared = 1;
@@ -162,7 +166,9 @@ void UcxTransport::ServeLoop() {
       }
       if (ucp_worker_arm(lane.worker) == UCS_ERR_BUSY) continue;
     }
-    struct pollfd pfd{lane.efd, POLLIN, 0};
+    struct pollfd pfd {
+      lane.efd, POLLIN, 0
+    };
     poll(&pfd, 1, kServeSleepMs);
   }
 }
@@ -212,8 +218,10 @@ StatusOr<ExportedBuffers> UcxTransport::Export(const std::vector<BufferView>& bu
         undo();
         const std::string what = "ucx transport: registering buffer " + std::to_string(i) + " (" +
                                  std::to_string(b.nbytes) + " bytes): " + Ucs(s);
-        if (s == UCS_ERR_NO_MEMORY || s == UCS_ERR_NO_RESOURCE) return Status::ResourceExhausted(what);
-        if (s == UCS_ERR_INVALID_PARAM || s == UCS_ERR_INVALID_ADDR) return Status::InvalidArgument(what);
+        if (s == UCS_ERR_NO_MEMORY || s == UCS_ERR_NO_RESOURCE)
+          return Status::ResourceExhausted(what);
+        if (s == UCS_ERR_INVALID_PARAM || s == UCS_ERR_INVALID_ADDR)
+          return Status::InvalidArgument(what);
         return Status::Aborted(what);
       }
       region.descriptor = ucx::EncodeDescriptor(key.first, key.second, rkey, rkey_len);
@@ -258,13 +266,15 @@ Status UcxTransport::Pull(std::span<const PullItem> items, Deadline deadline) {
     auto descriptor = ucx::ParseDescriptor(item.descriptor);
     if (!descriptor.ok()) return descriptor.status().WithContext("item " + std::to_string(i));
     if (item.dst.nbytes != descriptor->length) {
-      return Status::InvalidArgument("ucx transport: item " + std::to_string(i) + ": destination has " +
-                                     std::to_string(item.dst.nbytes) + " bytes, the exported buffer " +
+      return Status::InvalidArgument("ucx transport: item " + std::to_string(i) +
+                                     ": destination has " + std::to_string(item.dst.nbytes) +
+                                     " bytes, the exported buffer " +
                                      std::to_string(descriptor->length));
     }
     if (descriptor->length == 0) continue;
     if (item.dst.data == nullptr) {
-      return Status::InvalidArgument("ucx transport: item " + std::to_string(i) + ": destination has no address");
+      return Status::InvalidArgument("ucx transport: item " + std::to_string(i) +
+                                     ": destination has no address");
     }
     auto endpoint = ucx::ParseEndpoint(item.endpoint);
     if (!endpoint.ok()) return endpoint.status().WithContext("item " + std::to_string(i));
@@ -285,7 +295,8 @@ Status UcxTransport::Pull(std::span<const PullItem> items, Deadline deadline) {
     whole.push_back(std::move(op));
   }
   if (whole.empty()) return Status::Ok();
-  if (deadline.Expired()) return Status::DeadlineExceeded("ucx transport: the deadline passed before the pull");
+  if (deadline.Expired())
+    return Status::DeadlineExceeded("ucx transport: the deadline passed before the pull");
 
   // Assign ops to lanes. A small pull stays on one lane (round robin, so
   // concurrent small pulls spread); a large one is striped over all.

@@ -110,7 +110,8 @@ struct UcxOptions {
 
 class UcxTransport final : public OneSidedTransport {
  public:
-  static StatusOr<std::unique_ptr<UcxTransport>> Create(const UcxOptions& options = UcxOptions::FromEnv());
+  static StatusOr<std::unique_ptr<UcxTransport>> Create(
+      const UcxOptions& options = UcxOptions::FromEnv());
   ~UcxTransport() override;
   UcxTransport(const UcxTransport&) = delete;
   UcxTransport& operator=(const UcxTransport&) = delete;
@@ -144,7 +145,8 @@ class UcxTransport final : public OneSidedTransport {
   Status Init();
   // The cached same-host producer behind `endpoint`; Unavailable if that
   // process is gone.
-  StatusOr<std::shared_ptr<CmaPeer>> CmaPeerFor(std::string_view endpoint, uint64_t pid, uint64_t start_time);
+  StatusOr<std::shared_ptr<CmaPeer>> CmaPeerFor(std::string_view endpoint, uint64_t pid,
+                                                uint64_t start_time);
   void DropCmaPeer(const std::shared_ptr<CmaPeer>& peer);
   // Serves lane 0 for peers (wire-up, emulated get) while no Pull drives it.
   void ServeLoop();

@@ -5,6 +5,7 @@
 // on both of nixl's paths.
 #include "ferry/transport/ucx/ucx_transport.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -12,8 +13,6 @@
 #include <fstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "ferry/testing/pattern.h"
 #include "ferry/transport/test_util.h"
@@ -30,7 +29,8 @@ const bool kReexecutedForTsan = [] {
   std::ifstream in("/proc/self/cmdline");
   std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::vector<char*> argv;
-  for (size_t i = 0; i < cmdline.size(); i += std::strlen(&cmdline[i]) + 1) argv.push_back(&cmdline[i]);
+  for (size_t i = 0; i < cmdline.size(); i += std::strlen(&cmdline[i]) + 1)
+    argv.push_back(&cmdline[i]);
   argv.push_back(nullptr);
   setenv("UCX_MEM_EVENTS", "no", 1);
   execv("/proc/self/exe", argv.data());
@@ -100,7 +100,8 @@ TEST_P(UcxPullTest, PullUsesThePathAskedFor) {
   } else {
     EXPECT_EQ(stats.cma_peers, 0u);
     EXPECT_GE(stats.cached_endpoints, 1u);
-    EXPECT_LE(stats.cached_endpoints, static_cast<size_t>(stats.lanes)) << "one endpoint per lane at most";
+    EXPECT_LE(stats.cached_endpoints, static_cast<size_t>(stats.lanes))
+        << "one endpoint per lane at most";
   }
   producer->Release({View(src[0]), View(src[1])});
 }
