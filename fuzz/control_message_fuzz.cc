@@ -49,6 +49,7 @@
 #include "ferry/rpc/io_loop.h"
 #include "ferry/tensor/cpu_allocator.h"
 #include "ferry/tensor/tensor.h"
+#include "ferry/transport/transport_table.h"
 #include "fuzz_checks.h"
 
 namespace {
@@ -144,7 +145,7 @@ class Resolver : public core::ArgumentResolver {
     // A one-sided pull reads another process's memory with the descriptors
     // (and completes on the transfer queue, after this input's receiver is
     // gone): the producer is another process, unreachable here.
-    if (core::IsOneSidedTransport(value->rdt().transport()) &&
+    if (transport::IsOneSided(value->rdt().transport()) &&
         value->rdt().producer_address() != Worker().address()) {
       done(Status::Unavailable("fuzz: the producer of a one-sided object is another process"));
       return;

@@ -25,7 +25,7 @@ void TaskReceiver::Submit(proto::TaskSpec spec, ReplyFn reply) {
   {
     MutexLock lock(mu_);
     if (stopped_) {
-      lock.native().unlock();
+      lock.Unlock();
       task->reply(ErrorReply(task->spec, MakeErrorValue(Status::Unavailable(
                                              "the actor is shutting down; the task was not run"))));
       return;
