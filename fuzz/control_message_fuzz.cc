@@ -86,7 +86,11 @@ core::CoreWorker& Worker() {
     options.actor_id = ActorId::FromBinary(kActorId).value();
     options.token = "fuzz-token";
     options.session = "fuzz";
-    return new core::CoreWorker(std::move(options));  // never destroyed: its threads idle
+    auto* w = new core::CoreWorker(std::move(options));  // never destroyed: its threads idle
+    // Started as every process's worker is: it listens (on an abstract
+    // socket nobody dials) and makes its tensor-transport components.
+    FuzzCheck(w->Start().ok(), "starting the worker");
+    return w;
   }();
   return *worker;
 }
