@@ -6,6 +6,7 @@
 #include "ferry/common/config.h"
 #include "ferry/common/logging.h"
 #include "ferry/core/error_value.h"
+#include "ferry/core/rdt/transfer_util.h"
 #include "ferry/transport/transport_table.h"
 
 namespace ferry::core::rdt {
@@ -15,12 +16,6 @@ uint64_t RandomTagPrefix() {
   uint64_t r;
   FillRandom(reinterpret_cast<uint8_t*>(&r), sizeof(r));
   return r << 32;
-}
-
-uint64_t TotalBytes(const proto::RdtInfo& rdt) {
-  uint64_t total = 0;
-  for (const auto& meta : rdt.tensors()) total += meta.nbytes();
-  return total;
 }
 
 }  // namespace
