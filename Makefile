@@ -52,7 +52,9 @@ build: deps
 	@$(MAKE) --no-print-directory venv
 
 # A venv that sees Debian's packages (numpy, torch, dask, ...) and imports
-# ferry from this checkout's python/ (where the build drops _core*.so).
+# ferry from this checkout's python/ (where the build drops _core*.so), with
+# the `ferry` command (`ferry start`, `ferry stop`) in $(VENV)/bin: pip would
+# make it from pyproject.toml's [project.scripts], the .pth file does not.
 venv:
 	@if [ ! -x $(PY) ]; then \
 	  echo "== venv: $(SYS_PYTHON) -m venv --system-site-packages $(VENV)"; \
@@ -61,6 +63,9 @@ venv:
 	@site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
 	  echo "$(CURDIR)/python" > "$$site/ferry-checkout.pth"; \
 	  echo "== venv: $$site/ferry-checkout.pth -> $(CURDIR)/python"
+	@printf '#!/bin/sh\nexec "%s" -m ferry "$$@"\n' "$(CURDIR)/$(PY)" > $(VENV)/bin/ferry
+	@chmod 755 $(VENV)/bin/ferry
+	@echo "== venv: $(VENV)/bin/ferry"
 
 # `test` checks the C/C++ formatting (format-check) and the Python type hints
 # (typecheck), runs the tests, and ends with the fuzz smoke run (each fuzz

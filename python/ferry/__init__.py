@@ -13,14 +13,16 @@
     c = Counter.remote()
     print(ferry.get(c.add.remote(2)))
 """
-from ferry import exceptions, experimental
+from ferry import exceptions, experimental, util
 from ferry._core import ObjectRef
 from ferry.actor import ActorClass, ActorHandle, method
-from ferry.api import get, init, is_initialized, kill, put, remote, shutdown, wait
+from ferry.api import (available_resources, cluster_resources, get, get_gpu_ids, init,
+                       is_initialized, kill, nodes, put, remote, shutdown, wait)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ActorClass", "ActorHandle", "ObjectRef", "exceptions", "experimental", "get", "init", "is_initialized",
-    "kill", "method", "put", "remote", "shutdown", "wait",
+    "ActorClass", "ActorHandle", "ObjectRef", "available_resources", "cluster_resources",
+    "exceptions", "experimental", "get", "get_gpu_ids", "init", "is_initialized", "kill", "method",
+    "nodes", "put", "remote", "shutdown", "util", "wait",
 ]

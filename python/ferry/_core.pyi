@@ -1,7 +1,8 @@
 """Types of ferry._core, the C++ extension built from python/src/.
 
-ObjectRef and the tables are typed in full; Runtime's methods are called only
-by ferry's own modules and stay Any here."""
+ObjectRef, the tables, the options dicts and Node are typed in full;
+Runtime's data-path methods are called only by ferry's own modules and stay
+Any here."""
 from typing import Any, TypedDict
 
 class TransportInfo(TypedDict):
@@ -24,13 +25,61 @@ class ObjectRef:
     def __hash__(self) -> int: ...
     def __reduce__(self) -> tuple[Any, ...]: ...
 
+class DriverOptions(TypedDict):
+    """Runtime.start_driver's options (ferry._private.runtime.driver_options)."""
+    address: str  # "" = the embedded single-host runtime; else "IP:PORT" of the head
+    token: str  # the cluster token ("" when embedded)
+    node_ip: str  # this host's address in the cluster; "" = the one that routes to the head
+    num_cpus: float | None  # embedded only
+    num_gpus: float | None  # embedded only
+    resources: dict[str, float] | None  # embedded only
+
+class NodeInfo(TypedDict):
+    """One node as Runtime.nodes() lists it (ray.nodes()'s keys)."""
+    NodeID: str  # hex
+    Alive: bool
+    NodeManagerAddress: str  # its IP
+    Resources: dict[str, float]  # total
+    AvailableResources: dict[str, float]  # free now
+
+class NodeOptions(TypedDict):
+    """Node.start's options (what `ferry start` passes)."""
+    head: bool
+    address: str  # "IP:PORT" of the head when joining; "" on a head
+    port: int  # the head's port
+    node_ip: str  # this node's address; "" on a joining node = the one that routes to the head
+    token: str  # "" on a head = make one
+    num_cpus: float
+    num_gpus: float
+    resources: dict[str, float]
+
+class Node:
+    """A node process's part of the cluster (the head, or a node that joined
+    one), run by ferry._private.node_daemon."""
+    @staticmethod
+    def start(options: NodeOptions) -> Node: ...
+    @property
+    def address(self) -> str: ...  # "IP:PORT" of the head
+    @property
+    def token(self) -> str: ...
+    @property
+    def node_id(self) -> str: ...  # hex
+    @property
+    def node_ip(self) -> str: ...
+    def wait(self, timeout: float | None) -> str | None:
+        """Blocks (GIL released) until the node stops -> why; None after timeout s."""
+    def stop(self) -> None: ...
+
 class Runtime:
     @staticmethod
-    def start_driver() -> Runtime: ...
+    def start_driver(options: DriverOptions) -> Runtime: ...
     @staticmethod
     def start_worker() -> Runtime: ...
     @property
     def session(self) -> str: ...
+    @property
+    def node_id(self) -> str: ...  # hex: the node this process runs on
+    def nodes(self) -> list[NodeInfo]: ...
     def shutdown(self) -> None: ...
     def __getattr__(self, name: str) -> Any: ...
 

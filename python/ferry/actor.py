@@ -6,15 +6,70 @@ import warnings
 from typing import Any, Callable, TypeVar
 
 from ferry._private import runtime, serialization, transports
+from ferry.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 _METHOD_OPTIONS = "__ferry_method_options__"
 _F = TypeVar("_F", bound=Callable[..., Any])
+_ACTOR_OPTIONS = frozenset({"name", "num_cpus", "num_gpus", "max_concurrency", "resources",
+                            "scheduling_strategy"})
 
 
 def _check_num_returns(n: Any) -> int:
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"num_returns must be an int >= 0, got {n!r}")
     return n
+
+
+def _is_amount(x: Any) -> bool:
+    """A number >= 0 (not a bool), as Ray accepts for resource amounts."""
+    return (isinstance(x, (int, float)) and not isinstance(x, bool)
+            and 0 <= x < float("inf"))
+
+
+def check_resources(resources: Any, what: str = "resources") -> dict[str, float]:
+    """A ``{name: amount >= 0}`` dict of custom resources, amounts as floats;
+    ValueError otherwise (its message starts with ``what``). CPU and GPU are
+    refused with Ray's message: they have their own options."""
+    if not isinstance(resources, dict):
+        raise ValueError(f"{what} must be a dict of resource name -> amount, got "
+                         f"{type(resources).__name__}")
+    for name, amount in resources.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{what}: a resource name must be a non-empty str, got {name!r}")
+        if name in ("CPU", "GPU"):
+            raise ValueError(f"{what}: use the 'num_cpus' and 'num_gpus' keyword instead of "
+                             f"'CPU' and 'GPU' in 'resources' keyword")
+        if not _is_amount(amount):
+            raise ValueError(f"{what}: the amount of resource {name!r} must be a number >= 0, "
+                             f"got {amount!r}")
+    return {name: float(amount) for name, amount in resources.items()}
+
+
+def _scheduling_strategy(strategy: Any) -> Any:
+    """The strategy as the runtime takes it: None, "DEFAULT", "SPREAD" or
+    ("node_affinity", node_id_hex, soft)."""
+    if strategy is None or strategy in ("DEFAULT", "SPREAD"):
+        return strategy
+    if isinstance(strategy, NodeAffinitySchedulingStrategy):
+        return ("node_affinity", strategy.node_id, strategy.soft)
+    raise ValueError(f"scheduling_strategy must be None, \"DEFAULT\", \"SPREAD\" or a "
+                     f"NodeAffinitySchedulingStrategy, got {strategy!r}")
+
+
+def _check_actor_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` validated, in the form ``create_actor`` takes."""
+    unknown = set(options) - _ACTOR_OPTIONS
+    if unknown:
+        raise ValueError(f"unknown actor options: {sorted(unknown)}")
+    checked = dict(options)
+    for key in ("num_cpus", "num_gpus"):
+        if checked.get(key) is not None and not _is_amount(checked[key]):
+            raise ValueError(f"{key} must be a number >= 0, got {checked[key]!r}")
+    if checked.get("resources") is not None:
+        checked["resources"] = check_resources(checked["resources"])
+    if "scheduling_strategy" in checked:
+        checked["scheduling_strategy"] = _scheduling_strategy(checked["scheduling_strategy"])
+    return checked
 
 
 def method(*, num_returns: int = 1, tensor_transport: str | None = None) -> Callable[[_F], _F]:
@@ -189,10 +244,11 @@ class ActorClass:
         self.__doc__ = cls.__doc__
 
     def options(self, **options: Any) -> ActorClass:
-        unknown = set(options) - {"name", "num_cpus", "num_gpus", "max_concurrency"}
-        if unknown:
-            raise ValueError(f"unknown actor options: {sorted(unknown)}")
-        return ActorClass(self._cls, {**self._options, **options})
+        """A copy with other creation options, Ray's names: ``name``,
+        ``num_cpus``, ``num_gpus``, ``resources`` (custom resources, name ->
+        amount), ``scheduling_strategy`` (None, "DEFAULT", "SPREAD" or a
+        ``NodeAffinitySchedulingStrategy``) and ``max_concurrency``."""
+        return ActorClass(self._cls, {**self._options, **_check_actor_options(options)})
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
         if self._init_sig is not None:

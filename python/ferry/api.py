@@ -1,24 +1,94 @@
-"""ferry's top-level functions: init, get, put, wait, kill, remote."""
+"""ferry's top-level functions: init, get, put, wait, kill, remote, and the
+cluster's nodes and resources."""
 from __future__ import annotations
 
 import inspect
+import os
 import pickle
-from typing import Any, Callable, NoReturn, overload
+from typing import TYPE_CHECKING, Any, Callable, Literal, NoReturn, overload
 
 from ferry import exceptions
 from ferry._core import ObjectRef
-from ferry._private import runtime, serialization, transports
-from ferry.actor import ActorClass, ActorHandle
+from ferry._private import cluster_address, runtime, serialization, transports
+from ferry.actor import ActorClass, ActorHandle, _is_amount, check_resources
+
+if TYPE_CHECKING:
+    from ferry._core import NodeInfo
 
 
 def init(address: str | None = None, *, num_cpus: float | None = None,
-         num_gpus: float | None = None) -> None:
-    """Starts ferry in this process (the driver). Optional: the first
-    ``.remote()`` does it. ``address`` (cluster mode) is not supported yet."""
-    if address is not None:
-        raise NotImplementedError("ferry.init(address=...) (cluster mode) is not supported yet; "
-                                  "call ferry.init() to run on this host")
-    runtime.init()
+         num_gpus: float | None = None, resources: dict[str, float] | None = None) -> None:
+    """Starts ferry in this process (the driver), as ``ray.init``. Optional
+    without an address: the first ``.remote()`` does it.
+
+    ``address`` None (and no FERRY_ADDRESS): a single-host runtime inside
+    this process, offering ``num_cpus``, ``num_gpus`` and ``resources``.
+    ``"auto"``: the cluster ``ferry start`` started on this host.
+    ``"IP:PORT"`` (or ``"ferry://IP:PORT"``): the cluster whose head listens
+    there; the token is FERRY_TOKEN, else this host's cluster file's when it
+    names that address. Connecting takes no resources (ValueError, as Ray);
+    ConnectionError when there is no cluster, no token, or the head cannot
+    be reached or refuses."""
+    if address is None:
+        address = os.environ.get("FERRY_ADDRESS") or None
+    if address is None:
+        runtime.init(runtime.driver_options(
+            num_cpus=_amount("num_cpus", num_cpus), num_gpus=_amount("num_gpus", num_gpus),
+            resources=None if resources is None else check_resources(resources)))
+        return
+    if num_cpus is not None or num_gpus is not None:
+        raise ValueError("When connecting to an existing cluster, num_cpus and num_gpus must "
+                         "not be provided.")
+    if resources is not None:
+        raise ValueError("When connecting to an existing cluster, resources must not be "
+                         "provided.")
+    target = cluster_address.resolve(address, cluster_address.temp_dir())
+    runtime.init(runtime.driver_options(address=target.address, token=target.token,
+                                        node_ip=target.node_ip))
+
+
+def _amount(name: str, value: float | None) -> float | None:
+    if value is not None and not _is_amount(value):
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    return None if value is None else float(value)
+
+
+def nodes() -> list[NodeInfo]:
+    """Every node of the cluster, alive or dead, as ``ray.nodes()``: dicts
+    with "NodeID" (hex), "Alive", "NodeManagerAddress" (its IP),
+    "Resources" (its total) and "AvailableResources" (what is free now)."""
+    return runtime.current().nodes()
+
+
+def cluster_resources() -> dict[str, float]:
+    """The resources of the alive nodes, summed (``ray.cluster_resources()``)."""
+    return _sum_resources("Resources")
+
+
+def available_resources() -> dict[str, float]:
+    """The free resources of the alive nodes, summed
+    (``ray.available_resources()``)."""
+    return _sum_resources("AvailableResources")
+
+
+def _sum_resources(key: Literal["Resources", "AvailableResources"]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for node in nodes():
+        if node["Alive"]:
+            for name, amount in node[key].items():
+                total[name] = total.get(name, 0.0) + amount
+    return total
+
+
+def get_gpu_ids() -> list[int]:
+    """The GPUs this process may use, as ``ray.get_gpu_ids()``: the ids in
+    FERRY_GPU_IDS (comma-separated, set in an actor given GPUs); [] when
+    unset."""
+    raw = os.environ.get("FERRY_GPU_IDS", "")
+    try:
+        return [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"FERRY_GPU_IDS={raw!r} is not a comma-separated list of GPU ids") from None
 
 
 def shutdown() -> None:

@@ -5,6 +5,7 @@ import sys
 import threading
 
 from ferry import _core
+from ferry.exceptions import FerryError
 
 _lock = threading.Lock()
 _runtime = None
@@ -23,15 +24,34 @@ def _install_shm_allocator():
         _core.install_shm_allocator()
 
 
-def init():
+def driver_options(address="", token="", node_ip="", num_cpus=None, num_gpus=None,
+                   resources=None):
+    """The options of _core.Runtime.start_driver: address "" runs the
+    embedded single-host runtime; else "IP:PORT" of the cluster's head."""
+    return {"address": address, "token": token, "node_ip": node_ip, "num_cpus": num_cpus,
+            "num_gpus": num_gpus, "resources": resources}
+
+
+def init(options=None):
+    """Starts this process's driver runtime with `options` (driver_options();
+    the embedded runtime when None). Failing to reach a cluster raises
+    ConnectionError."""
     global _runtime
+    if options is None:
+        options = driver_options()
     with _lock:
         if _runtime is not None:
             raise RuntimeError("ferry.init() was already called in this process; "
                                "call ferry.shutdown() first")
         # Workers import the driver's modules by name: give them its path.
         os.environ["FERRY_SYS_PATH"] = os.pathsep.join(p for p in sys.path if p)
-        _runtime = _core.Runtime.start_driver()
+        try:
+            _runtime = _core.Runtime.start_driver(options)
+        except (RuntimeError, OSError, FerryError) as e:
+            if not options["address"]:
+                raise
+            raise ConnectionError(
+                f"cannot connect to the ferry cluster at {options['address']}: {e}") from e
         _install_shm_allocator()
         return _runtime
 

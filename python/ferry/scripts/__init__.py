@@ -1,0 +1,1 @@
+"""ferry's command-line programs (the ``ferry`` command is ``ferry.scripts.cli``)."""
