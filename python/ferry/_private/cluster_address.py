@@ -198,7 +198,7 @@ def resolve(address: str, temp: str) -> ClusterTarget:
     matches; the node ip is FERRY_NODE_IP, else the cluster file's, else "".
     ConnectionError when "auto" finds no cluster file or no token is known;
     ValueError for a malformed address."""
-    if address.strip() == "auto":
+    if isinstance(address, str) and address.strip() == "auto":
         known = read_cluster_file(temp)
         if known is None:
             raise ConnectionError(

@@ -126,7 +126,10 @@ def _remove_own(path: str) -> None:
         cluster_address.remove_file(path)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None,
+         start_node: Callable[[NodeOptions], NodeLike] | None = None) -> int:
+    """The process's entry point; ``start_node`` is ``_core.Node.start``
+    unless a test passes a fake."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m ferry._private.node_daemon '<json options>' (run by `ferry start`)",
@@ -135,8 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     options = json.loads(args[0])
     # Not passed on to the workers this node spawns: the core gives them theirs.
     token = os.environ.pop("FERRY_TOKEN", "")
-    from ferry import _core
-    return serve(options, token, _core.Node.start)
+    if start_node is None:
+        from ferry import _core
+        start_node = _core.Node.start
+    return serve(options, token, start_node)
 
 
 if __name__ == "__main__":
