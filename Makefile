@@ -25,7 +25,8 @@ SAN_BUILD_TYPE ?= Debug
 FUZZ_TARGETS := frame_decoder_fuzz control_message_fuzz value_layout_fuzz
 # Python test files test-asan leaves out: RSS bounds do not hold with ASan's
 # quarantine, and the guide examples are found by their path in the checkout.
-ASAN_PYTEST_SKIP ?= test_leaks.py test_guide_examples.py
+# cluster/ runs its own daemons with the uninstrumented build (make test-cluster).
+ASAN_PYTEST_SKIP ?= test_leaks.py test_guide_examples.py cluster
 ASAN_ENV     := ASAN_OPTIONS=detect_leaks=1:check_initialization_order=1:strict_string_checks=1 \
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # UCX's memory hooks (libucm patches malloc/mmap when libucp loads) crash
@@ -34,7 +35,7 @@ ASAN_ENV     := ASAN_OPTIONS=detect_leaks=1:check_initialization_order=1:strict_
 TSAN_ENV     := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
                 UCX_MEM_MALLOC_HOOKS=no UCX_MEM_MMAP_HOOK_MODE=none UCX_MEM_EVENTS=no
 
-.PHONY: all deps build venv test test-cc test-py demo bench clean \
+.PHONY: all deps build venv test test-cc test-py test-cluster demo bench clean \
         fuzz fuzz-smoke fuzz-build fuzz-corpus fuzz-run test-asan test-tsan
 .PHONY: format format-check
 .PHONY: typecheck
@@ -74,18 +75,31 @@ venv:
 # `make test FUZZ_SMOKE=0` leaves it out.
 FUZZ_SMOKE ?= 1
 test: build
-	@$(MAKE) --no-print-directory -k format-check typecheck test-cc test-py $(if $(filter 1,$(FUZZ_SMOKE)),fuzz-smoke)
+	@$(MAKE) --no-print-directory -k format-check typecheck test-cc test-py test-cluster $(if $(filter 1,$(FUZZ_SMOKE)),fuzz-smoke)
 
 test-cc:
 	@echo "== test: ctest"
 	ctest --test-dir $(BUILD_DIR) --output-on-failure --no-tests=error
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
+# python/tests/cluster runs in test-cluster.
 test-py:
-	@echo "== test: pytest python/tests"
-	@rc=0; timeout --kill-after=30 $(PYTEST_TIMEOUT_S) $(PY) -m pytest python/tests -q || rc=$$?; \
+	@echo "== test: pytest python/tests (less cluster/)"
+	@rc=0; timeout --kill-after=30 $(PYTEST_TIMEOUT_S) $(PY) -m pytest python/tests --ignore=python/tests/cluster -q || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; \
 	  if [ $$rc -eq 124 ] || [ $$rc -eq 137 ]; then echo "pytest ran past $(PYTEST_TIMEOUT_S)s: failing"; fi; \
+	  exit $$rc
+
+# Cluster mode on network-namespace hosts (scripts/netns-cluster.sh, docs/cluster.md):
+# clusters of three hosts on this machine, each test's drivers inside a host.
+# Needs root; elsewhere every test skips with the reason.
+CLUSTER_PYTEST_TIMEOUT_S ?= 1200
+test-cluster:
+	@echo "== test: pytest python/tests/cluster (namespace hosts)"
+	@rc=0; timeout --kill-after=30 $(CLUSTER_PYTEST_TIMEOUT_S) $(PY) -m pytest python/tests/cluster -q || rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no cluster tests: failing"; exit 1; fi; \
+	  if [ $$rc -eq 124 ] || [ $$rc -eq 137 ]; then echo "cluster tests ran past $(CLUSTER_PYTEST_TIMEOUT_S)s: failing"; \
+	    scripts/netns-cluster.sh down || true; fi; \
 	  exit $$rc
 
 # mypy (Debian's, scripts/install-deps.sh) over python/ferry with mypy.ini:
