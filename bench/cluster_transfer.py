@@ -30,7 +30,8 @@ size and transport, before timing, B checks a fresh fill value end to end.
 
 Prints a table (size, transport, median seconds, GB/s, ratio to raw TCP) and
 writes bench/results/cluster_transfer.json. Exits non-zero if a column failed
-(its cells read n/a, with the error below the table).
+(its cells read n/a, with the error below the table); says it skipped, and
+exits 0, where namespace hosts cannot be made (not root).
 
     sudo .venv/bin/python bench/cluster_transfer.py            # ~2-3 minutes on 2 cores
     sudo .venv/bin/python bench/cluster_transfer.py --quick    # fewer reps
@@ -254,8 +255,9 @@ def main(argv=None):
     try:
         hosts.up()
     except NetnsUnavailable as e:
-        print(f"cluster_transfer: cannot make namespace hosts: {e}", file=sys.stderr)
-        return 2
+        # Not a failure of a baseline or of ferry: this machine cannot run the benchmark.
+        print(f"cluster_transfer: skipped, it needs network-namespace hosts: {e}")
+        return 0
     t_start = time.monotonic()
     load_start = os.getloadavg()
     print(f"cluster transfer bench ({'quick' if args.quick else 'full'}), {HOSTS[0]} "

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Raw TCP throughput between two processes: the baseline of
 bench/cluster_transfer.py, which runs the receiver in one namespace host and
-the sender in another (it also runs on one host, over loopback).
+the sender in another. Without arguments it runs both on this host over
+loopback and prints a table (what `make bench` runs).
 
 Per sample the sender writes an 8-byte length and then the payload with one
 ``sendall`` of a preallocated buffer; the receiver reads the payload with
@@ -11,6 +12,7 @@ its first write to that answer. Each size runs warm-up samples first. Every
 sample's answer must equal the fill byte of that size (fresh per size), so a
 short read cannot pass. A length of 0 ends the receiver.
 
+    python bench/raw_tcp.py                 # loopback: 1, 16 and 256 MiB, a table
     python bench/raw_tcp.py recv --bind 10.213.0.12 --port 7100 --max-bytes 268435456
     python bench/raw_tcp.py send --connect 10.213.0.12 --port 7100 \\
         --sizes 1048576,16777216 --warmup 3,1 --reps 20,5   # prints JSON: {size: [seconds, ...]}
@@ -18,7 +20,9 @@ short read cannot pass. A length of 0 ends the receiver.
 import argparse
 import json
 import socket
+import statistics
 import struct
+import subprocess
 import sys
 import time
 
@@ -44,7 +48,7 @@ def receive(bind, port, max_bytes):
     header = bytearray(HEADER.size)
     with socket.create_server((bind, port), reuse_port=False) as server:
         server.settimeout(CONNECT_DEADLINE_S)
-        print(json.dumps({"listening": f"{bind}:{port}"}), flush=True)
+        print(json.dumps({"listening": f"{bind}:{server.getsockname()[1]}"}), flush=True)
         conn, _ = server.accept()
     served = 0
     with conn:
@@ -99,9 +103,31 @@ def send(host, port, sizes, warmup, reps):
     return out
 
 
+def loopback():
+    """Receiver in a child process, sender here, over 127.0.0.1; prints a table."""
+    sizes, warmup, reps = [1 << 20, 16 << 20, 256 << 20], [10, 3, 1], [50, 15, 5]
+    receiver = subprocess.Popen([sys.executable, __file__, "recv", "--bind", "127.0.0.1",
+                                 "--port", "0", "--max-bytes", str(max(sizes))],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(json.loads(receiver.stdout.readline())["listening"].rsplit(":", 1)[1])
+        samples = send("127.0.0.1", port, sizes, warmup, reps)
+        receiver.wait(timeout=30)
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.wait(10)
+    print("raw TCP over loopback (sendall / recv_into a warm buffer / 1-byte answer)")
+    print(f"{'size':>8}  {'median s':>10} {'GB/s':>7}")
+    for n in sizes:
+        med = statistics.median(samples[n])
+        print(f"{n >> 20:>4} MiB  {med:>10.5f} {n / med / 1e9:>7.2f}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="role", required=True)
+    sub = parser.add_subparsers(dest="role")
     r = sub.add_parser("recv")
     r.add_argument("--bind", required=True)
     r.add_argument("--port", type=int, required=True)
@@ -113,6 +139,8 @@ def main(argv=None):
     s.add_argument("--warmup", default="2", help="comma-separated, one per size (or one for all)")
     s.add_argument("--reps", default="10", help="comma-separated, one per size (or one for all)")
     args = parser.parse_args(argv)
+    if args.role is None:
+        return loopback()
     if args.role == "recv":
         served = receive(args.bind, args.port, args.max_bytes)
         print(json.dumps({"served": served}), flush=True)
