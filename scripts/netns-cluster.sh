@@ -19,12 +19,13 @@
 #                                            FERRY_TEMP_DIR=/tmp/ferry-netns/hI and FERRY_NODE_IP set
 #   scripts/netns-cluster.sh cut HOST        take HOST's switch port down (HOST is cut off)
 #   scripts/netns-cluster.sh heal HOST       bring it back up
-#   scripts/netns-cluster.sh shape HOST RATE limit HOST's link to RATE (tc rate, e.g. 200mbit), both ways
+#   scripts/netns-cluster.sh shape HOST RATE limit HOST's link to RATE (tc rate, e.g. 200mbit), both
+#                                            ways; TCP port 6379 (the Head's) goes first
 #   scripts/netns-cluster.sh unshape HOST    remove the limit
 #   scripts/netns-cluster.sh status          list the hosts that exist
 #
-# Needs root, iproute2 (ip, tc, bridge support in the kernel: veth, bridge,
-# tbf) and util-linux (unshare). Exit codes: 0 done; 1 usage or a failed
+# Needs root, iproute2 (ip; tc for shape: the kernel's htb and u32), the
+# kernel's veth and bridge, and util-linux (unshare). Exit codes: 0 done; 1 usage or a failed
 # step; 2 not root; 3 the kernel or the sandbox refuses `ip netns add`.
 set -euo pipefail
 
@@ -266,17 +267,34 @@ cmd_heal() {
   echo "netns-cluster: healed $(host_ns "$i") (switch port $(switch_port "$i") up in $SWITCH_NS)"
 }
 
-# A token bucket on both ends of HOST's link: eth0 (HOST -> switch) and its
-# switch port (switch -> HOST). 50 ms of queue keeps small control messages
-# (heartbeats) from waiting long behind a bulk transfer.
+# Limits HOST's link to RATE on both ends: eth0 (HOST -> switch) and its
+# switch port (switch -> HOST). An HTB tree with two classes: TCP to or from
+# PRIORITY_PORT (the Head's, so node heartbeats) goes first, in a queue of its
+# own, so that a bulk transfer filling the link neither delays nor drops it;
+# everything else shares the rest.
+readonly PRIORITY_PORT=${FERRY_NETNS_PRIORITY_PORT:-6379}
+shape_dev() {
+  local ns=$1 dev=$2 rate=$3
+  tc -n "$ns" qdisc del dev "$dev" root 2>/dev/null || true
+  tc -n "$ns" qdisc add dev "$dev" root handle 1: htb default 20
+  tc -n "$ns" class add dev "$dev" parent 1: classid 1:1 htb rate "$rate" ceil "$rate" quantum 1514
+  tc -n "$ns" class add dev "$dev" parent 1:1 classid 1:10 htb rate 1mbit ceil "$rate" prio 0 quantum 1514
+  tc -n "$ns" class add dev "$dev" parent 1:1 classid 1:20 htb rate "$rate" ceil "$rate" prio 1 quantum 1514
+  tc -n "$ns" filter add dev "$dev" parent 1: protocol ip prio 1 u32 \
+    match ip protocol 6 0xff match ip dport "$PRIORITY_PORT" 0xffff flowid 1:10
+  tc -n "$ns" filter add dev "$dev" parent 1: protocol ip prio 1 u32 \
+    match ip protocol 6 0xff match ip sport "$PRIORITY_PORT" 0xffff flowid 1:10
+}
+
 cmd_shape() {
   local i rate=${2:-}
   i=$(host_index "${1:-}")
   require_host "$i"
   [[ -n $rate ]] || die 1 "shape: want HOST RATE (a tc rate such as 200mbit)"
-  tc -n "$(host_ns "$i")" qdisc replace dev eth0 root tbf rate "$rate" burst 64kb latency 50ms
-  tc -n "$SWITCH_NS" qdisc replace dev "$(switch_port "$i")" root tbf rate "$rate" burst 64kb latency 50ms
-  echo "netns-cluster: $(host_ns "$i")'s link limited to $rate each way"
+  command -v tc >/dev/null || die 1 "'tc' (iproute2) is not installed"
+  shape_dev "$(host_ns "$i")" eth0 "$rate"
+  shape_dev "$SWITCH_NS" "$(switch_port "$i")" "$rate"
+  echo "netns-cluster: $(host_ns "$i")'s link limited to $rate each way (TCP port $PRIORITY_PORT first)"
 }
 
 cmd_unshape() {
