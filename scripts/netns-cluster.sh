@@ -188,7 +188,7 @@ cmd_up() {
     ip -n "$SWITCH_NS" link set "$port" up
     ip -n "$ns" addr add "$(host_ip "$i")/24" dev eth0
     ip -n "$ns" link set eth0 up
-    mkdir -p "$STATE_ROOT/h$i"
+    install -d -m 0700 "$STATE_ROOT" "$STATE_ROOT/h$i"
   done
 
   # Every host resolves every host's name (and its own) to its subnet address.
@@ -221,7 +221,7 @@ cmd_exec() {
   ns=$(host_ns "$i")
   require_host "$i"
   command -v unshare >/dev/null || die 1 "'unshare' (util-linux) is not installed"
-  mkdir -p "$STATE_ROOT/h$i"
+  install -d -m 0700 "$STATE_ROOT" "$STATE_ROOT/h$i"
   export FERRY_TEMP_DIR="$STATE_ROOT/h$i"
   export FERRY_NODE_IP
   FERRY_NODE_IP=$(host_ip "$i")
