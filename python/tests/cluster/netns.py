@@ -387,8 +387,9 @@ class FerryCluster:
                         START_TIMEOUT_S, extra_env={"FERRY_TOKEN": self.token})
         self.wait_alive(len(self.hosts.hosts), START_TIMEOUT_S)
 
-    def wait_alive(self, count: int, timeout: float) -> list[dict[str, Any]]:
-        """Waits (in a driver on the head host) until ``count`` nodes are alive."""
+    def wait_alive(self, count: int, timeout: float) -> list[str]:
+        """Waits (in a driver on the head host) until ``count`` nodes are alive;
+        returns the alive nodes' addresses."""
         out = self.driver_json(self.head, f"""
             from driver_lib import alive_nodes, connect, emit, wait_for
             connect()
