@@ -4,6 +4,7 @@
 
 #include "ferry/config.h"
 #include "py_buffers.h"
+#include "py_cluster.h"
 #include "py_object_ref.h"
 #include "py_runtime.h"
 #include "py_tables.h"
@@ -18,6 +19,7 @@ PYBIND11_MODULE(_core, m) {
   ferry::python::RegisterObjectRef(m);
   ferry::python::RegisterRuntime(m);
   ferry::python::RegisterTables(m);
+  ferry::python::RegisterCluster(m);
   // Makes torch's large CPU tensors live in ferry's shared-memory arena (the
   // shm transport pulls them with one copy). False if unavailable.
   m.def("install_shm_allocator", [] {

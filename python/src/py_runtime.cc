@@ -6,6 +6,7 @@
 #include "ferry/core/error_value.h"
 #include "ferry/transport/transport_table.h"
 #include "py_buffers.h"
+#include "py_cluster.h"
 #include "py_errors.h"
 #include "py_executor.h"
 #include "py_object_ref.h"
@@ -60,9 +61,9 @@ py::dict InfoToDict(const proto::ActorInfo& info) {
 
 }  // namespace
 
-std::shared_ptr<PyRuntime> PyRuntime::StartDriver() {
+std::shared_ptr<PyRuntime> PyRuntime::StartDriver(const cluster::DriverOptions& options) {
   std::shared_ptr<PyRuntime> rt(new PyRuntime());
-  rt->rt_ = ValueOrThrow(cluster::StartDriverRuntime());
+  rt->rt_ = ValueOrThrow(cluster::StartDriverRuntime(options));
   return rt;
 }
 
@@ -79,9 +80,10 @@ void PyRuntime::Shutdown() { rt_.Shutdown(); }
 void RegisterRuntime(py::module_& m) {
   py::class_<PyRuntime, std::shared_ptr<PyRuntime>>(m, "Runtime")
       .def_static("start_driver",
-                  [] {
+                  [](const py::dict& options) {
+                    cluster::DriverOptions o = DriverOptionsFrom(options);
                     py::gil_scoped_release release;
-                    return PyRuntime::StartDriver();
+                    return PyRuntime::StartDriver(o);
                   })
       .def_static("start_worker",
                   [] {
@@ -99,6 +101,22 @@ void RegisterRuntime(py::module_& m) {
       .def_property_readonly("address", [](const PyRuntime& rt) { return Core(rt)->address(); })
       .def_property_readonly("session", [](const PyRuntime& rt) { return Core(rt)->session(); })
       .def_property_readonly("is_driver", [](const PyRuntime& rt) { return Core(rt)->is_driver(); })
+      .def_property_readonly("node_id",
+                             [](const PyRuntime& rt) {
+                               return rt.head() ? rt.head()->local_node_id().Hex()
+                                                : EnvString("FERRY_NODE_ID", "");
+                             })
+      .def("nodes",
+           [](PyRuntime& rt) {
+             StatusOr<std::vector<proto::NodeInfo>> nodes = Status::Internal("unset");
+             {
+               py::gil_scoped_release release;
+               nodes = rt.driver().Nodes();
+             }
+             py::list out;
+             for (const auto& n : ValueOrThrow(std::move(nodes))) out.append(NodeInfoToDict(n));
+             return out;
+           })
       .def("worker_pids",
            [](const PyRuntime& rt) {
              return rt.head() ? rt.head()->WorkerPids() : std::vector<int>{};
@@ -112,8 +130,11 @@ void RegisterRuntime(py::module_& m) {
              c.options.set_class_name(class_name);
              if (opts.contains("name") && !opts["name"].is_none())
                c.options.set_name(opts["name"].cast<std::string>());
-             if (opts.contains("num_cpus") && !opts["num_cpus"].is_none())
+             if (opts.contains("num_cpus") && !opts["num_cpus"].is_none()) {
                c.options.set_num_cpus(opts["num_cpus"].cast<double>());
+               c.options.set_has_num_cpus(true);
+             }
+             SetPlacementOptions(opts, &c.options);
              if (opts.contains("num_gpus") && !opts["num_gpus"].is_none())
                c.options.set_num_gpus(opts["num_gpus"].cast<double>());
              if (opts.contains("max_concurrency"))

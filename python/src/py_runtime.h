@@ -14,13 +14,14 @@ namespace ferry::python {
 
 class PyRuntime {
  public:
-  static std::shared_ptr<PyRuntime> StartDriver();
+  static std::shared_ptr<PyRuntime> StartDriver(const cluster::DriverOptions& options);
   static std::shared_ptr<PyRuntime> StartWorker();
   ~PyRuntime();
 
   void Shutdown();
   const std::shared_ptr<core::CoreWorker>& core() const { return rt_.core; }
   cluster::Head* head() const { return rt_.head.get(); }
+  cluster::DriverRuntime& driver() { return rt_; }
 
  private:
   PyRuntime() = default;

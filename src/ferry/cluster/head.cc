@@ -3,7 +3,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <asio.hpp>
+#include <cmath>
 
 #include "ferry/common/config.h"
 #include "ferry/common/logging.h"
@@ -14,12 +16,28 @@ namespace ferry::cluster {
 struct Head::Actor {
   proto::CreateActor spec;
   proto::ActorInfo info;
-  ChildProcess child;
-  bool exited = false;
-  std::unique_ptr<asio::posix::stream_descriptor> exit_watch;
+  PlacementRequest request;
+  bool placed = false;   // holds `request.to_hold` on `node`
+  bool launched = false; // a worker was started (or is being started)
+  bool exited = false;   // its worker is gone (or never started)
+  std::shared_ptr<Node> node;
+  std::vector<int> gpus;
+  std::string creator;  // worker id of the registered driver that created it, if any
   std::unique_ptr<asio::steady_timer> start_timer;
+  std::unique_ptr<asio::steady_timer> queued_timer;
   std::vector<rpc::Responder> settle_waiters;
   std::vector<rpc::Responder> exit_waiters;
+  std::vector<std::weak_ptr<rpc::Channel>> subscribers;
+};
+
+struct Head::Node {
+  NodeView view;
+  std::string ip;
+  bool is_local = false;
+  ChannelPtr channel;  // remote nodes: the agent's channel
+  Clock::time_point last_heartbeat;
+  std::vector<int> free_gpus;
+  std::string death_cause;
 };
 
 namespace {
@@ -31,29 +49,91 @@ proto::StatusProto Unavailable(const std::string& message) {
   return s;
 }
 
+std::vector<int> GpuIds(const ResourceMap& total) {
+  auto it = total.find(kGpu);
+  int n = it == total.end() ? 0 : static_cast<int>(std::floor(it->second));
+  std::vector<int> ids;
+  for (int i = 0; i < n; ++i) ids.push_back(i);
+  return ids;
+}
+
+std::string Join(const std::vector<int>& ids) {
+  std::string out;
+  for (int id : ids) out += (out.empty() ? "" : ",") + std::to_string(id);
+  return out;
+}
+
+std::string NodeName(const NodeView& view, const std::string& ip) {
+  return "node " + view.id.Hex().substr(0, 12) + (ip.empty() ? "" : " (" + ip + ")");
+}
+
 }  // namespace
 
 Head::Head(rpc::IoLoop& loop, rpc::Dispatcher& dispatcher, HeadOptions options)
-    : loop_(loop), options_(std::move(options)) {
+    : loop_(loop),
+      options_(std::move(options)),
+      local_agent_(loop, [this](const std::string& actor_id, const std::string& description) {
+        OnWorkerExit(actor_id, description);
+      }) {
+  auto local = std::make_shared<Node>();
+  local->view.id = options_.local_node.id;
+  local->view.alive = true;
+  local->view.total = options_.local_node.resources;
+  local->view.available = local->view.total;
+  local->ip = options_.local_node.ip;
+  local->is_local = true;
+  local->free_gpus = GpuIds(local->view.total);
+  {
+    MutexLock lock(mu_);
+    nodes_.push_back(local);
+  }
+
   auto bind = [this](void (Head::*fn)(std::string_view, rpc::Responder)) {
-    return [this, fn](const std::shared_ptr<rpc::Channel>&, std::string_view payload,
-                      rpc::Responder responder) { (this->*fn)(payload, std::move(responder)); };
+    return [this, fn](const ChannelPtr&, std::string_view payload, rpc::Responder responder) {
+      (this->*fn)(payload, std::move(responder));
+    };
   };
-  dispatcher.Register(proto::CREATE_ACTOR, bind(&Head::HandleCreateActor));
+  auto bind_channel = [this](void (Head::*fn)(const ChannelPtr&, std::string_view,
+                                              rpc::Responder)) {
+    return [this, fn](const ChannelPtr& ch, std::string_view payload, rpc::Responder responder) {
+      (this->*fn)(ch, payload, std::move(responder));
+    };
+  };
+  dispatcher.Register(proto::CREATE_ACTOR, bind_channel(&Head::HandleCreateActor));
   dispatcher.Register(proto::REGISTER_WORKER, bind(&Head::HandleRegisterWorker));
   dispatcher.Register(proto::ACTOR_READY, bind(&Head::HandleActorReady));
-  dispatcher.Register(proto::GET_ACTOR_INFO, bind(&Head::HandleGetActorInfo));
+  dispatcher.Register(proto::GET_ACTOR_INFO, bind_channel(&Head::HandleGetActorInfo));
   dispatcher.Register(proto::KILL_ACTOR, bind(&Head::HandleKillActor));
   dispatcher.Register(proto::KV_PUT, bind(&Head::HandleKvPut));
   dispatcher.Register(proto::KV_GET, bind(&Head::HandleKvGet));
   dispatcher.Register(proto::KV_DEL, bind(&Head::HandleKvDel));
+  dispatcher.Register(proto::REGISTER_NODE, bind_channel(&Head::HandleRegisterNode));
+  dispatcher.Register(proto::REGISTER_DRIVER, bind_channel(&Head::HandleRegisterDriver));
+  dispatcher.Register(proto::NODE_HEARTBEAT,
+                      [this](const ChannelPtr&, std::string_view payload, rpc::Responder) {
+                        HandleHeartbeat(payload);
+                      });
+  dispatcher.Register(proto::WORKER_EXITED,
+                      [this](const ChannelPtr&, std::string_view payload, rpc::Responder) {
+                        HandleWorkerExited(payload);
+                      });
+  dispatcher.Register(proto::GET_NODES, [this](const ChannelPtr&, std::string_view,
+                                               rpc::Responder responder) {
+    HandleGetNodes(std::move(responder));
+  });
 }
 
 Head::~Head() { Shutdown(); }
 
 void Head::SetAddress(const std::string& address) {
-  MutexLock lock(mu_);
-  address_ = address;
+  {
+    MutexLock lock(mu_);
+    address_ = address;
+  }
+  loop_.Post([this] {
+    heartbeat_check_ = std::make_unique<asio::steady_timer>(loop_.context());
+    CheckHeartbeats();
+  });
 }
 
 std::shared_ptr<Head::Actor> Head::Find(const std::string& actor_id) {
@@ -62,24 +142,31 @@ std::shared_ptr<Head::Actor> Head::Find(const std::string& actor_id) {
   return it == actors_.end() ? nullptr : it->second;
 }
 
-void Head::HandleCreateActor(std::string_view payload, rpc::Responder responder) {
+// ---- Actors -----------------------------------------------------------------
+
+void Head::HandleCreateActor(const ChannelPtr& channel, std::string_view payload,
+                             rpc::Responder responder) {
   proto::CreateActor req;
   if (!rpc::ParseRequest(payload, &req, responder)) return;
   auto actor = std::make_shared<Actor>();
   actor->spec = req;
+  actor->request = RequestFor(req.options());
   actor->info.set_actor_id(req.actor_id());
   actor->info.set_state(proto::ActorInfo::PENDING);
   actor->info.set_class_name(req.options().class_name());
   actor->info.set_name(req.options().name());
-  WorkerId worker_id = WorkerId::Random();
-  actor->info.set_worker_id(worker_id.Binary());
-  std::string head_address;
+  actor->info.set_worker_id(WorkerId::Random().Binary());
+  Placement placement;
   {
     MutexLock lock(mu_);
     if (shut_down_) {
       lock.Unlock();
       responder.ReplyError(Status::Unavailable("ferry is shutting down"));
       return;
+    }
+    const std::string& caller = channel ? channel->peer().worker_id() : std::string();
+    if (!caller.empty() && std::find(drivers_.begin(), drivers_.end(), caller) != drivers_.end()) {
+      actor->creator = caller;
     }
     const std::string& name = req.options().name();
     if (!name.empty()) {
@@ -93,82 +180,191 @@ void Head::HandleCreateActor(std::string_view payload, rpc::Responder responder)
           return;
         }
       }
-      names_[name] = req.actor_id();
     }
+    placement = PlaceLocked(actor);
+    if (placement.decision == Placement::kInfeasible) {
+      lock.Unlock();
+      responder.ReplyError(Status::InvalidArgument("cannot create actor " +
+                                                   req.options().class_name() + ": " +
+                                                   placement.reason));
+      return;
+    }
+    if (!name.empty()) names_[name] = req.actor_id();
     actors_[req.actor_id()] = actor;
-    head_address = address_;
+    if (placement.decision == Placement::kWait) queued_.push_back(actor);
   }
-  auto actor_hex = ActorId::FromBinary(req.actor_id());
-  std::vector<std::string> argv(req.worker_command().begin(), req.worker_command().end());
-  auto child = spawner_.Spawn(argv, {{"FERRY_HEAD_ADDRESS", head_address},
-                                     {"FERRY_TOKEN", options_.token},
-                                     {"FERRY_SESSION", options_.session},
-                                     {"FERRY_WORKER_ID", worker_id.Hex()},
-                                     {"FERRY_ACTOR_ID", actor_hex.ok() ? actor_hex->Hex() : ""}});
-  if (!child.ok()) {
-    MarkDead(actor, "the actor's worker process could not be started: " + child.status().message());
-    responder.Reply(proto::Empty());
-    return;
+  responder.Reply(proto::Empty());
+  StartTimers(actor);
+  if (placement.decision == Placement::kPlaced) Launch(actor);
+}
+
+Placement Head::PlaceLocked(const std::shared_ptr<Actor>& actor) {
+  std::vector<NodeView> views;
+  for (const auto& node : nodes_) views.push_back(node->view);
+  Placement p = Place(views, actor->request);
+  if (p.decision != Placement::kPlaced) return p;
+  std::shared_ptr<Node> node = nodes_[p.node_index];
+  Subtract(node->view.available, actor->request.to_hold);
+  node->view.num_actors++;
+  auto gpus = actor->request.to_hold.find(kGpu);
+  int want = gpus == actor->request.to_hold.end() ? 0 : static_cast<int>(std::ceil(gpus->second));
+  for (int i = 0; i < want && !node->free_gpus.empty(); ++i) {
+    actor->gpus.push_back(node->free_gpus.front());
+    node->free_gpus.erase(node->free_gpus.begin());
   }
+  actor->placed = true;
+  actor->node = node;
+  actor->info.set_node_id(node->view.id.Binary());
+  actor->info.set_node_ip(node->ip);
+  return p;
+}
+
+void Head::ReleaseLocked(Actor& actor) {
+  if (!actor.placed) return;
+  actor.placed = false;
+  Node& node = *actor.node;
+  if (!node.view.alive) return;
+  Add(node.view.available, actor.request.to_hold);
+  node.view.num_actors--;
+  node.free_gpus.insert(node.free_gpus.end(), actor.gpus.begin(), actor.gpus.end());
+  std::sort(node.free_gpus.begin(), node.free_gpus.end());
+}
+
+std::map<std::string, std::string> Head::WorkerEnv(const Actor& actor, const Node& node) {
+  std::map<std::string, std::string> env = {
+      {"FERRY_HEAD_ADDRESS", address_},
+      {"FERRY_TOKEN", options_.token},
+      {"FERRY_SESSION", options_.session},
+      {"FERRY_NODE_ID", node.view.id.Hex()},
+      {"FERRY_GPU_IDS", Join(actor.gpus)},
+  };
+  auto worker = WorkerId::FromBinary(actor.info.worker_id());
+  auto actor_hex = ActorId::FromBinary(actor.info.actor_id());
+  env["FERRY_WORKER_ID"] = worker.ok() ? worker->Hex() : "";
+  env["FERRY_ACTOR_ID"] = actor_hex.ok() ? actor_hex->Hex() : "";
+  if (!node.ip.empty()) env["FERRY_NODE_IP"] = node.ip;
+  if (!actor.gpus.empty()) env["CUDA_VISIBLE_DEVICES"] = Join(actor.gpus);
+  return env;
+}
+
+void Head::Launch(const std::shared_ptr<Actor>& actor) {
+  proto::StartWorker start;
+  std::shared_ptr<Node> node;
   {
     MutexLock lock(mu_);
-    actor->child = *child;
-    actor->info.set_pid(child->pid);
+    if (actor->info.state() == proto::ActorInfo::DEAD || actor->launched) return;
+    actor->launched = true;
+    node = actor->node;
+    start.set_actor_id(actor->info.actor_id());
+    start.set_worker_id(actor->info.worker_id());
+    *start.mutable_worker_command() = actor->spec.worker_command();
+    for (auto& [k, v] : WorkerEnv(*actor, *node)) (*start.mutable_env())[k] = v;
   }
-  WatchExit(actor);
+  if (node->is_local) {
+    StatusOr<int> pid = local_agent_.Start(start);
+    if (!pid.ok()) {
+      MarkDead(actor, "the actor's worker process could not be started: " + pid.status().message());
+      OnWorkerExit(actor->info.actor_id(), "never started");
+      return;
+    }
+    MutexLock lock(mu_);
+    actor->info.set_pid(*pid);
+    return;
+  }
+  node->channel->Call(
+      proto::START_WORKER, start, [this, actor, node](Status s, std::string_view payload) {
+        proto::StartWorkerReply reply;
+        if (s.ok() && !reply.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+          s = Status::Internal("malformed StartWorkerReply");
+        }
+        if (!s.ok()) {
+          MarkDead(actor, "the actor's worker could not be started on " +
+                              NodeName(node->view, node->ip) + ": " + s.message());
+          OnWorkerExit(actor->info.actor_id(), "never started");
+          return;
+        }
+        MutexLock lock(mu_);
+        actor->info.set_pid(reply.pid());
+      });
+}
+
+void Head::StartTimers(const std::shared_ptr<Actor>& actor) {
+  // The start timeout counts from creation, queued time included: a request
+  // that never finds room fails instead of waiting forever.
   actor->start_timer = std::make_unique<asio::steady_timer>(loop_.context());
   actor->start_timer->expires_after(Config::Get().worker_start_timeout);
   actor->start_timer->async_wait([this, actor](const asio::error_code& ec) {
     if (ec) return;
     bool pending;
-    pid_t pid;
     {
       MutexLock lock(mu_);
       pending = actor->info.state() == proto::ActorInfo::PENDING;
-      pid = actor->child.pid;
     }
     if (!pending) return;
     MarkDead(actor, "the actor's worker did not start within " +
                         std::to_string(Config::Get().worker_start_timeout.count() / 1000) +
                         " s (FERRY_WORKER_START_TIMEOUT_S)");
-    if (pid > 0) kill(pid, SIGKILL);
+    StopWorker(actor);
   });
-  responder.Reply(proto::Empty());
+  actor->queued_timer = std::make_unique<asio::steady_timer>(loop_.context());
+  actor->queued_timer->expires_after(Config::Get().pending_warning);
+  actor->queued_timer->async_wait([this, actor](const asio::error_code& ec) {
+    if (ec) return;
+    MutexLock lock(mu_);
+    if (actor->placed || actor->info.state() != proto::ActorInfo::PENDING) return;
+    FERRY_LOG(WARNING) << "actor " << actor->info.class_name() << " has waited "
+                       << Config::Get().pending_warning.count() / 1000 << " s for "
+                       << Describe(actor->request.to_place)
+                       << " to be free on some node; it starts once other actors exit";
+  });
 }
 
-void Head::WatchExit(const std::shared_ptr<Actor>& actor) {
-  int fd = dup(actor->child.pidfd);
-  if (fd < 0) return;
-  actor->exit_watch = std::make_unique<asio::posix::stream_descriptor>(loop_.context(), fd);
-  actor->exit_watch->async_wait(asio::posix::stream_descriptor::wait_read,
-                                [this, actor](const asio::error_code& ec) {
-                                  if (ec == asio::error::operation_aborted) return;
-                                  OnWorkerExit(actor);
-                                });
+void Head::PlaceQueued() {
+  std::vector<std::shared_ptr<Actor>> launch;
+  std::vector<std::pair<std::shared_ptr<Actor>, std::string>> fail;
+  {
+    MutexLock lock(mu_);
+    std::vector<std::shared_ptr<Actor>> still;
+    for (auto& actor : queued_) {
+      if (actor->info.state() == proto::ActorInfo::DEAD) continue;
+      Placement p = PlaceLocked(actor);
+      if (p.decision == Placement::kPlaced) {
+        launch.push_back(actor);
+      } else if (p.decision == Placement::kInfeasible) {
+        fail.emplace_back(actor, p.reason);
+      } else {
+        still.push_back(actor);
+      }
+    }
+    queued_.swap(still);
+  }
+  for (auto& [actor, why] : fail) {
+    MarkDead(actor, "the actor can no longer be placed: " + why);
+    OnWorkerExit(actor->info.actor_id(), "never started");
+  }
+  for (auto& actor : launch) Launch(actor);
 }
 
-void Head::OnWorkerExit(const std::shared_ptr<Actor>& actor) {
-  int status;
-  pid_t pid;
+void Head::OnWorkerExit(const std::string& actor_id, const std::string& description) {
+  auto actor = Find(actor_id);
+  if (!actor) return;
   std::vector<rpc::Responder> exit_waiters;
   {
     MutexLock lock(mu_);
-    pid = actor->child.pid;
-    status = TryReap(actor->child);
-    if (actor->child.pidfd >= 0) close(actor->child.pidfd);
-    actor->child.pidfd = -1;
+    if (actor->exited) return;
     actor->exited = true;
+    ReleaseLocked(*actor);
     exit_waiters.swap(actor->exit_waiters);
   }
   if (actor->start_timer) actor->start_timer->cancel();
-  MarkDead(actor, "the actor's worker process (pid " + std::to_string(pid) + ") " +
-                      (status >= 0 ? DescribeWaitStatus(status) : std::string("exited")) +
-                      " unexpectedly");
+  MarkDead(actor, description + " unexpectedly");
   for (auto& r : exit_waiters) r.Reply(proto::Empty());
+  PlaceQueued();
 }
 
 void Head::MarkDead(const std::shared_ptr<Actor>& actor, const std::string& cause) {
   std::vector<rpc::Responder> waiters;
+  std::vector<ChannelPtr> subscribers;
   proto::ActorInfo info;
   {
     MutexLock lock(mu_);
@@ -176,13 +372,32 @@ void Head::MarkDead(const std::shared_ptr<Actor>& actor, const std::string& caus
     actor->info.set_state(proto::ActorInfo::DEAD);
     *actor->info.mutable_death_cause() = Unavailable(cause);
     waiters.swap(actor->settle_waiters);
+    for (auto& weak : actor->subscribers) {
+      if (auto ch = weak.lock()) subscribers.push_back(std::move(ch));
+    }
+    actor->subscribers.clear();
     info = actor->info;
   }
-  AnswerSettled(std::move(waiters), info);
+  for (auto& r : waiters) r.Reply(info);
+  for (auto& ch : subscribers) ch->Notify(proto::ACTOR_DIED, info);
 }
 
-void Head::AnswerSettled(std::vector<rpc::Responder> waiters, const proto::ActorInfo& info) {
-  for (auto& r : waiters) r.Reply(info);
+void Head::StopWorker(const std::shared_ptr<Actor>& actor) {
+  std::shared_ptr<Node> node;
+  bool running;
+  {
+    MutexLock lock(mu_);
+    node = actor->node;
+    running = actor->launched && !actor->exited;
+  }
+  if (!running || !node) return;
+  if (node->is_local) {
+    local_agent_.Stop(actor->info.actor_id());
+    return;
+  }
+  proto::StopWorker stop;
+  stop.set_actor_id(actor->info.actor_id());
+  node->channel->Call(proto::STOP_WORKER, stop, [](Status, std::string_view) {});
 }
 
 void Head::HandleRegisterWorker(std::string_view payload, rpc::Responder responder) {
@@ -203,7 +418,10 @@ void Head::HandleRegisterWorker(std::string_view payload, rpc::Responder respond
     }
     actor->info.set_address(req.address());
     actor->info.set_worker_id(req.worker_id());
+    if (req.pid() > 0) actor->info.set_pid(req.pid());
+    actor->info.set_host(req.host());
     *reply.mutable_actor() = actor->spec;
+    reply.set_node_id(actor->info.node_id());
   }
   responder.Reply(reply);
 }
@@ -233,14 +451,16 @@ void Head::HandleActorReady(std::string_view payload, rpc::Responder responder) 
     }
     info = actor->info;
   }
-  AnswerSettled(std::move(waiters), info);
+  for (auto& r : waiters) r.Reply(info);
   responder.Reply(proto::Empty());
 }
 
-void Head::HandleGetActorInfo(std::string_view payload, rpc::Responder responder) {
+void Head::HandleGetActorInfo(const ChannelPtr& channel, std::string_view payload,
+                              rpc::Responder responder) {
   proto::GetActorInfo req;
   if (!rpc::ParseRequest(payload, &req, responder)) return;
   std::shared_ptr<Actor> actor;
+  proto::ActorInfo info;
   {
     MutexLock lock(mu_);
     std::string id = req.actor_id();
@@ -250,20 +470,22 @@ void Head::HandleGetActorInfo(std::string_view payload, rpc::Responder responder
     }
     auto it = actors_.find(id);
     if (it != actors_.end()) actor = it->second;
+    if (actor && actor->info.state() != proto::ActorInfo::DEAD && channel) {
+      // Whoever looks an actor up hears of its death (ACTOR_DIED).
+      bool known = false;
+      for (auto& weak : actor->subscribers) known |= weak.lock() == channel;
+      if (!known) actor->subscribers.push_back(channel);
+    }
     if (actor && req.wait_until_settled() && actor->info.state() == proto::ActorInfo::PENDING) {
       actor->settle_waiters.push_back(std::move(responder));
       return;
     }
+    if (actor) info = actor->info;
   }
   if (!actor) {
     responder.ReplyError(Status::NotFound(
         req.name().empty() ? "unknown actor" : "no actor named '" + req.name() + "'"));
     return;
-  }
-  proto::ActorInfo info;
-  {
-    MutexLock lock(mu_);
-    info = actor->info;
   }
   responder.Reply(info);
 }
@@ -277,18 +499,21 @@ void Head::HandleKillActor(std::string_view payload, rpc::Responder responder) {
     return;
   }
   MarkDead(actor, "the actor was killed by ferry.kill()");
-  pid_t pid;
+  bool wait;
   {
     MutexLock lock(mu_);
-    pid = actor->exited ? -1 : actor->child.pid;
-    if (pid > 0) actor->exit_waiters.push_back(std::move(responder));
+    queued_.erase(std::remove(queued_.begin(), queued_.end(), actor), queued_.end());
+    wait = actor->launched && !actor->exited && actor->node && actor->node->view.alive;
+    if (wait) actor->exit_waiters.push_back(std::move(responder));
   }
-  if (pid > 0) {
-    kill(pid, SIGKILL);  // the exit watch answers the responder
+  if (wait) {
+    StopWorker(actor);  // the exit report answers the responder
   } else {
     responder.Reply(proto::Empty());
   }
 }
+
+// ---- Key-value table ----------------------------------------------------------
 
 void Head::HandleKvPut(std::string_view payload, rpc::Responder responder) {
   proto::KvPut req;
@@ -328,48 +553,213 @@ void Head::HandleKvDel(std::string_view payload, rpc::Responder responder) {
   responder.Reply(proto::Empty());
 }
 
-size_t Head::NumLiveWorkers() {
-  MutexLock lock(mu_);
-  size_t n = 0;
-  for (auto& [id, actor] : actors_) n += (!actor->exited && actor->child.pid > 0) ? 1 : 0;
-  return n;
+// ---- Nodes and drivers ----------------------------------------------------------
+
+void Head::HandleRegisterNode(const ChannelPtr& channel, std::string_view payload,
+                              rpc::Responder responder) {
+  proto::RegisterNode req;
+  if (!rpc::ParseRequest(payload, &req, responder)) return;
+  auto id = NodeId::FromBinary(req.node_id());
+  if (!id.ok()) {
+    responder.ReplyError(id.status());
+    return;
+  }
+  auto node = std::make_shared<Node>();
+  node->view.id = *id;
+  node->view.alive = true;
+  node->view.total = FromProto(req.total());
+  node->view.available = node->view.total;
+  node->ip = req.node_ip();
+  node->channel = channel;
+  node->last_heartbeat = Clock::now();
+  node->free_gpus = GpuIds(node->view.total);
+  {
+    MutexLock lock(mu_);
+    for (auto& n : nodes_) {
+      if (n->view.id == *id) {
+        lock.Unlock();
+        responder.ReplyError(Status::AlreadyExists("node " + id->Hex() + " is already registered"));
+        return;
+      }
+    }
+    nodes_.push_back(node);
+  }
+  FERRY_LOG(INFO) << NodeName(node->view, node->ip) << " joined with "
+                  << Describe(node->view.total);
+  NodeId node_id = *id;
+  channel->SetCloseCallback([this, node_id](Status why) {
+    OnNodeLost(node_id, "its node agent's connection to the head closed" +
+                            (why.ok() ? std::string() : " (" + why.message() + ")"));
+  });
+  proto::RegisterNodeReply reply;
+  reply.set_session(options_.session);
+  reply.set_heartbeat_interval_ms(Config::Get().heartbeat_interval.count());
+  responder.Reply(reply);
+  PlaceQueued();
 }
 
-std::vector<int> Head::WorkerPids() {
+void Head::HandleHeartbeat(std::string_view payload) {
+  proto::NodeHeartbeat beat;
+  if (!beat.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
   MutexLock lock(mu_);
-  std::vector<int> pids;
-  for (auto& [id, actor] : actors_) {
-    if (!actor->exited && actor->child.pid > 0) pids.push_back(actor->child.pid);
+  for (auto& n : nodes_) {
+    if (n->view.id.Binary() == beat.node_id()) n->last_heartbeat = Clock::now();
   }
-  return pids;
 }
+
+void Head::CheckHeartbeats() {
+  std::vector<std::pair<NodeId, std::string>> lost;
+  {
+    MutexLock lock(mu_);
+    if (shut_down_) return;
+    const auto timeout = Config::Get().node_timeout;
+    for (auto& n : nodes_) {
+      if (n->is_local || !n->view.alive) continue;
+      if (Clock::now() - n->last_heartbeat > timeout) {
+        lost.emplace_back(n->view.id, "the head heard no heartbeat from it for " +
+                                          std::to_string(timeout.count() / 1000.0).substr(0, 4) +
+                                          " s (FERRY_NODE_TIMEOUT_S)");
+      }
+    }
+  }
+  for (auto& [id, why] : lost) OnNodeLost(id, why);
+  heartbeat_check_->expires_after(Config::Get().heartbeat_interval);
+  heartbeat_check_->async_wait([this](const asio::error_code& ec) {
+    if (!ec) CheckHeartbeats();
+  });
+}
+
+void Head::OnNodeLost(const NodeId& node_id, const std::string& why) {
+  std::shared_ptr<Node> node;
+  std::vector<std::shared_ptr<Actor>> lost;
+  {
+    MutexLock lock(mu_);
+    for (auto& n : nodes_) {
+      if (n->view.id == node_id && n->view.alive) node = n;
+    }
+    if (!node) return;
+    node->view.alive = false;
+    node->death_cause = why;
+    for (auto& [id, actor] : actors_) {
+      if (actor->node == node) lost.push_back(actor);
+    }
+  }
+  const std::string cause = "its " + NodeName(node->view, node->ip) + " died: " + why;
+  FERRY_LOG(WARNING) << NodeName(node->view, node->ip) << " is dead: " << why;
+  if (node->channel) node->channel->Close();
+  for (auto& actor : lost) {
+    std::vector<rpc::Responder> exit_waiters;
+    {
+      MutexLock lock(mu_);
+      actor->exited = true;
+      actor->placed = false;
+      exit_waiters.swap(actor->exit_waiters);
+    }
+    if (actor->start_timer) actor->start_timer->cancel();
+    MarkDead(actor, "the actor died with " + cause);
+    for (auto& r : exit_waiters) r.Reply(proto::Empty());
+  }
+  PlaceQueued();
+}
+
+void Head::HandleWorkerExited(std::string_view payload) {
+  proto::WorkerExited exited;
+  if (!exited.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
+  OnWorkerExit(exited.actor_id(), exited.description());
+}
+
+void Head::HandleGetNodes(rpc::Responder responder) {
+  proto::NodeList list;
+  for (auto& info : Nodes()) *list.add_nodes() = std::move(info);
+  responder.Reply(list);
+}
+
+proto::NodeInfo Head::InfoLocked(const Node& node) const {
+  proto::NodeInfo info;
+  info.set_node_id(node.view.id.Binary());
+  info.set_node_ip(node.ip.empty() ? "127.0.0.1" : node.ip);
+  info.set_alive(node.view.alive);
+  *info.mutable_total() = ToProto(node.view.total);
+  *info.mutable_available() = ToProto(node.view.available);
+  info.set_death_cause(node.death_cause);
+  info.set_is_head(node.is_local);
+  info.set_num_actors(node.view.num_actors);
+  return info;
+}
+
+std::vector<proto::NodeInfo> Head::Nodes() {
+  MutexLock lock(mu_);
+  std::vector<proto::NodeInfo> out;
+  for (auto& n : nodes_) out.push_back(InfoLocked(*n));
+  return out;
+}
+
+void Head::HandleRegisterDriver(const ChannelPtr& channel, std::string_view payload,
+                                rpc::Responder responder) {
+  proto::RegisterDriver req;
+  if (!rpc::ParseRequest(payload, &req, responder)) return;
+  proto::RegisterDriverReply reply;
+  reply.set_session(options_.session);
+  {
+    MutexLock lock(mu_);
+    drivers_.push_back(channel->peer().worker_id());
+    for (auto& n : nodes_) {
+      if (n->view.alive && !req.node_ip().empty() && n->ip == req.node_ip()) {
+        reply.set_node_id(n->view.id.Binary());
+        break;
+      }
+    }
+  }
+  std::string driver = channel->peer().worker_id();
+  channel->SetCloseCallback([this, driver](Status) { OnDriverGone(driver); });
+  responder.Reply(reply);
+}
+
+void Head::OnDriverGone(const std::string& driver) {
+  // As in Ray, a driver's actors end with it (ferry has no detached actors).
+  std::vector<std::shared_ptr<Actor>> orphans;
+  {
+    MutexLock lock(mu_);
+    drivers_.erase(std::remove(drivers_.begin(), drivers_.end(), driver), drivers_.end());
+    for (auto& [id, actor] : actors_) {
+      if (!driver.empty() && actor->creator == driver) {
+        actor->creator.clear();
+        orphans.push_back(actor);
+      }
+    }
+    for (auto& actor : orphans) {
+      queued_.erase(std::remove(queued_.begin(), queued_.end(), actor), queued_.end());
+    }
+  }
+  for (auto& actor : orphans) {
+    MarkDead(actor, "the driver that created the actor exited");
+    StopWorker(actor);
+  }
+}
+
+// ---- Accessors and shutdown ---------------------------------------------------
+
+size_t Head::NumLiveWorkers() { return local_agent_.NumLiveWorkers(); }
+
+std::vector<int> Head::WorkerPids() { return local_agent_.WorkerPids(); }
 
 void Head::Shutdown() {
   std::vector<std::shared_ptr<Actor>> all;
+  std::vector<ChannelPtr> agents;
   {
     MutexLock lock(mu_);
     if (shut_down_) return;
     shut_down_ = true;
     for (auto& [id, actor] : actors_) all.push_back(actor);
+    for (auto& n : nodes_) {
+      if (n->channel && n->view.alive) agents.push_back(n->channel);
+    }
+    queued_.clear();
   }
   for (auto& actor : all) MarkDead(actor, "ferry was shut down");
-  // Kill all first, then reap: the deaths overlap.
-  for (auto& actor : all) {
-    MutexLock lock(mu_);
-    if (actor->child.pid > 0 && !actor->exited) kill(actor->child.pid, SIGKILL);
-  }
-  Deadline deadline = Deadline::After(Config::Get().kill_grace + std::chrono::seconds(5));
-  for (auto& actor : all) {
-    ChildProcess child;
-    {
-      MutexLock lock(mu_);
-      child = actor->child;
-      actor->child = ChildProcess();
-      actor->exited = true;
-    }
-    Status s = KillAndReap(child, deadline);
-    if (!s.ok()) FERRY_LOG(ERROR) << s;
-  }
+  for (auto& actor : all) StopWorker(actor);
+  local_agent_.Shutdown();
+  (void)agents;  // remote agents stop their workers when the head's connection closes
 }
 
 }  // namespace ferry::cluster

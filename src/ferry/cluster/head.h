@@ -1,24 +1,38 @@
-// Head: the cluster's control service — actor registry, worker spawning and
-// the key-value table. In the default embedded mode it lives inside the
-// driver and serves on the driver's own socket (its handlers are registered
-// on the driver CoreWorker's dispatcher); callers reach it over the same
-// protocol either way.
+// Head: the cluster's control service — the actor directory (named actors
+// included), the node table and placement, and the key-value table used for
+// rendezvous. It is never on the data path nor on the call path.
 //
-// Actor lifecycle: CREATE_ACTOR records the actor PENDING and spawns its
-// worker; the worker REGISTERs (getting its creation task), builds the actor
-// and reports ACTOR_READY -> ALIVE (or DEAD with the constructor's error).
-// The worker's exit (seen on its pidfd), KILL_ACTOR, or a start timeout make
-// it DEAD with a cause that callers turn into ActorDiedError.
+// In the default embedded mode it lives inside the driver and serves on the
+// driver's own socket (its handlers are registered on the driver
+// CoreWorker's dispatcher); in a cluster it runs in the `ferry start --head`
+// daemon. Callers reach it over the same protocol either way.
+//
+// Nodes: the node the Head runs on is always there; its workers start in an
+// in-process NodeAgent. Other hosts' agents REGISTER_NODE over their channel
+// and heartbeat; the Head starts workers there with START_WORKER. A node
+// whose channel closes or whose heartbeats stop for FERRY_NODE_TIMEOUT_S is
+// dead, and so is every actor on it.
+//
+// Actor lifecycle: CREATE_ACTOR places the actor (placement.h: at once, or
+// queued until resources free up; a request no node could ever hold is
+// refused with InvalidArgument), records it PENDING and starts its worker on
+// the chosen node; the worker REGISTERs (getting its creation task), builds
+// the actor and reports ACTOR_READY -> ALIVE (or DEAD with the constructor's
+// error). The worker's exit, KILL_ACTOR, its node's death or a start timeout
+// make it DEAD with a cause that callers turn into ActorDiedError; the Head
+// tells every process that looked the actor up (ACTOR_DIED), so callers fail
+// at once even when their connection to the actor cannot notice (a host cut
+// off). A dead actor's resources return to its node.
 //
 // Thread contract: handlers run on the io thread; the tables are guarded by
 // mu_ so Shutdown() and the accessors may be called from any thread.
-// Responders are always answered outside the lock.
+// Responders and channels are always called outside the lock.
 //
-//   Head head(core.io_loop(), core.dispatcher(), {.token = token});
+//   Head head(core.io_loop(), core.dispatcher(), {.token = token, .local_node = node});
 //   FERRY_RETURN_IF_ERROR(core.Start());
 //   head.SetAddress(core.address());
 //   ...
-//   head.Shutdown();  // kills and reaps every worker
+//   head.Shutdown();  // kills and reaps every local worker
 #pragma once
 
 #include <map>
@@ -27,19 +41,33 @@
 #include <unordered_map>
 #include <vector>
 
+#include <asio/steady_timer.hpp>
+
 #include "ferry/cluster/kv_store.h"
-#include "ferry/cluster/process_spawner.h"
+#include "ferry/cluster/node_agent.h"
+#include "ferry/cluster/placement.h"
+#include "ferry/common/clock.h"
 #include "ferry/common/id.h"
 #include "ferry/common/thread_annotations.h"
 #include "ferry/proto/ferry.pb.h"
+#include "ferry/rpc/channel.h"
 #include "ferry/rpc/dispatcher.h"
 #include "ferry/rpc/io_loop.h"
 
 namespace ferry::cluster {
 
+struct LocalNode {
+  NodeId id = NodeId::Random();
+  // Where this node's workers listen for other hosts; empty in the embedded
+  // default (workers then listen on Unix sockets only).
+  std::string ip;
+  ResourceMap resources;  // "CPU", "GPU", custom
+};
+
 struct HeadOptions {
   std::string token;
   std::string session;
+  LocalNode local_node;
 };
 
 class Head {
@@ -50,43 +78,80 @@ class Head {
   Head(const Head&) = delete;
   Head& operator=(const Head&) = delete;
 
-  // Where spawned workers connect to the Head.
+  // Where workers connect to the Head (an address list). Call once the
+  // server listens, before the first CREATE_ACTOR.
   void SetAddress(const std::string& address);
-  // SIGKILLs every worker and waits until each is reaped. Idempotent.
+  // SIGKILLs every local worker, waits until each is reaped, and tells
+  // remote agents to stop theirs. Idempotent.
   void Shutdown();
 
+  const NodeId& local_node_id() const { return options_.local_node.id; }
   size_t NumLiveWorkers();
   std::vector<int> WorkerPids();
+  std::vector<proto::NodeInfo> Nodes();
   KvStore& kv() { return kv_; }
 
  private:
   struct Actor;
+  struct Node;
+  using ChannelPtr = std::shared_ptr<rpc::Channel>;
 
-  void HandleCreateActor(std::string_view payload, rpc::Responder responder);
+  void HandleCreateActor(const ChannelPtr& channel, std::string_view payload,
+                         rpc::Responder responder);
   void HandleRegisterWorker(std::string_view payload, rpc::Responder responder);
   void HandleActorReady(std::string_view payload, rpc::Responder responder);
-  void HandleGetActorInfo(std::string_view payload, rpc::Responder responder);
+  void HandleGetActorInfo(const ChannelPtr& channel, std::string_view payload,
+                          rpc::Responder responder);
   void HandleKillActor(std::string_view payload, rpc::Responder responder);
   void HandleKvPut(std::string_view payload, rpc::Responder responder);
   void HandleKvGet(std::string_view payload, rpc::Responder responder);
   void HandleKvDel(std::string_view payload, rpc::Responder responder);
+  void HandleRegisterNode(const ChannelPtr& channel, std::string_view payload,
+                          rpc::Responder responder);
+  void HandleHeartbeat(std::string_view payload);
+  void HandleWorkerExited(std::string_view payload);
+  void HandleGetNodes(rpc::Responder responder);
+  void HandleRegisterDriver(const ChannelPtr& channel, std::string_view payload,
+                            rpc::Responder responder);
 
-  void WatchExit(const std::shared_ptr<Actor>& actor);
-  void OnWorkerExit(const std::shared_ptr<Actor>& actor);
-  // Marks DEAD (first cause wins) and answers settle waiters.
+  // Places every queued actor that now fits (in arrival order); fails those
+  // that became infeasible (their node died).
+  void PlaceQueued();
+  // Chooses a node for `actor` and takes its resources. kPlaced: the caller
+  // launches it; kWait: queued; kInfeasible: the caller fails it.
+  Placement PlaceLocked(const std::shared_ptr<Actor>& actor) FERRY_REQUIRES(mu_);
+  void Launch(const std::shared_ptr<Actor>& actor);
+  void StartTimers(const std::shared_ptr<Actor>& actor);
+  void OnWorkerExit(const std::string& actor_id, const std::string& description);
+  void OnNodeLost(const NodeId& node, const std::string& why);
+  void CheckHeartbeats();
+  void OnDriverGone(const std::string& driver_worker_id);
+  // Marks DEAD (first cause wins), answers settle waiters and tells
+  // subscribers. Does not touch the worker process.
   void MarkDead(const std::shared_ptr<Actor>& actor, const std::string& cause);
-  void AnswerSettled(std::vector<rpc::Responder> waiters, const proto::ActorInfo& info);
+  void StopWorker(const std::shared_ptr<Actor>& actor);
+  void ReleaseLocked(Actor& actor) FERRY_REQUIRES(mu_);
   std::shared_ptr<Actor> Find(const std::string& actor_id);
+  std::map<std::string, std::string> WorkerEnv(const Actor& actor, const Node& node)
+      FERRY_REQUIRES(mu_);
+  proto::NodeInfo InfoLocked(const Node& node) const FERRY_REQUIRES(mu_);
 
   rpc::IoLoop& loop_;
   const HeadOptions options_;
-  ProcessSpawner spawner_;
   KvStore kv_;
+  NodeAgent local_agent_;  // thread-safe on its own
+  std::unique_ptr<asio::steady_timer> heartbeat_check_;
 
   Mutex mu_;
   std::string address_ FERRY_GUARDED_BY(mu_);
   std::unordered_map<std::string, std::shared_ptr<Actor>> actors_ FERRY_GUARDED_BY(mu_);
   std::map<std::string, std::string> names_ FERRY_GUARDED_BY(mu_);
+  // Ordered by registration: DEFAULT placement packs onto the first.
+  std::vector<std::shared_ptr<Node>> nodes_ FERRY_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Actor>> queued_ FERRY_GUARDED_BY(mu_);
+  // Worker ids of the drivers connected over REGISTER_DRIVER: their actors
+  // end with them.
+  std::vector<std::string> drivers_ FERRY_GUARDED_BY(mu_);
   bool shut_down_ FERRY_GUARDED_BY(mu_) = false;
 };
 

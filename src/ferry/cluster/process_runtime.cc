@@ -1,49 +1,60 @@
 #include "ferry/cluster/process_runtime.h"
 
-#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
 
 #include "ferry/cluster/process_spawner.h"
+#include "ferry/cluster/node_service.h"
 #include "ferry/common/config.h"
+#include "ferry/rpc/address.h"
 
 namespace ferry::cluster {
 namespace {
 
-std::string RandomHex(size_t bytes) {
-  std::string raw(bytes, '\0');
-  FillRandom(reinterpret_cast<uint8_t*>(raw.data()), bytes);
-  return HexEncode(reinterpret_cast<const uint8_t*>(raw.data()), bytes);
+// The local address this host uses to reach `head` ("tcp:IP:PORT"): what
+// other hosts of the cluster can reach this driver at.
+StatusOr<std::string> RouteTo(const std::string& head) {
+  FERRY_ASSIGN_OR_RETURN(rpc::SocketAddress addr, rpc::ParseAddress(head));
+  int fd = ::socket(addr.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::Internal("socket: " + std::string(std::strerror(errno)));
+  sockaddr_storage local{};
+  socklen_t length = sizeof(local);
+  // A UDP connect sends nothing: it only picks the route and source address.
+  bool ok = ::connect(fd, addr.sockaddr_ptr(), addr.length()) == 0 &&
+            ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) == 0;
+  int err = errno;
+  ::close(fd);
+  if (!ok) return Status::Unavailable("no route to " + head + ": " + std::strerror(err));
+  FERRY_ASSIGN_OR_RETURN(rpc::SocketAddress me,
+                         rpc::SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&local),
+                                                          length));
+  std::string text = me.ToString();  // "tcp:IP:PORT"
+  return text.substr(4, text.rfind(':') - 4);
 }
 
-// The cluster token is a secret: from the kernel's CSPRNG, not the id
-// generator (ids are visible to everyone on the host).
-std::string SecretHex(size_t bytes) {
-  std::string raw(bytes, '\0');
-  size_t got = 0;
-  while (got < bytes) {
-    ssize_t n = getrandom(raw.data() + got, bytes - got, 0);
-    if (n > 0) got += static_cast<size_t>(n);
+StatusOr<DriverRuntime> StartEmbedded(const DriverOptions& options) {
+  core::CoreWorkerOptions core_options;
+  core_options.is_driver = true;
+  core_options.token = NewClusterToken();
+  core_options.session = NewSessionName();
+  LocalNode node;
+  node.resources = options.resources;
+  if (!node.resources.count(kCpu)) {
+    node.resources[kCpu] = std::max(1u, std::thread::hardware_concurrency());
   }
-  return HexEncode(reinterpret_cast<const uint8_t*>(raw.data()), bytes);
-}
-
-}  // namespace
-
-void DriverRuntime::Shutdown() {
-  if (head) head->Shutdown();
-  if (core) core->Shutdown();
-  head.reset();  // before core: the Head's watches live on core's io loop
-  core.reset();
-}
-
-StatusOr<DriverRuntime> StartDriverRuntime() {
-  core::CoreWorkerOptions options;
-  options.is_driver = true;
-  options.token = SecretHex(16);
-  options.session = RandomHex(6);
+  // Every process of this node carries its id (host_id.h).
+  ::setenv("FERRY_NODE_ID", node.id.Hex().c_str(), 1);
   DriverRuntime rt;
-  rt.core = std::make_shared<core::CoreWorker>(options);
+  rt.node_id = node.id;
+  rt.core = std::make_shared<core::CoreWorker>(core_options);
   rt.head = std::make_unique<Head>(rt.core->io_loop(), rt.core->dispatcher(),
-                                   HeadOptions{options.token, options.session});
+                                   HeadOptions{core_options.token, core_options.session, node});
   Status s = rt.core->Start();
   if (!s.ok()) {
     rt.Shutdown();
@@ -51,6 +62,91 @@ StatusOr<DriverRuntime> StartDriverRuntime() {
   }
   rt.head->SetAddress(rt.core->address());
   return rt;
+}
+
+StatusOr<DriverRuntime> ConnectToCluster(const DriverOptions& options) {
+  FERRY_ASSIGN_OR_RETURN(std::string head, HeadTcpAddress(options.address));
+  if (options.token.empty()) {
+    return Status::InvalidArgument("connecting to the ferry cluster at " + head.substr(4) +
+                                   " needs its token: set FERRY_TOKEN");
+  }
+  std::string node_ip = options.node_ip;
+  if (node_ip.empty()) {
+    FERRY_ASSIGN_OR_RETURN(node_ip, RouteTo(head));
+  }
+  DriverRuntime rt;
+  core::CoreWorkerOptions core_options;
+  core_options.is_driver = true;
+  core_options.token = options.token;
+  core_options.head_address = head;
+  core_options.node_ip = node_ip;
+  rt.link_loop = std::make_unique<rpc::IoLoop>("ferry-head-link");
+  rt.link_loop->Start();
+  proto::Hello hello;
+  hello.set_token(options.token);
+  hello.set_worker_id(core_options.worker_id.Binary());
+  hello.set_pid(getpid());
+  auto link = ConnectToHead(*rt.link_loop, head, hello, nullptr);
+  if (!link.ok()) {
+    rt.Shutdown();
+    return link.status();
+  }
+  rt.link = *link;
+  proto::RegisterDriver reg;
+  reg.set_node_ip(node_ip);
+  auto payload = rt.link->CallSync(proto::REGISTER_DRIVER, reg,
+                                   Deadline::After(std::chrono::seconds(5)));
+  proto::RegisterDriverReply reply;
+  if (!payload.ok() || !reply.ParseFromString(*payload)) {
+    rt.Shutdown();
+    return payload.ok() ? Status::Internal("malformed RegisterDriverReply")
+                        : payload.status().WithContext("registering with the ferry head");
+  }
+  core_options.session = reply.session();
+  // A driver on a host with a node agent is part of that node (same-host
+  // paths to its workers); elsewhere it is a host of its own.
+  auto node = NodeId::FromBinary(reply.node_id());
+  rt.node_id = node.ok() ? *node : NodeId::Random();
+  ::setenv("FERRY_NODE_ID", rt.node_id.Hex().c_str(), 1);
+  ::setenv("FERRY_NODE_IP", node_ip.c_str(), 1);
+  rt.core = std::make_shared<core::CoreWorker>(core_options);
+  Status s = rt.core->Start();
+  if (!s.ok()) {
+    rt.Shutdown();
+    return s.WithContext("starting ferry");
+  }
+  return rt;
+}
+
+}  // namespace
+
+void DriverRuntime::Shutdown() {
+  if (head) head->Shutdown();
+  if (link) link->Close();
+  if (core) core->Shutdown();
+  head.reset();  // before core: the Head's watches live on core's io loop
+  core.reset();
+  if (link_loop) {
+    link_loop->Stop();
+    link_loop->Join();
+  }
+  link.reset();
+  link_loop.reset();
+}
+
+StatusOr<std::vector<proto::NodeInfo>> DriverRuntime::Nodes() {
+  if (head) return head->Nodes();
+  if (!link) return Status::FailedPrecondition("ferry is not running");
+  FERRY_ASSIGN_OR_RETURN(std::string payload,
+                         link->CallSync(proto::GET_NODES, proto::Empty(),
+                                        Deadline::After(std::chrono::seconds(10))));
+  proto::NodeList list;
+  if (!list.ParseFromString(payload)) return Status::Internal("malformed NodeList");
+  return std::vector<proto::NodeInfo>(list.nodes().begin(), list.nodes().end());
+}
+
+StatusOr<DriverRuntime> StartDriverRuntime(const DriverOptions& options) {
+  return options.address.empty() ? StartEmbedded(options) : ConnectToCluster(options);
 }
 
 bool IsSpawnedWorker() { return !EnvString("FERRY_HEAD_ADDRESS", "").empty(); }
@@ -65,6 +161,7 @@ StatusOr<std::shared_ptr<core::CoreWorker>> StartWorkerRuntime() {
   options.token = EnvString("FERRY_TOKEN", "");
   options.session = EnvString("FERRY_SESSION", "");
   options.head_address = EnvString("FERRY_HEAD_ADDRESS", "");
+  options.node_ip = EnvString("FERRY_NODE_IP", "");
   FERRY_ASSIGN_OR_RETURN(options.worker_id, WorkerId::FromHex(EnvString("FERRY_WORKER_ID", "")));
   FERRY_ASSIGN_OR_RETURN(options.actor_id, ActorId::FromHex(EnvString("FERRY_ACTOR_ID", "")));
   auto core = std::make_shared<core::CoreWorker>(options);

@@ -36,6 +36,15 @@ struct Config {
   // FERRY_TRANSFER_LOG_SIZE: how many recent transfer records each process
   // keeps for ferry.experimental.transfer_log(). Default 1024.
   int64_t transfer_log_size = 1024;
+  // FERRY_HEARTBEAT_INTERVAL_MS: how often a node agent tells the head it is
+  // alive. Default 500 ms.
+  std::chrono::milliseconds heartbeat_interval{500};
+  // FERRY_NODE_TIMEOUT_S: a node the head has not heard from for this long
+  // is dead, and so is everything that ran there. Default 5 s.
+  std::chrono::milliseconds node_timeout{5'000};
+  // FERRY_PENDING_WARNING_S: an actor still waiting for resources after this
+  // long gets a warning in the head's log and in its driver's. Default 5 s.
+  std::chrono::milliseconds pending_warning{5'000};
 
   static const Config& Get();
   static void ReloadForTest();

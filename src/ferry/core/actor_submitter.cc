@@ -2,6 +2,7 @@
 
 #include "ferry/common/logging.h"
 #include "ferry/core/error_value.h"
+#include "ferry/object/inline_value.h"
 
 namespace ferry::core {
 
@@ -46,7 +47,7 @@ void ActorSubmitter::SubmitImpl(const ActorId& id, proto::TaskSpec spec, DoneFn 
       case Actor::State::kAlive:
         // Sent under the lock so frames leave in sequence order; Send never
         // runs the completion inline (failures are posted).
-        Send(actor->channel, std::move(pending));
+        Send(actor->channel, actor->another_host, std::move(pending));
         return;
       case Actor::State::kDead: dead = actor->death_cause; break;
       case Actor::State::kNew:
@@ -68,12 +69,12 @@ void ActorSubmitter::SubmitImpl(const ActorId& id, proto::TaskSpec spec, DoneFn 
 }
 
 void ActorSubmitter::Connect(const ActorId& id, std::shared_ptr<Actor> actor) {
-  StatusOr<std::shared_ptr<rpc::Channel>> channel = connector_->ConnectToActor(id);
-  if (!channel.ok()) {
-    MarkDead(id, channel.status());
+  StatusOr<ActorConnection> connection = connector_->ConnectToActor(id);
+  if (!connection.ok()) {
+    MarkDead(id, connection.status());
     return;
   }
-  std::shared_ptr<rpc::Channel> ch = *channel;
+  std::shared_ptr<rpc::Channel> ch = connection->channel;
   ch->SetCloseCallback([this, id, actor](Status) {
     // Runs on the io thread: the cause lookup blocks, so do it elsewhere.
     if (!background_->Post([this, id, actor] { OnChannelClosed(id, actor); })) {
@@ -87,8 +88,9 @@ void ActorSubmitter::Connect(const ActorId& id, std::shared_ptr<Actor> actor) {
   }
   actor->state = Actor::State::kAlive;
   actor->channel = ch;
+  actor->another_host = connection->another_host;
   while (!actor->queue.empty()) {
-    Send(ch, std::move(actor->queue.front()));
+    Send(ch, actor->another_host, std::move(actor->queue.front()));
     actor->queue.pop_front();
   }
 }
@@ -120,7 +122,19 @@ void ActorSubmitter::MarkDead(const ActorId& id, Status cause) {
   for (Pending& p : failed) Fail(p, cause);
 }
 
-void ActorSubmitter::Send(const std::shared_ptr<rpc::Channel>& channel, Pending pending) {
+void ActorSubmitter::Send(const std::shared_ptr<rpc::Channel>& channel, bool another_host,
+                         Pending pending) {
+  if (another_host) {
+    for (proto::TaskArg& arg : *pending.spec.mutable_args()) {
+      if (!arg.has_value() || !arg.value().has_shm()) continue;
+      auto inlined = object::InlineForAnotherHost(arg.value());
+      if (!inlined.ok()) {
+        Fail(pending, inlined.status().WithContext("sending an argument to another host"));
+        return;
+      }
+      *arg.mutable_value() = std::move(*inlined);
+    }
+  }
   auto done = std::make_shared<DoneFn>(std::move(pending.done));
   auto spec = std::make_shared<proto::TaskSpec>(std::move(pending.spec));
   channel->Call(proto::PUSH_TASK, *spec, [done, spec](Status status, std::string_view payload) {

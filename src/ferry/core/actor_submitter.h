@@ -28,13 +28,20 @@
 
 namespace ferry::core {
 
+// A connection to an actor, and whether the actor runs on another host
+// (then values in this host's shared memory travel inline in its tasks).
+struct ActorConnection {
+  std::shared_ptr<rpc::Channel> channel;
+  bool another_host = false;
+};
+
 // How the submitter reaches actors. Both calls may block; they run on the
 // submitter's background queue.
 class ActorConnector {
  public:
   virtual ~ActorConnector() = default;
   // Waits until the actor has started (or failed) and connects to it.
-  virtual StatusOr<std::shared_ptr<rpc::Channel>> ConnectToActor(const ActorId& id) = 0;
+  virtual StatusOr<ActorConnection> ConnectToActor(const ActorId& id) = 0;
   // Why the actor is gone, as the Head recorded it (best effort).
   virtual Status DeathCause(const ActorId& id) = 0;
 };
@@ -75,6 +82,7 @@ class ActorSubmitter {
     Mutex mu;
     State state FERRY_GUARDED_BY(mu) = State::kNew;
     std::shared_ptr<rpc::Channel> channel FERRY_GUARDED_BY(mu);
+    bool another_host FERRY_GUARDED_BY(mu) = false;
     std::deque<Pending> queue FERRY_GUARDED_BY(mu);
     uint64_t next_seq FERRY_GUARDED_BY(mu) = 0;
     Status death_cause FERRY_GUARDED_BY(mu);
@@ -84,8 +92,10 @@ class ActorSubmitter {
   void SubmitImpl(const ActorId& id, proto::TaskSpec spec, DoneFn done, bool assign_sequence);
   void Connect(const ActorId& id, std::shared_ptr<Actor> actor);
   void OnChannelClosed(const ActorId& id, std::shared_ptr<Actor> actor);
-  // Sends over `channel`; the reply (or failure) completes `pending`.
-  static void Send(const std::shared_ptr<rpc::Channel>& channel, Pending pending);
+  // Sends over `channel`; the reply (or failure) completes `pending`. For an
+  // actor on another host, argument values in shared memory go inline.
+  static void Send(const std::shared_ptr<rpc::Channel>& channel, bool another_host,
+                   Pending pending);
   static void Fail(Pending& pending, const Status& cause);
 
   ActorConnector* const connector_;

@@ -10,16 +10,28 @@
 
 #include "ferry/collective/head_kv_store.h"
 #include "ferry/common/config.h"
+#include "ferry/common/host_id.h"
 #include "ferry/common/logging.h"
 #include "ferry/common/spin_wait.h"
 #include "ferry/core/channel_messenger.h"
 #include "ferry/core/error_value.h"
+#include "ferry/object/inline_value.h"
 #include "ferry/object/value_writer.h"
 #include "ferry/rpc/connect.h"
 #include "ferry/transport/registry.h"
 
 namespace ferry::core {
 namespace {
+
+// Answers a GET_OBJECT from another host with the value's bytes inline.
+void ReplyInlined(rpc::Responder& responder, const proto::ObjectValueProto& value) {
+  auto inlined = object::InlineForAnotherHost(value);
+  if (!inlined.ok()) {
+    responder.ReplyError(inlined.status());
+    return;
+  }
+  responder.Reply(*inlined);
+}
 
 // Collects the completions of several asynchronous lookups for one blocking
 // caller. Shared with the callbacks, which may outlive the caller's wait.
@@ -125,8 +137,26 @@ void CoreWorker::RegisterHandlers() {
       return;
     }
     auto shared = std::make_shared<rpc::Responder>(std::move(responder));
-    receiver_->Submit(std::move(spec),
-                      [shared](proto::PushTaskReply reply) { shared->Reply(reply); });
+    const bool another_host = !spec.caller_host().empty() && spec.caller_host() != HostId();
+    receiver_->Submit(std::move(spec), [shared, another_host](proto::PushTaskReply reply) {
+      if (another_host) {
+        // Returns in this host's shared memory travel inline to another host.
+        for (auto& value : *reply.mutable_returns()) {
+          auto inlined = object::InlineForAnotherHost(value);
+          value = inlined.ok() ? std::move(*inlined) : MakeErrorValue(inlined.status());
+        }
+      }
+      shared->Reply(reply);
+    });
+  });
+  dispatcher_->Register(proto::ACTOR_DIED, [this](const std::shared_ptr<rpc::Channel>&,
+                                                  std::string_view payload, rpc::Responder) {
+    // The head saw the actor die (its node too, perhaps): fail its calls now
+    // rather than when the connection to it notices.
+    proto::ActorInfo info;
+    if (!info.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
+    auto id = ActorId::FromBinary(info.actor_id());
+    if (id.ok()) submitter_->MarkDead(*id, FromProto(info.death_cause()));
   });
   // Tensor-transport requests go to the holder made by Start(): no peer
   // knows this process's address before Start() returns.
@@ -163,6 +193,12 @@ Status CoreWorker::Start() {
   FERRY_ASSIGN_OR_RETURN(server_, rpc::Server::Listen(*io_loop_, address_, server_options,
                                                       dispatcher_, nullptr));
   address_ = server_->address();
+  if (!options_.node_ip.empty()) {
+    FERRY_ASSIGN_OR_RETURN(tcp_server_,
+                           rpc::Server::Listen(*io_loop_, "tcp:" + options_.node_ip + ":0",
+                                               server_options, dispatcher_, nullptr));
+    address_ += "," + tcp_server_->address();
+  }
   head_address_ = options_.head_address.empty() ? address_ : options_.head_address;
   channels_ = std::make_unique<rpc::ChannelCache>(*io_loop_, MakeHello(), dispatcher_);
   messenger_ = std::make_unique<ChannelMessenger>(*channels_, *background_);
@@ -208,6 +244,7 @@ void CoreWorker::Shutdown() {
   background_->Join();
   if (channels_) channels_->CloseAll();
   if (server_) server_->Close();
+  if (tcp_server_) tcp_server_->Close();
   io_loop_->Stop();
   io_loop_->Join();
   segments_->Clear();
@@ -347,6 +384,7 @@ void CoreWorker::FetchFromOwner(const proto::ObjectRefProto& ref,
     proto::GetObjectRequest req;
     req.set_object_id(ref.object_id());
     req.set_timeout_ms(-1);
+    req.set_requester_host(HostId());
     (*channel)->Call(
         proto::GET_OBJECT, req, [done = std::move(done)](Status status, std::string_view payload) {
           if (!status.ok()) {
@@ -410,7 +448,21 @@ void CoreWorker::HandleGetObject(std::string_view payload, rpc::Responder respon
     return;
   }
   auto shared = std::make_shared<rpc::Responder>(std::move(responder));
-  store_->Subscribe(*id, [shared](ValuePtr v) { shared->Reply(*v); });
+  if (req.requester_host().empty() || req.requester_host() == HostId()) {
+    store_->Subscribe(*id, [shared](ValuePtr v) { shared->Reply(*v); });
+    return;
+  }
+  // Another host cannot map this host's segments: send the bytes, copied
+  // off the io thread.
+  store_->Subscribe(*id, [this, shared](ValuePtr v) {
+    if (!v->has_shm()) {
+      shared->Reply(*v);
+      return;
+    }
+    if (!background_->Post([shared, v] { ReplyInlined(*shared, *v); })) {
+      shared->ReplyError(Status::Unavailable("ferry is shutting down"));
+    }
+  });
 }
 
 void CoreWorker::HandleFreeObjects(std::string_view payload) {
@@ -478,6 +530,7 @@ StatusOr<ActorId> CoreWorker::CreateActor(const ActorCreation& creation) {
   spec->set_actor_id(actor_id.Binary());
   spec->set_caller_id(options_.worker_id.Binary());
   spec->set_caller_address(address_);
+  spec->set_caller_host(HostId());
   spec->set_method("__init__");
   spec->set_is_creation(true);
   spec->set_language(creation.language);
@@ -507,6 +560,7 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
   spec->set_actor_id(actor.Binary());
   spec->set_caller_id(options_.worker_id.Binary());
   spec->set_caller_address(address_);
+  spec->set_caller_host(HostId());
   spec->set_method(call.method);
   spec->set_tensor_transport(call.tensor_transport);
   std::vector<ObjectId> counted, temps;
@@ -598,7 +652,7 @@ StatusOr<proto::ActorInfo> CoreWorker::GetActorInfo(const ActorId& actor, bool w
   return info;
 }
 
-StatusOr<std::shared_ptr<rpc::Channel>> CoreWorker::ConnectToActor(const ActorId& id) {
+StatusOr<ActorConnection> CoreWorker::ConnectToActor(const ActorId& id) {
   auto deadline = Deadline::After(Config::Get().worker_start_timeout +
                                   Config::Get().rpc_connect_timeout);
   FERRY_ASSIGN_OR_RETURN(proto::ActorInfo info, GetActorInfo(id, true, deadline));
@@ -613,8 +667,12 @@ StatusOr<std::shared_ptr<rpc::Channel>> CoreWorker::ConnectToActor(const ActorId
     actor_addresses_[id] = info.address();
   }
   // A dedicated channel: its close is the actor's death.
-  return rpc::Connect(*io_loop_, info.address(), MakeHello(), dispatcher_,
-                      Deadline::After(Config::Get().rpc_connect_timeout));
+  ActorConnection connection;
+  FERRY_ASSIGN_OR_RETURN(connection.channel,
+                         rpc::Connect(*io_loop_, info.address(), MakeHello(), dispatcher_,
+                                      Deadline::After(Config::Get().rpc_connect_timeout)));
+  connection.another_host = !info.host().empty() && info.host() != HostId();
+  return connection;
 }
 
 bool CoreWorker::IsDead(const ActorId& actor, Status* cause) {
@@ -681,6 +739,7 @@ Status CoreWorker::RunActorWorker(TaskExecutor* executor) {
   reg.set_actor_id(options_.actor_id.Binary());
   reg.set_address(address_);
   reg.set_pid(getpid());
+  reg.set_host(HostId());
   FERRY_ASSIGN_OR_RETURN(std::string payload,
                          head->CallSync(proto::REGISTER_WORKER, reg,
                                         Deadline::After(Config::Get().rpc_connect_timeout)));

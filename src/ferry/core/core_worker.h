@@ -84,6 +84,10 @@ struct CoreWorkerOptions {
   std::string session;
   // Empty: "unix:@ferry-<session>-<worker id>" (abstract: nothing on disk).
   std::string listen_address;
+  // Cluster mode: also listen on TCP at this IP (an ephemeral port), so that
+  // processes on other hosts reach this one; address() is then the list
+  // "unix:@...,tcp:IP:PORT" (rpc/address.h). Empty: Unix socket only.
+  std::string node_ip;
   // Where the Head listens. Empty in a driver: its own address (the Head is
   // embedded and serves on this process's socket).
   std::string head_address;
@@ -206,7 +210,7 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   void ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value,
                       std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done) override;
   // ActorConnector.
-  StatusOr<std::shared_ptr<rpc::Channel>> ConnectToActor(const ActorId& id) override;
+  StatusOr<ActorConnection> ConnectToActor(const ActorId& id) override;
   Status DeathCause(const ActorId& id) override;
   // rdt::ActorDirectory.
   bool IsDead(const ActorId& actor, Status* cause) override;
@@ -250,6 +254,7 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   std::unique_ptr<rpc::IoLoop> io_loop_;
   std::shared_ptr<rpc::Dispatcher> dispatcher_;
   std::unique_ptr<rpc::Server> server_;
+  std::unique_ptr<rpc::Server> tcp_server_;  // cluster mode only
   std::unique_ptr<rpc::ChannelCache> channels_;
   std::unique_ptr<WorkQueue> background_;
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "ferry/object/inline_value.h"
 #include "ferry/object/local_segments.h"
 #include "ferry/object/value_writer.h"
 #include "ferry/testing/child_process.h"
@@ -38,6 +39,22 @@ class ReadableValueTest : public ::testing::TestWithParam<bool /*shm*/> {
   SegmentPool pool_{64 << 20};
   LocalSegments segments_{pool_};
 };
+
+TEST_P(ReadableValueTest, InlinedForAnotherHostReadsTheSame) {
+  std::vector<uint8_t> b0(300 * 1024, 0x5a), b1(7, 0x01);
+  auto proto = Write("the pickle", {b0, b1});
+  auto inlined = InlineForAnotherHost(*proto);
+  ASSERT_TRUE(inlined.ok()) << inlined.status();
+  EXPECT_FALSE(inlined->has_shm());
+  auto rv = ReadableValue::Open(std::make_shared<proto::ObjectValueProto>(*inlined));
+  ASSERT_TRUE(rv.ok()) << rv.status();
+  EXPECT_FALSE((*rv)->is_shm());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>((*rv)->data().data()), (*rv)->data().size()),
+            "the pickle");
+  ASSERT_EQ((*rv)->num_buffers(), 2u);
+  EXPECT_EQ(std::vector<uint8_t>((*rv)->buffer(0).begin(), (*rv)->buffer(0).end()), b0);
+  EXPECT_EQ(std::vector<uint8_t>((*rv)->buffer(1).begin(), (*rv)->buffer(1).end()), b1);
+}
 
 TEST_P(ReadableValueTest, RoundTrip) {
   std::vector<uint8_t> b0(1000, 0x5a), b1(3, 0x01), b2;

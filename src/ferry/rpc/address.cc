@@ -126,4 +126,23 @@ std::string SocketAddress::ToString() const {
   }
 }
 
+std::vector<std::string> SplitAddressList(std::string_view addresses) {
+  std::vector<std::string> out;
+  while (!addresses.empty()) {
+    size_t comma = addresses.find(',');
+    std::string_view one = addresses.substr(0, comma);
+    if (!one.empty()) out.emplace_back(one);
+    if (comma == std::string_view::npos) break;
+    addresses.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+std::string TcpAddressOf(std::string_view addresses) {
+  for (const std::string& one : SplitAddressList(addresses)) {
+    if (one.starts_with("tcp:")) return one;
+  }
+  return "";
+}
+
 }  // namespace ferry::rpc

@@ -7,6 +7,12 @@
 //   "tcp:PORT"            TCP on 127.0.0.1 (loopback unless an address says otherwise)
 // PORT 0 asks the kernel to pick (Server::address() reports the real one).
 //
+// A process reachable several ways advertises an address list, comma-
+// separated, in order of preference: "unix:@ferry-s-w,tcp:10.0.0.2:41234".
+// Connect() tries each in turn and moves on only when one is unreachable —
+// another host's abstract socket does not exist there — so peers on the same
+// host use the Unix socket and others TCP, with no host table to consult.
+//
 // Lifecycle/THREAD CONTRACT: plain values and pure functions; thread-safe.
 //
 //   FERRY_ASSIGN_OR_RETURN(SocketAddress a, ParseAddress("unix:@ferry-head"));
@@ -20,6 +26,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ferry/status.h"
 
@@ -47,5 +54,12 @@ class SocketAddress {
 
 // InvalidArgument (naming the accepted forms) for anything else.
 StatusOr<SocketAddress> ParseAddress(std::string_view address);
+
+// The entries of an address list ("a,b" -> {"a", "b"}); empty entries are
+// dropped. A single address is a list of one.
+std::vector<std::string> SplitAddressList(std::string_view addresses);
+// The TCP entry of an address list ("" if none), e.g. to tell a user or
+// another host where a process listens.
+std::string TcpAddressOf(std::string_view addresses);
 
 }  // namespace ferry::rpc

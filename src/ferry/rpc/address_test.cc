@@ -26,6 +26,16 @@ TEST(AddressTest, AbstractHasNoPathToUnlink) {
   EXPECT_EQ(ParseAddress("unix:/tmp/y")->UnixPath(), "/tmp/y");
 }
 
+TEST(AddressTest, AddressListsSplitInOrder) {
+  EXPECT_EQ(SplitAddressList("unix:@a,tcp:10.0.0.2:5"),
+            (std::vector<std::string>{"unix:@a", "tcp:10.0.0.2:5"}));
+  EXPECT_EQ(SplitAddressList("unix:@a"), (std::vector<std::string>{"unix:@a"}));
+  EXPECT_EQ(SplitAddressList(",unix:@a,,"), (std::vector<std::string>{"unix:@a"}));
+  EXPECT_TRUE(SplitAddressList("").empty());
+  EXPECT_EQ(TcpAddressOf("unix:@a,tcp:10.0.0.2:5"), "tcp:10.0.0.2:5");
+  EXPECT_EQ(TcpAddressOf("unix:@a"), "");
+}
+
 TEST(AddressTest, RejectsMalformed) {
   for (const char* a : {"", "unix:", "unix:@", "tcp:", "tcp:1.2.3.4:", "tcp:1.2.3.4:70000",
                         "tcp:example.com:80", "http://x", "tcp:1.2.3.4:12ab"}) {

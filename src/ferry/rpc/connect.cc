@@ -19,11 +19,14 @@ namespace ferry::rpc {
 // One connect + handshake. Lives on the io thread; finishes exactly once.
 class ConnectOperation : public std::enable_shared_from_this<ConnectOperation> {
  public:
-  ConnectOperation(IoLoop& loop, std::string address, proto::Hello hello,
+  // `address` is the one to try; `peer_address` names the peer (the whole
+  // address list it was reached by: the key callers know it under).
+  ConnectOperation(IoLoop& loop, std::string address, std::string peer_address, proto::Hello hello,
                    std::shared_ptr<Dispatcher> dispatcher, Deadline deadline, ConnectCallback done,
                    ChannelOptions options)
       : loop_(loop),
         address_(std::move(address)),
+        peer_address_(std::move(peer_address)),
         hello_(std::move(hello)),
         dispatcher_(std::move(dispatcher)),
         deadline_(deadline),
@@ -87,7 +90,7 @@ class ConnectOperation : public std::enable_shared_from_this<ConnectOperation> {
     proto::Hello peer;
     peer.set_worker_id(reply.worker_id());
     peer.set_pid(reply.pid());
-    peer.set_address(address_);
+    peer.set_address(peer_address_);
     channel_->SetPeer(std::move(peer), address_ + " (pid " + std::to_string(reply.pid()) + ")");
     Finish(channel_);
   }
@@ -108,6 +111,7 @@ class ConnectOperation : public std::enable_shared_from_this<ConnectOperation> {
 
   IoLoop& loop_;
   const std::string address_;
+  const std::string peer_address_;
   const proto::Hello hello_;
   const std::shared_ptr<Dispatcher> dispatcher_;
   const Deadline deadline_;
@@ -119,13 +123,46 @@ class ConnectOperation : public std::enable_shared_from_this<ConnectOperation> {
   bool finished_ = false;
 };
 
+namespace {
+
+// Tries `addresses` in order, moving on only when one is unreachable (nothing
+// listens there, as for another host's abstract Unix socket); any other error
+// — a rejected token, the deadline — is the answer. Runs on the io thread.
+void ConnectFirstReachable(IoLoop& loop, std::shared_ptr<std::vector<std::string>> addresses,
+                           size_t index, std::string full_address, const proto::Hello& hello,
+                           std::shared_ptr<Dispatcher> dispatcher, Deadline deadline,
+                           ConnectCallback done, ChannelOptions options) {
+  const bool last = index + 1 >= addresses->size();
+  ConnectCallback next = std::move(done);
+  if (!last) {
+    next = [&loop, addresses, index, full_address, hello, dispatcher, deadline,
+            done = std::move(next), options](StatusOr<std::shared_ptr<Channel>> channel) mutable {
+      if (channel.ok() || channel.status().code() != StatusCode::kUnavailable) {
+        return done(std::move(channel));
+      }
+      ConnectFirstReachable(loop, addresses, index + 1, std::move(full_address), hello,
+                            std::move(dispatcher), deadline, std::move(done), options);
+    };
+  }
+  auto op = std::make_shared<ConnectOperation>(loop, (*addresses)[index], full_address, hello,
+                                               std::move(dispatcher), deadline, std::move(next),
+                                               options);
+  op->Begin();
+}
+
+}  // namespace
+
 void ConnectAsync(IoLoop& loop, const std::string& address, const proto::Hello& hello,
                   std::shared_ptr<Dispatcher> dispatcher, Deadline deadline, ConnectCallback done,
                   ChannelOptions options) {
   if (dispatcher) dispatcher->Freeze();
-  auto op = std::make_shared<ConnectOperation>(loop, address, hello, std::move(dispatcher),
-                                               deadline, std::move(done), options);
-  loop.Post([op] { op->Begin(); });
+  auto addresses = std::make_shared<std::vector<std::string>>(SplitAddressList(address));
+  if (addresses->empty()) addresses->push_back(address);  // ParseAddress reports it
+  loop.Post([&loop, addresses, address, hello, dispatcher = std::move(dispatcher), deadline,
+             done = std::move(done), options]() mutable {
+    ConnectFirstReachable(loop, addresses, 0, address, hello, std::move(dispatcher), deadline,
+                          std::move(done), options);
+  });
 }
 
 StatusOr<std::shared_ptr<Channel>> Connect(IoLoop& loop, const std::string& address,

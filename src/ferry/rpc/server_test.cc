@@ -210,6 +210,28 @@ TEST_F(ServerTest, TcpLoopbackWithPickedPort) {
   EXPECT_EQ(Text(*reply), big);
 }
 
+TEST_F(ServerTest, AddressListSkipsAnUnreachableUnixEntry) {
+  Listen("tcp:127.0.0.1:0");
+  // Another host's abstract socket does not exist here: the TCP entry is used.
+  const std::string list = UniqueAbstract("elsewhere") + "," + server_->address();
+  auto ch = Connect(loop_, list, ClientHello(), nullptr, Deadline::After(kWait));
+  ASSERT_TRUE(ch.ok()) << ch.status();
+  clients_.push_back(*ch);
+  EXPECT_EQ((*ch)->peer().address(), list);
+  auto reply = (*ch)->CallSync(kEcho, Msg("via tcp"), Deadline::After(kWait));
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(Text(*reply), "via tcp");
+}
+
+TEST_F(ServerTest, AddressListStopsAtARejectedToken) {
+  Listen("tcp:127.0.0.1:0");
+  auto ch = Connect(loop_, server_->address() + "," + UniqueAbstract("never-tried"),
+                    ClientHello("bad-token"), nullptr, Deadline::After(kWait));
+  ASSERT_FALSE(ch.ok());
+  EXPECT_NE(ch.status().code(), StatusCode::kOk);
+  EXPECT_EQ(ch.status().message().find("never-tried"), std::string::npos) << ch.status();
+}
+
 TEST_F(ServerTest, DefaultTcpAddressIsLoopback) {
   Listen("tcp:0");
   EXPECT_EQ(server_->address().rfind("tcp:127.0.0.1:", 0), 0u) << server_->address();

@@ -33,8 +33,10 @@ struct TransportOptions {
   std::string prefix;
   int rank = 0;
   int size = 1;
-  // Address this rank listens on, for backends that listen.
-  std::string hostname = "127.0.0.1";
+  // Address this rank listens on, for backends that listen: the node's IP
+  // in a cluster (FERRY_NODE_IP, set for every process of a node), else
+  // loopback.
+  std::string hostname = EnvString("FERRY_NODE_IP", "127.0.0.1");
   // Bound on joining the group. Default FERRY_TRANSFER_TIMEOUT_S.
   std::chrono::milliseconds connect_timeout = Config::Get().transfer_timeout;
   // Bound on one transfer. Default FERRY_TRANSFER_TIMEOUT_S.

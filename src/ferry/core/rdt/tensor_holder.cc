@@ -3,6 +3,7 @@
 // side is in tensor_holder_receive.cc.
 #include "ferry/core/rdt/tensor_holder.h"
 
+#include "ferry/common/host_id.h"
 #include "ferry/common/config.h"
 #include "ferry/common/fault.h"
 #include "ferry/core/rdt/transfer_util.h"
@@ -12,6 +13,20 @@
 
 namespace ferry::core::rdt {
 namespace {
+
+// The tensors' bytes back to back in an inline value ("tensors" format).
+proto::ObjectValueProto InlineTensors(const std::vector<tensor::Tensor>& tensors) {
+  proto::ObjectValueProto value;
+  value.set_format("tensors");
+  std::string bytes;
+  for (const auto& t : tensors) {
+    value.add_buffer_sizes(t.nbytes());
+    value.add_buffer_offsets(bytes.size());
+    bytes.append(static_cast<const char*>(t.data()), t.nbytes());
+  }
+  value.set_inline_data(std::move(bytes));
+  return value;
+}
 
 // The transports a one-sided object is exported with: itself, or for
 // "auto" shm (this host) plus nixl (across hosts).
@@ -241,16 +256,20 @@ void TensorHolder::ServeFetch(std::string_view payload, ServeReplyFn reply) {
   }
   if (req.value_id().empty()) {
     // A small object: the bytes go back in the reply, copied now.
-    proto::ObjectValueProto value;
-    value.set_format("tensors");
-    std::string bytes;
-    for (const auto& t : *tensors) {
-      value.add_buffer_sizes(t.nbytes());
-      value.add_buffer_offsets(bytes.size());
-      bytes.append(static_cast<const char*>(t.data()), t.nbytes());
-    }
-    value.set_inline_data(std::move(bytes));
+    proto::ObjectValueProto value = InlineTensors(*tensors);
     reply(Status::Ok(), &value);
+    return;
+  }
+  if (!req.requester_host().empty() && req.requester_host() != HostId()) {
+    // Another host cannot map this host's shared memory: the bytes travel in
+    // the reply. The copy can be large: not on the io thread.
+    auto keep = std::make_shared<std::vector<tensor::Tensor>>(std::move(*tensors));
+    auto shared_reply = std::make_shared<ServeReplyFn>(std::move(reply));
+    bool posted = transfer_queue_.Post([shared_reply, keep] {
+      proto::ObjectValueProto value = InlineTensors(*keep);
+      (*shared_reply)(Status::Ok(), &value);
+    });
+    if (!posted) (*shared_reply)(Status::Unavailable("ferry is shutting down"), nullptr);
     return;
   }
   auto value_id = ObjectId::FromBinary(req.value_id());

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <map>
 
+#include "ferry/common/host_id.h"
 #include "ferry/common/config.h"
 #include "ferry/common/fault.h"
 #include "ferry/core/rdt/tensor_holder.h"
@@ -290,6 +291,7 @@ StatusOr<std::shared_ptr<object::ReadableValue>> TensorHolder::FetchToObjectStor
   proto::FetchTensors req;
   req.set_object_id(id.Binary());
   req.set_value_id(copy_id.Binary());
+  req.set_requester_host(HostId());
   Clock::time_point start = Clock::now();
   auto payload = deps_.peers->CallSync(producer, proto::FETCH_TENSORS, req, deadline);
   // Mapped, not copied, on this side: no receive buffer (pooled = false).

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "ferry/common/host_id.h"
 #include "ferry/common/logging.h"
 
 namespace ferry::transport::shm_internal {
@@ -38,16 +39,7 @@ StatusOr<std::string> ReadSmallFile(const std::string& path) {
 
 }  // namespace
 
-const std::string& BootId() {
-  static const std::string* boot_id = [] {
-    auto read = ReadSmallFile("/proc/sys/kernel/random/boot_id");
-    FERRY_CHECK(read.ok()) << "shm transport: " << read.status();
-    std::string id = *read;
-    while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
-    return new std::string(std::move(id));
-  }();
-  return *boot_id;
-}
+std::string BootId() { return HostId(); }
 
 StatusOr<ProcState> ReadProcStat(pid_t pid) {
   const std::string path = pid == 0 ? "/proc/self/stat" : "/proc/" + std::to_string(pid) + "/stat";

@@ -34,8 +34,8 @@
 
 namespace ferry::transport::shm_internal {
 
-// /proc/sys/kernel/random/boot_id, read once; aborts if unreadable.
-const std::string& BootId();
+// This host, as HostId() names it (the boot id, or the cluster node).
+std::string BootId();
 
 struct ProcState {
   char state = '?';

@@ -10,6 +10,8 @@
 #include <iterator>
 #include <sstream>
 
+#include "ferry/common/host_id.h"
+
 namespace ferry::transport::ucx {
 namespace {
 
@@ -109,11 +111,10 @@ uint64_t ProcessStartTime(uint64_t pid) {
 // Names this kernel boot and pid namespace: two processes with the same key
 // can name each other by pid. Empty if it cannot be read.
 std::string HostKey() {
-  std::ifstream in("/proc/sys/kernel/random/boot_id");
-  std::string boot_id;
+  const std::string host = HostId();
   struct stat ns;
-  if (!(in >> boot_id) || boot_id.empty() || stat("/proc/self/ns/pid", &ns) != 0) return "";
-  std::string key = boot_id + "/" + std::to_string(ns.st_ino);
+  if (host.starts_with("pid-") || stat("/proc/self/ns/pid", &ns) != 0) return "";
+  std::string key = host.substr(0, kHostKeyLen - 12) + "/" + std::to_string(ns.st_ino);
   key.resize(kHostKeyLen, '\0');
   return key;
 }
