@@ -61,15 +61,26 @@ py::dict InfoToDict(const proto::ActorInfo& info) {
 
 }  // namespace
 
+// Both start with the GIL released and raise (which needs it) after.
 std::shared_ptr<PyRuntime> PyRuntime::StartDriver(const cluster::DriverOptions& options) {
+  StatusOr<cluster::DriverRuntime> started = Status::Internal("unset");
+  {
+    py::gil_scoped_release release;
+    started = cluster::StartDriverRuntime(options);
+  }
   std::shared_ptr<PyRuntime> rt(new PyRuntime());
-  rt->rt_ = ValueOrThrow(cluster::StartDriverRuntime(options));
+  rt->rt_ = ValueOrThrow(std::move(started));
   return rt;
 }
 
 std::shared_ptr<PyRuntime> PyRuntime::StartWorker() {
+  StatusOr<std::shared_ptr<core::CoreWorker>> started = Status::Internal("unset");
+  {
+    py::gil_scoped_release release;
+    started = cluster::StartWorkerRuntime();
+  }
   std::shared_ptr<PyRuntime> rt(new PyRuntime());
-  rt->rt_.core = ValueOrThrow(cluster::StartWorkerRuntime());
+  rt->rt_.core = ValueOrThrow(std::move(started));
   return rt;
 }
 
@@ -81,15 +92,9 @@ void RegisterRuntime(py::module_& m) {
   py::class_<PyRuntime, std::shared_ptr<PyRuntime>>(m, "Runtime")
       .def_static("start_driver",
                   [](const py::dict& options) {
-                    cluster::DriverOptions o = DriverOptionsFrom(options);
-                    py::gil_scoped_release release;
-                    return PyRuntime::StartDriver(o);
+                    return PyRuntime::StartDriver(DriverOptionsFrom(options));
                   })
-      .def_static("start_worker",
-                  [] {
-                    py::gil_scoped_release release;
-                    return PyRuntime::StartWorker();
-                  })
+      .def_static("start_worker", [] { return PyRuntime::StartWorker(); })
       .def("shutdown",
            [](PyRuntime& rt) {
              py::gil_scoped_release release;
