@@ -33,11 +33,25 @@
 
 namespace ferry {
 
+// Where the driver runs: the embedded single-host runtime (the default), or
+// a cluster started with `ferry start --head` (docs/cluster.md).
+struct InitOptions {
+  // The cluster's head, "IP:PORT". Empty: FERRY_ADDRESS if set, else the
+  // embedded runtime.
+  std::string address;
+  // The cluster token. Empty: FERRY_TOKEN.
+  std::string token;
+  // This host's address that other hosts reach. Empty: FERRY_NODE_IP if
+  // set, else the local address of the route to the head.
+  std::string node_ip;
+};
+
 // Starts ferry in this process. In a process spawned by ferry as an actor
 // worker (FERRY_HEAD_ADDRESS set) it runs the worker loop and exits the
 // process. Throws RegistrationError for FERRY_REMOTE mistakes, or Error when
-// the runtime cannot start; calling it twice is a no-op.
-void Init(int argc, char** argv);
+// the runtime cannot start or the cluster cannot be reached (a wrong token,
+// no head at the address: within seconds); calling it twice is a no-op.
+void Init(int argc, char** argv, const InitOptions& options = {});
 // True in a process ferry spawned as an actor worker.
 bool IsWorker();
 bool IsInitialized();

@@ -29,6 +29,9 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
     names that address. Connecting takes no resources (ValueError, as Ray);
     ConnectionError when there is no cluster, no token, or the head cannot
     be reached or refuses."""
+    if runtime.is_initialized():
+        raise RuntimeError("ferry.init() was already called in this process; call "
+                           "ferry.shutdown() first")
     if address is None:
         address = os.environ.get("FERRY_ADDRESS") or None
     if address is None:

@@ -295,6 +295,7 @@ void RegisterRuntime(py::module_& m) {
                d["bytes"] = r.bytes;
                d["micros"] = r.micros;
                d["pooled"] = r.pooled;
+               d["reason"] = r.reason;
                d["error"] = r.error.empty() ? py::object(py::none()) : py::object(py::str(r.error));
                out.append(d);
              }

@@ -28,6 +28,7 @@ def transfer_log() -> list[dict[str, Any]]:
     """The recent tensor transfers of this process, oldest first: dicts with
     object_id, transport (the path taken: shm, nixl, gloo, inline,
     object_store), direction (recv/send), peer, bytes, micros, pooled (the
-    destination came from the warm receive pool) and error (None if it
-    succeeded). FERRY_TRANSFER_LOG_SIZE bounds how many are kept."""
+    destination came from the warm receive pool), error (None if it
+    succeeded) and reason (why this path, where there was a choice: for
+    "auto", whether the producer is on this host; else ""). FERRY_TRANSFER_LOG_SIZE bounds how many are kept."""
     return runtime.current().transfer_log()

@@ -147,6 +147,53 @@ def test_nixl_guide_example_between_hosts(cluster):
     assert _close(out["consumed"], out["expected"]), out
 
 
+def test_auto_picks_the_network_across_hosts_and_shm_refuses_them(cluster):
+    out = cluster.driver_json("h1", driver("""
+        import torch
+        import ferry
+        from ferry.experimental import transfer_log
+        from driver_lib import GET_TIMEOUT_S, connect, emit, error, pinned
+
+        connect()
+
+
+        @ferry.remote
+        class Peer:
+            @ferry.method(tensor_transport="auto")
+            def make_auto(self):
+                return torch.full((1 << 20,), 2.0)
+
+            @ferry.method(tensor_transport="shm")
+            def make_shm(self):
+                return torch.full((1 << 20,), 3.0)
+
+            def total(self, t):
+                return float(t.sum())
+
+            def log(self):
+                return [(r["transport"], r["reason"], r["error"]) for r in transfer_log()]
+
+
+        producer = pinned(Peer, "h2").remote()
+        near, far = pinned(Peer, "h2").remote(), pinned(Peer, "h3").remote()
+        auto_ref = producer.make_auto.remote()
+        near_total = ferry.get(near.total.remote(auto_ref), timeout=GET_TIMEOUT_S)
+        far_total = ferry.get(far.total.remote(auto_ref), timeout=GET_TIMEOUT_S)
+        try:
+            ferry.get(far.total.remote(producer.make_shm.remote()), timeout=GET_TIMEOUT_S)
+            shm_error = None
+        except Exception as e:
+            shm_error = error(e)
+        emit({"near": near_total, "far": far_total, "shm_error": shm_error,
+              "near_log": ferry.get(near.log.remote(), timeout=GET_TIMEOUT_S),
+              "far_log": ferry.get(far.log.remote(), timeout=GET_TIMEOUT_S)})
+        """))
+    assert out["near"] == out["far"] == 2.0 * (1 << 20)
+    assert out["near_log"][0][0] == "shm" and "this host" in out["near_log"][0][1], out
+    assert out["far_log"][0][0] == "nixl" and "another host" in out["far_log"][0][1], out
+    assert out["shm_error"] is not None and "nixl" in out["shm_error"]["message"], out
+
+
 def test_put_in_driver_is_read_by_an_actor_on_another_host(cluster):
     out = cluster.driver_json("h1", driver("""
         import ferry

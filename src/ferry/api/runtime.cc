@@ -125,7 +125,7 @@ bool IsInitialized() {
   return Rt().core != nullptr;
 }
 
-void Init(int argc, char** argv) {
+void Init(int argc, char** argv, const InitOptions& options) {
   std::vector<std::string> errors = api::RegistrationErrors();
   if (!errors.empty()) {
     std::string message = "ferry: FERRY_REMOTE: ";
@@ -140,7 +140,11 @@ void Init(int argc, char** argv) {
   Runtime& rt = Rt();
   std::lock_guard<std::mutex> lock(rt.mu);
   if (rt.core) return;
-  rt.driver = internal::ValueOrThrow(cluster::StartDriverRuntime());
+  cluster::DriverOptions driver;
+  driver.address = options.address.empty() ? EnvString("FERRY_ADDRESS", "") : options.address;
+  driver.token = options.token.empty() ? EnvString("FERRY_TOKEN", "") : options.token;
+  driver.node_ip = options.node_ip.empty() ? EnvString("FERRY_NODE_IP", "") : options.node_ip;
+  rt.driver = internal::ValueOrThrow(cluster::StartDriverRuntime(driver));
   rt.core = rt.driver.core;
   rt.worker_command = WorkerCommand(argc, argv);
 }
@@ -149,7 +153,7 @@ void Shutdown() {
   cluster::DriverRuntime driver;
   {
     std::lock_guard<std::mutex> lock(Rt().mu);
-    if (!Rt().driver.head) return;  // a worker's runtime ends with its process
+    if (!Rt().driver.core) return;  // a worker's runtime ends with its process
     driver = std::move(Rt().driver);
     Rt().core.reset();
   }

@@ -191,7 +191,10 @@ void Head::HandleCreateActor(const ChannelPtr& channel, std::string_view payload
     }
     if (!name.empty()) names_[name] = req.actor_id();
     actors_[req.actor_id()] = actor;
-    if (placement.decision == Placement::kWait) queued_.push_back(actor);
+    if (placement.decision == Placement::kWait) {
+      actor->info.set_pending_reason(placement.reason);
+      queued_.push_back(actor);
+    }
   }
   responder.Reply(proto::Empty());
   StartTimers(actor);
@@ -329,6 +332,7 @@ void Head::PlaceQueued() {
       if (actor->info.state() == proto::ActorInfo::DEAD) continue;
       Placement p = PlaceLocked(actor);
       if (p.decision == Placement::kPlaced) {
+        actor->info.clear_pending_reason();
         launch.push_back(actor);
       } else if (p.decision == Placement::kInfeasible) {
         fail.emplace_back(actor, p.reason);

@@ -1,7 +1,11 @@
 #include "ferry/cluster/node_service.h"
 
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <asio/steady_timer.hpp>
 
@@ -32,6 +36,25 @@ StatusOr<std::string> HeadTcpAddress(const std::string& address) {
                                    "': expected IP:PORT (" + parsed.status().message() + ")");
   }
   return parsed->ToString();
+}
+
+StatusOr<std::string> LocalAddressToward(const std::string& head) {
+  FERRY_ASSIGN_OR_RETURN(rpc::SocketAddress addr, rpc::ParseAddress(head));
+  int fd = ::socket(addr.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::Internal("socket: " + std::string(std::strerror(errno)));
+  sockaddr_storage local{};
+  socklen_t length = sizeof(local);
+  // A UDP connect sends nothing: it only picks the route and source address.
+  bool ok = ::connect(fd, addr.sockaddr_ptr(), addr.length()) == 0 &&
+            ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) == 0;
+  int err = errno;
+  ::close(fd);
+  if (!ok) return Status::Unavailable("no route to " + head + ": " + std::strerror(err));
+  FERRY_ASSIGN_OR_RETURN(rpc::SocketAddress me,
+                         rpc::SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&local),
+                                                          length));
+  std::string text = me.ToString();  // "tcp:IP:PORT"
+  return text.substr(4, text.rfind(':') - 4);
 }
 
 std::string NewSessionName() {
@@ -78,6 +101,10 @@ NodeService::NodeService(NodeServiceOptions options)
     : options_(std::move(options)), dispatcher_(std::make_shared<rpc::Dispatcher>()) {}
 
 StatusOr<std::unique_ptr<NodeService>> NodeService::Start(NodeServiceOptions options) {
+  if (options.node_ip.empty() && !options.head) {
+    FERRY_ASSIGN_OR_RETURN(std::string head, HeadTcpAddress(options.head_address));
+    FERRY_ASSIGN_OR_RETURN(options.node_ip, LocalAddressToward(head));
+  }
   if (options.node_ip.empty()) options.node_ip = "127.0.0.1";
   if (options.head && options.token.empty()) options.token = NewClusterToken();
   if (!options.head && options.token.empty()) {

@@ -57,6 +57,9 @@ struct NodeServiceOptions {
 
 // "IP:PORT" -> "tcp:IP:PORT", validated; InvalidArgument naming the form.
 StatusOr<std::string> HeadTcpAddress(const std::string& address);
+// The local IP this host uses to reach `head` ("tcp:IP:PORT"): the address
+// other hosts of the cluster reach this host at, when none was given.
+StatusOr<std::string> LocalAddressToward(const std::string& head);
 // A fresh cluster token (from the kernel's CSPRNG).
 std::string NewClusterToken();
 // A fresh session name (hex; names the session's sockets).

@@ -1,6 +1,5 @@
 #include "ferry/cluster/process_runtime.h"
 
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,27 +15,6 @@
 
 namespace ferry::cluster {
 namespace {
-
-// The local address this host uses to reach `head` ("tcp:IP:PORT"): what
-// other hosts of the cluster can reach this driver at.
-StatusOr<std::string> RouteTo(const std::string& head) {
-  FERRY_ASSIGN_OR_RETURN(rpc::SocketAddress addr, rpc::ParseAddress(head));
-  int fd = ::socket(addr.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Status::Internal("socket: " + std::string(std::strerror(errno)));
-  sockaddr_storage local{};
-  socklen_t length = sizeof(local);
-  // A UDP connect sends nothing: it only picks the route and source address.
-  bool ok = ::connect(fd, addr.sockaddr_ptr(), addr.length()) == 0 &&
-            ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) == 0;
-  int err = errno;
-  ::close(fd);
-  if (!ok) return Status::Unavailable("no route to " + head + ": " + std::strerror(err));
-  FERRY_ASSIGN_OR_RETURN(rpc::SocketAddress me,
-                         rpc::SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&local),
-                                                          length));
-  std::string text = me.ToString();  // "tcp:IP:PORT"
-  return text.substr(4, text.rfind(':') - 4);
-}
 
 StatusOr<DriverRuntime> StartEmbedded(const DriverOptions& options) {
   core::CoreWorkerOptions core_options;
@@ -72,7 +50,7 @@ StatusOr<DriverRuntime> ConnectToCluster(const DriverOptions& options) {
   }
   std::string node_ip = options.node_ip;
   if (node_ip.empty()) {
-    FERRY_ASSIGN_OR_RETURN(node_ip, RouteTo(head));
+    FERRY_ASSIGN_OR_RETURN(node_ip, LocalAddressToward(head));
   }
   DriverRuntime rt;
   core::CoreWorkerOptions core_options;

@@ -655,23 +655,37 @@ StatusOr<proto::ActorInfo> CoreWorker::GetActorInfo(const ActorId& actor, bool w
 StatusOr<ActorConnection> CoreWorker::ConnectToActor(const ActorId& id) {
   auto deadline = Deadline::After(Config::Get().worker_start_timeout +
                                   Config::Get().rpc_connect_timeout);
-  FERRY_ASSIGN_OR_RETURN(proto::ActorInfo info, GetActorInfo(id, true, deadline));
-  if (info.state() == proto::ActorInfo::DEAD) {
-    return Status::Unavailable(info.death_cause().message());
+  // Wait in two steps so that an actor still starting after a few seconds —
+  // most often one waiting for resources — is reported, not silently slow.
+  auto info = GetActorInfo(id, true, Deadline::After(Config::Get().pending_warning));
+  if (!info.ok() && info.status().code() == StatusCode::kDeadlineExceeded) {
+    auto now = GetActorInfo(id, false, deadline);
+    std::string why = now.ok() && !now->pending_reason().empty()
+                          ? now->pending_reason()
+                          : std::string("its worker is still starting");
+    FERRY_LOG(WARNING) << "actor " << (now.ok() ? now->class_name() : id.Hex())
+                       << " has not started after "
+                       << Config::Get().pending_warning.count() / 1000 << " s: " << why
+                       << " (calls to it wait; ferry.get's timeout bounds them)";
+    info = GetActorInfo(id, true, deadline);
   }
-  if (info.state() != proto::ActorInfo::ALIVE) {
+  if (!info.ok()) return info.status();
+  if (info->state() == proto::ActorInfo::DEAD) {
+    return Status::Unavailable(info->death_cause().message());
+  }
+  if (info->state() != proto::ActorInfo::ALIVE) {
     return Status::Unavailable("actor " + id.Hex() + " did not start in time");
   }
   {
     MutexLock lock(mu_);
-    actor_addresses_[id] = info.address();
+    actor_addresses_[id] = info->address();
   }
   // A dedicated channel: its close is the actor's death.
   ActorConnection connection;
   FERRY_ASSIGN_OR_RETURN(connection.channel,
-                         rpc::Connect(*io_loop_, info.address(), MakeHello(), dispatcher_,
+                         rpc::Connect(*io_loop_, info->address(), MakeHello(), dispatcher_,
                                       Deadline::After(Config::Get().rpc_connect_timeout)));
-  connection.another_host = !info.host().empty() && info.host() != HostId();
+  connection.another_host = !info->host().empty() && info->host() != HostId();
   return connection;
 }
 

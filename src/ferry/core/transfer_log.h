@@ -42,6 +42,9 @@ struct TransferRecord {
   bool pooled = false;
   // Empty when the transfer succeeded, else why it failed.
   std::string error;
+  // Why this path was chosen, where there was a choice ("auto": the
+  // producer on this host or another one).
+  std::string reason;
 };
 
 class TransferLog {

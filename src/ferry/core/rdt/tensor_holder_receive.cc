@@ -275,8 +275,14 @@ StatusOr<std::vector<std::vector<tensor::Tensor>>> TensorHolder::Pull(
       s = Status::Aborted("pulling tensors with '" + name + "' failed: " + s.ToString());
     }
     for (size_t i : batch.objects) {
-      LogTransfer(log_, ids[i], name, values[i]->rdt().producer_address(),
-                  TotalBytes(values[i]->rdt()), start, pooled[i], s);
+      const proto::RdtInfo& rdt = values[i]->rdt();
+      std::string reason;
+      if (rdt.exports_size() > 1) {
+        reason = name == "shm" ? "the producer is on this host: shared memory"
+                               : "the producer is on another host: the network (" + name + ")";
+      }
+      LogTransfer(log_, ids[i], name, rdt.producer_address(), TotalBytes(rdt), start, pooled[i],
+                  s, "recv", std::move(reason));
     }
     FERRY_RETURN_IF_ERROR(s);
   }

@@ -39,7 +39,8 @@ inline uint64_t TotalBytes(const proto::RdtInfo& rdt) {
 
 inline void LogTransfer(TransferLog& log, const ObjectId& id, std::string transport,
                         std::string peer, uint64_t bytes, Clock::time_point start, bool pooled,
-                        const Status& status, std::string direction = "recv") {
+                        const Status& status, std::string direction = "recv",
+                        std::string reason = "") {
   TransferRecord r;
   r.object_id = id;
   r.transport = std::move(transport);
@@ -48,6 +49,7 @@ inline void LogTransfer(TransferLog& log, const ObjectId& id, std::string transp
   r.bytes = bytes;
   r.micros = MicrosSince(start);
   r.pooled = pooled;
+  r.reason = std::move(reason);
   if (!status.ok()) r.error = status.ToString();
   log.Add(std::move(r));
 }
