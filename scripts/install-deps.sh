@@ -23,6 +23,8 @@ PACKAGES=(
   python3-dev python3-venv python3-numpy python3-pytest python3-cloudpickle
   python3-distributed python3-torch python3-matplotlib
   mypy  # make typecheck (mypy.ini)
+  # make test-cluster: namespace hosts (ip netns, veth, bridge; tc for link shaping; unshare)
+  iproute2 util-linux
 )
 
 missing=()
