@@ -749,21 +749,18 @@ std::vector<int> Head::WorkerPids() { return local_agent_.WorkerPids(); }
 
 void Head::Shutdown() {
   std::vector<std::shared_ptr<Actor>> all;
-  std::vector<ChannelPtr> agents;
   {
     MutexLock lock(mu_);
     if (shut_down_) return;
     shut_down_ = true;
     for (auto& [id, actor] : actors_) all.push_back(actor);
-    for (auto& n : nodes_) {
-      if (n->channel && n->view.alive) agents.push_back(n->channel);
-    }
     queued_.clear();
   }
   for (auto& actor : all) MarkDead(actor, "ferry was shut down");
+  // Remote workers are asked to stop; their agents also stop everything when
+  // the head's connection closes.
   for (auto& actor : all) StopWorker(actor);
   local_agent_.Shutdown();
-  (void)agents;  // remote agents stop their workers when the head's connection closes
 }
 
 }  // namespace ferry::cluster
