@@ -12,6 +12,7 @@
 #include "ferry/cluster/node_service.h"
 #include "ferry/common/config.h"
 #include "ferry/rpc/address.h"
+#include "ferry/transport/registry.h"
 
 namespace ferry::cluster {
 namespace {
@@ -124,6 +125,7 @@ StatusOr<std::vector<proto::NodeInfo>> DriverRuntime::Nodes() {
 }
 
 StatusOr<DriverRuntime> StartDriverRuntime(const DriverOptions& options) {
+  transport::SetProcessEnvironmentDefaults();
   return options.address.empty() ? StartEmbedded(options) : ConnectToCluster(options);
 }
 
@@ -134,6 +136,7 @@ StatusOr<std::shared_ptr<core::CoreWorker>> StartWorkerRuntime() {
     return Status::FailedPrecondition("not started by ferry: FERRY_HEAD_ADDRESS is not set");
   }
   InstallWorkerGuards();
+  transport::SetProcessEnvironmentDefaults();
   core::CoreWorkerOptions options;
   options.is_driver = false;
   options.token = EnvString("FERRY_TOKEN", "");

@@ -100,4 +100,10 @@ bool IsLocalEndpoint(const std::string& name, std::string_view endpoint) {
   return false;
 }
 
+void SetProcessEnvironmentDefaults() {
+#if FERRY_HAVE_UCX
+  SetUcxEnvironmentDefaults();
+#endif
+}
+
 }  // namespace ferry::transport

@@ -63,4 +63,9 @@ std::vector<std::string> AvailableOneSidedTransports();
 // on this host (only meaningful for "shm"; false for other names).
 bool IsLocalEndpoint(const std::string& name, std::string_view endpoint);
 
+// Sets the environment defaults of this build's backends (settings their
+// libraries read only from the environment). Call once at process start,
+// before other threads run; variables already set are kept.
+void SetProcessEnvironmentDefaults();
+
 }  // namespace ferry::transport

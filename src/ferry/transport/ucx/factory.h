@@ -20,4 +20,10 @@ namespace ferry::transport {
 
 StatusOr<std::unique_ptr<OneSidedTransport>> CreateUcxTransport();
 
+// Sets this process's UCX defaults that UCX reads only from the environment
+// (larger tcp segments: an emulated get between hosts then runs at line
+// rate instead of ~0.5x); variables the user set are kept. Call at process
+// start, before other threads read the environment.
+void SetUcxEnvironmentDefaults();
+
 }  // namespace ferry::transport
