@@ -72,7 +72,8 @@ void SetPlacementOptions(const py::dict& options, proto::ActorOptions* out) {
   // ("node_affinity", node id hex, soft)
   auto tuple = strategy.cast<py::tuple>();
   auto node = NodeId::FromHex(tuple[1].cast<std::string>());
-  if (!node.ok()) throw py::value_error("NodeAffinitySchedulingStrategy: " + node.status().message());
+  if (!node.ok())
+    throw py::value_error("NodeAffinitySchedulingStrategy: " + node.status().message());
   s->set_kind(proto::SchedulingStrategy::NODE_AFFINITY);
   s->set_node_id(node->Binary());
   s->set_soft(tuple[2].cast<bool>());
@@ -104,8 +105,8 @@ void RegisterCluster(py::module_& m) {
                     o.node_ip = StringOr(options, "node_ip");
                     o.token = StringOr(options, "token");
                     o.resources = ResourcesFrom(options);
-                    StatusOr<std::unique_ptr<cluster::NodeService>> node =
-                        Status::Internal("unset");
+                    StatusOr<std::unique_ptr<cluster::NodeService>> node = Status::Internal(
+                        "unset");
                     {
                       py::gil_scoped_release release;
                       node = cluster::NodeService::Start(std::move(o));
@@ -121,8 +122,9 @@ void RegisterCluster(py::module_& m) {
              std::optional<std::string> why;
              {
                py::gil_scoped_release release;
-               why = n.node().Wait(timeout.is_none() ? Deadline::Never()
-                                                     : Deadline::FromSeconds(timeout.cast<double>()));
+               why = n.node().Wait(timeout.is_none()
+                                       ? Deadline::Never()
+                                       : Deadline::FromSeconds(timeout.cast<double>()));
              }
              if (!why) return py::none();
              return py::str(*why);

@@ -4,8 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <asio.hpp>
 #include <cmath>
+
+#include <asio.hpp>
 
 #include "ferry/common/config.h"
 #include "ferry/common/logging.h"
@@ -17,9 +18,9 @@ struct Head::Actor {
   proto::CreateActor spec;
   proto::ActorInfo info;
   PlacementRequest request;
-  bool placed = false;   // holds `request.to_hold` on `node`
-  bool launched = false; // a worker was started (or is being started)
-  bool exited = false;   // its worker is gone (or never started)
+  bool placed = false;    // holds `request.to_hold` on `node`
+  bool launched = false;  // a worker was started (or is being started)
+  bool exited = false;    // its worker is gone (or never started)
   std::shared_ptr<Node> node;
   std::vector<int> gpus;
   std::string creator;  // worker id of the registered driver that created it, if any
@@ -93,8 +94,8 @@ Head::Head(rpc::IoLoop& loop, rpc::Dispatcher& dispatcher, HeadOptions options)
       (this->*fn)(payload, std::move(responder));
     };
   };
-  auto bind_channel = [this](void (Head::*fn)(const ChannelPtr&, std::string_view,
-                                              rpc::Responder)) {
+  auto bind_channel = [this](
+                          void (Head::*fn)(const ChannelPtr&, std::string_view, rpc::Responder)) {
     return [this, fn](const ChannelPtr& ch, std::string_view payload, rpc::Responder responder) {
       (this->*fn)(ch, payload, std::move(responder));
     };
@@ -109,18 +110,16 @@ Head::Head(rpc::IoLoop& loop, rpc::Dispatcher& dispatcher, HeadOptions options)
   dispatcher.Register(proto::KV_DEL, bind(&Head::HandleKvDel));
   dispatcher.Register(proto::REGISTER_NODE, bind_channel(&Head::HandleRegisterNode));
   dispatcher.Register(proto::REGISTER_DRIVER, bind_channel(&Head::HandleRegisterDriver));
-  dispatcher.Register(proto::NODE_HEARTBEAT,
-                      [this](const ChannelPtr&, std::string_view payload, rpc::Responder) {
-                        HandleHeartbeat(payload);
-                      });
+  dispatcher.Register(proto::NODE_HEARTBEAT, [this](const ChannelPtr&, std::string_view payload,
+                                                    rpc::Responder) { HandleHeartbeat(payload); });
   dispatcher.Register(proto::WORKER_EXITED,
                       [this](const ChannelPtr&, std::string_view payload, rpc::Responder) {
                         HandleWorkerExited(payload);
                       });
-  dispatcher.Register(proto::GET_NODES, [this](const ChannelPtr&, std::string_view,
-                                               rpc::Responder responder) {
-    HandleGetNodes(std::move(responder));
-  });
+  dispatcher.Register(proto::GET_NODES,
+                      [this](const ChannelPtr&, std::string_view, rpc::Responder responder) {
+                        HandleGetNodes(std::move(responder));
+                      });
 }
 
 Head::~Head() { Shutdown(); }
@@ -184,9 +183,8 @@ void Head::HandleCreateActor(const ChannelPtr& channel, std::string_view payload
     placement = PlaceLocked(actor);
     if (placement.decision == Placement::kInfeasible) {
       lock.Unlock();
-      responder.ReplyError(Status::InvalidArgument("cannot create actor " +
-                                                   req.options().class_name() + ": " +
-                                                   placement.reason));
+      responder.ReplyError(Status::InvalidArgument(
+          "cannot create actor " + req.options().class_name() + ": " + placement.reason));
       return;
     }
     if (!name.empty()) names_[name] = req.actor_id();
@@ -235,10 +233,8 @@ void Head::ReleaseLocked(Actor& actor) {
 
 std::map<std::string, std::string> Head::WorkerEnv(const Actor& actor, const Node& node) {
   std::map<std::string, std::string> env = {
-      {"FERRY_HEAD_ADDRESS", address_},
-      {"FERRY_TOKEN", options_.token},
-      {"FERRY_SESSION", options_.session},
-      {"FERRY_NODE_ID", node.view.id.Hex()},
+      {"FERRY_HEAD_ADDRESS", address_},    {"FERRY_TOKEN", options_.token},
+      {"FERRY_SESSION", options_.session}, {"FERRY_NODE_ID", node.view.id.Hex()},
       {"FERRY_GPU_IDS", Join(actor.gpus)},
   };
   auto worker = WorkerId::FromBinary(actor.info.worker_id());

@@ -74,8 +74,9 @@ void NodeAgent::OnExit(const std::shared_ptr<Worker>& worker) {
     auto it = workers_.find(worker->actor_id);
     if (it != workers_.end() && it->second == worker) workers_.erase(it);
   }
-  on_exit_(worker->actor_id, "the actor's worker process (pid " + std::to_string(pid) + ") " +
-                                 (status >= 0 ? DescribeWaitStatus(status) : std::string("exited")));
+  on_exit_(worker->actor_id,
+           "the actor's worker process (pid " + std::to_string(pid) + ") " +
+               (status >= 0 ? DescribeWaitStatus(status) : std::string("exited")));
 }
 
 void NodeAgent::Stop(const std::string& actor_id) {

@@ -32,8 +32,8 @@ StatusOr<std::string> HeadTcpAddress(const std::string& address) {
   }
   auto parsed = rpc::ParseAddress(a);
   if (!parsed.ok()) {
-    return Status::InvalidArgument("bad head address '" + address +
-                                   "': expected IP:PORT (" + parsed.status().message() + ")");
+    return Status::InvalidArgument("bad head address '" + address + "': expected IP:PORT (" +
+                                   parsed.status().message() + ")");
   }
   return parsed->ToString();
 }
@@ -50,9 +50,8 @@ StatusOr<std::string> LocalAddressToward(const std::string& head) {
   int err = errno;
   ::close(fd);
   if (!ok) return Status::Unavailable("no route to " + head + ": " + std::strerror(err));
-  FERRY_ASSIGN_OR_RETURN(rpc::SocketAddress me,
-                         rpc::SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&local),
-                                                          length));
+  FERRY_ASSIGN_OR_RETURN(rpc::SocketAddress me, rpc::SocketAddress::FromSockaddr(
+                                                    reinterpret_cast<sockaddr*>(&local), length));
   std::string text = me.ToString();  // "tcp:IP:PORT"
   return text.substr(4, text.rfind(':') - 4);
 }
@@ -76,11 +75,12 @@ std::string NewClusterToken() {
 StatusOr<std::shared_ptr<rpc::Channel>> ConnectToHead(rpc::IoLoop& loop, const std::string& address,
                                                       const proto::Hello& hello,
                                                       std::shared_ptr<rpc::Dispatcher> dispatcher) {
-  auto channel =
-      rpc::Connect(loop, address, hello, std::move(dispatcher), Deadline::After(kHeadConnectTimeout));
+  auto channel = rpc::Connect(loop, address, hello, std::move(dispatcher),
+                              Deadline::After(kHeadConnectTimeout));
   if (channel.ok()) return channel;
   const Status& s = channel.status();
-  const std::string where = rpc::TcpAddressOf(address).empty() ? address : rpc::TcpAddressOf(address);
+  const std::string where = rpc::TcpAddressOf(address).empty() ? address
+                                                               : rpc::TcpAddressOf(address);
   switch (s.code()) {
     case StatusCode::kPermissionDenied:
       return Status::PermissionDenied("the ferry head at " + where +
@@ -145,9 +145,9 @@ Status NodeService::StartHead() {
     return tcp_server.status().WithContext("listening on " + tcp);
   }
   tcp_server_ = std::move(*tcp_server);
-  FERRY_ASSIGN_OR_RETURN(
-      unix_server_, rpc::Server::Listen(loop_, "unix:@ferry-head-" + head_options.session,
-                                        server_options, dispatcher_, nullptr));
+  FERRY_ASSIGN_OR_RETURN(unix_server_,
+                         rpc::Server::Listen(loop_, "unix:@ferry-head-" + head_options.session,
+                                             server_options, dispatcher_, nullptr));
   head_->SetAddress(unix_server_->address() + "," + tcp_server_->address());
   head_address_ = tcp_server_->address().substr(4);
   FERRY_LOG(INFO) << "ferry head listening on " << head_address_ << " (node " << node_id_.Hex()
@@ -165,28 +165,28 @@ Status NodeService::StartJoined() {
     exited.set_description(description);
     if (head_channel_) head_channel_->Notify(proto::WORKER_EXITED, exited);
   });
-  dispatcher_->Register(proto::START_WORKER, [this](const std::shared_ptr<rpc::Channel>&,
-                                                    std::string_view payload,
-                                                    rpc::Responder responder) {
-    proto::StartWorker req;
-    if (!rpc::ParseRequest(payload, &req, responder)) return;
-    StatusOr<int> pid = agent_->Start(req);
-    if (!pid.ok()) {
-      responder.ReplyError(pid.status());
-      return;
-    }
-    proto::StartWorkerReply reply;
-    reply.set_pid(*pid);
-    responder.Reply(reply);
-  });
-  dispatcher_->Register(proto::STOP_WORKER, [this](const std::shared_ptr<rpc::Channel>&,
-                                                   std::string_view payload,
-                                                   rpc::Responder responder) {
-    proto::StopWorker req;
-    if (!rpc::ParseRequest(payload, &req, responder)) return;
-    agent_->Stop(req.actor_id());
-    responder.Reply(proto::Empty());
-  });
+  dispatcher_->Register(proto::START_WORKER,
+                        [this](const std::shared_ptr<rpc::Channel>&, std::string_view payload,
+                               rpc::Responder responder) {
+                          proto::StartWorker req;
+                          if (!rpc::ParseRequest(payload, &req, responder)) return;
+                          StatusOr<int> pid = agent_->Start(req);
+                          if (!pid.ok()) {
+                            responder.ReplyError(pid.status());
+                            return;
+                          }
+                          proto::StartWorkerReply reply;
+                          reply.set_pid(*pid);
+                          responder.Reply(reply);
+                        });
+  dispatcher_->Register(proto::STOP_WORKER,
+                        [this](const std::shared_ptr<rpc::Channel>&, std::string_view payload,
+                               rpc::Responder responder) {
+                          proto::StopWorker req;
+                          if (!rpc::ParseRequest(payload, &req, responder)) return;
+                          agent_->Stop(req.actor_id());
+                          responder.Reply(proto::Empty());
+                        });
   proto::Hello hello;
   hello.set_token(options_.token);
   hello.set_worker_id(WorkerId::Random().Binary());
@@ -210,8 +210,7 @@ Status NodeService::StartJoined() {
     Heartbeat();
   });
   FERRY_LOG(INFO) << "node " << node_id_.Hex() << " (" << options_.node_ip << ", "
-                  << Describe(options_.resources) << ") joined the ferry head at "
-                  << head_address_;
+                  << Describe(options_.resources) << ") joined the ferry head at " << head_address_;
   return Status::Ok();
 }
 

@@ -104,12 +104,12 @@ class NodeService {
   std::string head_address_;
   rpc::IoLoop loop_{"ferry-node"};
   std::shared_ptr<rpc::Dispatcher> dispatcher_;
-  std::unique_ptr<Head> head_;                    // head mode
-  std::unique_ptr<rpc::Server> unix_server_;      // head mode
-  std::unique_ptr<rpc::Server> tcp_server_;       // head mode
-  std::unique_ptr<NodeAgent> agent_;              // join mode
-  std::shared_ptr<rpc::Channel> head_channel_;    // join mode
-  std::unique_ptr<asio::steady_timer> heartbeat_; // join mode; io thread only
+  std::unique_ptr<Head> head_;                     // head mode
+  std::unique_ptr<rpc::Server> unix_server_;       // head mode
+  std::unique_ptr<rpc::Server> tcp_server_;        // head mode
+  std::unique_ptr<NodeAgent> agent_;               // join mode
+  std::shared_ptr<rpc::Channel> head_channel_;     // join mode
+  std::unique_ptr<asio::steady_timer> heartbeat_;  // join mode; io thread only
 
   Mutex mu_;
   std::condition_variable cv_;

@@ -8,8 +8,8 @@
 #include <cstring>
 #include <thread>
 
-#include "ferry/cluster/process_spawner.h"
 #include "ferry/cluster/node_service.h"
+#include "ferry/cluster/process_spawner.h"
 #include "ferry/common/config.h"
 #include "ferry/rpc/address.h"
 #include "ferry/transport/registry.h"

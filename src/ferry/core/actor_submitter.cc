@@ -123,7 +123,7 @@ void ActorSubmitter::MarkDead(const ActorId& id, Status cause) {
 }
 
 void ActorSubmitter::Send(const std::shared_ptr<rpc::Channel>& channel, bool another_host,
-                         Pending pending) {
+                          Pending pending) {
   if (another_host) {
     for (proto::TaskArg& arg : *pending.spec.mutable_args()) {
       if (!arg.has_value() || !arg.value().has_shm()) continue;

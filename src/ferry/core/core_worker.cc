@@ -664,9 +664,8 @@ StatusOr<ActorConnection> CoreWorker::ConnectToActor(const ActorId& id) {
                           ? now->pending_reason()
                           : std::string("its worker is still starting");
     FERRY_LOG(WARNING) << "actor " << (now.ok() ? now->class_name() : id.Hex())
-                       << " has not started after "
-                       << Config::Get().pending_warning.count() / 1000 << " s: " << why
-                       << " (calls to it wait; ferry.get's timeout bounds them)";
+                       << " has not started after " << Config::Get().pending_warning.count() / 1000
+                       << " s: " << why << " (calls to it wait; ferry.get's timeout bounds them)";
     info = GetActorInfo(id, true, deadline);
   }
   if (!info.ok()) return info.status();

@@ -3,9 +3,9 @@
 // side is in tensor_holder_receive.cc.
 #include "ferry/core/rdt/tensor_holder.h"
 
-#include "ferry/common/host_id.h"
 #include "ferry/common/config.h"
 #include "ferry/common/fault.h"
+#include "ferry/common/host_id.h"
 #include "ferry/core/rdt/transfer_util.h"
 #include "ferry/rpc/parse.h"
 #include "ferry/transport/registry.h"

@@ -4,9 +4,9 @@
 #include <cstring>
 #include <map>
 
-#include "ferry/common/host_id.h"
 #include "ferry/common/config.h"
 #include "ferry/common/fault.h"
+#include "ferry/common/host_id.h"
 #include "ferry/core/rdt/tensor_holder.h"
 #include "ferry/core/rdt/transfer_util.h"
 #include "ferry/transport/registry.h"
@@ -281,8 +281,8 @@ StatusOr<std::vector<std::vector<tensor::Tensor>>> TensorHolder::Pull(
         reason = name == "shm" ? "the producer is on this host: shared memory"
                                : "the producer is on another host: the network (" + name + ")";
       }
-      LogTransfer(log_, ids[i], name, rdt.producer_address(), TotalBytes(rdt), start, pooled[i],
-                  s, "recv", std::move(reason));
+      LogTransfer(log_, ids[i], name, rdt.producer_address(), TotalBytes(rdt), start, pooled[i], s,
+                  "recv", std::move(reason));
     }
     FERRY_RETURN_IF_ERROR(s);
   }
