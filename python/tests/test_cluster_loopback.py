@@ -178,3 +178,49 @@ def test_head_and_a_joined_node_place_actors_and_stop_cleanly(head, tmp_path):
     # took its workers along.
     assert wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in out["pids"]),
                     EXIT_DEADLINE), out["pids"]
+
+
+def test_gpus_are_handed_out_as_ids_and_waiting_for_resources_is_reported(env, tmp_path):
+    """A node started with --num-gpus 2 (GPUs are a count to ferry: no device
+    is touched): each actor asking for one gets its own id in
+    CUDA_VISIBLE_DEVICES and ferry.get_gpu_ids(); a third waits — with a
+    warning in the driver's log — and a get on it is bounded by its timeout;
+    when an actor exits, the waiting one starts on the freed GPU."""
+    port = free_port()
+    env = dict(env, FERRY_PENDING_WARNING_S="1")
+    env.pop("FERRY_TOKEN")
+    started = subprocess.run(FERRY + ["start", "--head", "--port", str(port), "--num-cpus", "4",
+                                      "--num-gpus", "2"],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        proc = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+            import json, os, ferry
+            ferry.init(address="auto")
+
+            @ferry.remote(num_gpus=1)
+            class Gpu:
+                def ids(self):
+                    return os.environ.get("CUDA_VISIBLE_DEVICES"), ferry.get_gpu_ids()
+
+            a, b = Gpu.remote(), Gpu.remote()
+            got = [ferry.get(x.ids.remote(), timeout=60) for x in (a, b)]
+            c = Gpu.remote()
+            try:
+                ferry.get(c.ids.remote(), timeout=3)
+                waited = None
+            except ferry.exceptions.GetTimeoutError as e:
+                waited = type(e).__name__
+            ferry.kill(a)
+            after = ferry.get(c.ids.remote(), timeout=60)
+            print(json.dumps({"got": got, "waited": waited, "after": after,
+                              "freed": got[0]}))
+        """)], env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        subprocess.run(FERRY + ["stop"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sorted(out["got"]) == [["0", [0]], ["1", [1]]], out
+    assert out["waited"] == "GetTimeoutError", out
+    assert out["after"] == out["freed"], out
+    assert "has not started after" in proc.stderr and "GPU: 1" in proc.stderr, proc.stderr

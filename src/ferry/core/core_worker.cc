@@ -156,7 +156,13 @@ void CoreWorker::RegisterHandlers() {
     proto::ActorInfo info;
     if (!info.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
     auto id = ActorId::FromBinary(info.actor_id());
-    if (id.ok()) submitter_->MarkDead(*id, FromProto(info.death_cause()));
+    if (!id.ok()) return;
+    submitter_->MarkDead(*id, FromProto(info.death_cause()));
+    // Groups this process created with it are gone too (a system error);
+    // telling the other members blocks, so not here on the io thread.
+    (void)background_->Post([this, actor = *id] {
+      if (transfer_owner_) transfer_owner_->OnActorDied(actor);
+    });
   });
   // Tensor-transport requests go to the holder made by Start(): no peer
   // knows this process's address before Start() returns.

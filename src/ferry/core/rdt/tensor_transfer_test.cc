@@ -342,5 +342,16 @@ TEST_F(TensorTransferTest, GroupsAreValidatedAndOwnedByTheirCreator) {
   EXPECT_EQ(owner_->DestroyGroup("other").code(), StatusCode::kNotFound);
 }
 
+TEST_F(TensorTransferTest, AMemberDyingDestroysItsGroupsAndTheOthersLeave) {
+  CreateGroup("g");
+  ASSERT_TRUE(owner_->CreateGroup("h", "gloo", {b_.id, a_.id}).ok());
+  const int leaves_before = peers_.CallsOf(proto::LEAVE_GROUP);
+  directory_.Kill(a_.id);
+  owner_->OnActorDied(a_.id);
+  EXPECT_TRUE(owner_->Groups().empty());
+  // The live member was told to leave both groups; the dead one was not asked.
+  EXPECT_EQ(peers_.CallsOf(proto::LEAVE_GROUP) - leaves_before, 2);
+}
+
 }  // namespace
 }  // namespace ferry::core::rdt

@@ -1,5 +1,7 @@
 #include "ferry/core/rdt/transfer_owner.h"
 
+#include <algorithm>
+
 #include <condition_variable>
 #include <mutex>
 
@@ -233,6 +235,19 @@ Status TransferOwner::DestroyGroup(const std::string& name) {
                           Deadline::After(std::chrono::seconds(10)));
   }
   return Status::Ok();
+}
+
+void TransferOwner::OnActorDied(const ActorId& actor) {
+  std::vector<std::string> doomed;
+  {
+    MutexLock lock(mu_);
+    for (const auto& [name, group] : groups_) {
+      if (std::find(group.members.begin(), group.members.end(), actor) != group.members.end()) {
+        doomed.push_back(name);
+      }
+    }
+  }
+  for (const std::string& name : doomed) (void)DestroyGroup(name);
 }
 
 std::vector<CollectiveGroup> TransferOwner::Groups() {

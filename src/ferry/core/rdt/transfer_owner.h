@@ -90,6 +90,10 @@ class TransferOwner {
   // Makes the live members leave group `name`. NotFound if this process did
   // not create it.
   Status DestroyGroup(const std::string& name) FERRY_EXCLUDES(mu_);
+  // `actor` died (its process, or its node): every group created here with
+  // it as a member is destroyed — its other members leave — as after any
+  // system error. Blocks on those members; not on the io thread.
+  void OnActorDied(const ActorId& actor) FERRY_EXCLUDES(mu_);
   std::vector<CollectiveGroup> Groups() FERRY_EXCLUDES(mu_);
 
  private:
