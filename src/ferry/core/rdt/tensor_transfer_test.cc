@@ -351,6 +351,9 @@ TEST_F(TensorTransferTest, AMemberDyingDestroysItsGroupsAndTheOthersLeave) {
   EXPECT_TRUE(owner_->Groups().empty());
   // The live member was told to leave both groups; the dead one was not asked.
   EXPECT_EQ(peers_.CallsOf(proto::LEAVE_GROUP) - leaves_before, 2);
+  // The user's own cleanup afterwards is not an error; an unknown name still is.
+  EXPECT_TRUE(owner_->DestroyGroup("g").ok());
+  EXPECT_EQ(owner_->DestroyGroup("g").code(), StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -1,7 +1,6 @@
 #include "ferry/core/rdt/transfer_owner.h"
 
 #include <algorithm>
-
 #include <condition_variable>
 #include <mutex>
 
@@ -163,6 +162,7 @@ Status TransferOwner::CreateGroup(const std::string& name, const std::string& ba
       return Status::AlreadyExists("collective group '" + name +
                                    "' already exists; destroy it first");
     }
+    lost_groups_.erase(name);
   }
   std::string prefix = "ferry/groups/" + name + "/" + ObjectId::Random().Hex() + "/";
   Deadline deadline = Deadline::After(Config::Get().transfer_timeout +
@@ -221,6 +221,7 @@ Status TransferOwner::DestroyGroup(const std::string& name) {
     MutexLock lock(mu_);
     auto it = groups_.find(name);
     if (it == groups_.end()) {
+      if (lost_groups_.erase(name) != 0) return Status::Ok();  // a member's death destroyed it
       return Status::NotFound("no collective group named '" + name + "' was created here");
     }
     group = std::move(it->second);
@@ -247,7 +248,11 @@ void TransferOwner::OnActorDied(const ActorId& actor) {
       }
     }
   }
-  for (const std::string& name : doomed) (void)DestroyGroup(name);
+  for (const std::string& name : doomed) {
+    (void)DestroyGroup(name);
+    MutexLock lock(mu_);
+    if (groups_.count(name) == 0) lost_groups_.insert(name);
+  }
 }
 
 std::vector<CollectiveGroup> TransferOwner::Groups() {

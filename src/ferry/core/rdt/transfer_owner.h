@@ -30,6 +30,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -88,7 +89,8 @@ class TransferOwner {
   Status CreateGroup(const std::string& name, const std::string& backend,
                      const std::vector<ActorId>& actors) FERRY_EXCLUDES(mu_);
   // Makes the live members leave group `name`. NotFound if this process did
-  // not create it.
+  // not create it; OK (nothing to do) for a group a member's death already
+  // destroyed, so cleanup code need not race the failure.
   Status DestroyGroup(const std::string& name) FERRY_EXCLUDES(mu_);
   // `actor` died (its process, or its node): every group created here with
   // it as a member is destroyed — its other members leave — as after any
@@ -128,6 +130,9 @@ class TransferOwner {
   Mutex mu_;
   std::unordered_map<ObjectId, RdtObject> objects_ FERRY_GUARDED_BY(mu_);
   std::map<std::string, CollectiveGroup> groups_ FERRY_GUARDED_BY(mu_);
+  // Groups destroyed by a member's death and not destroyed or re-created by
+  // the user since.
+  std::set<std::string> lost_groups_ FERRY_GUARDED_BY(mu_);
   uint64_t next_tag_ FERRY_GUARDED_BY(mu_) = 0;
 };
 
