@@ -3,7 +3,7 @@
 // they can run in-process.
 //
 // Input: byte 0 chooses the message, the rest is its payload.
-//   bits 0-4  the method (proto::Method; 19..31 are unknown methods)
+//   bits 0-4  the method (proto::Method; 26..31 are unknown methods)
 //   bit 7     0: a request (or one-way message) to a handler;
 //             1: a reply, parsed and checked as the caller does
 //   bit 6     with bit 7: an error reply (payload = StatusProto)
@@ -14,7 +14,11 @@
 //     (an un-started CoreWorker with fixed ids; it holds tensors under
 //     kObjectId so the deeper paths of SEND/FETCH/FREE are reachable).
 //   REGISTER_WORKER, ACTOR_READY, GET_ACTOR_INFO, KILL_ACTOR, KV_PUT, KV_GET,
-//   KV_DEL: the real Head handlers (a fresh Head per input).
+//   KV_DEL, REGISTER_NODE, NODE_HEARTBEAT, WORKER_EXITED, GET_NODES,
+//   REGISTER_DRIVER: the real Head handlers (a fresh Head per input; no
+//   connection, so the two that keep one refuse after parsing).
+//   START_WORKER, STOP_WORKER: parse only (a node agent's handlers; they
+//     spawn the message's argv).
 //   PUSH_TASK: the real TaskReceiver (ordering, argument resolution, opening
 //     every argument with ReadableValue::Open) with the real
 //     CoreWorker::Resolve / ResolveTensors as resolver for everything that
@@ -26,7 +30,7 @@
 //     itself is private to rpc::Server.
 //   JOIN_GROUP: parse only; the handler's validation happens while
 //     connecting the transport (network).
-//   ACTOR_DIED: parse only (no handler is registered for it).
+//   ACTOR_DIED: parse only (its handler fails calls of the named actor).
 // Not reached: resolving refs owned by another process and RDT inline
 // fetches (they connect to an address taken from the message), and opening
 // shm locations (they map /proc/<pid>/fd/<fd>).
@@ -39,6 +43,7 @@
 #include <vector>
 
 #include "ferry/cluster/head.h"
+#include "ferry/cluster/placement.h"
 #include "ferry/common/id.h"
 #include "ferry/core/core_worker.h"
 #include "ferry/core/error_value.h"
@@ -252,13 +257,28 @@ void HandleRequest(uint16_t method, std::string_view payload) {
       if (Parse(payload, &info)) (void)core::FromProto(info.death_cause()).ToString();
       return;
     }
+    case proto::START_WORKER: {
+      proto::StartWorker req;
+      if (Parse(payload, &req)) (void)ActorId::FromBinary(req.actor_id());
+      return;
+    }
+    case proto::STOP_WORKER: {
+      proto::StopWorker req;
+      (void)Parse(payload, &req);
+      return;
+    }
     case proto::REGISTER_WORKER:
     case proto::ACTOR_READY:
     case proto::GET_ACTOR_INFO:
     case proto::KILL_ACTOR:
     case proto::KV_PUT:
     case proto::KV_GET:
-    case proto::KV_DEL: RunHeadHandler(method, payload); return;
+    case proto::KV_DEL:
+    case proto::REGISTER_NODE:
+    case proto::NODE_HEARTBEAT:
+    case proto::WORKER_EXITED:
+    case proto::GET_NODES:
+    case proto::REGISTER_DRIVER: RunHeadHandler(method, payload); return;
     default:  // GET_OBJECT, FREE_OBJECTS, SEND/FETCH_TENSORS, LEAVE_GROUP, EXIT, unknown
       Worker().dispatcher().Dispatch(nullptr, method, payload, rpc::Responder());
       return;
@@ -311,6 +331,31 @@ void HandleReply(uint16_t method, bool error, std::string_view payload) {
     }
     case proto::KV_GET: {
       proto::KvGetReply reply;
+      (void)Parse(payload, &reply);
+      return;
+    }
+    case proto::GET_NODES: {  // ferry.nodes()
+      proto::NodeList list;
+      if (!Parse(payload, &list)) return;
+      for (const auto& node : list.nodes()) {
+        (void)NodeId::FromBinary(node.node_id());
+        (void)cluster::Describe(cluster::FromProto(node.total()));
+        (void)cluster::Describe(cluster::FromProto(node.available()));
+      }
+      return;
+    }
+    case proto::REGISTER_NODE: {
+      proto::RegisterNodeReply reply;
+      (void)Parse(payload, &reply);
+      return;
+    }
+    case proto::REGISTER_DRIVER: {  // cluster::ConnectToCluster
+      proto::RegisterDriverReply reply;
+      if (Parse(payload, &reply)) (void)NodeId::FromBinary(reply.node_id());
+      return;
+    }
+    case proto::START_WORKER: {
+      proto::StartWorkerReply reply;
       (void)Parse(payload, &reply);
       return;
     }

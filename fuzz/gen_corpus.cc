@@ -326,6 +326,35 @@ void ControlSeeds() {
   info.mutable_death_cause()->set_message("killed");
   Msg("actor_died", proto::ACTOR_DIED, info);
 
+  // Cluster mode: nodes, heartbeats, workers started on other hosts.
+  proto::RegisterNode node;
+  node.set_node_id(kOtherId);
+  node.set_node_ip("10.213.0.12");
+  (*node.mutable_total()->mutable_amounts())["CPU"] = 4;
+  (*node.mutable_total()->mutable_amounts())["special"] = 1;
+  Msg("register_node", proto::REGISTER_NODE, node);
+  proto::NodeHeartbeat beat;
+  beat.set_node_id(kOtherId);
+  Msg("node_heartbeat", proto::NODE_HEARTBEAT, beat);
+  proto::WorkerExited exited;
+  exited.set_actor_id(kActorId);
+  exited.set_description("was killed by signal 9 (Killed)");
+  Msg("worker_exited", proto::WORKER_EXITED, exited);
+  Msg("get_nodes", proto::GET_NODES, proto::Empty());
+  proto::RegisterDriver driver;
+  driver.set_node_ip("10.213.0.11");
+  Msg("register_driver", proto::REGISTER_DRIVER, driver);
+  proto::StartWorker start;
+  start.set_actor_id(kActorId);
+  start.set_worker_id(kWorkerId);
+  start.add_worker_command("/bin/false");  // never run by the target
+  (*start.mutable_env())["FERRY_NODE_ID"] = "00";
+  Msg("start_worker", proto::START_WORKER, start);
+  proto::CreateActor placed = create;
+  (*placed.mutable_options()->mutable_resources())["special"] = 1;
+  placed.mutable_options()->mutable_scheduling()->set_kind(proto::SchedulingStrategy::SPREAD);
+  Msg("create_actor_with_resources", proto::CREATE_ACTOR, placed);
+
   // Replies, as the caller handles them.
   proto::HelloReply hello_reply;
   hello_reply.set_worker_id(kOtherId);
@@ -338,6 +367,12 @@ void ControlSeeds() {
   Msg("reply_push_task", kReply | proto::PUSH_TASK, push_reply);
   Msg("reply_get_object", kReply | proto::GET_OBJECT, InlineValue(30, {256, 1}));
   Msg("reply_fetch_tensors", kReply | proto::FETCH_TENSORS, InlineValue(0, {16, 0}, "tensors"));
+  proto::NodeList nodes;
+  proto::NodeInfo* n = nodes.add_nodes();
+  n->set_node_id(kOtherId);
+  n->set_alive(true);
+  (*n->mutable_total()->mutable_amounts())["CPU"] = 2;
+  Msg("reply_get_nodes", kReply | proto::GET_NODES, nodes);
   proto::RegisterWorkerReply reg_reply;
   *reg_reply.mutable_actor() = create;
   reg_reply.set_node_id(kOtherId);

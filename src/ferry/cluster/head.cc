@@ -559,6 +559,10 @@ void Head::HandleRegisterNode(const ChannelPtr& channel, std::string_view payloa
                               rpc::Responder responder) {
   proto::RegisterNode req;
   if (!rpc::ParseRequest(payload, &req, responder)) return;
+  if (!channel) {  // a node is its connection: nothing to keep without one
+    responder.ReplyError(Status::InvalidArgument("REGISTER_NODE needs a connection"));
+    return;
+  }
   auto id = NodeId::FromBinary(req.node_id());
   if (!id.ok()) {
     responder.ReplyError(id.status());
@@ -698,6 +702,10 @@ void Head::HandleRegisterDriver(const ChannelPtr& channel, std::string_view payl
                                 rpc::Responder responder) {
   proto::RegisterDriver req;
   if (!rpc::ParseRequest(payload, &req, responder)) return;
+  if (!channel) {
+    responder.ReplyError(Status::InvalidArgument("REGISTER_DRIVER needs a connection"));
+    return;
+  }
   proto::RegisterDriverReply reply;
   reply.set_session(options_.session);
   {

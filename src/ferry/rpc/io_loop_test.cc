@@ -51,6 +51,9 @@ TEST(IoLoopTest, PostBeforeStartRunsAfterStart) {
   });
   loop.Start();
   EXPECT_TRUE(waiter.WaitFor([&] { return ran.load(); }));
+  // The post may still be inside Notify(): stop the loop before `waiter` dies.
+  loop.Stop();
+  loop.Join();
 }
 
 TEST(IoLoopTest, DestructorIsSafeInAnyState) {
