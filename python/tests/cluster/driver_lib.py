@@ -15,10 +15,10 @@ import json
 import os
 import socket
 import sys
-import time
-from typing import Any, Callable
+from typing import Any
 
 import ferry
+from polling import wait_for  # noqa: F401 (driver scripts import it from here)
 
 ADDRESS = os.environ.get("FERRY_ADDRESS", "")
 HOSTS: dict[str, str] = json.loads(os.environ.get("FERRY_TEST_HOSTS", "{}"))
@@ -35,16 +35,6 @@ def emit(obj: Any) -> None:
     """One JSON line on stdout, flushed (the test may be reading it live)."""
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:
-    """Polls pred() until it is truthy or timeout seconds pass; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def alive_nodes() -> list[dict[str, Any]]:

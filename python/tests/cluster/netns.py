@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from .polling import wait_for
+
 CLUSTER_TESTS_DIR = Path(__file__).resolve().parent
 TESTS_DIR = CLUSTER_TESTS_DIR.parent
 PYTHON_DIR = TESTS_DIR.parent
@@ -68,16 +70,6 @@ class NetnsUnavailable(Exception):
 
 class ClusterError(Exception):
     """A cluster could not start, or left processes or shared memory behind."""
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:
-    """Polls pred() until it is truthy or timeout seconds pass; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def host_index(host: str) -> int:
