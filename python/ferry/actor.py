@@ -171,10 +171,10 @@ class ActorMethod:
         when the method returns several (so typed Any: which one depends on
         the method's options, not on this call)."""
         self._meta.check_args(args, kwargs)
-        data, buffers, refs = serialization.dumps_args(args, kwargs)
+        data, buffers, deps, contained = serialization.dumps_args(args, kwargs)
         rt = runtime.for_handle(self._handle._session)
-        out, notes = rt.submit(self._handle._actor_id, self._meta.name, data, buffers, refs,
-                               self._num_returns, self._transport or "")
+        out, notes = rt.submit(self._handle._actor_id, self._meta.name, data, buffers, deps,
+                               contained, self._num_returns, self._transport or "")
         for note in notes:
             warnings.warn(note, UserWarning, stacklevel=2)
         return out[0] if self._num_returns == 1 else out
@@ -256,12 +256,12 @@ class ActorClass:
                 self._init_sig.bind(*args, **kwargs)
             except TypeError as e:
                 raise TypeError(f"bad arguments for {self._cls.__name__}(): {e}") from None
-        data, buffers, refs = serialization.dumps_args((self._cls, args, kwargs), {})
+        data, buffers, deps, contained = serialization.dumps_args(args, kwargs, cls=self._cls)
         opts = dict(self._options)
         opts.setdefault("max_concurrency", 1)
         rt = runtime.current()
         actor_id = rt.create_actor(self._cls.__name__, opts, runtime.worker_command(),
-                                   data, buffers, refs)
+                                   data, buffers, deps, contained)
         return ActorHandle(actor_id, self._cls.__name__, self._methods, rt.session)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

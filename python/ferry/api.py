@@ -214,20 +214,20 @@ def put(value: Any, *, _tensor_transport: str | None = None) -> ObjectRef:
         raise TypeError("ferry.put of an ObjectRef is not allowed; pass the ref itself")
     transport = transports.normalize(_tensor_transport)
     if transport is None or transport in transports.OBJECT_STORE:
-        data, buffers = serialization.dumps(value)
-        return runtime.current().put(data, buffers)
+        data, buffers, contained = serialization.dumps(value)
+        return runtime.current().put(data, buffers, contained)
     if transport not in transports.ONE_SIDED:
         raise ValueError(
             f"ferry.put(..., _tensor_transport={transport!r}): only the one-sided transports "
             f"{', '.join(transports.ONE_SIDED)} keep a put's tensors in place; '{transport}' "
             f"moves tensors only between members of a collective group (return them from an "
             f"actor method marked tensor_transport={transport!r} instead)")
-    data, buffers, tensors = serialization.dumps_rdt(value)
+    data, buffers, tensors, contained = serialization.dumps_rdt(value)
     rt = runtime.current()
     if not tensors:  # nothing to keep in place: an ordinary value
-        return rt.put(data, buffers)
+        return rt.put(data, buffers, contained)
     exported = [serialization.export_tensor(t) for t in tensors]
-    ref = rt.put_tensors(data, buffers, transport, exported)
+    ref = rt.put_tensors(data, buffers, transport, exported, contained)
     from ferry._private import worker
     worker.keep_tensors(ref.binary(), tensors)
     return ref

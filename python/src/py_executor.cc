@@ -2,6 +2,7 @@
 
 #include "ferry/core/error_value.h"
 #include "py_buffers.h"
+#include "py_object_ref.h"
 #include "py_tensors.h"
 
 namespace py = pybind11;
@@ -65,6 +66,8 @@ proto::ObjectValueProto PyExecutor::StoreResult(const std::string& return_id,
   core::SerializedValue value;
   value.format = format;
   value.data = data_view;
+  // (format, data, buffers, code, message, rdt or None, contained refs)
+  if (tuple.size() > 6) value.contained_refs = RefsFromPython(tuple[6]);
   for (py::handle b : tuple[2]) {
     infos.push_back(b.cast<py::buffer>().request());
     const auto& info = infos.back();

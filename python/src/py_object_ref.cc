@@ -10,11 +10,6 @@ py::object WrapRef(core::ObjectRef ref, const std::shared_ptr<core::CoreWorker>&
   return py::cast(std::make_unique<PyObjectRef>(std::move(ref), core));
 }
 
-py::object NewRefHandle(core::ObjectRef ref, const std::shared_ptr<core::CoreWorker>& core) {
-  if (core) core->AddLocalRef(ref);
-  return WrapRef(std::move(ref), core);
-}
-
 std::vector<core::ObjectRef> RefsFromPython(const py::handle& seq) {
   std::vector<core::ObjectRef> refs;
   for (py::handle item : seq) {
@@ -42,8 +37,16 @@ void RegisterObjectRef(py::module_& m) {
       .def("__hash__",
            [](const PyObjectRef& r) { return static_cast<py::ssize_t>(r.ref().id.Hash()); })
       .def("__repr__", [](const PyObjectRef& r) { return "ObjectRef(" + r.ref().id.Hex() + ")"; })
+      .def("_rebuild_args",
+           [](const PyObjectRef& r) {
+             // What ferry._private.refs.rebuild_ref takes to rebuild it.
+             return py::make_tuple(py::bytes(r.ref().id.Binary()), r.ref().owner_address,
+                                   py::bytes(r.ref().owner_id.Binary()));
+           })
       .def("__reduce__", [](const PyObjectRef& r) {
-        // Serialized inside a value: it may be used anywhere, any time.
+        // Pickled outside ferry's serializers (which reduce refs themselves
+        // and keep them alive while the value lives): ferry cannot follow
+        // this copy, so the object lives as long as this process.
         if (auto core = r.core()) core->PinEscapedRef(r.ref());
         py::object rebuild = py::module_::import("ferry._private.refs").attr("rebuild_ref");
         return py::make_tuple(rebuild,

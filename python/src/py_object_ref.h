@@ -32,8 +32,6 @@ class PyObjectRef {
 
 // Wraps `ref`, which must already be counted once for this handle.
 pybind11::object WrapRef(core::ObjectRef ref, const std::shared_ptr<core::CoreWorker>& core);
-// Counts a new handle to `ref` and wraps it.
-pybind11::object NewRefHandle(core::ObjectRef ref, const std::shared_ptr<core::CoreWorker>& core);
 // Extracts refs from a Python sequence of ObjectRef (TypeError otherwise).
 std::vector<core::ObjectRef> RefsFromPython(const pybind11::handle& seq);
 

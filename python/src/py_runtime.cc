@@ -17,11 +17,14 @@ namespace py = pybind11;
 namespace ferry::python {
 namespace {
 
-// Borrowed views of a Python (data, [buffers]) pair, valid while `infos` lives.
+// Borrowed views of a Python (data, [buffers]) pair, valid while `infos`
+// lives, and the ObjectRefs pickled inside the value (`contained`).
 core::SerializedValue ToSerialized(const std::string& format, const py::buffer& data,
-                                   const py::list& buffers, std::vector<py::buffer_info>& infos) {
+                                   const py::list& buffers, std::vector<py::buffer_info>& infos,
+                                   const py::list& contained = py::list()) {
   core::SerializedValue v;
   v.format = format;
+  if (!contained.empty()) v.contained_refs = RefsFromPython(contained);
   infos.push_back(data.request());
   v.data = std::string_view(static_cast<const char*>(infos.back().ptr),
                             static_cast<size_t>(infos.back().size * infos.back().itemsize));
@@ -129,7 +132,7 @@ void RegisterRuntime(py::module_& m) {
       .def("create_actor",
            [](const PyRuntime& rt, const std::string& class_name, const py::dict& opts,
               const std::vector<std::string>& worker_command, const py::buffer& data,
-              const py::list& buffers, const py::list& refs) {
+              const py::list& buffers, const py::list& refs, const py::list& contained) {
              auto core = Core(rt);
              core::ActorCreation c;
              c.options.set_class_name(class_name);
@@ -146,7 +149,7 @@ void RegisterRuntime(py::module_& m) {
                c.options.set_max_concurrency(opts["max_concurrency"].cast<int>());
              c.worker_command = worker_command;
              std::vector<py::buffer_info> infos;
-             c.args.structure = ToSerialized("pickle5", data, buffers, infos);
+             c.args.structure = ToSerialized("pickle5", data, buffers, infos, contained);
              c.args.refs = RefsFromPython(refs);
              StatusOr<ActorId> id = Status::Internal("unset");
              {
@@ -158,7 +161,7 @@ void RegisterRuntime(py::module_& m) {
       .def("submit",
            [](const PyRuntime& rt, const py::bytes& actor_id, const std::string& method,
               const py::buffer& data, const py::list& buffers, const py::list& refs,
-              int num_returns, const std::string& tensor_transport) {
+              const py::list& contained, int num_returns, const std::string& tensor_transport) {
              auto core = Core(rt);
              ActorId actor = ValueOrThrow(ActorId::FromBinary(std::string(actor_id)));
              core::TaskCall call;
@@ -166,7 +169,7 @@ void RegisterRuntime(py::module_& m) {
              call.num_returns = num_returns;
              call.tensor_transport = tensor_transport;
              std::vector<py::buffer_info> infos;
-             call.args.structure = ToSerialized("pickle5", data, buffers, infos);
+             call.args.structure = ToSerialized("pickle5", data, buffers, infos, contained);
              call.args.refs = RefsFromPython(refs);
              StatusOr<std::vector<core::ObjectRef>> out = Status::Internal("unset");
              std::vector<std::string> warnings;
@@ -257,10 +260,11 @@ void RegisterRuntime(py::module_& m) {
           },
           py::arg("refs"), py::arg("timeout"), py::arg("pull") = false)
       .def("put",
-           [](const PyRuntime& rt, const py::buffer& data, const py::list& buffers) {
+           [](const PyRuntime& rt, const py::buffer& data, const py::list& buffers,
+              const py::list& contained) {
              auto core = Core(rt);
              std::vector<py::buffer_info> infos;
-             core::SerializedValue v = ToSerialized("pickle5", data, buffers, infos);
+             core::SerializedValue v = ToSerialized("pickle5", data, buffers, infos, contained);
              StatusOr<core::ObjectRef> ref = Status::Internal("unset");
              {
                py::gil_scoped_release release;
@@ -270,10 +274,10 @@ void RegisterRuntime(py::module_& m) {
            })
       .def("put_tensors",
            [](const PyRuntime& rt, const py::buffer& data, const py::list& buffers,
-              const std::string& transport, const py::list& exported) {
+              const std::string& transport, const py::list& exported, const py::list& contained) {
              auto core = Core(rt);
              std::vector<py::buffer_info> infos;
-             core::SerializedValue v = ToSerialized("pickle5", data, buffers, infos);
+             core::SerializedValue v = ToSerialized("pickle5", data, buffers, infos, contained);
              std::vector<tensor::Tensor> tensors = ValueOrThrow(TensorsFromPython(exported));
              StatusOr<core::ObjectRef> ref = Status::Internal("unset");
              {
@@ -347,7 +351,22 @@ void RegisterRuntime(py::module_& m) {
              ref.id = ValueOrThrow(ObjectId::FromBinary(std::string(id)));
              ref.owner_address = owner_address;
              ref.owner_id = ValueOrThrow(WorkerId::FromBinary(std::string(owner_id)));
-             return NewRefHandle(std::move(ref), core);
+             // A ref out of a serialized value: (handle, whether it must be
+             // registered with its owner, by register_borrows).
+             bool must_register = core->AddDeserializedRef(ref);
+             return py::make_tuple(WrapRef(std::move(ref), core), must_register);
+           })
+      .def("register_borrows",
+           [](const PyRuntime& rt, const py::list& refs) {
+             auto core = Core(rt);
+             std::vector<core::ObjectRef> borrowed = RefsFromPython(refs);
+             Status s;
+             {
+               py::gil_scoped_release release;
+               s = core->RegisterBorrows(
+                   borrowed, Deadline::After(Config::Get().rpc_connect_timeout));
+             }
+             CheckOk(s);
            })
       .def("stats",
            [](const PyRuntime& rt) {
@@ -356,6 +375,8 @@ void RegisterRuntime(py::module_& m) {
              d["owned_objects"] = s.owned_objects;
              d["stored_values"] = s.stored_values;
              d["local_segments"] = s.local_segments;
+             d["borrowed_objects"] = s.borrowed_objects;
+             d["value_holds"] = s.value_holds;
              return d;
            })
       .def("fetch_tensors",

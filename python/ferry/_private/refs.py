@@ -1,6 +1,32 @@
-"""Rebuilding ObjectRefs that travelled inside serialized values."""
+"""ObjectRefs that travelled inside serialized values: rebuilding them and
+registering this process as a borrower with their owners.
+
+Unpickling a ref this process does not own yet makes it a borrower. The
+owner must know before the value the ref came in is freed (that value's
+producer holds the ref until then), so every ferry ``loads`` calls
+``register_borrowed`` before handing the value to user code: one request per
+owner, waited for."""
+import threading
+
 from ferry._private import runtime
+
+_local = threading.local()
 
 
 def rebuild_ref(object_id, owner_address, owner_id):
-    return runtime.current().make_ref(object_id, owner_address, owner_id)
+    ref, must_register = runtime.current().make_ref(object_id, owner_address, owner_id)
+    if must_register:
+        pending = getattr(_local, "pending", None)
+        if pending is None:
+            pending = _local.pending = []
+        pending.append(ref)
+    return ref
+
+
+def register_borrowed():
+    """Registers the refs this thread unpickled since the last call with
+    their owners; returns once every owner has them."""
+    pending = getattr(_local, "pending", None)
+    if pending:
+        _local.pending = []
+        runtime.current().register_borrows(pending)

@@ -5,8 +5,15 @@ small tuples, lists and dicts) take the C pickler with ferry's tensor
 reducer; anything else takes cloudpickle (code, classes from __main__).
 Large buffers (numpy arrays, CPU torch tensors) travel out of band: the core
 copies them once into shared memory, and readers get arrays that view the
-mapped bytes. ObjectRefs inside call arguments become indices into a list of
-dependencies that the core resolves before the call.
+mapped bytes.
+
+ObjectRefs: a top-level call argument (positional or keyword) becomes an
+index into the call's dependencies, which the core resolves to values
+before the call. A ref anywhere else (nested in an argument, a return, a
+put) stays a ref: the pickler collects it (``contained``), the core keeps it
+alive while the serialized value lives, and the process that unpickles it
+registers as a borrower with its owner before the value reaches user code
+(ferry._private.refs). These are Ray's semantics.
 """
 import collections
 import functools
@@ -17,6 +24,7 @@ import sys
 import cloudpickle
 
 from ferry._core import ObjectRef
+from ferry._private import refs as _refs
 
 PROTOCOL = 5
 
@@ -71,40 +79,52 @@ def _reduce_tensor(t):
     return _rebuild_tensor, (buf, t.dtype, tuple(t.shape), t.requires_grad)
 
 
-def _dispatch_table():
-    """cloudpickle's reducers (code objects, classes from __main__, ...) plus
-    ours for CPU torch tensors, whose bytes then travel out of band."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return cloudpickle.CloudPickler.dispatch_table
-    return collections.ChainMap({torch.Tensor: _reduce_tensor}, cloudpickle.CloudPickler.dispatch_table)
+class _Dep:
+    """A top-level ObjectRef argument's place in the argument structure: an
+    index into the call's dependencies."""
+    __slots__ = ("index",)
+
+    def __init__(self, index):
+        self.index = index
 
 
-class _RefIds:
-    """Pickler mixin: ObjectRefs become indices into ``refs`` (the call's
-    dependencies), each ref once however often it appears."""
+def _ref_reducer(contained):
+    """A reducer that pickles ObjectRefs as refs and collects them in
+    ``contained``. A closure, not a bound method: a pickler whose
+    dispatch_table referred to the pickler would be a reference cycle, and
+    its memo would keep every pickled ref alive until the next GC."""
+    def reduce_ref(ref):
+        contained.append(ref)
+        return _refs.rebuild_ref, ref._rebuild_args()
+    return reduce_ref
 
-    def _init_refs(self, refs):
-        self._refs = refs
-        self._ref_index = {}
+
+class _Refs:
+    """Pickler mixin: _Dep markers become persistent ids (dependency
+    indices); every other ObjectRef is pickled as a ref and collected in
+    ``contained``."""
+
+    def _own_reducers(self):
+        self.contained = []
+        torch = sys.modules.get("torch")
+        table = {ObjectRef: _ref_reducer(self.contained)}
+        if torch is not None:
+            table[torch.Tensor] = _reduce_tensor
+        return table
 
     def persistent_id(self, obj):
-        if self._refs is None or type(obj) is not ObjectRef:
-            return None
-        key = obj.binary()
-        index = self._ref_index.get(key)
-        if index is None:
-            index = self._ref_index[key] = len(self._refs)
-            self._refs.append(obj)
-        return index
+        return obj.index if type(obj) is _Dep else None
 
 
-class _Pickler(_RefIds, cloudpickle.CloudPickler):
-    def __init__(self, file, buffers, refs=None):
+class _Pickler(_Refs, cloudpickle.CloudPickler):
+    """cloudpickle (code objects, classes from __main__, ...) with ours for
+    CPU torch tensors (their bytes travel out of band) and ObjectRefs."""
+
+    def __init__(self, file, buffers):
         # The C pickler reads dispatch_table once, in __init__: set it first.
-        self.dispatch_table = _dispatch_table()
+        self.dispatch_table = collections.ChainMap(self._own_reducers(),
+                                                   cloudpickle.CloudPickler.dispatch_table)
         super().__init__(file, protocol=PROTOCOL, buffer_callback=buffers.append)
-        self._init_refs(refs)
 
 
 # Values made only of these pickle with the C pickler alone (about 6x faster
@@ -147,7 +167,7 @@ def _is_plain_with_arrays(value):
 
 
 def _scalar_array_or_ref(t):
-    return t is ObjectRef or _scalar_or_array(t)
+    return t is ObjectRef or t is _Dep or _scalar_or_array(t)
 
 
 class _ArrayPickler(pickle.Pickler):
@@ -161,13 +181,13 @@ class _ArrayPickler(pickle.Pickler):
         super().__init__(file, protocol=PROTOCOL, buffer_callback=buffers.append)
 
 
-class _ArgPickler(_RefIds, _ArrayPickler):
-    """_ArrayPickler that also turns ObjectRefs into dependencies: for
-    arguments that passed _is_plain with _scalar_array_or_ref leaves."""
+class _ArgPickler(_Refs, pickle.Pickler):
+    """The C pickler with the tensor and ref reducers: for arguments that
+    passed _is_plain with _scalar_array_or_ref leaves."""
 
-    def __init__(self, file, buffers, refs):
-        super().__init__(file, buffers)
-        self._init_refs(refs)
+    def __init__(self, file, buffers):
+        self.dispatch_table = self._own_reducers()
+        super().__init__(file, protocol=PROTOCOL, buffer_callback=buffers.append)
 
 
 def _dumps_with_arrays(value):
@@ -182,33 +202,64 @@ def _raw(buffers):
 
 
 def dumps(value):
-    """-> (data, buffers) for a value."""
+    """-> (data, buffers, contained) for a value; ``contained``: the
+    ObjectRefs inside it."""
     if _is_plain(value):
-        return pickle.dumps(value, protocol=PROTOCOL), []
+        return pickle.dumps(value, protocol=PROTOCOL), [], []
     if _is_plain_with_arrays(value):
-        return _dumps_with_arrays(value)
+        data, buffers = _dumps_with_arrays(value)
+        return data, buffers, []
     buffers = []
     f = io.BytesIO()
-    _Pickler(f, buffers).dump(value)
-    return f.getbuffer(), _raw(buffers)
+    pickler = _Pickler(f, buffers)
+    pickler.dump(value)
+    return f.getbuffer(), _raw(buffers), pickler.contained
 
 
-def dumps_args(args, kwargs):
-    """-> (data, buffers, refs): ObjectRefs anywhere in the arguments become
-    dependencies, resolved to values before the call."""
-    if _is_plain(args) and _is_plain(kwargs):
-        return pickle.dumps((args, kwargs), protocol=PROTOCOL), [], []
-    buffers, refs = [], []
+def _mark_deps(args, kwargs, deps):
+    """(args, kwargs) with each top-level ObjectRef replaced by a _Dep
+    marker; the refs go to ``deps``, each once however often it appears."""
+    index = {}
+
+    def dep(ref):
+        key = ref.binary()
+        i = index.get(key)
+        if i is None:
+            i = index[key] = len(deps)
+            deps.append(ref)
+        return _Dep(i)
+
+    if any(type(a) is ObjectRef for a in args):
+        args = tuple(dep(a) if type(a) is ObjectRef else a for a in args)
+    if kwargs and any(type(v) is ObjectRef for v in kwargs.values()):
+        kwargs = {k: dep(v) if type(v) is ObjectRef else v for k, v in kwargs.items()}
+    return args, kwargs
+
+
+def dumps_args(args, kwargs, cls=None):
+    """-> (data, buffers, deps, contained) for a call's arguments (with
+    ``cls``, an actor's constructor call). Each top-level ObjectRef argument
+    becomes a dependency in ``deps``, resolved to its value before the call;
+    refs nested deeper stay refs, in ``contained``, for the task to borrow."""
+    if cls is None and _is_plain(args) and _is_plain(kwargs):
+        return pickle.dumps((args, kwargs), protocol=PROTOCOL), [], [], []
+    deps, buffers = [], []
+    args, kwargs = _mark_deps(args, kwargs, deps)
     f = io.BytesIO()
-    if _is_plain(args, 0, _scalar_array_or_ref) and _is_plain(kwargs, 0, _scalar_array_or_ref):
-        _ArgPickler(f, buffers, refs).dump((args, kwargs))  # no cloudpickle needed
+    if (cls is None and _is_plain(args, 0, _scalar_array_or_ref)
+            and _is_plain(kwargs, 0, _scalar_array_or_ref)):
+        pickler = _ArgPickler(f, buffers)  # no cloudpickle needed
+        pickler.dump((args, kwargs))
     else:
-        _Pickler(f, buffers, refs).dump((args, kwargs))
-    return f.getbuffer(), _raw(buffers), refs
+        pickler = _Pickler(f, buffers)
+        pickler.dump((args, kwargs) if cls is None else ((cls, args, kwargs), {}))
+    return f.getbuffer(), _raw(buffers), deps, pickler.contained
 
 
 def loads(data, buffers):
-    return pickle.loads(data, buffers=buffers)
+    value = pickle.loads(data, buffers=buffers)
+    _refs.register_borrowed()
+    return value
 
 
 class _ArgUnpickler(pickle.Unpickler):
@@ -223,8 +274,10 @@ class _ArgUnpickler(pickle.Unpickler):
 def loads_args(data, buffers, values):
     """Inverse of dumps_args; `values` are the resolved dependencies."""
     if not values:
-        return pickle.loads(data, buffers=buffers)
-    return _ArgUnpickler(data, buffers, values).load()
+        return loads(data, buffers)
+    value = _ArgUnpickler(data, buffers, values).load()
+    _refs.register_borrowed()
+    return value
 
 
 # --- RDT values: tensors stay in the producer, the rest is a skeleton -------
@@ -258,7 +311,10 @@ class _TensorIds:
 
 class _RdtPickler(_TensorIds, cloudpickle.CloudPickler):
     def __init__(self, file, buffers, tensors):
-        self.dispatch_table = _dispatch_table()
+        self.contained = []
+        # Tensors never reach the table (persistent_id takes them first).
+        self.dispatch_table = collections.ChainMap({ObjectRef: _ref_reducer(self.contained)},
+                                                   cloudpickle.CloudPickler.dispatch_table)
         super().__init__(file, protocol=PROTOCOL, buffer_callback=buffers.append)
         self._init_tensors(tensors)
 
@@ -267,21 +323,24 @@ class _PlainRdtPickler(_TensorIds, pickle.Pickler):
     """The C pickler alone, for values that passed _is_plain_with_arrays."""
 
     def __init__(self, file, buffers, tensors):
+        self.contained = []  # no refs pass _is_plain_with_arrays
         super().__init__(file, protocol=PROTOCOL, buffer_callback=buffers.append)
         self._init_tensors(tensors)
 
 
 def dumps_rdt(value):
-    """-> (data, buffers, tensors): the skeleton and the tensors found in
-    ``value`` (nested anywhere picklable). No tensor found: tensors == []."""
+    """-> (data, buffers, tensors, contained): the skeleton, the tensors
+    found in ``value`` (nested anywhere picklable; [] when none) and the
+    ObjectRefs inside it."""
     if torch_module() is None:
-        data, buffers = dumps(value)
-        return data, buffers, []
+        data, buffers, contained = dumps(value)
+        return data, buffers, [], contained
     buffers, tensors = [], []
     f = io.BytesIO()
-    pickler = _PlainRdtPickler if _is_plain_with_arrays(value) else _RdtPickler
-    pickler(f, buffers, tensors).dump(value)
-    return f.getbuffer(), _raw(buffers), tensors
+    pickler = (_PlainRdtPickler if _is_plain_with_arrays(value) else _RdtPickler)(
+        f, buffers, tensors)
+    pickler.dump(value)
+    return f.getbuffer(), _raw(buffers), tensors, pickler.contained
 
 
 @functools.lru_cache(maxsize=None)
@@ -355,4 +414,6 @@ class _RdtUnpickler(pickle.Unpickler):
 
 
 def loads_rdt(data, buffers, tensors):
-    return _RdtUnpickler(data, buffers, tensors).load()
+    value = _RdtUnpickler(data, buffers, tensors).load()
+    _refs.register_borrowed()
+    return value

@@ -46,18 +46,19 @@ def _error_result(method, exc):
 
 
 def _value_result(value, tensor_transport, return_id):
+    """(format, data, buffers, code, message, rdt or None, contained refs)."""
     if tensor_transport in transports.OBJECT_STORE:
-        data, buffers = serialization.dumps(value)
-        return ("pickle5", data, buffers, 0, "")
-    data, buffers, tensors = serialization.dumps_rdt(value)
+        data, buffers, contained = serialization.dumps(value)
+        return ("pickle5", data, buffers, 0, "", None, contained)
+    data, buffers, tensors, contained = serialization.dumps_rdt(value)
     if not tensors:  # nothing to keep in place: an ordinary value
-        return ("pickle5", data, buffers, 0, "")
+        return ("pickle5", data, buffers, 0, "", None, contained)
     for t in tensors:
         if not t.is_cpu:  # ValueError unless the transport moves tensors on t's device
             _core.check_tensor_device(tensor_transport, str(t.device))
     exported = [serialization.export_tensor(t) for t in tensors]
     keep_tensors(return_id, tensors)
-    return ("pickle5", data, buffers, 0, "", (tensor_transport, exported))
+    return ("pickle5", data, buffers, 0, "", (tensor_transport, exported), contained)
 
 
 def _arg_tensor(object_id, index, exported):

@@ -128,6 +128,16 @@ void CoreWorker::RegisterHandlers() {
   dispatcher_->Register(proto::FREE_OBJECTS,
                         [this](const std::shared_ptr<rpc::Channel>&, std::string_view payload,
                                rpc::Responder) { HandleFreeObjects(payload); });
+  dispatcher_->Register(proto::ADD_BORROWERS,
+                        [this](const std::shared_ptr<rpc::Channel>& channel,
+                               std::string_view payload, rpc::Responder responder) {
+                          HandleAddBorrowers(channel, payload, std::move(responder));
+                        });
+  dispatcher_->Register(proto::REMOVE_BORROWERS,
+                        [this](const std::shared_ptr<rpc::Channel>&, std::string_view payload,
+                               rpc::Responder) {
+                          if (tracker_) tracker_->HandleRemoveBorrowers(payload);
+                        });
   dispatcher_->Register(proto::PUSH_TASK, [this](const std::shared_ptr<rpc::Channel>&,
                                                  std::string_view payload,
                                                  rpc::Responder responder) {
@@ -208,6 +218,7 @@ Status CoreWorker::Start() {
   head_address_ = options_.head_address.empty() ? address_ : options_.head_address;
   channels_ = std::make_unique<rpc::ChannelCache>(*io_loop_, MakeHello(), dispatcher_);
   messenger_ = std::make_unique<ChannelMessenger>(*channels_, *background_);
+  tracker_ = std::make_unique<RefTracker>(options_.worker_id, *refs_, *messenger_);
   StartTensorTransport();
   return Status::Ok();
 }
@@ -261,21 +272,62 @@ void CoreWorker::Shutdown() {
 // --- references -------------------------------------------------------------
 
 void CoreWorker::AddLocalRef(const ObjectRef& ref) {
-  if (ref.owner_id == options_.worker_id) refs_->AddLocalRef(ref.id);
+  if (tracker_) tracker_->AddLocalRef(ref);
 }
 
 void CoreWorker::RemoveLocalRef(const ObjectRef& ref) {
-  if (ref.owner_id == options_.worker_id) refs_->RemoveLocalRef(ref.id);
+  if (tracker_) tracker_->RemoveLocalRef(ref);
+}
+
+bool CoreWorker::AddDeserializedRef(const ObjectRef& ref) {
+  return tracker_ && tracker_->AddDeserializedRef(ref);
+}
+
+Status CoreWorker::RegisterBorrows(std::span<const ObjectRef> refs, Deadline deadline) {
+  if (!tracker_) return Status::FailedPrecondition("ferry is not started");
+  return tracker_->RegisterBorrows(refs, deadline);
 }
 
 void CoreWorker::PinEscapedRef(const ObjectRef& ref) {
-  if (ref.owner_id == options_.worker_id) refs_->Pin(ref.id);
+  if (tracker_) tracker_->HoldForever(ref);
+}
+
+void CoreWorker::HandleAddBorrowers(const std::shared_ptr<rpc::Channel>& channel,
+                                    std::string_view payload, rpc::Responder responder) {
+  if (!tracker_) {
+    responder.ReplyError(Status::Unavailable("ferry is not started"));
+    return;
+  }
+  // The borrower's connection closing is its death: its borrows end.
+  auto borrower = WorkerId::FromBinary(channel->peer().worker_id());
+  bool watch = false;
+  if (borrower.ok()) {
+    MutexLock lock(mu_);
+    watch = watched_borrowers_.insert(channel.get()).second;
+  }
+  if (watch) {
+    const rpc::Channel* key = channel.get();
+    channel->AddCloseCallback([this, key, worker = *borrower](Status) {
+      {
+        MutexLock lock(mu_);
+        watched_borrowers_.erase(key);
+      }
+      tracker_->OnWorkerGone(worker);
+    });
+  }
+  Status s = tracker_->HandleAddBorrowers(payload);
+  if (s.ok()) {
+    responder.Reply(proto::Empty());
+  } else {
+    responder.ReplyError(s);
+  }
 }
 
 void CoreWorker::OnObjectFreed(const ObjectId& id) {
   ValuePtr value = store_->GetIfReady(id);
   store_->Erase(id);
   if (value) FreeValue(id, value);
+  tracker_->Release(id);  // the refs a put of ours contained
 }
 
 void CoreWorker::FreeValue(const ObjectId& id, const ValuePtr& value) {
@@ -288,6 +340,7 @@ void CoreWorker::FreeValue(const ObjectId& id, const ValuePtr& value) {
       remote_producers_.erase(it);
     }
   }
+  const bool holds_refs = value->contained_refs_size() > 0;
   if (value->has_rdt()) {
     transfer_owner_->Forget(id);
     // The tensors stay in their producer until now.
@@ -297,7 +350,7 @@ void CoreWorker::FreeValue(const ObjectId& id, const ValuePtr& value) {
     }
     producer = value->rdt().producer_address();
   } else if (!value->has_shm()) {
-    return;
+    if (!holds_refs) return;  // else its producer holds the refs inside it
   } else if (!IsRemoteShm(*value)) {
     segments_->Free(id);
     return;
@@ -312,8 +365,14 @@ void CoreWorker::FreeValue(const ObjectId& id, const ValuePtr& value) {
 
 StatusOr<proto::ObjectValueProto> CoreWorker::WriteValue(const ObjectId& id,
                                                          const SerializedValue& value) {
-  return object::WriteValue(id, value.format, value.data, value.buffers, *segments_, *pool_,
-                            Config::Get().inline_bytes);
+  FERRY_ASSIGN_OR_RETURN(proto::ObjectValueProto written,
+                         object::WriteValue(id, value.format, value.data, value.buffers,
+                                            *segments_, *pool_, Config::Get().inline_bytes));
+  if (!value.contained_refs.empty()) {
+    tracker_->Hold(id, value.contained_refs);
+    for (const ObjectRef& ref : value.contained_refs) *written.add_contained_refs() = ref.ToProto();
+  }
+  return written;
 }
 
 StatusOr<ObjectRef> CoreWorker::Put(const SerializedValue& value) {
@@ -479,6 +538,7 @@ void CoreWorker::HandleFreeObjects(std::string_view payload) {
     if (!id.ok()) continue;
     segments_->Free(*id);
     holder_->Drop(*id);
+    tracker_->Release(*id);
   }
 }
 
@@ -488,14 +548,18 @@ StatusOr<std::shared_ptr<rpc::Channel>> CoreWorker::HeadChannel() {
   return channels_->Get(head_address_, Deadline::After(Config::Get().rpc_connect_timeout));
 }
 
-Status CoreWorker::WriteStructure(const CallArgs& args, proto::TaskSpec* spec,
-                                  std::vector<ObjectId>* temp_ids) {
+StatusOr<ObjectId> CoreWorker::WriteStructure(const CallArgs& args, proto::TaskSpec* spec,
+                                              std::vector<ObjectId>* temp_ids) {
   ObjectId structure_id = ObjectId::Random();
   FERRY_ASSIGN_OR_RETURN(proto::ObjectValueProto structure,
                          WriteValue(structure_id, args.structure));
-  if (structure.has_shm()) temp_ids->push_back(structure_id);
-  *spec->add_args()->mutable_value() = std::move(structure);
-  return Status::Ok();
+  if (structure.has_shm() || structure.contained_refs_size() > 0) {
+    temp_ids->push_back(structure_id);
+  }
+  proto::TaskArg* arg = spec->add_args();
+  arg->set_object_id(structure_id.Binary());
+  *arg->mutable_value() = std::move(structure);
+  return structure_id;
 }
 
 Status CoreWorker::CountDeps(const std::vector<ObjectRef>& refs, std::vector<ObjectId>* counted) {
@@ -542,17 +606,27 @@ StatusOr<ActorId> CoreWorker::CreateActor(const ActorCreation& creation) {
   spec->set_language(creation.language);
   spec->set_max_concurrency(std::max(1, creation.options.max_concurrency()));
   std::vector<ObjectId> temps;
-  FERRY_RETURN_IF_ERROR(WriteStructure(creation.args, spec, &temps));
-  for (const ObjectRef& ref : creation.args.refs) {
-    // Constructor arguments stay pinned for the actor's lifetime: the worker
-    // may fetch them whenever it starts.
-    PinEscapedRef(ref);
-    FillDepArg(ref, actor_id, spec->add_args());
+  FERRY_ASSIGN_OR_RETURN(ObjectId structure_id, WriteStructure(creation.args, spec, &temps));
+  // The worker may fetch the constructor's arguments whenever it starts:
+  // they are held until it says the constructor ran (FREE_OBJECTS of the
+  // structure's id), with the structure's segment and nested refs.
+  tracker_->Hold(structure_id, creation.args.refs);
+  for (const ObjectRef& ref : creation.args.refs) FillDepArg(ref, actor_id, spec->add_args());
+  auto release = [&] {
+    segments_->Free(structure_id);
+    tracker_->Release(structure_id);
+  };
+  auto head = HeadChannel();
+  if (!head.ok()) {
+    release();
+    return head.status();
   }
-  FERRY_ASSIGN_OR_RETURN(auto head, HeadChannel());
-  auto reply = head->CallSync(proto::CREATE_ACTOR, req,
-                              Deadline::After(Config::Get().rpc_connect_timeout));
-  if (!reply.ok()) return reply.status().WithContext("creating actor");
+  auto reply = (*head)->CallSync(proto::CREATE_ACTOR, req,
+                                 Deadline::After(Config::Get().rpc_connect_timeout));
+  if (!reply.ok()) {
+    release();
+    return reply.status().WithContext("creating actor");
+  }
   return actor_id;
 }
 
@@ -571,10 +645,20 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
   spec->set_tensor_transport(call.tensor_transport);
   std::vector<ObjectId> counted, temps;
   FERRY_RETURN_IF_ERROR(CountDeps(call.args.refs, &counted));
-  Status written = WriteStructure(call.args, spec.get(), &temps);
+  StatusOr<ObjectId> written = WriteStructure(call.args, spec.get(), &temps);
   if (!written.ok()) {
     if (!counted.empty()) refs_->RemoveSubmittedTaskRefs(counted);
-    return written;
+    return written.status();
+  }
+  // Borrowed top-level arguments stay borrowed until the task is done (the
+  // owned ones are counted as submitted above).
+  if (counted.size() < call.args.refs.size()) {
+    std::vector<ObjectRef> borrowed;
+    for (const ObjectRef& ref : call.args.refs) {
+      if (!tracker_->Owns(ref)) borrowed.push_back(ref);
+    }
+    tracker_->Hold(*written, borrowed);
+    if (std::find(temps.begin(), temps.end(), *written) == temps.end()) temps.push_back(*written);
   }
   std::vector<ObjectId> rdt_deps = transfer_owner_->NoteUses(call.args.refs, actor, warnings);
   std::vector<ObjectRef> returns;
@@ -622,7 +706,10 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
 void CoreWorker::OnTaskDone(const ActorId& actor, const std::vector<ObjectId>& return_ids,
                             const std::vector<ObjectId>& counted_deps,
                             const std::vector<ObjectId>& temp_ids, proto::PushTaskReply reply) {
-  for (const ObjectId& id : temp_ids) segments_->Free(id);
+  for (const ObjectId& id : temp_ids) {
+    segments_->Free(id);
+    tracker_->Release(id);
+  }
   std::string producer;
   {
     MutexLock lock(mu_);
@@ -635,7 +722,7 @@ void CoreWorker::OnTaskDone(const ActorId& actor, const std::vector<ObjectId>& r
                                std::move(*reply.mutable_returns(static_cast<int>(i))))
                          : ErrorPtr(Status::Internal("the actor returned too few values"));
     const ObjectId& id = return_ids[i];
-    if (IsRemoteShm(*value)) {
+    if (IsRemoteShm(*value) || value->contained_refs_size() > 0) {
       MutexLock lock(mu_);
       remote_producers_[id] = producer;
     }
@@ -740,6 +827,8 @@ CoreWorker::Stats CoreWorker::GetStats() {
   s.owned_objects = refs_->NumTracked();
   s.stored_values = store_->Size();
   s.local_segments = segments_->Size();
+  s.borrowed_objects = tracker_ ? tracker_->NumBorrowed() : 0;
+  s.value_holds = tracker_ ? tracker_->NumHolds() : 0;
   return s;
 }
 
@@ -774,7 +863,16 @@ Status CoreWorker::RunActorWorker(TaskExecutor* executor) {
   // Its own caller queue: the creator's method calls start at sequence 0 too.
   creation.set_caller_id("__creation__");
   creation.set_sequence_number(0);
-  receiver_->Submit(std::move(creation), [this, head](proto::PushTaskReply reply) {
+  // The creator holds the constructor's arguments until they were read.
+  std::string creator = creation.caller_address();
+  std::string structure_id = creation.args_size() > 0 ? creation.args(0).object_id() : "";
+  receiver_->Submit(std::move(creation), [this, head, creator, structure_id](
+                                             proto::PushTaskReply reply) {
+    if (!structure_id.empty()) {
+      proto::FreeObjects consumed;
+      consumed.add_object_ids(structure_id);
+      messenger_->Notify(creator, proto::FREE_OBJECTS, consumed);
+    }
     proto::ActorReady ready;
     ready.set_actor_id(options_.actor_id.Binary());
     bool failed = reply.returns_size() > 0 && !ValueStatus(reply.returns(0)).ok();

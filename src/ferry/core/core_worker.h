@@ -46,6 +46,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "ferry/common/clock.h"
@@ -59,6 +60,7 @@
 #include "ferry/core/rdt/actor_directory.h"
 #include "ferry/core/rdt/tensor_holder.h"
 #include "ferry/core/rdt/transfer_owner.h"
+#include "ferry/core/ref_tracker.h"
 #include "ferry/core/task_executor.h"
 #include "ferry/core/task_receiver.h"
 #include "ferry/object/local_segments.h"
@@ -96,15 +98,19 @@ struct CoreWorkerOptions {
 };
 
 // A serialized value handed in by a language: format + bytes + out-of-band
-// buffers (borrowed for the duration of the call).
+// buffers (borrowed for the duration of the call), and the ObjectRefs
+// serialized inside it, which stay alive while the value does.
 struct SerializedValue {
   std::string format;
   std::string_view data;
   std::vector<std::span<const uint8_t>> buffers;
+  std::vector<ObjectRef> contained_refs;
 };
 
 // The arguments of a call: the serialized argument structure, in which the
-// language replaced each ObjectRef by an index into `refs`.
+// language replaced each top-level ObjectRef argument by an index into
+// `refs` (resolved to its value before the call); refs nested deeper travel
+// as refs, in structure.contained_refs (the task borrows them).
 struct CallArgs {
   SerializedValue structure;
   std::vector<ObjectRef> refs;
@@ -144,10 +150,15 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   Status Start();
   void Shutdown();
 
-  // --- Reference counting of owned objects (no-ops for borrowed refs).
+  // --- Reference counting (RefTracker: owned refs and borrowed ones).
   void AddLocalRef(const ObjectRef& ref);
   void RemoveLocalRef(const ObjectRef& ref);
-  // A ref serialized into a value can be used anywhere later: pin it.
+  // A ref that came out of a serialized value. True when it is a first
+  // borrow: pass it to RegisterBorrows before the value reaches user code.
+  bool AddDeserializedRef(const ObjectRef& ref);
+  Status RegisterBorrows(std::span<const ObjectRef> refs, Deadline deadline);
+  // A ref pickled outside ferry's serializers: it lives as long as this
+  // process (see RefTracker::HoldForever).
   void PinEscapedRef(const ObjectRef& ref);
 
   // --- Actors (caller side).
@@ -172,7 +183,8 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   // Stores a value owned by this process; returned ref counted once.
   StatusOr<ObjectRef> Put(const SerializedValue& value);
   // Writes a value into this process's memory (inline or a segment of its
-  // own, registered under `id`); used for task returns.
+  // own, registered under `id`); used for task returns. The refs contained
+  // in it are held until the value is freed (its owner sends FREE_OBJECTS).
   StatusOr<proto::ObjectValueProto> WriteValue(const ObjectId& id, const SerializedValue& value);
   void FreeLocalSegment(const ObjectId& id) { segments_->Free(id); }
 
@@ -202,6 +214,8 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
     size_t owned_objects = 0;
     size_t stored_values = 0;
     size_t local_segments = 0;
+    size_t borrowed_objects = 0;
+    size_t value_holds = 0;
   };
   Stats GetStats();
 
@@ -221,10 +235,11 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   void RegisterHandlers();
   proto::Hello MakeHello() const;
   StatusOr<std::shared_ptr<rpc::Channel>> HeadChannel();
-  // Writes the argument structure as args[0]; `temp_ids` receives the id of
-  // a temporary segment to free on completion.
-  Status WriteStructure(const CallArgs& args, proto::TaskSpec* spec,
-                        std::vector<ObjectId>* temp_ids);
+  // Writes the argument structure as args[0] under a fresh id, returned;
+  // `temp_ids` receives it when something must be freed on completion (a
+  // temporary segment, the refs it holds).
+  StatusOr<ObjectId> WriteStructure(const CallArgs& args, proto::TaskSpec* spec,
+                                    std::vector<ObjectId>* temp_ids);
   // Counts every owned dep as in flight (released by OnTaskDone).
   Status CountDeps(const std::vector<ObjectRef>& refs, std::vector<ObjectId>* counted);
   // Appends the argument for dependency `ref` of a task to `target`: the
@@ -246,6 +261,8 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   // Handlers (io thread).
   void HandleGetObject(std::string_view payload, rpc::Responder responder);
   void HandleFreeObjects(std::string_view payload);
+  void HandleAddBorrowers(const std::shared_ptr<rpc::Channel>& channel, std::string_view payload,
+                          rpc::Responder responder);
 
   const CoreWorkerOptions options_;
   std::string address_;
@@ -262,6 +279,7 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   std::unique_ptr<object::LocalSegments> segments_;
   std::unique_ptr<object::MemoryStore> store_;
   std::unique_ptr<object::ReferenceCounter> refs_;
+  std::unique_ptr<RefTracker> tracker_;  // made by Start() (needs the messenger)
 
   std::unique_ptr<tensor::TensorStore> tensors_;
   std::unique_ptr<tensor::CpuAllocator> cpu_allocator_;
@@ -279,6 +297,8 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   // send FREE_OBJECTS.
   std::unordered_map<ObjectId, std::string> remote_producers_ FERRY_GUARDED_BY(mu_);
   std::unordered_map<ActorId, std::string> actor_addresses_ FERRY_GUARDED_BY(mu_);
+  // Connections of borrowers whose close this process watches.
+  std::unordered_set<const rpc::Channel*> watched_borrowers_ FERRY_GUARDED_BY(mu_);
   bool started_ FERRY_GUARDED_BY(mu_) = false;
   bool shut_down_ FERRY_GUARDED_BY(mu_) = false;
 };

@@ -1,5 +1,7 @@
 #include "ferry/object/reference_counter.h"
 
+#include <algorithm>
+
 #include "ferry/common/logging.h"
 
 namespace ferry::object {
@@ -64,20 +66,26 @@ void ReferenceCounter::RemoveSubmittedTaskRefs(std::span<const ObjectId> ids) {
   RunOnFree(freed);
 }
 
-bool ReferenceCounter::AddBorrower(const ObjectId& id, const WorkerId& borrower) {
+bool ReferenceCounter::AddBorrower(const ObjectId& id, const WorkerId& borrower,
+                                   uint64_t epoch) {
   MutexLock lock(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end()) return false;
-  it->second.borrowers.insert(borrower);
+  uint64_t& latest = it->second.borrowers[borrower];
+  latest = std::max(latest, epoch);
   return true;
 }
 
-bool ReferenceCounter::RemoveBorrower(const ObjectId& id, const WorkerId& borrower) {
+bool ReferenceCounter::RemoveBorrower(const ObjectId& id, const WorkerId& borrower,
+                                      uint64_t epoch) {
   std::vector<ObjectId> freed;
   {
     MutexLock lock(mu_);
     auto it = entries_.find(id);
-    if (it == entries_.end() || it->second.borrowers.erase(borrower) == 0) return false;
+    if (it == entries_.end()) return false;
+    auto b = it->second.borrowers.find(borrower);
+    if (b == it->second.borrowers.end() || b->second > epoch) return false;
+    it->second.borrowers.erase(b);
     EraseIfUnreferenced(it, &freed);
   }
   RunOnFree(freed);

@@ -5,9 +5,14 @@
 // An owned object's count is the sum of
 //   * local refs: live ObjectRef instances in this process,
 //   * submitted-task refs: in-flight task arguments naming it,
-//   * borrowers: other processes (workers) holding a ref, each counted once,
-//   * a pin: for refs that escaped inside a serialized value, whose holders
-//     cannot be tracked; a pinned object is never freed.
+//   * borrowers: other processes holding a ref, each counted once,
+//   * a pin: for a ref pickled outside ferry's serializers (the user's own
+//     pickle.dumps), whose holders cannot be tracked; a pinned object is
+//     never freed.
+//
+// A borrower's registrations carry an epoch that grows with each one it
+// makes; a removal older than the borrower's latest registration is stale
+// (the two travelled different paths and crossed) and is ignored.
 //
 // The rule for when an object is freed: AddOwnedObject starts tracking with a
 // count of zero and does NOT free it; the object is freed when a removal
@@ -36,7 +41,6 @@
 #include <optional>
 #include <span>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "ferry/common/id.h"
@@ -74,9 +78,14 @@ class ReferenceCounter {
   void AddSubmittedTaskRefs(std::span<const ObjectId> ids) FERRY_EXCLUDES(mu_);
   void RemoveSubmittedTaskRefs(std::span<const ObjectId> ids) FERRY_EXCLUDES(mu_);
 
-  // A borrower counts once however often it is added.
-  bool AddBorrower(const ObjectId& id, const WorkerId& borrower) FERRY_EXCLUDES(mu_);
-  bool RemoveBorrower(const ObjectId& id, const WorkerId& borrower) FERRY_EXCLUDES(mu_);
+  // A borrower counts once however often it is added; its epoch becomes the
+  // largest it registered with.
+  bool AddBorrower(const ObjectId& id, const WorkerId& borrower, uint64_t epoch = 0)
+      FERRY_EXCLUDES(mu_);
+  // Removes `borrower` unless it registered again with an epoch newer than
+  // `epoch`. False (no change) if it was no borrower or the removal is stale.
+  bool RemoveBorrower(const ObjectId& id, const WorkerId& borrower,
+                      uint64_t epoch = UINT64_MAX) FERRY_EXCLUDES(mu_);
   // `worker` died: drops it as a borrower of every object.
   void RemoveWorkerBorrows(const WorkerId& worker) FERRY_EXCLUDES(mu_);
 
@@ -91,7 +100,7 @@ class ReferenceCounter {
   struct Entry {
     int64_t local = 0;
     int64_t submitted = 0;
-    std::unordered_set<WorkerId> borrowers;
+    std::unordered_map<WorkerId, uint64_t> borrowers;  // -> latest epoch
     bool pinned = false;
     bool Unreferenced() const {
       return local == 0 && submitted == 0 && borrowers.empty() && !pinned;

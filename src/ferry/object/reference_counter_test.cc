@@ -108,6 +108,18 @@ TEST_F(ReferenceCounterTest, DeadWorkerDropsItsBorrows) {
   EXPECT_EQ(freed_.size(), 2u);
 }
 
+TEST_F(ReferenceCounterTest, RemovalOlderThanTheBorrowersLatestRegistrationIsIgnored) {
+  ASSERT_TRUE(refs_.AddOwnedObject(a_).ok());
+  // The borrower dropped its copy (removal of epoch 1) and borrowed again
+  // (epoch 2); the new registration overtook the removal on the way.
+  refs_.AddBorrower(a_, w1_, 1);
+  refs_.AddBorrower(a_, w1_, 2);
+  EXPECT_FALSE(refs_.RemoveBorrower(a_, w1_, 1)) << "stale";
+  EXPECT_TRUE(refs_.Has(a_));
+  EXPECT_TRUE(refs_.RemoveBorrower(a_, w1_, 2));
+  EXPECT_FALSE(refs_.Has(a_));
+}
+
 TEST_F(ReferenceCounterTest, PinnedNeverFrees) {
   ASSERT_TRUE(refs_.AddOwnedObject(a_).ok());
   refs_.AddLocalRef(a_);

@@ -511,12 +511,26 @@ void Channel::SetCloseCallback(CloseCallback callback) {
   PostToLoop([cb = std::move(callback), reason] { cb(reason); });
 }
 
+void Channel::AddCloseCallback(CloseCallback callback) {
+  Status reason;
+  {
+    MutexLock lock(mu_);
+    if (!closed_) {
+      extra_close_callbacks_.push_back(std::move(callback));
+      return;
+    }
+    reason = close_reason_;
+  }
+  PostToLoop([cb = std::move(callback), reason] { cb(reason); });
+}
+
 void Channel::CloseNow(Status why) {
   IoState& io = *io_;
   if (io.closed) return;
   io.closed = true;
   std::unordered_map<uint64_t, ReplyCallback> pending;
   CloseCallback on_close;
+  std::vector<CloseCallback> extra_on_close;
   std::deque<std::string> unsent;
   std::string message;
   {
@@ -527,6 +541,7 @@ void Channel::CloseNow(Status why) {
     pending.swap(pending_);
     on_close = std::move(close_callback_);
     close_callback_ = nullptr;
+    extra_on_close.swap(extra_close_callbacks_);
     unsent.swap(write_queue_);
     write_in_flight_ = false;
     message = "channel to " + peer_name_ + " closed" +
@@ -541,6 +556,7 @@ void Channel::CloseNow(Status why) {
   for (auto& [id, callback] : pending) callback(Status::Unavailable(message), {});
   pending.clear();
   if (on_close) on_close(why);
+  for (auto& callback : extra_on_close) callback(why);
 }
 
 // ---------------------------------------------------------------- Responder

@@ -38,6 +38,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "ferry/common/clock.h"
 #include "ferry/common/thread_annotations.h"
@@ -108,6 +109,10 @@ class Channel : public std::enable_shared_from_this<Channel> {
   // closed, `callback` is posted to the io thread at once. Replaces an
   // earlier callback that has not fired.
   void SetCloseCallback(CloseCallback callback) FERRY_EXCLUDES(mu_);
+  // Adds a callback fired once when the channel closes, beside the one
+  // SetCloseCallback sets (for components that watch a peer they did not
+  // connect to); if it already closed, `callback` is posted at once.
+  void AddCloseCallback(CloseCallback callback) FERRY_EXCLUDES(mu_);
 
   // The peer's Hello (server side) or a Hello built from its HelloReply
   // (client side: worker_id, pid, and the address connected to). Empty for
@@ -191,6 +196,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   bool closed_ FERRY_GUARDED_BY(mu_) = false;
   Status close_reason_ FERRY_GUARDED_BY(mu_);
   CloseCallback close_callback_ FERRY_GUARDED_BY(mu_);
+  std::vector<CloseCallback> extra_close_callbacks_ FERRY_GUARDED_BY(mu_);
   uint64_t next_request_id_ FERRY_GUARDED_BY(mu_) = 1;
   std::unordered_map<uint64_t, ReplyCallback> pending_ FERRY_GUARDED_BY(mu_);
   // Frames not yet fully written, oldest first; front_offset_ bytes of the
