@@ -52,24 +52,27 @@ def test_object_refs_as_positional_and_keyword_args(actors):
     assert ferry.get(consumer.add.remote(r5, y=r6), timeout=GET_TIMEOUT) == 11
 
 
-def test_object_refs_nested_in_containers_are_resolved(actors):
+def test_top_level_refs_are_resolved_and_nested_refs_arrive_as_refs(actors):
+    """Ray's argument semantics: a ref passed as an argument itself
+    (positional or keyword) is resolved to its value before the call; a ref
+    inside a container arrives as an ObjectRef that the task may get, wait
+    on or pass on."""
     import ferry
     producer = actors.Echo.remote()
     consumer = actors.Echo.remote()
     r1 = producer.slow_value.remote(1, 0.2)
     r2 = producer.slow_value.remote("two", 0.0)
     r3 = ferry.put([3.0])
-    args = ([r1, (r2, 9)], {"d": r3, "plain": 4})
-    kwargs = {"kw": (r1, [r2, {"deep": r3}])}
+    kinds = ferry.get(consumer.kinds.remote(r1, [r2, (r3, 9)], k=r3, nested={"d": r1}),
+                      timeout=GET_TIMEOUT)
+    assert kinds == (["int", ["ObjectRef", ("ObjectRef", "int")]],
+                     {"k": "list", "nested": {"d": "ObjectRef"}})
 
-    got = ferry.get(consumer.echo.remote(*args, **kwargs), timeout=GET_TIMEOUT)
-    assert got == (([1, ("two", 9)], {"d": [3.0], "plain": 4}),
-                   {"kw": (1, ["two", {"deep": [3.0]}])})
-
-    # What the method saw: values of the original container types, no refs.
-    kinds = ferry.get(consumer.kinds.remote(*args, **kwargs), timeout=GET_TIMEOUT)
-    assert kinds == ([["int", ("str", "int")], {"d": ["float"], "plain": "int"}],
-                     {"kw": ("int", ["str", {"deep": ["float"]}])})
+    # The nested refs come back to the driver as refs to the same objects.
+    (_, [back2, (back3, _)]), _ = ferry.get(consumer.echo.remote(r1, [r2, (r3, 9)]),
+                                            timeout=GET_TIMEOUT)
+    assert back2 == r2 and back3 == r3
+    assert ferry.get([back2, back3], timeout=GET_TIMEOUT) == ["two", [3.0]]
 
 
 def test_creation_args_may_be_object_refs(actors):
