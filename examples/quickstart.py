@@ -16,8 +16,11 @@ class Counter:
         self.value += k
         return self.value
 
-    def total(self, values):
+    def total(self, *values):
         return sum(values)
+
+    def total_of_refs(self, refs):
+        return sum(ferry.get(refs))
 
 
 @ferry.remote
@@ -30,8 +33,10 @@ counter = Counter.remote(10)
 refs = [counter.add.remote(i) for i in range(5)]        # run in submission order
 print("running sums:", ferry.get(refs))                 # [10, 11, 13, 16, 20]
 
-# ObjectRefs passed as arguments (even nested in a list) are resolved first.
-print("total:", ferry.get(counter.total.remote(refs)))  # 70
+# ObjectRefs passed as arguments are resolved to their values first...
+print("total:", ferry.get(counter.total.remote(*refs)))  # 70
+# ... while refs nested in a container arrive as refs, for the task to get.
+print("total:", ferry.get(counter.total_of_refs.remote(refs)))  # 70
 
 # Large arrays travel through shared memory, copied once.
 big = ferry.put(np.arange(10_000_000, dtype=np.float64))

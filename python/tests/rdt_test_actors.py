@@ -154,6 +154,27 @@ class _Base:
     def describe_args(self, *args, **kwargs):
         return describe([list(args), kwargs])
 
+    def describe_args_getting_nested(self, *args, **kwargs):
+        """describe_args after getting each nested ref here as the driver
+        would: a two-sided RDT ref through the object store."""
+        def fetch(x):
+            if isinstance(x, ferry.ObjectRef):
+                return ferry.get(x, _tensor_transport="object_store")
+            if isinstance(x, list):
+                return [fetch(v) for v in x]
+            if isinstance(x, dict):
+                return {k: fetch(v) for k, v in x.items()}
+            return x
+        return describe([list(args), fetch(kwargs)])
+
+    def plain_get_error(self, refs):
+        """What a plain ferry.get of the first nested ref raises here."""
+        try:
+            ferry.get(refs[0])
+        except ValueError as e:
+            return str(e)
+        return None
+
     def same_memory(self, a, b):
         return a.data_ptr() == b.data_ptr(), a is b
 

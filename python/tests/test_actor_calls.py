@@ -66,7 +66,7 @@ def test_top_level_refs_are_resolved_and_nested_refs_arrive_as_refs(actors):
     kinds = ferry.get(consumer.kinds.remote(r1, [r2, (r3, 9)], k=r3, nested={"d": r1}),
                       timeout=GET_TIMEOUT)
     assert kinds == (["int", ["ObjectRef", ("ObjectRef", "int")]],
-                     {"k": "list", "nested": {"d": "ObjectRef"}})
+                     {"k": ["float"], "nested": {"d": "ObjectRef"}})
 
     # The nested refs come back to the driver as refs to the same objects.
     (_, [back2, (back3, _)]), _ = ferry.get(consumer.echo.remote(r1, [r2, (r3, 9)]),

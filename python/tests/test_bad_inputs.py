@@ -199,7 +199,7 @@ def freed_object(s):
     assert wait_for(lambda: ferry.get(s.src.stats.remote(), timeout=GET_TIMEOUT)["num_objects"] == 0,
                     ERROR_DEADLINE)
     for oid, addr, owner in saved:
-        again = rt.make_ref(oid, addr, owner)
+        again, _ = rt.make_ref(oid, addr, owner)
         with _raises(ferry.exceptions.ObjectLostError, "freed"):
             ferry.get(again, timeout=ERROR_DEADLINE, _tensor_transport="object_store")
         with _raises(ferry.exceptions.ObjectLostError, "freed"):

@@ -205,7 +205,7 @@ class FakeRuntime:
     def nodes(self):
         return self.node_list
 
-    def create_actor(self, name, opts, command, data, buffers, refs):
+    def create_actor(self, name, opts, command, data, buffers, deps, contained):
         self.created.append(opts)
         return b"\x01" * 16
 

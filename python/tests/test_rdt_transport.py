@@ -287,13 +287,20 @@ def test_small_objects_are_read_from_the_producer_on_this_host(cluster, numel, p
 
 
 def test_refs_as_positional_keyword_and_nested_arguments(cluster, rdt):
+    """Top-level refs arrive as values (received over the group); nested
+    ones as refs, which the task gets as the driver would: a two-sided
+    transport's through the object store, a plain get raises the guide's
+    ValueError."""
     import ferry
     a = cluster.a
     r1, r2, r3, r4 = (a.make.remote("single", seed) for seed in (1, 2, 3, 4))
-    got = ferry.get(cluster.b.describe_args.remote(r1, k=r2, lst=[r3, 5], dct={"in": r4}),
+    got = ferry.get(cluster.b.describe_args_getting_nested.remote(r1, k=r2, lst=[r3, 5],
+                                                                   dct={"in": r4}),
                     timeout=GET_TIMEOUT)
     v = [rdt.make_value("single", s) for s in (1, 2, 3, 4)]
     assert got == rdt.describe([[v[0]], {"k": v[1], "lst": [v[2], 5], "dct": {"in": v[3]}}])
+    message = ferry.get(cluster.b.plain_get_error.remote([r3]), timeout=GET_TIMEOUT)
+    assert message is not None and "_tensor_transport" in message
 
 
 def test_same_ref_twice_in_one_call_is_received_once(cluster, rdt):

@@ -39,7 +39,8 @@ def _same(a, b):
 
 
 def _round_trip(value):
-    data, buffers = serialization.dumps(value)
+    data, buffers, contained = serialization.dumps(value)
+    assert contained == []
     return serialization.loads(data, [memoryview(bytearray(b)) for b in buffers]), buffers
 
 
@@ -75,16 +76,22 @@ def test_tensors_and_arrays_as_actor_arguments_come_back_equal(actors):
         assert _same(v, args[0]) and _same(v, kwargs["k"][0]) and kwargs["k"][1] == 3
 
 
-def test_refs_in_arguments_become_dependencies_once_on_both_paths():
+def test_top_level_refs_become_dependencies_once_and_nested_refs_stay_refs():
     import ferry
     r, other = ferry.put(1), ferry.put(2)
     t = torch.arange(3.0)
     for args, kwargs, fast in [((r, [r, t], {"k": other}), {"x": r}, True),
-                               ((r, lambda: 0), {"x": other}, False)]:
-        assert serialization._is_plain(args, 0, serialization._scalar_array_or_ref) == fast
-        data, buffers, refs = serialization.dumps_args(args, kwargs)
-        assert [x.binary() for x in refs] == [r.binary(), other.binary()]  # each ref once
+                               ((r, lambda: 0, [other]), {"x": other}, False)]:
+        data, buffers, deps, contained = serialization.dumps_args(args, kwargs)
+        top = [r] if fast else [r, other]  # each top-level ref once
+        assert [x.binary() for x in deps] == [x.binary() for x in top]
+        nested = [r, other] if fast else [other]
+        assert [x.binary() for x in contained] == [x.binary() for x in nested]
         back_args, back_kwargs = serialization.loads_args(data, buffers, ["R", "O"])
         assert back_args[0] == "R" and back_kwargs["x"] == ("R" if fast else "O")
         if fast:
-            assert back_args[1][0] == "R" and _same(t, back_args[1][1]) and back_args[2]["k"] == "O"
+            assert back_args[1][0] == r and _same(t, back_args[1][1]) and back_args[2]["k"] == other
+        else:
+            assert back_args[2][0] == other
+
+
