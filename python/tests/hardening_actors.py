@@ -45,6 +45,9 @@ class _Common:
     def stats(self):
         return ferry.experimental.tensor_store_stats()
 
+    def transfer_errors(self):
+        return [r["error"] for r in ferry.experimental.transfer_log() if r["error"]]
+
 
 @ferry.remote
 class TensorSource(_Common):

@@ -80,3 +80,122 @@ def test_killed_producer_fails_the_consumer_promptly_and_spares_others(tmp_path)
     assert out["elapsed"] < FAIL_BOUND_S, out
     assert out["receiver_alive"], out
     assert out["other_group_works"] and out["other_group_listed"], out
+
+
+SENDER_DIES_MID_TRANSFER = """
+import json
+import sys
+import time
+
+import ferry
+from ferry.experimental.collective import (create_collective_group, destroy_collective_group,
+                                           get_collective_groups)
+
+import hardening_actors as H
+
+out = {}
+src, sink, spare = H.TensorSource.remote(), H.TensorSink.remote(), H.TensorSink.remote()
+ferry.get([a.ping.remote() for a in (src, sink, spare)], timeout=60)
+# A collective transport's method on an actor in no group fails at .remote().
+try:
+    src.make.remote(1 << 20, 1)
+    out["no_group_error"] = None
+except ValueError as e:
+    out["no_group_error"] = str(e)
+
+create_collective_group([src, sink], backend="gloo", name="g")
+ref = src.make.remote(4 << 20, 3)
+ferry.wait([ref], timeout=60)
+# FERRY_FAULT makes the producer exit just before it sends: the receiver
+# has posted its receive and waits for bytes that never come.
+t0 = time.monotonic()
+try:
+    ferry.get(sink.check.remote(ref, 3), timeout=120)
+    out["error"] = None
+except Exception as e:
+    out["error"] = type(e).__name__
+    out["message"] = str(e)
+out["elapsed"] = time.monotonic() - t0
+out["listed_after"] = "g" in [g.name for g in get_collective_groups()]
+destroy_collective_group("g")  # the user's cleanup is not an error
+# The name is free again, with the survivor in it.
+create_collective_group([sink, spare], backend="gloo", name="g")
+out["recreated"] = "g" in [g.name for g in get_collective_groups()]
+out["sink_alive"] = ferry.get(sink.ping.remote(), timeout=60) == "pong"
+print("RESULT " + json.dumps(out))
+sys.stdout.flush()
+"""
+
+
+def test_a_sender_dying_mid_transfer_fails_the_receiver_at_once_and_frees_the_group_name(tmp_path):
+    path = write_script(tmp_path, SENDER_DIES_MID_TRANSFER)
+    env = dict(os.environ)
+    env["FERRY_FAULT"] = "transfer.send:exit"
+    env["FERRY_TRANSFER_TIMEOUT_S"] = "60"  # the failure must not wait for it
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS_DIR, env.get("PYTHONPATH")) if p)
+    proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=240,
+                          stdin=subprocess.DEVNULL, cwd=str(tmp_path), env=env)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    out = json.loads(lines[-1][len("RESULT "):])
+    assert out["no_group_error"] and "create_collective_group" in out["no_group_error"], out
+    assert out["error"] == "ActorDiedError", out
+    assert "actor" in out["message"], out
+    # Within 2 s of the death being known, plus slack for a loaded machine;
+    # far below the 60 s transfer timeout.
+    assert out["elapsed"] < 8, out
+    assert not out["listed_after"], out
+    assert out["recreated"] and out["sink_alive"], out
+
+
+RECEIVER_DIES_MID_TRANSFER = """
+import json
+import sys
+import time
+
+import ferry
+from ferry.experimental.collective import create_collective_group
+
+import hardening_actors as H
+
+out = {}
+src, sink = H.TensorSource.remote(), H.TensorSink.remote()
+create_collective_group([src, sink], backend="gloo", name="g")
+ref = src.make.remote(4 << 20, 3)
+ferry.wait([ref], timeout=60)
+# FERRY_FAULT makes the receiver exit just before it posts its receive: the
+# producer's send waits for a peer that is gone.
+t0 = time.monotonic()
+try:
+    ferry.get(sink.check.remote(ref, 3), timeout=120)
+    out["error"] = None
+except Exception as e:
+    out["error"] = type(e).__name__
+out["elapsed"] = time.monotonic() - t0
+deadline = time.monotonic() + 30
+errors = []
+while not errors and time.monotonic() < deadline:
+    errors = ferry.get(src.transfer_errors.remote(), timeout=60)
+out["send_aborted_after"] = time.monotonic() - t0 if errors else None
+out["send_error"] = errors[0] if errors else None
+out["producer_alive"] = ferry.get(src.ping.remote(), timeout=60) == "pong"
+print("RESULT " + json.dumps(out))
+sys.stdout.flush()
+"""
+
+
+def test_a_receiver_dying_mid_transfer_aborts_the_senders_posted_send(tmp_path):
+    path = write_script(tmp_path, RECEIVER_DIES_MID_TRANSFER)
+    env = dict(os.environ)
+    env["FERRY_FAULT"] = "transfer.recv:exit"
+    env["FERRY_TRANSFER_TIMEOUT_S"] = "60"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS_DIR, env.get("PYTHONPATH")) if p)
+    proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=240,
+                          stdin=subprocess.DEVNULL, cwd=str(tmp_path), env=env)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    out = json.loads(lines[-1][len("RESULT "):])
+    assert out["error"] == "ActorDiedError" and out["elapsed"] < 8, out
+    # The send is aborted when the death is known, not at the 60 s timeout.
+    assert out["send_aborted_after"] is not None and out["send_aborted_after"] < 8, out
+    assert out["producer_alive"], out

@@ -167,12 +167,13 @@ void CoreWorker::RegisterHandlers() {
     if (!info.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
     auto id = ActorId::FromBinary(info.actor_id());
     if (!id.ok()) return;
-    submitter_->MarkDead(*id, FromProto(info.death_cause()));
-    // Groups this process created with it are gone too (a system error);
-    // telling the other members blocks, so not here on the io thread.
-    (void)background_->Post([this, actor = *id] {
-      if (transfer_owner_) transfer_owner_->OnActorDied(actor);
-    });
+    Status cause = FromProto(info.death_cause());
+    submitter_->MarkDead(*id, cause);
+    cause = Status::Unavailable("actor " + info.class_name() + "(" + id->Hex() +
+                                ") died: " + cause.message());
+    // Groups this process created with it are gone too (a system error):
+    // their members' pending transfers fail now.
+    if (transfer_owner_) transfer_owner_->OnActorDied(*id, cause);
   });
   // Tensor-transport requests go to the holder made by Start(): no peer
   // knows this process's address before Start() returns.
@@ -635,6 +636,7 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
                                                              std::vector<std::string>* warnings) {
   if (call.num_returns < 0) return Status::InvalidArgument("num_returns must be >= 0");
   FERRY_RETURN_IF_ERROR(transport::CheckTensorTransport(call.tensor_transport));
+  FERRY_RETURN_IF_ERROR(transfer_owner_->CheckSubmission(actor, call.tensor_transport));
   auto spec = std::make_shared<proto::TaskSpec>();
   spec->set_task_id(TaskId::Random().Binary());
   spec->set_actor_id(actor.Binary());
@@ -674,12 +676,16 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
   if (!transport::IsObjectStore(call.tensor_transport)) {
     transfer_owner_->Track(return_ids, actor, call.tensor_transport);
   }
-  auto done = [this, actor, return_ids, counted, temps](proto::PushTaskReply reply) {
-    OnTaskDone(actor, return_ids, counted, temps, std::move(reply));
+  // The transfers the task's arguments need (noted before the task is
+  // sent): a system error in the task is theirs.
+  auto transfers = std::make_shared<rdt::TaskTransfers>();
+  auto done = [this, actor, return_ids, counted, temps, transfers](proto::PushTaskReply reply) {
+    OnTaskDone(actor, return_ids, counted, temps, transfers, std::move(reply));
   };
   auto deps = call.args.refs;
   if (rdt_deps.empty()) {
     for (const ObjectRef& ref : deps) FillDepArg(ref, actor, spec->add_args());
+    if (!deps.empty()) *transfers = rdt::TaskTransfers::Of(*spec);
     submitter_->Submit(actor, std::move(*spec), std::move(done));
     return returns;
   }
@@ -688,8 +694,9 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
   // order is reserved) until every RDT dependency is ready.
   uint64_t seq = submitter_->ReserveSequence(actor);
   auto remaining = std::make_shared<std::atomic<size_t>>(rdt_deps.size());
-  auto finish = [this, spec, deps, actor, seq, done]() mutable {
+  auto finish = [this, spec, deps, actor, seq, done, transfers]() mutable {
     for (const ObjectRef& ref : deps) FillDepArg(ref, actor, spec->add_args());
+    *transfers = rdt::TaskTransfers::Of(*spec);
     spec->set_sequence_number(seq);
     submitter_->SubmitReserved(actor, std::move(*spec), std::move(done));
   };
@@ -705,7 +712,34 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
 
 void CoreWorker::OnTaskDone(const ActorId& actor, const std::vector<ObjectId>& return_ids,
                             const std::vector<ObjectId>& counted_deps,
-                            const std::vector<ObjectId>& temp_ids, proto::PushTaskReply reply) {
+                            const std::vector<ObjectId>& temp_ids,
+                            const std::shared_ptr<rdt::TaskTransfers>& transfers,
+                            proto::PushTaskReply reply) {
+  if (!transfers->empty() && reply.returns_size() > 0) {
+    Status s = ValueStatus(reply.returns(0));
+    if (rdt::TransferOwner::IsTransferFailure(s)) {
+      // A failed transfer (not the user's exception): its groups are
+      // destroyed everywhere, and a sender's death is reported as such.
+      // Finding out may wait on the Head: not on the io thread.
+      auto shared = std::make_shared<proto::PushTaskReply>(std::move(reply));
+      bool posted = background_->Post([=, this] {
+        Status death = transfer_owner_->ExplainFailure(*transfers, s, std::chrono::seconds(1));
+        if (!death.ok()) {
+          for (auto& value : *shared->mutable_returns()) value = MakeErrorValue(death);
+        }
+        FinishTaskDone(actor, return_ids, counted_deps, temp_ids, std::move(*shared));
+      });
+      if (posted) return;
+      reply = std::move(*shared);
+    }
+  }
+  FinishTaskDone(actor, return_ids, counted_deps, temp_ids, std::move(reply));
+}
+
+void CoreWorker::FinishTaskDone(const ActorId& actor, const std::vector<ObjectId>& return_ids,
+                                const std::vector<ObjectId>& counted_deps,
+                                const std::vector<ObjectId>& temp_ids,
+                                proto::PushTaskReply reply) {
   for (const ObjectId& id : temp_ids) {
     segments_->Free(id);
     tracker_->Release(id);
@@ -818,7 +852,10 @@ Status CoreWorker::KillActor(const ActorId& actor) {
   auto reply = head->CallSync(proto::KILL_ACTOR, req,
                               Deadline::After(Config::Get().kill_grace + std::chrono::seconds(10)));
   if (!reply.ok()) return reply.status().WithContext("killing actor");
-  submitter_->MarkDead(actor, Status::Unavailable("the actor was killed by ferry.kill()"));
+  Status cause = Status::Unavailable("the actor was killed by ferry.kill()");
+  submitter_->MarkDead(actor, cause);
+  transfer_owner_->OnActorDied(
+      actor, Status::Unavailable("actor " + actor.Hex() + " was killed by ferry.kill()"));
   return Status::Ok();
 }
 

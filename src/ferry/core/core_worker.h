@@ -249,9 +249,14 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   // Makes the direct-tensor-transport components (Start, once the address
   // is known) and registers their request handlers.
   void StartTensorTransport();
+  // A task's reply: its returns become values; a failed transfer of its
+  // arguments is explained first (rdt::TransferOwner::ExplainFailure).
   void OnTaskDone(const ActorId& actor, const std::vector<ObjectId>& return_ids,
                   const std::vector<ObjectId>& counted_deps, const std::vector<ObjectId>& temp_ids,
-                  proto::PushTaskReply reply);
+                  const std::shared_ptr<rdt::TaskTransfers>& transfers, proto::PushTaskReply reply);
+  void FinishTaskDone(const ActorId& actor, const std::vector<ObjectId>& return_ids,
+                      const std::vector<ObjectId>& counted_deps,
+                      const std::vector<ObjectId>& temp_ids, proto::PushTaskReply reply);
   // The reference counter dropped `id`: forget and free its bytes.
   void OnObjectFreed(const ObjectId& id);
   void FreeValue(const ObjectId& id, const ValuePtr& value);

@@ -6,6 +6,7 @@
 #include "ferry/common/config.h"
 #include "ferry/common/fault.h"
 #include "ferry/common/host_id.h"
+#include "ferry/core/error_value.h"
 #include "ferry/core/rdt/transfer_util.h"
 #include "ferry/rpc/parse.h"
 #include "ferry/transport/registry.h"
@@ -83,7 +84,14 @@ void TensorHolder::Serve(uint16_t method, std::string_view payload, ServeReplyFn
     case proto::LEAVE_GROUP: {
       proto::LeaveGroup req;
       if (!Parse(payload, &req, reply)) return;
-      groups_.Leave(req.name());
+      if (req.has_cause()) {
+        // Destroyed by a failure: pending transfers fail with its cause. The
+        // transport object stays until the group is joined again (this may
+        // run inside one of its callbacks).
+        groups_.Destroy(req.name(), FromProto(req.cause()));
+      } else {
+        groups_.Leave(req.name());
+      }
       proto::Empty empty;
       reply(Status::Ok(), &empty);
       return;

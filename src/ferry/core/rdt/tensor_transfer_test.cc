@@ -318,17 +318,40 @@ TEST_F(TensorTransferTest, AFailedTransferDestroysTheGroupUntilItIsCreatedAgain)
   ASSERT_FALSE(failed.ok());
   EXPECT_EQ(failed.status().code(), StatusCode::kAborted) << failed.status();
   EXPECT_NE(failed.status().message().find("collective group 'g'"), std::string::npos);
-  // Later use says the group was destroyed, and why.
-  auto later = Receive(b_, Submit({ref}, b_.id)[0]);
-  ASSERT_FALSE(later.ok());
-  EXPECT_EQ(later.status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_NE(later.status().message().find("destroyed"), std::string::npos) << later.status();
+  // The owner forgot the group: later use says it was destroyed, at once.
+  EXPECT_TRUE(owner_->Groups().empty());
+  auto later = Submit({ref}, b_.id);
+  Status s = ValueStatus(later[0].value());
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("'g' was destroyed"), std::string::npos) << s;
   // Re-created, the same object moves again.
   ASSERT_TRUE(owner_->DestroyGroup("g").ok());
   CreateGroup("g");
   auto again = Receive(b_, Submit({ref}, b_.id)[0]);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_TRUE(SameBytes((*again)[0], t));
+}
+
+TEST_F(TensorTransferTest, TwoSidedCallsNeedTheProducerInAGroupOfThatBackend) {
+  Status s = owner_->CheckSubmission(a_.id, "gloo");
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("create_collective_group"), std::string::npos) << s;
+  EXPECT_TRUE(owner_->CheckSubmission(a_.id, "nixl").ok()) << "one-sided: no group needed";
+  EXPECT_TRUE(owner_->CheckSubmission(a_.id, "").ok());
+  CreateGroup("g");
+  EXPECT_TRUE(owner_->CheckSubmission(a_.id, "gloo").ok());
+}
+
+TEST_F(TensorTransferTest, ATransferFailureSeenByTheReceiverMakesTheOwnerForgetTheGroup) {
+  CreateGroup("g");
+  const int leaves_before = peers_.CallsOf(proto::LEAVE_GROUP);
+  std::vector<std::string> groups{"g"};
+  owner_->OnTransferFailed(groups, Status::Aborted("injected"));
+  EXPECT_TRUE(owner_->Groups().empty());
+  EXPECT_EQ(peers_.CallsOf(proto::LEAVE_GROUP) - leaves_before, 2) << "both members leave";
+  EXPECT_TRUE(owner_->DestroyGroup("g").ok()) << "the user's cleanup is not an error";
+  CreateGroup("g");  // and the name can be used again
+  EXPECT_EQ(owner_->Groups().size(), 1u);
 }
 
 TEST_F(TensorTransferTest, GroupsAreValidatedAndOwnedByTheirCreator) {
@@ -347,7 +370,7 @@ TEST_F(TensorTransferTest, AMemberDyingDestroysItsGroupsAndTheOthersLeave) {
   ASSERT_TRUE(owner_->CreateGroup("h", "gloo", {b_.id, a_.id}).ok());
   const int leaves_before = peers_.CallsOf(proto::LEAVE_GROUP);
   directory_.Kill(a_.id);
-  owner_->OnActorDied(a_.id);
+  owner_->OnActorDied(a_.id, Status::Unavailable("killed by the test"));
   EXPECT_TRUE(owner_->Groups().empty());
   // The live member was told to leave both groups; the dead one was not asked.
   EXPECT_EQ(peers_.CallsOf(proto::LEAVE_GROUP) - leaves_before, 2);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "ferry/common/config.h"
 #include "ferry/common/logging.h"
@@ -98,11 +99,18 @@ Status TransferOwner::ArrangeTransfer(const ObjectId& id, const ValuePtr& value,
   FERRY_ASSIGN_OR_RETURN(ActorId producer, ActorId::FromBinary(rdt.producer_actor_id()));
   std::optional<Route> route = FindRoute(rdt.transport(), producer, target);
   if (!route) {
+    std::string lost;
+    {
+      MutexLock lock(mu_);
+      for (const std::string& name : lost_groups_) lost += (lost.empty() ? "'" : ", '") + name + "'";
+    }
     return Status::FailedPrecondition(
         "the producer and the receiver of an RDT object (transport '" + rdt.transport() +
-        "') share no collective group created by this process; call "
-        "create_collective_group([producer, receiver, ...], backend='" +
-        rdt.transport() + "') first");
+        "') share no collective group created by this process" +
+        (lost.empty() ? std::string()
+                      : " (collective group " + lost + " was destroyed after a system error)") +
+        "; call create_collective_group([producer, receiver, ...], backend='" + rdt.transport() +
+        "')");
   }
   proto::TensorRecv* recv = arg->mutable_tensor_recv();
   recv->set_group(route->group);
@@ -119,11 +127,19 @@ Status TransferOwner::ArrangeTransfer(const ObjectId& id, const ValuePtr& value,
   send->set_group(route->group);
   send->set_dst_rank(route->dst_rank);
   send->set_tag(route->tag);
-  // A failed send also fails the receive (the group is destroyed on both
-  // ends, or the receive times out): the task reports it.
-  peers_.Call(rdt.producer_address(), proto::SEND_TENSORS, send, [](Status s, std::string_view) {
-    if (!s.ok()) FERRY_LOG(WARNING) << "RDT send failed: " << s;
-  });
+  // A failed send destroys the group: the receiver's posted receive fails
+  // at once with the send's error, and the task reports it.
+  peers_.Call(rdt.producer_address(), proto::SEND_TENSORS, send,
+              [this, group = route->group, producer](Status s, std::string_view) {
+                if (s.ok()) return;
+                FERRY_LOG(WARNING) << "RDT send in collective group '" << group
+                                   << "' failed: " << s;
+                if (s.code() == StatusCode::kUnavailable) {
+                  s = Status::Unavailable("actor " + producer.Hex() +
+                                          ", the sender, is gone: " + s.message());
+                }
+                Lose(group, s.WithContext("the sender's transfer failed"));
+              });
   return Status::Ok();
 }
 
@@ -211,7 +227,7 @@ Status TransferOwner::CreateGroup(const std::string& name, const std::string& ba
     return result;
   }
   MutexLock lock(mu_);
-  groups_[name] = CollectiveGroup{name, backend, actors};
+  groups_[name] = CollectiveGroup{name, backend, actors, std::move(addresses)};
   return Status::Ok();
 }
 
@@ -238,7 +254,24 @@ Status TransferOwner::DestroyGroup(const std::string& name) {
   return Status::Ok();
 }
 
-void TransferOwner::OnActorDied(const ActorId& actor) {
+Status TransferOwner::CheckSubmission(const ActorId& producer, const std::string& transport) {
+  if (!transport::IsTwoSided(transport)) return Status::Ok();
+  MutexLock lock(mu_);
+  for (const auto& [name, group] : groups_) {
+    if (transport::BackendServes(group.backend, transport) &&
+        std::find(group.members.begin(), group.members.end(), producer) != group.members.end()) {
+      return Status::Ok();
+    }
+  }
+  return Status::InvalidArgument(
+      "this actor is in no collective group of backend '" + transport +
+      "' created by this process, so the tensors this call returns could never move: call "
+      "create_collective_group([actors...], backend='" + transport +
+      "') (ferry.experimental.collective) before calling its methods with tensor_transport='" +
+      transport + "'");
+}
+
+void TransferOwner::OnActorDied(const ActorId& actor, const Status& cause) {
   std::vector<std::string> doomed;
   {
     MutexLock lock(mu_);
@@ -248,10 +281,78 @@ void TransferOwner::OnActorDied(const ActorId& actor) {
       }
     }
   }
-  for (const std::string& name : doomed) {
-    (void)DestroyGroup(name);
+  for (const std::string& name : doomed) Lose(name, cause);
+}
+
+void TransferOwner::OnTransferFailed(std::span<const std::string> groups, const Status& cause) {
+  for (const std::string& name : groups) Lose(name, cause);
+}
+
+TaskTransfers TaskTransfers::Of(const proto::TaskSpec& spec) {
+  TaskTransfers out;
+  for (const proto::TaskArg& arg : spec.args()) {
+    if (!arg.has_tensor_recv()) continue;
+    if (!arg.tensor_recv().inline_fetch()) out.groups.push_back(arg.tensor_recv().group());
+    auto sender = ActorId::FromBinary(arg.value().rdt().producer_actor_id());
+    if (sender.ok()) out.senders.push_back(*sender);
+  }
+  return out;
+}
+
+bool TransferOwner::IsTransferFailure(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kAborted:
+    case StatusCode::kDeadlineExceeded:
+    case StatusCode::kUnavailable:
+    case StatusCode::kCancelled:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Status TransferOwner::ExplainFailure(const TaskTransfers& transfers, const Status& status,
+                                     Clock::duration wait) {
+  OnTransferFailed(transfers.groups, status);
+  // The transport often sees a dead sender's connection close before the
+  // Head has reaped its process: give the death a moment to become known.
+  const Deadline deadline = Deadline::After(wait);
+  constexpr auto kPoll = std::chrono::milliseconds(50);
+  while (true) {
+    for (const ActorId& sender : transfers.senders) {
+      Status cause;
+      if (actors_.IsDead(sender, &cause)) {
+        return Status::Unavailable("actor " + sender.Hex() +
+                                   ", the sender of a tensor argument, died: " + cause.message());
+      }
+      auto address = actors_.Address(sender, false, Deadline::After(kPoll * 4));
+      if (!address.ok() && address.status().code() == StatusCode::kUnavailable) {
+        return address.status();  // "actor <id> is dead: <cause>"
+      }
+    }
+    if (deadline.Expired()) return Status::Ok();
+    std::this_thread::sleep_for(kPoll);  // a bounded wait on a failure path only
+  }
+}
+
+void TransferOwner::Lose(const std::string& name, const Status& cause) {
+  CollectiveGroup group;
+  {
     MutexLock lock(mu_);
-    if (groups_.count(name) == 0) lost_groups_.insert(name);
+    auto it = groups_.find(name);
+    if (it == groups_.end()) return;  // lost already, or destroyed by the user
+    group = std::move(it->second);
+    groups_.erase(it);
+    lost_groups_.insert(name);
+  }
+  proto::LeaveGroup leave;
+  leave.set_name(name);
+  *leave.mutable_cause() = ToProto(cause.WithContext("collective group '" + name +
+                                                     "' was destroyed after a system error"));
+  for (size_t i = 0; i < group.members.size() && i < group.addresses.size(); ++i) {
+    Status dead;
+    if (actors_.IsDead(group.members[i], &dead)) continue;  // it left with its process
+    peers_.Notify(group.addresses[i], proto::LEAVE_GROUP, leave);
   }
 }
 

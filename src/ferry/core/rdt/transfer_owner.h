@@ -47,12 +47,22 @@
 
 namespace ferry::core::rdt {
 
+// The transfers a task's arguments needed: the groups they were received in
+// and the actors that sent them.
+struct TaskTransfers {
+  std::vector<std::string> groups;
+  std::vector<ActorId> senders;
+  bool empty() const { return senders.empty(); }
+  static TaskTransfers Of(const proto::TaskSpec& spec);
+};
+
 // A collective group as its creator (the owner that orchestrates transfers)
 // sees it.
 struct CollectiveGroup {
   std::string name;
   std::string backend;
   std::vector<ActorId> members;  // rank = index
+  std::vector<std::string> addresses;  // the members' addresses when it was made
 };
 
 class TransferOwner {
@@ -80,6 +90,12 @@ class TransferOwner {
                     proto::TaskArg* arg) FERRY_EXCLUDES(mu_);
   // The object was freed.
   void Forget(const ObjectId& id) FERRY_EXCLUDES(mu_);
+  // At submission of a method whose returns move with `transport`: a
+  // two-sided transport needs `producer` in a group of that backend created
+  // here (InvalidArgument naming create_collective_group otherwise, as Ray
+  // checks at .remote()).
+  Status CheckSubmission(const ActorId& producer, const std::string& transport)
+      FERRY_EXCLUDES(mu_);
   // Number of RDT objects tracked.
   size_t NumTracked() FERRY_EXCLUDES(mu_);
 
@@ -92,13 +108,33 @@ class TransferOwner {
   // not create it; OK (nothing to do) for a group a member's death already
   // destroyed, so cleanup code need not race the failure.
   Status DestroyGroup(const std::string& name) FERRY_EXCLUDES(mu_);
-  // `actor` died (its process, or its node): every group created here with
-  // it as a member is destroyed — its other members leave — as after any
-  // system error. Blocks on those members; not on the io thread.
-  void OnActorDied(const ActorId& actor) FERRY_EXCLUDES(mu_);
+  // `actor` died (its process, or its node; `cause` names it and says how,
+  // for the errors of the transfers it fails): every group
+  // created here with it as a member is destroyed, as after any system
+  // error: the other members leave it and their pending transfers in it
+  // fail with `cause` at once. Does not block.
+  void OnActorDied(const ActorId& actor, const Status& cause) FERRY_EXCLUDES(mu_);
+  // A transfer in each of `groups` failed with a system error `cause` (seen
+  // by a task that received in them): they are destroyed as above.
+  void OnTransferFailed(std::span<const std::string> groups, const Status& cause)
+      FERRY_EXCLUDES(mu_);
+  // True for the statuses a failed transfer gives a task (a transport error,
+  // its timeout, a peer gone), as opposed to the user's own exception.
+  static bool IsTransferFailure(const Status& status);
+  // A task whose arguments needed `transfers` failed with `status`
+  // (IsTransferFailure): destroys their groups and, when a sender died,
+  // returns its death (Unavailable, naming the actor) for the task to report
+  // instead of the transport's view of it; OK when every sender lives.
+  // Waits up to `wait` for a death to become known. Blocks: not on the io
+  // thread.
+  Status ExplainFailure(const TaskTransfers& transfers, const Status& status, Clock::duration wait)
+      FERRY_EXCLUDES(mu_);
   std::vector<CollectiveGroup> Groups() FERRY_EXCLUDES(mu_);
 
  private:
+  // Forgets group `name` (it counts as destroyed by a failure) and tells its
+  // members to leave it, failing their pending transfers with `cause`.
+  void Lose(const std::string& name, const Status& cause) FERRY_EXCLUDES(mu_);
   Status ArrangeTransfer(const ObjectId& id, const ValuePtr& value, const ActorId& target,
                          proto::TaskArg* arg) FERRY_EXCLUDES(mu_);
   // A group created here that holds both actors and serves `transport`.
