@@ -3,13 +3,15 @@
 // they can run in-process.
 //
 // Input: byte 0 chooses the message, the rest is its payload.
-//   bits 0-4  the method (proto::Method; 26..31 are unknown methods)
+//   bits 0-4  the method (proto::Method; 28..31 are unknown methods)
 //   bit 7     0: a request (or one-way message) to a handler;
 //             1: a reply, parsed and checked as the caller does
 //   bit 6     with bit 7: an error reply (payload = StatusProto)
 //
 // Requests reach, per method:
 //   GET_OBJECT, FREE_OBJECTS, SEND_TENSORS, FETCH_TENSORS, LEAVE_GROUP, EXIT,
+//   ADD_BORROWERS, REMOVE_BORROWERS (un-started: refused / ignored after
+//   the checks; core/ref_tracker_test covers the started handlers),
 //   unknown methods: the real CoreWorker handlers, through its Dispatcher
 //     (an un-started CoreWorker with fixed ids; it holds tensors under
 //     kObjectId so the deeper paths of SEND/FETCH/FREE are reachable).
@@ -279,7 +281,8 @@ void HandleRequest(uint16_t method, std::string_view payload) {
     case proto::WORKER_EXITED:
     case proto::GET_NODES:
     case proto::REGISTER_DRIVER: RunHeadHandler(method, payload); return;
-    default:  // GET_OBJECT, FREE_OBJECTS, SEND/FETCH_TENSORS, LEAVE_GROUP, EXIT, unknown
+    default:  // GET_OBJECT, FREE_OBJECTS, SEND/FETCH_TENSORS, LEAVE_GROUP, EXIT,
+              // ADD/REMOVE_BORROWERS, unknown
       Worker().dispatcher().Dispatch(nullptr, method, payload, rpc::Responder());
       return;
   }

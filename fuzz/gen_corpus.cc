@@ -268,6 +268,16 @@ void ControlSeeds() {
   proto::LeaveGroup leave;
   leave.set_name("g");
   Msg("leave_group", proto::LEAVE_GROUP, leave);
+  leave.mutable_cause()->set_code(14);
+  leave.mutable_cause()->set_message("actor died");
+  Msg("leave_group_after_failure", proto::LEAVE_GROUP, leave);
+  proto::Borrows borrows;
+  borrows.set_borrower_id(kWorkerId);
+  borrows.add_object_ids(kObjectId);
+  borrows.add_epochs(1);
+  borrows.add_object_ids("short");
+  Msg("add_borrowers", proto::ADD_BORROWERS, borrows);
+  Msg("remove_borrowers", proto::REMOVE_BORROWERS, borrows);
   Msg("exit", proto::EXIT, proto::Empty());
   Msg("unknown_method_31", 31, proto::Empty());
 

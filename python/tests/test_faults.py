@@ -29,7 +29,7 @@ N = 1 << 20  # 4 MiB of float32: through Gloo, not the inline path
 DRIVER = """
 import json, os, sys, time
 import ferry
-from ferry.experimental.collective import create_collective_group
+from ferry.experimental.collective import create_collective_group, get_collective_groups
 import fault_test_actors as fa
 
 SCENARIO = sys.argv[1]
@@ -79,16 +79,16 @@ except Exception as e:
 if SCENARIO in ("producer_during_send", "consumer_during_receive"):
     # A new transfer on the survivor's side of "g" fails with a clear error.
     src, dst = (survivor, other_c) if SCENARIO == "consumer_during_receive" else (other_p, survivor)
-    probe = survivor.make.remote({N})
     try:
-        # Passing the survivor's object to itself needs no group: use
-        # ferry.get through the object store, then check the group state by
-        # sending within "g" again (its peer is dead).
+        # The owner forgot the destroyed group: a gloo method of its
+        # survivor is refused at .remote(), naming create_collective_group.
+        probe = survivor.make.remote({N})
         peer = producer if survivor is consumer else consumer
         ferry.get(peer.consume.remote(probe), timeout=FAIL)
         out["group_error"] = None
     except Exception as e:
         out["group_error"] = type(e).__name__
+    out["groups_left"] = [g.name for g in get_collective_groups()]
 # Unrelated actors and their group keep working.
 out["other_sum"] = ferry.get(other_c.consume.remote(other_p.make.remote({N})), timeout=60)
 print(json.dumps(out), flush=True)
@@ -114,9 +114,10 @@ def test_fault_fails_dependents_with_a_typed_error_in_bounded_time(tmp_path, sce
     assert out["survivor_alive"], out
     assert out["other_sum"] == float(N), out
     if scenario in ("producer_during_send", "consumer_during_receive"):
-        # The group lost a member mid-transfer: using it again is an error
-        # that says so, never a hang.
-        assert out["group_error"] in {"CollectiveGroupError", "TransportError", "ActorDiedError"}, out
+        # The group lost a member mid-transfer: it is destroyed everywhere
+        # and the owner forgot it, so using it again is refused at once.
+        assert out["group_error"] == "ValueError", out
+        assert out["groups_left"] == ["other"], out
 
 
 DRIVER_KILLED = """

@@ -46,6 +46,9 @@ def cluster(ferry_module_session, rdt):
     x = rdt.ShoutingProducer.remote()
     ferry.get([h.ping.remote() for h in (a, b, c, x)], timeout=GET_TIMEOUT)
     group = create_collective_group([a, b, c], backend="gloo", name="main")
+    # A gloo method needs its actor in a gloo group, even when its result is
+    # only fetched through the object store (as in Ray).
+    create_collective_group([x], backend="gloo", name="shouting")
     return types.SimpleNamespace(a=a, b=b, c=c, x=x, group=group)
 
 

@@ -300,7 +300,8 @@ void CoreWorker::HandleAddBorrowers(const std::shared_ptr<rpc::Channel>& channel
     return;
   }
   // The borrower's connection closing is its death: its borrows end.
-  auto borrower = WorkerId::FromBinary(channel->peer().worker_id());
+  auto borrower = channel ? WorkerId::FromBinary(channel->peer().worker_id())
+                          : StatusOr<WorkerId>(Status::InvalidArgument("no connection"));
   bool watch = false;
   if (borrower.ok()) {
     MutexLock lock(mu_);
@@ -328,7 +329,7 @@ void CoreWorker::OnObjectFreed(const ObjectId& id) {
   ValuePtr value = store_->GetIfReady(id);
   store_->Erase(id);
   if (value) FreeValue(id, value);
-  tracker_->Release(id);  // the refs a put of ours contained
+  if (tracker_) tracker_->Release(id);  // the refs a put of ours contained
 }
 
 void CoreWorker::FreeValue(const ObjectId& id, const ValuePtr& value) {
@@ -369,7 +370,7 @@ StatusOr<proto::ObjectValueProto> CoreWorker::WriteValue(const ObjectId& id,
   FERRY_ASSIGN_OR_RETURN(proto::ObjectValueProto written,
                          object::WriteValue(id, value.format, value.data, value.buffers,
                                             *segments_, *pool_, Config::Get().inline_bytes));
-  if (!value.contained_refs.empty()) {
+  if (!value.contained_refs.empty() && tracker_) {
     tracker_->Hold(id, value.contained_refs);
     for (const ObjectRef& ref : value.contained_refs) *written.add_contained_refs() = ref.ToProto();
   }
@@ -539,7 +540,7 @@ void CoreWorker::HandleFreeObjects(std::string_view payload) {
     if (!id.ok()) continue;
     segments_->Free(*id);
     holder_->Drop(*id);
-    tracker_->Release(*id);
+    if (tracker_) tracker_->Release(*id);
   }
 }
 
