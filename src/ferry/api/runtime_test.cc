@@ -174,6 +174,8 @@ TEST_F(ApiTest, TensorsAndStructsThroughTheObjectStore) {
 }
 
 TEST_F(ApiTest, GlooTensorsStayInTheProducer) {
+  // A gloo method needs its actor in a gloo group (checked at Remote()).
+  ferry::CreateCollectiveGroup({actor_}, "gloo", "producer_alone");
   ferry::ObjectRef<ferry::Tensor> t =
       actor_.Task(&Worker::MakeTensor).SetTensorTransport("gloo").Remote(1000);
   // Back to the producer: the same memory.
@@ -192,6 +194,7 @@ TEST_F(ApiTest, GlooTensorsStayInTheProducer) {
 
 TEST_F(ApiTest, WaitTensorFreedWaitsForTheLastReference) {
   auto h = ferry::Actor(Worker::Create).Remote(0);
+  ferry::CreateCollectiveGroup({h}, "gloo", "freed_wait");
   ferry::ObjectRef<ferry::Tensor> t =
       h.Task(&Worker::MakeTensor).SetTensorTransport("gloo").Remote(100000);
   EXPECT_DOUBLE_EQ(*ferry::Get(h.Task(&Worker::Sum).Remote(t)), 4999950000.0);
