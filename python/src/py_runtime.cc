@@ -363,8 +363,8 @@ void RegisterRuntime(py::module_& m) {
              Status s;
              {
                py::gil_scoped_release release;
-               s = core->RegisterBorrows(
-                   borrowed, Deadline::After(Config::Get().rpc_connect_timeout));
+               s = core->RegisterBorrows(borrowed,
+                                         Deadline::After(Config::Get().rpc_connect_timeout));
              }
              CheckOk(s);
            })

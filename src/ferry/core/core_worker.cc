@@ -133,11 +133,10 @@ void CoreWorker::RegisterHandlers() {
                                std::string_view payload, rpc::Responder responder) {
                           HandleAddBorrowers(channel, payload, std::move(responder));
                         });
-  dispatcher_->Register(proto::REMOVE_BORROWERS,
-                        [this](const std::shared_ptr<rpc::Channel>&, std::string_view payload,
-                               rpc::Responder) {
-                          if (tracker_) tracker_->HandleRemoveBorrowers(payload);
-                        });
+  dispatcher_->Register(proto::REMOVE_BORROWERS, [this](const std::shared_ptr<rpc::Channel>&,
+                                                        std::string_view payload, rpc::Responder) {
+    if (tracker_) tracker_->HandleRemoveBorrowers(payload);
+  });
   dispatcher_->Register(proto::PUSH_TASK, [this](const std::shared_ptr<rpc::Channel>&,
                                                  std::string_view payload,
                                                  rpc::Responder responder) {
@@ -368,8 +367,8 @@ void CoreWorker::FreeValue(const ObjectId& id, const ValuePtr& value) {
 StatusOr<proto::ObjectValueProto> CoreWorker::WriteValue(const ObjectId& id,
                                                          const SerializedValue& value) {
   FERRY_ASSIGN_OR_RETURN(proto::ObjectValueProto written,
-                         object::WriteValue(id, value.format, value.data, value.buffers,
-                                            *segments_, *pool_, Config::Get().inline_bytes));
+                         object::WriteValue(id, value.format, value.data, value.buffers, *segments_,
+                                            *pool_, Config::Get().inline_bytes));
   if (!value.contained_refs.empty() && tracker_) {
     tracker_->Hold(id, value.contained_refs);
     for (const ObjectRef& ref : value.contained_refs) *written.add_contained_refs() = ref.ToProto();
@@ -739,8 +738,7 @@ void CoreWorker::OnTaskDone(const ActorId& actor, const std::vector<ObjectId>& r
 
 void CoreWorker::FinishTaskDone(const ActorId& actor, const std::vector<ObjectId>& return_ids,
                                 const std::vector<ObjectId>& counted_deps,
-                                const std::vector<ObjectId>& temp_ids,
-                                proto::PushTaskReply reply) {
+                                const std::vector<ObjectId>& temp_ids, proto::PushTaskReply reply) {
   for (const ObjectId& id : temp_ids) {
     segments_->Free(id);
     tracker_->Release(id);
@@ -855,8 +853,8 @@ Status CoreWorker::KillActor(const ActorId& actor) {
   if (!reply.ok()) return reply.status().WithContext("killing actor");
   Status cause = Status::Unavailable("the actor was killed by ferry.kill()");
   submitter_->MarkDead(actor, cause);
-  transfer_owner_->OnActorDied(
-      actor, Status::Unavailable("actor " + actor.Hex() + " was killed by ferry.kill()"));
+  transfer_owner_->OnActorDied(actor, Status::Unavailable("actor " + actor.Hex() +
+                                                          " was killed by ferry.kill()"));
   return Status::Ok();
 }
 
@@ -904,21 +902,21 @@ Status CoreWorker::RunActorWorker(TaskExecutor* executor) {
   // The creator holds the constructor's arguments until they were read.
   std::string creator = creation.caller_address();
   std::string structure_id = creation.args_size() > 0 ? creation.args(0).object_id() : "";
-  receiver_->Submit(std::move(creation), [this, head, creator, structure_id](
-                                             proto::PushTaskReply reply) {
-    if (!structure_id.empty()) {
-      proto::FreeObjects consumed;
-      consumed.add_object_ids(structure_id);
-      messenger_->Notify(creator, proto::FREE_OBJECTS, consumed);
-    }
-    proto::ActorReady ready;
-    ready.set_actor_id(options_.actor_id.Binary());
-    bool failed = reply.returns_size() > 0 && !ValueStatus(reply.returns(0)).ok();
-    if (failed) *ready.mutable_creation_error() = reply.returns(0).error();
-    auto ack = head->CallSync(proto::ACTOR_READY, ready,
-                              Deadline::After(Config::Get().rpc_connect_timeout));
-    if (failed || !ack.ok()) RequestExit("the actor's constructor failed");
-  });
+  receiver_->Submit(std::move(creation),
+                    [this, head, creator, structure_id](proto::PushTaskReply reply) {
+                      if (!structure_id.empty()) {
+                        proto::FreeObjects consumed;
+                        consumed.add_object_ids(structure_id);
+                        messenger_->Notify(creator, proto::FREE_OBJECTS, consumed);
+                      }
+                      proto::ActorReady ready;
+                      ready.set_actor_id(options_.actor_id.Binary());
+                      bool failed = reply.returns_size() > 0 && !ValueStatus(reply.returns(0)).ok();
+                      if (failed) *ready.mutable_creation_error() = reply.returns(0).error();
+                      auto ack = head->CallSync(proto::ACTOR_READY, ready,
+                                                Deadline::After(Config::Get().rpc_connect_timeout));
+                      if (failed || !ack.ok()) RequestExit("the actor's constructor failed");
+                    });
   std::vector<std::thread> extra;
   for (int i = 1; i < concurrency; ++i) {
     extra.emplace_back([this, executor] { receiver_->RunExecutor(executor); });

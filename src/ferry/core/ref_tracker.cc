@@ -97,8 +97,7 @@ Status RefTracker::RegisterBorrows(std::span<const ObjectRef> refs, Deadline dea
     msg.set_borrower_id(self_.Binary());
     auto reply = peers_.CallSync(address, proto::ADD_BORROWERS, msg, deadline);
     if (!reply.ok() && reply.status().code() == StatusCode::kDeadlineExceeded) {
-      return reply.status().WithContext("registering borrowed objects with their owner " +
-                                        address);
+      return reply.status().WithContext("registering borrowed objects with their owner " + address);
     }
     // Unavailable: the owner is gone, and its objects with it; reading them
     // says so.

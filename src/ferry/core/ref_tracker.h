@@ -112,8 +112,7 @@ class RefTracker {
   // first.
   bool AddBorrowedLocked(const ObjectRef& ref, uint64_t* epoch) FERRY_REQUIRES(mu_);
   // Drops a copy of borrowed `id`; the last one appends its removal.
-  void RemoveBorrowedLocked(const ObjectId& id, std::vector<Removal>* removals)
-      FERRY_REQUIRES(mu_);
+  void RemoveBorrowedLocked(const ObjectId& id, std::vector<Removal>* removals) FERRY_REQUIRES(mu_);
   void SendRemovals(const std::vector<Removal>& removals);
 
   const WorkerId self_;

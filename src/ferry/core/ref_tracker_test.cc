@@ -35,11 +35,13 @@ class RefTrackerTest : public ::testing::Test {
   // The borrower deserializes a copy and registers as the protocol says.
   void Borrow() {
     if (borrower_.AddDeserializedRef(ref_)) {
-      ASSERT_TRUE(borrower_.RegisterBorrows({&ref_, 1}, Deadline::After(std::chrono::seconds(5)))
-                      .ok());
+      ASSERT_TRUE(
+          borrower_.RegisterBorrows({&ref_, 1}, Deadline::After(std::chrono::seconds(5))).ok());
     }
   }
-  size_t Borrowers() { return owned_.GetCounts(ref_.id) ? owned_.GetCounts(ref_.id)->borrowers : 0; }
+  size_t Borrowers() {
+    return owned_.GetCounts(ref_.id) ? owned_.GetCounts(ref_.id)->borrowers : 0;
+  }
   bool Freed() { return !owned_.Has(ref_.id); }
 
   const WorkerId owner_id_ = WorkerId::Random();

@@ -66,8 +66,7 @@ void ReferenceCounter::RemoveSubmittedTaskRefs(std::span<const ObjectId> ids) {
   RunOnFree(freed);
 }
 
-bool ReferenceCounter::AddBorrower(const ObjectId& id, const WorkerId& borrower,
-                                   uint64_t epoch) {
+bool ReferenceCounter::AddBorrower(const ObjectId& id, const WorkerId& borrower, uint64_t epoch) {
   MutexLock lock(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end()) return false;

@@ -84,8 +84,8 @@ class ReferenceCounter {
       FERRY_EXCLUDES(mu_);
   // Removes `borrower` unless it registered again with an epoch newer than
   // `epoch`. False (no change) if it was no borrower or the removal is stale.
-  bool RemoveBorrower(const ObjectId& id, const WorkerId& borrower,
-                      uint64_t epoch = UINT64_MAX) FERRY_EXCLUDES(mu_);
+  bool RemoveBorrower(const ObjectId& id, const WorkerId& borrower, uint64_t epoch = UINT64_MAX)
+      FERRY_EXCLUDES(mu_);
   // `worker` died: drops it as a borrower of every object.
   void RemoveWorkerBorrows(const WorkerId& worker) FERRY_EXCLUDES(mu_);
 

@@ -102,7 +102,8 @@ Status TransferOwner::ArrangeTransfer(const ObjectId& id, const ValuePtr& value,
     std::string lost;
     {
       MutexLock lock(mu_);
-      for (const std::string& name : lost_groups_) lost += (lost.empty() ? "'" : ", '") + name + "'";
+      for (const std::string& name : lost_groups_)
+        lost += (lost.empty() ? "'" : ", '") + name + "'";
     }
     return Status::FailedPrecondition(
         "the producer and the receiver of an RDT object (transport '" + rdt.transport() +
@@ -132,8 +133,8 @@ Status TransferOwner::ArrangeTransfer(const ObjectId& id, const ValuePtr& value,
   peers_.Call(rdt.producer_address(), proto::SEND_TENSORS, send,
               [this, group = route->group, producer](Status s, std::string_view) {
                 if (s.ok()) return;
-                FERRY_LOG(WARNING) << "RDT send in collective group '" << group
-                                   << "' failed: " << s;
+                FERRY_LOG(WARNING)
+                    << "RDT send in collective group '" << group << "' failed: " << s;
                 if (s.code() == StatusCode::kUnavailable) {
                   s = Status::Unavailable("actor " + producer.Hex() +
                                           ", the sender, is gone: " + s.message());
@@ -266,7 +267,8 @@ Status TransferOwner::CheckSubmission(const ActorId& producer, const std::string
   return Status::InvalidArgument(
       "this actor is in no collective group of backend '" + transport +
       "' created by this process, so the tensors this call returns could never move: call "
-      "create_collective_group([actors...], backend='" + transport +
+      "create_collective_group([actors...], backend='" +
+      transport +
       "') (ferry.experimental.collective) before calling its methods with tensor_transport='" +
       transport + "'");
 }
@@ -304,10 +306,8 @@ bool TransferOwner::IsTransferFailure(const Status& status) {
     case StatusCode::kAborted:
     case StatusCode::kDeadlineExceeded:
     case StatusCode::kUnavailable:
-    case StatusCode::kCancelled:
-      return true;
-    default:
-      return false;
+    case StatusCode::kCancelled: return true;
+    default: return false;
   }
 }
 
@@ -347,8 +347,8 @@ void TransferOwner::Lose(const std::string& name, const Status& cause) {
   }
   proto::LeaveGroup leave;
   leave.set_name(name);
-  *leave.mutable_cause() = ToProto(cause.WithContext("collective group '" + name +
-                                                     "' was destroyed after a system error"));
+  *leave.mutable_cause() = ToProto(
+      cause.WithContext("collective group '" + name + "' was destroyed after a system error"));
   for (size_t i = 0; i < group.members.size() && i < group.addresses.size(); ++i) {
     Status dead;
     if (actors_.IsDead(group.members[i], &dead)) continue;  // it left with its process

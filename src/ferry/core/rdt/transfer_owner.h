@@ -61,7 +61,7 @@ struct TaskTransfers {
 struct CollectiveGroup {
   std::string name;
   std::string backend;
-  std::vector<ActorId> members;  // rank = index
+  std::vector<ActorId> members;        // rank = index
   std::vector<std::string> addresses;  // the members' addresses when it was made
 };
 
@@ -94,8 +94,7 @@ class TransferOwner {
   // two-sided transport needs `producer` in a group of that backend created
   // here (InvalidArgument naming create_collective_group otherwise, as Ray
   // checks at .remote()).
-  Status CheckSubmission(const ActorId& producer, const std::string& transport)
-      FERRY_EXCLUDES(mu_);
+  Status CheckSubmission(const ActorId& producer, const std::string& transport) FERRY_EXCLUDES(mu_);
   // Number of RDT objects tracked.
   size_t NumTracked() FERRY_EXCLUDES(mu_);
 
