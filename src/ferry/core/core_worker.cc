@@ -15,6 +15,7 @@
 #include "ferry/common/spin_wait.h"
 #include "ferry/core/channel_messenger.h"
 #include "ferry/core/error_value.h"
+#include "ferry/core/value_gather.h"
 #include "ferry/object/inline_value.h"
 #include "ferry/object/value_writer.h"
 #include "ferry/rpc/connect.h"
@@ -33,60 +34,15 @@ void ReplyInlined(rpc::Responder& responder, const proto::ObjectValueProto& valu
   responder.Reply(*inlined);
 }
 
-// Collects the completions of several asynchronous lookups for one blocking
-// caller. Shared with the callbacks, which may outlive the caller's wait.
-class Gather {
- public:
-  explicit Gather(size_t n) : values_(n) {}
+}  // namespace
 
-  void Set(size_t i, ValuePtr v) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (values_[i]) return;
-      values_[i] = std::move(v);
-      ready_.fetch_add(1, std::memory_order_release);
-    }
-    cv_.notify_all();
-  }
-  // Waits until `want` values are in or the deadline passes; returns how many.
-  size_t WaitFor(size_t want, Deadline deadline) {
-    auto pred = [&] { return ready_.load(std::memory_order_acquire) >= want; };
-    if (SpinUntil(pred)) return ready_.load();
-    std::unique_lock<std::mutex> lock(mu_);
-    if (deadline.IsNever()) {
-      cv_.wait(lock, pred);
-    } else {
-      cv_.wait_until(lock, deadline.time_point(), pred);
-    }
-    return ready_.load();
-  }
-  std::vector<ValuePtr> Take() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return values_;
-  }
-  std::vector<bool> Flags() {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::vector<bool> flags(values_.size());
-    for (size_t i = 0; i < values_.size(); ++i) flags[i] = values_[i] != nullptr;
-    return flags;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<ValuePtr> values_;
-  std::atomic<size_t> ready_{0};
-};
-
-ValuePtr ErrorPtr(const Status& s) {
+ValuePtr CoreWorker::ErrorPtr(const Status& s) {
   return std::make_shared<const proto::ObjectValueProto>(MakeErrorValue(s));
 }
 
-bool IsRemoteShm(const proto::ObjectValueProto& v) {
+bool CoreWorker::IsRemoteShm(const proto::ObjectValueProto& v) {
   return v.has_shm() && v.shm().pid() != getpid();
 }
-
-}  // namespace
 
 CoreWorker::CoreWorker(CoreWorkerOptions options)
     : options_(std::move(options)),
@@ -298,24 +254,7 @@ void CoreWorker::HandleAddBorrowers(const std::shared_ptr<rpc::Channel>& channel
     responder.ReplyError(Status::Unavailable("ferry is not started"));
     return;
   }
-  // The borrower's connection closing is its death: its borrows end.
-  auto borrower = channel ? WorkerId::FromBinary(channel->peer().worker_id())
-                          : StatusOr<WorkerId>(Status::InvalidArgument("no connection"));
-  bool watch = false;
-  if (borrower.ok()) {
-    MutexLock lock(mu_);
-    watch = watched_borrowers_.insert(channel.get()).second;
-  }
-  if (watch) {
-    const rpc::Channel* key = channel.get();
-    channel->AddCloseCallback([this, key, worker = *borrower](Status) {
-      {
-        MutexLock lock(mu_);
-        watched_borrowers_.erase(key);
-      }
-      tracker_->OnWorkerGone(worker);
-    });
-  }
+  if (channel) tracker_->WatchBorrower(channel);
   Status s = tracker_->HandleAddBorrowers(payload);
   if (s.ok()) {
     responder.Reply(proto::Empty());
@@ -475,7 +414,7 @@ void CoreWorker::FetchFromOwner(const proto::ObjectRefProto& ref,
 
 StatusOr<std::vector<ValuePtr>> CoreWorker::Get(std::span<const ObjectRef> refs,
                                                 Deadline deadline) {
-  auto gather = std::make_shared<Gather>(refs.size());
+  auto gather = std::make_shared<ValueGather>(refs.size());
   for (size_t i = 0; i < refs.size(); ++i) {
     Resolve(refs[i].ToProto(), [gather, i](ValuePtr v) { gather->Set(i, std::move(v)); });
   }
@@ -490,7 +429,7 @@ StatusOr<std::vector<ValuePtr>> CoreWorker::Get(std::span<const ObjectRef> refs,
 
 StatusOr<std::vector<bool>> CoreWorker::Wait(std::span<const ObjectRef> refs, size_t num_ready,
                                              Deadline deadline) {
-  auto gather = std::make_shared<Gather>(refs.size());
+  auto gather = std::make_shared<ValueGather>(refs.size());
   for (size_t i = 0; i < refs.size(); ++i) {
     Resolve(refs[i].ToProto(), [gather, i](ValuePtr v) { gather->Set(i, std::move(v)); });
   }
@@ -541,321 +480,6 @@ void CoreWorker::HandleFreeObjects(std::string_view payload) {
     holder_->Drop(*id);
     if (tracker_) tracker_->Release(*id);
   }
-}
-
-// --- actors -----------------------------------------------------------------
-
-StatusOr<std::shared_ptr<rpc::Channel>> CoreWorker::HeadChannel() {
-  return channels_->Get(head_address_, Deadline::After(Config::Get().rpc_connect_timeout));
-}
-
-StatusOr<ObjectId> CoreWorker::WriteStructure(const CallArgs& args, proto::TaskSpec* spec,
-                                              std::vector<ObjectId>* temp_ids) {
-  ObjectId structure_id = ObjectId::Random();
-  FERRY_ASSIGN_OR_RETURN(proto::ObjectValueProto structure,
-                         WriteValue(structure_id, args.structure));
-  if (structure.has_shm() || structure.contained_refs_size() > 0) {
-    temp_ids->push_back(structure_id);
-  }
-  proto::TaskArg* arg = spec->add_args();
-  arg->set_object_id(structure_id.Binary());
-  *arg->mutable_value() = std::move(structure);
-  return structure_id;
-}
-
-Status CoreWorker::CountDeps(const std::vector<ObjectRef>& refs, std::vector<ObjectId>* counted) {
-  for (const ObjectRef& ref : refs) {
-    if (ref.owner_id != options_.worker_id) continue;
-    if (!refs_->Has(ref.id)) {
-      if (!counted->empty()) refs_->RemoveSubmittedTaskRefs(*counted);
-      counted->clear();
-      return Status::DataLoss("object " + ref.id.Hex() + " was already freed");
-    }
-    refs_->AddSubmittedTaskRefs(std::span<const ObjectId>(&ref.id, 1));
-    counted->push_back(ref.id);
-  }
-  return Status::Ok();
-}
-
-void CoreWorker::FillDepArg(const ObjectRef& ref, const ActorId& target, proto::TaskArg* arg) {
-  arg->set_object_id(ref.id.Binary());
-  if (ref.owner_id == options_.worker_id) {
-    // Ours and ready: pass the value (or its location) along directly and
-    // save the receiver a round trip.
-    if (ValuePtr v = store_->GetIfReady(ref.id)) {
-      transfer_owner_->FillArgument(ref.id, v, target, arg);
-      return;
-    }
-  }
-  *arg->mutable_ref() = ref.ToProto();
-}
-
-StatusOr<ActorId> CoreWorker::CreateActor(const ActorCreation& creation) {
-  ActorId actor_id = ActorId::Random();
-  proto::CreateActor req;
-  req.set_actor_id(actor_id.Binary());
-  *req.mutable_options() = creation.options;
-  for (const auto& a : creation.worker_command) req.add_worker_command(a);
-  proto::TaskSpec* spec = req.mutable_creation_task();
-  spec->set_task_id(TaskId::Random().Binary());
-  spec->set_actor_id(actor_id.Binary());
-  spec->set_caller_id(options_.worker_id.Binary());
-  spec->set_caller_address(address_);
-  spec->set_caller_host(HostId());
-  spec->set_method("__init__");
-  spec->set_is_creation(true);
-  spec->set_language(creation.language);
-  spec->set_max_concurrency(std::max(1, creation.options.max_concurrency()));
-  std::vector<ObjectId> temps;
-  FERRY_ASSIGN_OR_RETURN(ObjectId structure_id, WriteStructure(creation.args, spec, &temps));
-  // The worker may fetch the constructor's arguments whenever it starts:
-  // they are held until it says the constructor ran (FREE_OBJECTS of the
-  // structure's id), with the structure's segment and nested refs.
-  tracker_->Hold(structure_id, creation.args.refs);
-  for (const ObjectRef& ref : creation.args.refs) FillDepArg(ref, actor_id, spec->add_args());
-  auto release = [&] {
-    segments_->Free(structure_id);
-    tracker_->Release(structure_id);
-  };
-  auto head = HeadChannel();
-  if (!head.ok()) {
-    release();
-    return head.status();
-  }
-  auto reply = (*head)->CallSync(proto::CREATE_ACTOR, req,
-                                 Deadline::After(Config::Get().rpc_connect_timeout));
-  if (!reply.ok()) {
-    release();
-    return reply.status().WithContext("creating actor");
-  }
-  return actor_id;
-}
-
-StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& actor,
-                                                             const TaskCall& call,
-                                                             std::vector<std::string>* warnings) {
-  if (call.num_returns < 0) return Status::InvalidArgument("num_returns must be >= 0");
-  FERRY_RETURN_IF_ERROR(transport::CheckTensorTransport(call.tensor_transport));
-  FERRY_RETURN_IF_ERROR(transfer_owner_->CheckSubmission(actor, call.tensor_transport));
-  auto spec = std::make_shared<proto::TaskSpec>();
-  spec->set_task_id(TaskId::Random().Binary());
-  spec->set_actor_id(actor.Binary());
-  spec->set_caller_id(options_.worker_id.Binary());
-  spec->set_caller_address(address_);
-  spec->set_caller_host(HostId());
-  spec->set_method(call.method);
-  spec->set_tensor_transport(call.tensor_transport);
-  std::vector<ObjectId> counted, temps;
-  FERRY_RETURN_IF_ERROR(CountDeps(call.args.refs, &counted));
-  StatusOr<ObjectId> written = WriteStructure(call.args, spec.get(), &temps);
-  if (!written.ok()) {
-    if (!counted.empty()) refs_->RemoveSubmittedTaskRefs(counted);
-    return written.status();
-  }
-  // Borrowed top-level arguments stay borrowed until the task is done (the
-  // owned ones are counted as submitted above).
-  if (counted.size() < call.args.refs.size()) {
-    std::vector<ObjectRef> borrowed;
-    for (const ObjectRef& ref : call.args.refs) {
-      if (!tracker_->Owns(ref)) borrowed.push_back(ref);
-    }
-    tracker_->Hold(*written, borrowed);
-    if (std::find(temps.begin(), temps.end(), *written) == temps.end()) temps.push_back(*written);
-  }
-  std::vector<ObjectId> rdt_deps = transfer_owner_->NoteUses(call.args.refs, actor, warnings);
-  std::vector<ObjectRef> returns;
-  std::vector<ObjectId> return_ids;
-  for (int i = 0; i < call.num_returns; ++i) {
-    ObjectRef ref{ObjectId::Random(), address_, options_.worker_id};
-    (void)refs_->AddOwnedObject(ref.id);  // fresh random id: never tracked yet
-    refs_->AddLocalRef(ref.id);
-    spec->add_return_ids(ref.id.Binary());
-    return_ids.push_back(ref.id);
-    returns.push_back(std::move(ref));
-  }
-  if (!transport::IsObjectStore(call.tensor_transport)) {
-    transfer_owner_->Track(return_ids, actor, call.tensor_transport);
-  }
-  // The transfers the task's arguments need (noted before the task is
-  // sent): a system error in the task is theirs.
-  auto transfers = std::make_shared<rdt::TaskTransfers>();
-  auto done = [this, actor, return_ids, counted, temps, transfers](proto::PushTaskReply reply) {
-    OnTaskDone(actor, return_ids, counted, temps, transfers, std::move(reply));
-  };
-  auto deps = call.args.refs;
-  if (rdt_deps.empty()) {
-    for (const ObjectRef& ref : deps) FillDepArg(ref, actor, spec->add_args());
-    if (!deps.empty()) *transfers = rdt::TaskTransfers::Of(*spec);
-    submitter_->Submit(actor, std::move(*spec), std::move(done));
-    return returns;
-  }
-  // An RDT argument's transfer can only be arranged once its producer has
-  // returned (its size and location are known only then): hold this task (its place in the actor's
-  // order is reserved) until every RDT dependency is ready.
-  uint64_t seq = submitter_->ReserveSequence(actor);
-  auto remaining = std::make_shared<std::atomic<size_t>>(rdt_deps.size());
-  auto finish = [this, spec, deps, actor, seq, done, transfers]() mutable {
-    for (const ObjectRef& ref : deps) FillDepArg(ref, actor, spec->add_args());
-    *transfers = rdt::TaskTransfers::Of(*spec);
-    spec->set_sequence_number(seq);
-    submitter_->SubmitReserved(actor, std::move(*spec), std::move(done));
-  };
-  auto shared_finish = std::make_shared<decltype(finish)>(std::move(finish));
-  for (const ObjectId& id : rdt_deps) {
-    store_->Subscribe(id, [remaining, shared_finish](ValuePtr) {
-      // Nothing in `finish` blocks, so it may run here (usually the io thread).
-      if (remaining->fetch_sub(1) == 1) (*shared_finish)();
-    });
-  }
-  return returns;
-}
-
-void CoreWorker::OnTaskDone(const ActorId& actor, const std::vector<ObjectId>& return_ids,
-                            const std::vector<ObjectId>& counted_deps,
-                            const std::vector<ObjectId>& temp_ids,
-                            const std::shared_ptr<rdt::TaskTransfers>& transfers,
-                            proto::PushTaskReply reply) {
-  if (!transfers->empty() && reply.returns_size() > 0) {
-    Status s = ValueStatus(reply.returns(0));
-    if (rdt::TransferOwner::IsTransferFailure(s)) {
-      // A failed transfer (not the user's exception): its groups are
-      // destroyed everywhere, and a sender's death is reported as such.
-      // Finding out may wait on the Head: not on the io thread.
-      auto shared = std::make_shared<proto::PushTaskReply>(std::move(reply));
-      bool posted = background_->Post([=, this] {
-        Status death = transfer_owner_->ExplainFailure(*transfers, s, std::chrono::seconds(1));
-        if (!death.ok()) {
-          for (auto& value : *shared->mutable_returns()) value = MakeErrorValue(death);
-        }
-        FinishTaskDone(actor, return_ids, counted_deps, temp_ids, std::move(*shared));
-      });
-      if (posted) return;
-      reply = std::move(*shared);
-    }
-  }
-  FinishTaskDone(actor, return_ids, counted_deps, temp_ids, std::move(reply));
-}
-
-void CoreWorker::FinishTaskDone(const ActorId& actor, const std::vector<ObjectId>& return_ids,
-                                const std::vector<ObjectId>& counted_deps,
-                                const std::vector<ObjectId>& temp_ids, proto::PushTaskReply reply) {
-  for (const ObjectId& id : temp_ids) {
-    segments_->Free(id);
-    tracker_->Release(id);
-  }
-  std::string producer;
-  {
-    MutexLock lock(mu_);
-    auto it = actor_addresses_.find(actor);
-    if (it != actor_addresses_.end()) producer = it->second;
-  }
-  for (size_t i = 0; i < return_ids.size(); ++i) {
-    ValuePtr value = static_cast<int>(i) < reply.returns_size()
-                         ? std::make_shared<const proto::ObjectValueProto>(
-                               std::move(*reply.mutable_returns(static_cast<int>(i))))
-                         : ErrorPtr(Status::Internal("the actor returned too few values"));
-    const ObjectId& id = return_ids[i];
-    if (IsRemoteShm(*value) || value->contained_refs_size() > 0) {
-      MutexLock lock(mu_);
-      remote_producers_[id] = producer;
-    }
-    store_->Put(id, value);
-    // Every ref may have been dropped while the task ran.
-    if (!refs_->Has(id)) OnObjectFreed(id);
-  }
-  if (!counted_deps.empty()) refs_->RemoveSubmittedTaskRefs(counted_deps);
-}
-
-StatusOr<proto::ActorInfo> CoreWorker::GetActorInfo(const ActorId& actor, bool wait_until_settled,
-                                                    Deadline deadline) {
-  FERRY_ASSIGN_OR_RETURN(auto head, HeadChannel());
-  proto::GetActorInfo req;
-  req.set_actor_id(actor.Binary());
-  req.set_wait_until_settled(wait_until_settled);
-  FERRY_ASSIGN_OR_RETURN(std::string payload, head->CallSync(proto::GET_ACTOR_INFO, req, deadline));
-  proto::ActorInfo info;
-  if (!info.ParseFromString(payload)) return Status::Internal("malformed ActorInfo");
-  return info;
-}
-
-StatusOr<ActorConnection> CoreWorker::ConnectToActor(const ActorId& id) {
-  auto deadline = Deadline::After(Config::Get().worker_start_timeout +
-                                  Config::Get().rpc_connect_timeout);
-  // Wait in two steps so that an actor still starting after a few seconds —
-  // most often one waiting for resources — is reported, not silently slow.
-  auto info = GetActorInfo(id, true, Deadline::After(Config::Get().pending_warning));
-  if (!info.ok() && info.status().code() == StatusCode::kDeadlineExceeded) {
-    auto now = GetActorInfo(id, false, deadline);
-    std::string why = now.ok() && !now->pending_reason().empty()
-                          ? now->pending_reason()
-                          : std::string("its worker is still starting");
-    FERRY_LOG(WARNING) << "actor " << (now.ok() ? now->class_name() : id.Hex())
-                       << " has not started after " << Config::Get().pending_warning.count() / 1000
-                       << " s: " << why << " (calls to it wait; ferry.get's timeout bounds them)";
-    info = GetActorInfo(id, true, deadline);
-  }
-  if (!info.ok()) return info.status();
-  if (info->state() == proto::ActorInfo::DEAD) {
-    return Status::Unavailable(info->death_cause().message());
-  }
-  if (info->state() != proto::ActorInfo::ALIVE) {
-    return Status::Unavailable("actor " + id.Hex() + " did not start in time");
-  }
-  {
-    MutexLock lock(mu_);
-    actor_addresses_[id] = info->address();
-  }
-  // A dedicated channel: its close is the actor's death.
-  ActorConnection connection;
-  FERRY_ASSIGN_OR_RETURN(connection.channel,
-                         rpc::Connect(*io_loop_, info->address(), MakeHello(), dispatcher_,
-                                      Deadline::After(Config::Get().rpc_connect_timeout)));
-  connection.another_host = !info->host().empty() && info->host() != HostId();
-  return connection;
-}
-
-bool CoreWorker::IsDead(const ActorId& actor, Status* cause) {
-  return submitter_->IsDead(actor, cause);
-}
-
-StatusOr<std::string> CoreWorker::Address(const ActorId& actor, bool wait_until_started,
-                                          Deadline deadline) {
-  FERRY_ASSIGN_OR_RETURN(proto::ActorInfo info, GetActorInfo(actor, wait_until_started, deadline));
-  if (info.state() != proto::ActorInfo::ALIVE) {
-    return Status::Unavailable("actor " + actor.Hex() +
-                               " is dead: " + info.death_cause().message());
-  }
-  return info.address();
-}
-
-Status CoreWorker::StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> tensors,
-                                proto::RdtInfo* info) {
-  return holder_->Store(id, std::move(tensors), info);
-}
-
-void CoreWorker::ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value,
-                                std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done) {
-  holder_->Receive(arg, value, std::move(done));
-}
-
-Status CoreWorker::DeathCause(const ActorId& id) {
-  auto info = GetActorInfo(id, false, Deadline::After(std::chrono::seconds(2)));
-  if (!info.ok() || info->state() != proto::ActorInfo::DEAD) return Status::Ok();
-  return FromProto(info->death_cause());
-}
-
-Status CoreWorker::KillActor(const ActorId& actor) {
-  FERRY_ASSIGN_OR_RETURN(auto head, HeadChannel());
-  proto::KillActor req;
-  req.set_actor_id(actor.Binary());
-  auto reply = head->CallSync(proto::KILL_ACTOR, req,
-                              Deadline::After(Config::Get().kill_grace + std::chrono::seconds(10)));
-  if (!reply.ok()) return reply.status().WithContext("killing actor");
-  Status cause = Status::Unavailable("the actor was killed by ferry.kill()");
-  submitter_->MarkDead(actor, cause);
-  transfer_owner_->OnActorDied(actor, Status::Unavailable("actor " + actor.Hex() +
-                                                          " was killed by ferry.kill()"));
-  return Status::Ok();
 }
 
 CoreWorker::Stats CoreWorker::GetStats() {

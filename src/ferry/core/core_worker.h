@@ -46,7 +46,6 @@
 #include <span>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "ferry/common/clock.h"
@@ -232,6 +231,9 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
                                 Deadline deadline) override;
 
  private:
+  static ValuePtr ErrorPtr(const Status& s);
+  // A value in another process's shared-memory segment.
+  static bool IsRemoteShm(const proto::ObjectValueProto& v);
   void RegisterHandlers();
   proto::Hello MakeHello() const;
   StatusOr<std::shared_ptr<rpc::Channel>> HeadChannel();
@@ -302,8 +304,6 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   // send FREE_OBJECTS.
   std::unordered_map<ObjectId, std::string> remote_producers_ FERRY_GUARDED_BY(mu_);
   std::unordered_map<ActorId, std::string> actor_addresses_ FERRY_GUARDED_BY(mu_);
-  // Connections of borrowers whose close this process watches.
-  std::unordered_set<const rpc::Channel*> watched_borrowers_ FERRY_GUARDED_BY(mu_);
   bool started_ FERRY_GUARDED_BY(mu_) = false;
   bool shut_down_ FERRY_GUARDED_BY(mu_) = false;
 };

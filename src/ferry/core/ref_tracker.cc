@@ -183,6 +183,23 @@ void RefTracker::HandleRemoveBorrowers(std::string_view payload) {
 
 void RefTracker::OnWorkerGone(const WorkerId& worker) { owned_.RemoveWorkerBorrows(worker); }
 
+void RefTracker::WatchBorrower(const std::shared_ptr<rpc::Channel>& channel) {
+  auto borrower = WorkerId::FromBinary(channel->peer().worker_id());
+  if (!borrower.ok()) return;  // not a ferry process's connection
+  const rpc::Channel* key = channel.get();
+  {
+    MutexLock lock(mu_);
+    if (!watched_.insert(key).second) return;
+  }
+  channel->AddCloseCallback([this, key, worker = *borrower](Status) {
+    {
+      MutexLock lock(mu_);
+      watched_.erase(key);
+    }
+    OnWorkerGone(worker);
+  });
+}
+
 size_t RefTracker::NumBorrowed() const {
   MutexLock lock(mu_);
   return borrowed_.size();

@@ -33,9 +33,11 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "ferry/common/clock.h"
@@ -44,6 +46,7 @@
 #include "ferry/core/object_ref.h"
 #include "ferry/core/peer_messenger.h"
 #include "ferry/object/reference_counter.h"
+#include "ferry/rpc/channel.h"
 #include "ferry/status.h"
 
 namespace ferry::core {
@@ -88,6 +91,11 @@ class RefTracker {
   void HandleRemoveBorrowers(std::string_view payload);
   // Owner side: `worker` is gone (its connection closed); its borrows end.
   void OnWorkerGone(const WorkerId& worker);
+  // Owner side: the connection a borrower registers on; its close is the
+  // borrower's death (OnWorkerGone). Each connection is watched once. The
+  // tracker must outlive the connection's close callback (CoreWorker closes
+  // its connections before it destroys the tracker).
+  void WatchBorrower(const std::shared_ptr<rpc::Channel>& channel) FERRY_EXCLUDES(mu_);
 
   // For tests and `stats`: refs this process borrows, and value holds.
   size_t NumBorrowed() const FERRY_EXCLUDES(mu_);
@@ -122,6 +130,7 @@ class RefTracker {
   mutable Mutex mu_;
   std::unordered_map<ObjectId, Borrowed> borrowed_ FERRY_GUARDED_BY(mu_);
   std::unordered_map<ObjectId, std::vector<ObjectRef>> holds_ FERRY_GUARDED_BY(mu_);
+  std::unordered_set<const rpc::Channel*> watched_ FERRY_GUARDED_BY(mu_);
   uint64_t next_epoch_ FERRY_GUARDED_BY(mu_) = 1;
   // Lets Release skip the lock in processes that never hold a value's refs
   // (the common case: most values contain none).
