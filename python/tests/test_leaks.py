@@ -19,6 +19,11 @@ varies with how many were alive at the peak) does not pass for a leak. Calls are
 are checked before the next, so the work is bounded, not the memory.
 
 Full counts, no reduction: about 10-12 s per round on a 2-core machine.
+
+The same check for borrowing (the patterns of test_borrowing.py: the guide's
+NIXL put-and-return, refs nested in returned lists and in put values, passed
+to another actor): producer and holder RSS within 10% of their baseline
+after a second, identical round.
 """
 import gc
 import os
@@ -27,6 +32,7 @@ import time
 import pytest
 
 from conftest import GET_TIMEOUT, wait_for
+from test_borrowing import counts, guide_pattern, wait_store
 
 pytestmark = pytest.mark.usefixtures("ferry_module_session")
 torch = pytest.importorskip("torch")
@@ -132,3 +138,53 @@ def test_rss_reader_sees_this_process():
     """Sanity for the measurement itself: VmRSS is read and plausible."""
     import hardening_actors as H
     assert H.rss_kib() > 1024 and H.rss_kib(os.getpid()) > 1024
+
+
+# --- borrowing: refs that travel inside values --------------------------------
+
+
+@pytest.fixture(scope="module")
+def borrowing(ferry_module_session):
+    import borrowing_actors
+    return borrowing_actors
+
+
+def _mixed_round(producer, holder, count):
+    """count rounds of the guide's pattern plus count/100 of refs nested in a
+    returned list and in a put, held by another actor; all refs dropped."""
+    import ferry
+    guide_pattern(producer, count)
+    for _ in range(count // 100):
+        refs = ferry.get(producer.produce_list.remote(10), timeout=GET_TIMEOUT)
+        outer = ferry.put([refs, ferry.put(torch.ones(256))])
+        ferry.get(holder.hold.remote([outer] + refs), timeout=GET_TIMEOUT)
+        del refs, outer
+        assert ferry.get(holder.sum_held.remote(), timeout=GET_TIMEOUT) > 0
+        ferry.get(holder.drop.remote(), timeout=GET_TIMEOUT)
+
+
+def test_borrowing_patterns_leave_rss_flat_after_warm_up(borrowing):
+    """Producer and consumer RSS stay within 10% of their warmed-up
+    baseline across a second, identical round of every pattern."""
+    import ferry
+    producer, holder = borrowing.Producer.remote(), borrowing.Holder.remote()
+
+    def rss():
+        return dict(zip(("producer", "holder"),
+                        ferry.get([producer.rss_kib.remote(), holder.rss_kib.remote()],
+                                  timeout=GET_TIMEOUT)))
+    _mixed_round(producer, holder, 2000)
+    wait_store(producer, 0)
+    baseline = rss()
+    _mixed_round(producer, holder, 2000)
+    wait_store(producer, 0)
+    limit = {k: v * (1 + RSS_TOLERANCE) for k, v in baseline.items()}
+    last = {}
+
+    def back():
+        last["rss"] = rss()
+        return all(last["rss"][k] <= limit[k] for k in limit)
+    assert wait_for(back, FREE_DEADLINE, interval=0.1), \
+        f"RSS KiB grew over {RSS_TOLERANCE:.0%}: baseline {baseline}, after {last['rss']}"
+    held = counts(holder)
+    assert held["borrowed_objects"] == 0 and held["value_holds"] == 0, held
