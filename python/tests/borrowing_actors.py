@@ -21,16 +21,8 @@ def _counts():
     return {**rt.stats(), **{"store_" + k: v for k, v in rt.tensor_store_stats().items()}}
 
 
-@ferry.remote
-class Producer:
-    """Puts tensors that stay here (the guide's NIXL pattern) and returns
-    refs to them."""
-
-    def produce(self, n):
-        return ferry.put(torch.ones(n), _tensor_transport="nixl")
-
-    def produce_list(self, k):
-        return [ferry.put(torch.full((4,), float(i)), _tensor_transport="nixl") for i in range(k)]
+class _Measured:
+    """What the tests read of an actor's process: its counts and its RSS."""
 
     def counts(self):
         gc.collect()
@@ -43,7 +35,19 @@ class Producer:
 
 
 @ferry.remote
-class Holder:
+class Producer(_Measured):
+    """Puts tensors that stay here (the guide's NIXL pattern) and returns
+    refs to them."""
+
+    def produce(self, n):
+        return ferry.put(torch.ones(n), _tensor_transport="nixl")
+
+    def produce_list(self, k):
+        return [ferry.put(torch.full((4,), float(i)), _tensor_transport="nixl") for i in range(k)]
+
+
+@ferry.remote
+class Holder(_Measured):
     """Receives refs inside containers and keeps, reads, or passes them on."""
 
     def __init__(self, held=None):
@@ -86,12 +90,3 @@ class Holder:
         self.held = None
         gc.collect()
         return n
-
-    def counts(self):
-        gc.collect()
-        return _counts()
-
-    def rss_kib(self):
-        gc.collect()
-        trim_heap()
-        return rss_kib()

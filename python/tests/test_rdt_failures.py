@@ -64,16 +64,25 @@ sys.stdout.flush()
 """
 
 
-def test_killed_producer_fails_the_consumer_promptly_and_spares_others(tmp_path):
-    path = write_script(tmp_path, KILL_PRODUCER)
-    env = dict(os.environ)
-    env["FERRY_TRANSFER_TIMEOUT_S"] = str(TRANSFER_TIMEOUT_S)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS_DIR, env.get("PYTHONPATH")) if p)
-    proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=180,
-                          stdin=subprocess.DEVNULL, cwd=str(tmp_path), env=env)
+def _run_driver(tmp_path, script, timeout, env):
+    """Runs ``script`` as a driver of its own with ``env`` added (inherited
+    by its workers); returns the object it printed after "RESULT "."""
+    path = write_script(tmp_path, script)
+    full_env = dict(os.environ, **env)
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (TESTS_DIR, full_env.get("PYTHONPATH")) if p)
+    proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, cwd=str(tmp_path),
+                          env=full_env)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
-    out = json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def test_killed_producer_fails_the_consumer_promptly_and_spares_others(tmp_path):
+    out = _run_driver(tmp_path, KILL_PRODUCER, timeout=180, env={
+        "FERRY_TRANSFER_TIMEOUT_S": str(TRANSFER_TIMEOUT_S),
+    })
     assert out["ref_ready"] and out["before"], out
     assert out["error"] is not None, "the consumer of a dead producer's object succeeded"
     assert out["error_is_expected_type"], out
@@ -128,16 +137,10 @@ sys.stdout.flush()
 
 
 def test_a_sender_dying_mid_transfer_fails_the_receiver_at_once_and_frees_the_group_name(tmp_path):
-    path = write_script(tmp_path, SENDER_DIES_MID_TRANSFER)
-    env = dict(os.environ)
-    env["FERRY_FAULT"] = "transfer.send:exit"
-    env["FERRY_TRANSFER_TIMEOUT_S"] = "60"  # the failure must not wait for it
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS_DIR, env.get("PYTHONPATH")) if p)
-    proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=240,
-                          stdin=subprocess.DEVNULL, cwd=str(tmp_path), env=env)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
-    out = json.loads(lines[-1][len("RESULT "):])
+    out = _run_driver(tmp_path, SENDER_DIES_MID_TRANSFER, timeout=240, env={
+        "FERRY_FAULT": "transfer.send:exit",
+        "FERRY_TRANSFER_TIMEOUT_S": "60",  # the failure must not wait for it
+    })
     assert out["no_group_error"] and "create_collective_group" in out["no_group_error"], out
     assert out["error"] == "ActorDiedError", out
     assert "actor" in out["message"], out
@@ -185,16 +188,10 @@ sys.stdout.flush()
 
 
 def test_a_receiver_dying_mid_transfer_aborts_the_senders_posted_send(tmp_path):
-    path = write_script(tmp_path, RECEIVER_DIES_MID_TRANSFER)
-    env = dict(os.environ)
-    env["FERRY_FAULT"] = "transfer.recv:exit"
-    env["FERRY_TRANSFER_TIMEOUT_S"] = "60"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS_DIR, env.get("PYTHONPATH")) if p)
-    proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=240,
-                          stdin=subprocess.DEVNULL, cwd=str(tmp_path), env=env)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
-    out = json.loads(lines[-1][len("RESULT "):])
+    out = _run_driver(tmp_path, RECEIVER_DIES_MID_TRANSFER, timeout=240, env={
+        "FERRY_FAULT": "transfer.recv:exit",
+        "FERRY_TRANSFER_TIMEOUT_S": "60",
+    })
     assert out["error"] == "ActorDiedError" and out["elapsed"] < 8, out
     # The send is aborted when the death is known, not at the 60 s timeout.
     assert out["send_aborted_after"] is not None and out["send_aborted_after"] < 8, out
