@@ -15,9 +15,10 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
+
+from cluster import polling
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 PYTHON_DIR = os.path.dirname(TESTS_DIR)
@@ -34,13 +35,9 @@ EXIT_DEADLINE = float(os.environ.get("FERRY_TEST_EXIT_DEADLINE", "15"))
 
 
 def wait_for(pred, timeout, interval=0.01):
-    """Polls pred() until it is truthy or timeout seconds pass; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
+    """Polls pred() until it is truthy or timeout seconds pass; returns its
+    last value (cluster/polling.py, which the cluster drivers use too)."""
+    return polling.wait_for(pred, timeout, interval)
 
 
 def pid_alive(pid):
