@@ -267,14 +267,16 @@ struct Registrar {
 struct ActorOptionsRaw {
   std::string name;
   int max_concurrency = 1;
+  int max_restarts = 0;
 };
 
 // Caller side (src/ferry/api/runtime.cc).
 std::string CreateActorRaw(const std::string& factory, const std::string& class_name,
                            const ActorOptionsRaw& options, EncodedArgs args);
 std::shared_ptr<RefState> SubmitTaskRaw(const std::string& actor_id, const std::string& method,
-                                        const std::string& tensor_transport, EncodedArgs args);
-void KillActorRaw(const std::string& actor_id);
+                                        const std::string& tensor_transport, int max_task_retries,
+                                        EncodedArgs args);
+void KillActorRaw(const std::string& actor_id, bool no_restart);
 std::string HexOf(const std::string& binary);
 
 }  // namespace internal
@@ -307,6 +309,12 @@ class ActorTaskCaller {
     transport_ = std::move(transport);
     return *this;
   }
+  // Re-send the call to the restarted actor if the actor's death interrupts
+  // it, up to `n` times (-1: always); as Ray's max_task_retries.
+  ActorTaskCaller& SetMaxTaskRetries(int n) {
+    max_task_retries_ = n;
+    return *this;
+  }
 
   template <typename... Args>
   ObjectRef<Result> Remote(Args&&... args) const {
@@ -317,7 +325,8 @@ class ActorTaskCaller {
       internal::EncodedArgs encoded = internal::EncodeArgs(
           internal::TypeList<std::tuple<Params...>>{}, nullptr, std::forward<Args>(args)...);
       return ObjectRef<Result>(
-          internal::SubmitTaskRaw(actor_id_, method_, transport_, std::move(encoded)));
+          internal::SubmitTaskRaw(actor_id_, method_, transport_, max_task_retries_,
+                                  std::move(encoded)));
     } else {
       return ObjectRef<Result>();
     }
@@ -327,6 +336,7 @@ class ActorTaskCaller {
   std::string actor_id_;
   std::string method_;
   std::string transport_;
+  int max_task_retries_ = 0;
 };
 
 template <typename T>
@@ -366,6 +376,12 @@ class ActorCreator {
   // Tasks that may run at once in the actor (each on its own thread).
   ActorCreator& SetMaxConcurrency(int n) {
     options_.max_concurrency = n;
+    return *this;
+  }
+  // Re-create the actor (running its factory again) when its process dies,
+  // up to `n` times (-1: always); as Ray's max_restarts.
+  ActorCreator& SetMaxRestarts(int n) {
+    options_.max_restarts = n;
     return *this;
   }
 

@@ -162,8 +162,12 @@ WaitResult<T> Wait(const std::vector<ObjectRef<T>>& refs, size_t num_ready,
   return out;
 }
 
-// Ends the actor's process now; its pending and later calls raise ActorDiedError.
-inline void Kill(const ActorHandleBase& actor) { internal::KillActorRaw(actor.id()); }
+// Ends the actor's process now; its pending and later calls raise
+// ActorDiedError. With `no_restart` false, an actor whose SetMaxRestarts
+// allows restarts instead (Ray's ray.kill(actor, no_restart=False)).
+inline void Kill(const ActorHandleBase& actor, bool no_restart = true) {
+  internal::KillActorRaw(actor.id(), no_restart);
+}
 
 // Connects `actors` (rank = position) for `backend` ("gloo"; "torch_gloo" is
 // the same). Blocks until every member joined. Methods called with

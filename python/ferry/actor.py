@@ -5,19 +5,44 @@ import inspect
 import warnings
 from typing import Any, Callable, TypeVar
 
+import cloudpickle
+
 from ferry._private import runtime, serialization, transports
 from ferry.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 _METHOD_OPTIONS = "__ferry_method_options__"
 _F = TypeVar("_F", bound=Callable[..., Any])
 _ACTOR_OPTIONS = frozenset({"name", "num_cpus", "num_gpus", "max_concurrency", "resources",
-                            "scheduling_strategy"})
+                            "scheduling_strategy", "max_restarts", "max_task_retries"})
 
 
 def _check_num_returns(n: Any) -> int:
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"num_returns must be an int >= 0, got {n!r}")
     return n
+
+
+def _check_retries(name: str, n: Any) -> int:
+    """A count of restarts or retries: an int >= 0, or -1 for unbounded."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < -1:
+        raise ValueError(f"{name} must be an int >= 0, or -1 for unbounded, got {n!r}")
+    return n
+
+
+def _check_retry_exceptions(spec: Any) -> bool | tuple[type, ...]:
+    """Ray's retry_exceptions: a bool, or a list of exception types."""
+    if isinstance(spec, bool):
+        return spec
+    if isinstance(spec, (list, tuple)) and all(
+            isinstance(t, type) and issubclass(t, BaseException) for t in spec):
+        return tuple(spec)
+    raise ValueError(f"retry_exceptions must be either a boolean or a list of exceptions, "
+                     f"got {spec!r}")
+
+
+def _encode_retry_exceptions(spec: bool | tuple[type, ...]) -> bytes:
+    """What the worker matches a raised exception against; b"" for none."""
+    return cloudpickle.dumps(spec) if spec else b""
 
 
 def _is_amount(x: Any) -> bool:
@@ -65,6 +90,9 @@ def _check_actor_options(options: dict[str, Any]) -> dict[str, Any]:
     for key in ("num_cpus", "num_gpus"):
         if checked.get(key) is not None and not _is_amount(checked[key]):
             raise ValueError(f"{key} must be a number >= 0, got {checked[key]!r}")
+    for key in ("max_restarts", "max_task_retries"):
+        if checked.get(key) is not None:
+            _check_retries(key, checked[key])
     if checked.get("resources") is not None:
         checked["resources"] = check_resources(checked["resources"])
     if "scheduling_strategy" in checked:
@@ -72,10 +100,20 @@ def _check_actor_options(options: dict[str, Any]) -> dict[str, Any]:
     return checked
 
 
-def method(*, num_returns: int = 1, tensor_transport: str | None = None) -> Callable[[_F], _F]:
-    """``@ferry.method(num_returns=2, tensor_transport="gloo")`` on an actor method."""
+def method(*, num_returns: int = 1, tensor_transport: str | None = None,
+           max_task_retries: int | None = None,
+           retry_exceptions: bool | list[type] = False) -> Callable[[_F], _F]:
+    """``@ferry.method(num_returns=2, tensor_transport="gloo")`` on an actor method.
+
+    ``max_task_retries`` (default: the actor's) re-runs a call that failed
+    because the actor died (it must be restartable: ``max_restarts``) and,
+    with ``retry_exceptions`` (True, or a list of exception types), one that
+    raised a matching exception; -1 retries without bound."""
     opts = {"num_returns": _check_num_returns(num_returns),
-            "tensor_transport": transports.normalize(tensor_transport)}
+            "tensor_transport": transports.normalize(tensor_transport),
+            "max_task_retries": (None if max_task_retries is None
+                                 else _check_retries("max_task_retries", max_task_retries)),
+            "retry_exceptions": _check_retry_exceptions(retry_exceptions)}
 
     def decorate(fn: _F) -> _F:
         setattr(fn, _METHOD_OPTIONS, opts)
@@ -86,12 +124,15 @@ def method(*, num_returns: int = 1, tensor_transport: str | None = None) -> Call
 class _MethodMeta:
     """What a caller needs to know of one method: its signature (to reject
     bad arguments at ``.remote``) and its default options."""
-    __slots__ = ("name", "signature", "num_returns", "tensor_transport", "_positional")
+    __slots__ = ("name", "signature", "num_returns", "tensor_transport", "max_task_retries",
+                 "retry_exceptions", "_positional")
 
     name: str
     signature: inspect.Signature | None
     num_returns: int
     tensor_transport: str | None
+    max_task_retries: int | None  # None: the actor's
+    retry_exceptions: bytes  # encoded for the worker; b"": none
     _positional: tuple[int, float] | None
 
     def __init__(self, name: str, fn: Callable[..., Any]) -> None:
@@ -99,6 +140,8 @@ class _MethodMeta:
         opts = getattr(fn, _METHOD_OPTIONS, {})
         self.num_returns = opts.get("num_returns", 1)
         self.tensor_transport = opts.get("tensor_transport")
+        self.max_task_retries = opts.get("max_task_retries")
+        self.retry_exceptions = _encode_retry_exceptions(opts.get("retry_exceptions", False))
         try:
             sig = inspect.signature(fn)
             params = list(sig.parameters.values())[1:]  # drop self
@@ -119,7 +162,8 @@ class _MethodMeta:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The inspect.Signature pickles fine by value.
-        return _rebuild_meta, (self.name, self.signature, self.num_returns, self.tensor_transport)
+        return _rebuild_meta, (self.name, self.signature, self.num_returns, self.tensor_transport,
+                               self.max_task_retries, self.retry_exceptions)
 
 
 def _positional_range(signature: inspect.Signature | None) -> tuple[int, float] | None:
@@ -154,17 +198,28 @@ class ActorMethod:
     a copy with other call options."""
 
     def __init__(self, handle: ActorHandle, meta: _MethodMeta, num_returns: int | None = None,
-                 tensor_transport: str | None = None) -> None:
+                 tensor_transport: str | None = None, max_task_retries: int | None = None,
+                 retry_exceptions: bytes | None = None) -> None:
         self._handle = handle
         self._meta = meta
         self._num_returns = meta.num_returns if num_returns is None else num_returns
         self._transport = meta.tensor_transport if tensor_transport is None else tensor_transport
+        retries = meta.max_task_retries if max_task_retries is None else max_task_retries
+        self._max_retries = handle._max_task_retries if retries is None else retries
+        self._retry_exceptions = (meta.retry_exceptions if retry_exceptions is None
+                                  else retry_exceptions)
 
-    def options(self, *, num_returns: int | None = None,
-                tensor_transport: str | None = None) -> ActorMethod:
-        return ActorMethod(self._handle, self._meta,
-                           None if num_returns is None else _check_num_returns(num_returns),
-                           transports.normalize(tensor_transport))
+    def options(self, *, num_returns: int | None = None, tensor_transport: str | None = None,
+                max_task_retries: int | None = None,
+                retry_exceptions: bool | list[type] | None = None) -> ActorMethod:
+        return ActorMethod(
+            self._handle, self._meta,
+            None if num_returns is None else _check_num_returns(num_returns),
+            transports.normalize(tensor_transport),
+            None if max_task_retries is None else _check_retries("max_task_retries",
+                                                                 max_task_retries),
+            None if retry_exceptions is None
+            else _encode_retry_exceptions(_check_retry_exceptions(retry_exceptions)))
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """An ObjectRef of the result, or a list of ``num_returns`` refs
@@ -174,7 +229,8 @@ class ActorMethod:
         data, buffers, deps, contained = serialization.dumps_args(args, kwargs)
         rt = runtime.for_handle(self._handle._session)
         out, notes = rt.submit(self._handle._actor_id, self._meta.name, data, buffers, deps,
-                               contained, self._num_returns, self._transport or "")
+                               contained, self._num_returns, self._transport or "",
+                               self._max_retries, self._retry_exceptions)
         for note in notes:
             warnings.warn(note, UserWarning, stacklevel=2)
         return out[0] if self._num_returns == 1 else out
@@ -189,11 +245,12 @@ class ActorHandle:
     other actors."""
 
     def __init__(self, actor_id: bytes, class_name: str, methods: dict[str, _MethodMeta],
-                 session: str) -> None:
+                 session: str, max_task_retries: int = 0) -> None:
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
         self._session = session
+        self._max_task_retries = max_task_retries
 
     def __getattr__(self, name: str) -> ActorMethod:
         if name.startswith("_"):
@@ -215,14 +272,17 @@ class ActorHandle:
         return hash(self._actor_id)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return ActorHandle, (self._actor_id, self._class_name, self._methods, self._session)
+        return ActorHandle, (self._actor_id, self._class_name, self._methods, self._session,
+                             self._max_task_retries)
 
 
 def _rebuild_meta(name: str, signature: inspect.Signature | None, num_returns: int,
-                  tensor_transport: str | None) -> _MethodMeta:
+                  tensor_transport: str | None, max_task_retries: int | None,
+                  retry_exceptions: bytes) -> _MethodMeta:
     meta = _MethodMeta.__new__(_MethodMeta)
     meta.name, meta.signature = name, signature
     meta.num_returns, meta.tensor_transport = num_returns, tensor_transport
+    meta.max_task_retries, meta.retry_exceptions = max_task_retries, retry_exceptions
     meta._positional = _positional_range(signature)
     return meta
 
@@ -247,7 +307,9 @@ class ActorClass:
         """A copy with other creation options, Ray's names: ``name``,
         ``num_cpus``, ``num_gpus``, ``resources`` (custom resources, name ->
         amount), ``scheduling_strategy`` (None, "DEFAULT", "SPREAD" or a
-        ``NodeAffinitySchedulingStrategy``) and ``max_concurrency``."""
+        ``NodeAffinitySchedulingStrategy``), ``max_concurrency``,
+        ``max_restarts`` (times the actor is re-created after its process
+        dies; -1: always) and ``max_task_retries`` (the methods' default)."""
         return ActorClass(self._cls, {**self._options, **_check_actor_options(options)})
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
@@ -262,7 +324,8 @@ class ActorClass:
         rt = runtime.current()
         actor_id = rt.create_actor(self._cls.__name__, opts, runtime.worker_command(),
                                    data, buffers, deps, contained)
-        return ActorHandle(actor_id, self._cls.__name__, self._methods, rt.session)
+        return ActorHandle(actor_id, self._cls.__name__, self._methods, rt.session,
+                           opts.get("max_task_retries") or 0)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"actor classes are instantiated with .remote(): use "

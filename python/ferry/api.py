@@ -255,9 +255,10 @@ def wait(refs: list[ObjectRef] | tuple[ObjectRef, ...], *, num_returns: int = 1,
     return ready, not_ready
 
 
-def kill(actor: ActorHandle) -> None:
+def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     """Ends the actor's process now; its pending and later calls raise
-    ActorDiedError."""
+    ActorDiedError. With ``no_restart=False`` an actor whose ``max_restarts``
+    allows is restarted instead (as in Ray), and calls go to the new one."""
     if not isinstance(actor, ActorHandle):
         raise TypeError(f"ferry.kill expects an actor handle, got {type(actor).__name__}")
-    runtime.for_handle(actor._session).kill(actor._actor_id)
+    runtime.for_handle(actor._session).kill(actor._actor_id, bool(no_restart))

@@ -29,7 +29,7 @@ std::vector<proto::ObjectValueProto> PyExecutor::Execute(const proto::TaskSpec& 
     py::list return_ids;
     for (const auto& id : spec.return_ids()) return_ids.append(py::bytes(id));
     py::object results = fn_(spec.method(), spec.is_creation(), return_ids, py_args, arg_ids,
-                             spec.tensor_transport());
+                             spec.tensor_transport(), py::bytes(spec.retry_exceptions()));
     py_args = py::list();
     int i = 0;
     for (py::handle r : results) {
@@ -59,8 +59,11 @@ proto::ObjectValueProto PyExecutor::StoreResult(const std::string& return_id,
   std::string_view data_view(static_cast<const char*>(data.ptr),
                              static_cast<size_t>(data.size * data.itemsize));
   if (code != 0) {
-    return core::MakeErrorValue(Status(static_cast<StatusCode>(code), tuple[4].cast<std::string>()),
-                                format, data_view);
+    proto::ObjectValueProto error = core::MakeErrorValue(
+        Status(static_cast<StatusCode>(code), tuple[4].cast<std::string>()), format, data_view);
+    // (format, data, buffers, code, message[, retryable])
+    if (tuple.size() > 5) error.set_retryable(tuple[5].cast<bool>());
+    return error;
   }
   std::vector<py::buffer_info> infos;
   core::SerializedValue value;

@@ -147,6 +147,8 @@ void RegisterRuntime(py::module_& m) {
                c.options.set_num_gpus(opts["num_gpus"].cast<double>());
              if (opts.contains("max_concurrency"))
                c.options.set_max_concurrency(opts["max_concurrency"].cast<int>());
+             if (opts.contains("max_restarts") && !opts["max_restarts"].is_none())
+               c.options.set_max_restarts(opts["max_restarts"].cast<int>());
              c.worker_command = worker_command;
              std::vector<py::buffer_info> infos;
              c.args.structure = ToSerialized("pickle5", data, buffers, infos, contained);
@@ -161,13 +163,16 @@ void RegisterRuntime(py::module_& m) {
       .def("submit",
            [](const PyRuntime& rt, const py::bytes& actor_id, const std::string& method,
               const py::buffer& data, const py::list& buffers, const py::list& refs,
-              const py::list& contained, int num_returns, const std::string& tensor_transport) {
+              const py::list& contained, int num_returns, const std::string& tensor_transport,
+              int max_retries, const py::bytes& retry_exceptions) {
              auto core = Core(rt);
              ActorId actor = ValueOrThrow(ActorId::FromBinary(std::string(actor_id)));
              core::TaskCall call;
              call.method = method;
              call.num_returns = num_returns;
              call.tensor_transport = tensor_transport;
+             call.max_retries = max_retries;
+             call.retry_exceptions = retry_exceptions;
              std::vector<py::buffer_info> infos;
              call.args.structure = ToSerialized("pickle5", data, buffers, infos, contained);
              call.args.refs = RefsFromPython(refs);
@@ -319,13 +324,13 @@ void RegisterRuntime(py::module_& m) {
              return ValueOrThrow(std::move(flags));
            })
       .def("kill",
-           [](const PyRuntime& rt, const py::bytes& actor_id) {
+           [](const PyRuntime& rt, const py::bytes& actor_id, bool no_restart) {
              auto core = Core(rt);
              ActorId actor = ValueOrThrow(ActorId::FromBinary(std::string(actor_id)));
              Status s;
              {
                py::gil_scoped_release release;
-               s = core->KillActor(actor);
+               s = core->KillActor(actor, no_restart);
              }
              CheckOk(s);
            })

@@ -36,13 +36,29 @@ def kept_tensor(object_id, index):
     return _kept.get((bytes(object_id), index))
 
 
-def _error_result(method, exc):
+# Decoded retry_exceptions, by their encoding (few distinct ones per actor).
+_retry_specs: dict[bytes, Any] = {}
+
+
+def _retryable(exc, retry_exceptions):
+    """Whether ``exc`` is one the caller asked to retry (True or a tuple of
+    exception types, pickled; b"" for none)."""
+    if not retry_exceptions:
+        return False
+    spec = _retry_specs.get(retry_exceptions)
+    if spec is None:
+        spec = _retry_specs[retry_exceptions] = cloudpickle.loads(retry_exceptions)
+    return spec is True or (isinstance(spec, tuple) and isinstance(exc, spec))
+
+
+def _error_result(method, exc, retryable=False):
+    """(format, data, buffers, code, message, retryable)."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         data = cloudpickle.dumps((method, tb, exc), protocol=serialization.PROTOCOL)
     except Exception:  # the exception itself cannot be pickled
         data = cloudpickle.dumps((method, tb, None), protocol=serialization.PROTOCOL)
-    return ("exception", data, [], TASK_ERROR, tb)
+    return ("exception", data, [], TASK_ERROR, tb, retryable)
 
 
 def _value_result(value, tensor_transport, return_id):
@@ -73,7 +89,8 @@ def _arg_value(fmt, data, buffers, tensors, object_id):
     return serialization.loads(data, buffers)
 
 
-def execute(method, is_creation, return_ids, args, arg_ids, tensor_transport):
+def execute(method, is_creation, return_ids, args, arg_ids, tensor_transport,
+            retry_exceptions=b""):
     global _actor
     try:
         deps = [_arg_value(*a, oid) for a, oid in zip(args[1:], arg_ids[1:])]
@@ -86,7 +103,8 @@ def execute(method, is_creation, return_ids, args, arg_ids, tensor_transport):
         call_args, call_kwargs = payload
         result = getattr(_actor, method)(*call_args, **call_kwargs)
     except Exception as exc:  # user code raised: an application error
-        return [_error_result(method, exc)] * max(1, len(return_ids))
+        error = _error_result(method, exc, not is_creation and _retryable(exc, retry_exceptions))
+        return [error] * max(1, len(return_ids))
     try:
         n = len(return_ids)
         if n == 1:

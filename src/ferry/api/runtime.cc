@@ -175,6 +175,10 @@ std::string CreateActorRaw(const std::string& factory, const std::string& class_
   c.options.set_class_name(class_name);
   if (!options.name.empty()) c.options.set_name(options.name);
   c.options.set_max_concurrency(std::max(1, options.max_concurrency));
+  if (options.max_restarts < -1) {
+    ThrowStatus(Status::InvalidArgument("max_restarts must be >= 0, or -1 for unbounded"));
+  }
+  c.options.set_max_restarts(options.max_restarts);
   {
     std::lock_guard<std::mutex> lock(Rt().mu);
     c.worker_command = Rt().worker_command;
@@ -189,11 +193,16 @@ std::string CreateActorRaw(const std::string& factory, const std::string& class_
 }
 
 std::shared_ptr<RefState> SubmitTaskRaw(const std::string& actor_id, const std::string& method,
-                                        const std::string& tensor_transport, EncodedArgs args) {
+                                        const std::string& tensor_transport, int max_task_retries,
+                                        EncodedArgs args) {
+  if (max_task_retries < -1) {
+    ThrowStatus(Status::InvalidArgument("max_task_retries must be >= 0, or -1 for unbounded"));
+  }
   auto core = api::CurrentCore();
   core::TaskCall call;
   call.method = method;
   call.num_returns = 1;
+  call.max_retries = max_task_retries;
   call.tensor_transport = tensor_transport;
   std::transform(call.tensor_transport.begin(), call.tensor_transport.end(),
                  call.tensor_transport.begin(), [](unsigned char ch) { return std::tolower(ch); });
@@ -204,9 +213,9 @@ std::shared_ptr<RefState> SubmitTaskRaw(const std::string& actor_id, const std::
   return std::make_shared<RefState>(std::move(refs.at(0)), core);
 }
 
-void KillActorRaw(const std::string& actor_id) {
+void KillActorRaw(const std::string& actor_id, bool no_restart) {
   if (actor_id.empty()) ThrowStatus(Status::InvalidArgument("ferry::Kill of a null actor handle"));
-  ThrowIfError(api::CurrentCore()->KillActor(ActorIdOf(actor_id)));
+  ThrowIfError(api::CurrentCore()->KillActor(ActorIdOf(actor_id), no_restart));
 }
 
 std::vector<FetchedValue> GetRaw(const std::vector<std::shared_ptr<RefState>>& states,

@@ -147,6 +147,18 @@ TEST_F(ApiTest, GetTimesOutThenKillMakesTheActorDead) {
   EXPECT_THROW(ferry::Get(h.Task(&Worker::Base).Remote(), 30s), ferry::ActorDiedError);
 }
 
+TEST_F(ApiTest, ARestartableActorIsRecreatedByItsFactory) {
+  auto h = ferry::Actor(Worker::Create).SetMaxRestarts(1).Remote(5);
+  h.Task(&Worker::SetBase).Remote(7);
+  EXPECT_EQ(*ferry::Get(h.Task(&Worker::Base).Remote(), 60s), 7);
+  ferry::Kill(h, /*no_restart=*/false);
+  // Sent before or after this process noticed: retried or queued, it runs
+  // in the new process, built by Create(5).
+  EXPECT_EQ(*ferry::Get(h.Task(&Worker::Base).SetMaxTaskRetries(1).Remote(), 60s), 5);
+  ferry::Kill(h);  // no_restart defaults to true, as in Ray
+  EXPECT_THROW(ferry::Get(h.Task(&Worker::Base).Remote(), 60s), ferry::ActorDiedError);
+}
+
 TEST_F(ApiTest, AThrowingFactoryMakesTheActorDead) {
   auto h = ferry::Actor(Worker::Create).Remote(-1);
   try {

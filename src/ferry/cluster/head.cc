@@ -21,6 +21,7 @@ struct Head::Actor {
   bool placed = false;    // holds `request.to_hold` on `node`
   bool launched = false;  // a worker was started (or is being started)
   bool exited = false;    // its worker is gone (or never started)
+  bool no_restart = false;  // killed for good: its exit ends it
   std::shared_ptr<Node> node;
   std::vector<int> gpus;
   std::string creator;  // worker id of the registered driver that created it, if any
@@ -28,6 +29,7 @@ struct Head::Actor {
   std::unique_ptr<asio::steady_timer> queued_timer;
   std::vector<rpc::Responder> settle_waiters;
   std::vector<rpc::Responder> exit_waiters;
+  std::vector<rpc::Responder> change_waiters;  // GET_ACTOR_INFO wait_for_change
   std::vector<std::weak_ptr<rpc::Channel>> subscribers;
 };
 
@@ -62,6 +64,11 @@ std::string Join(const std::vector<int>& ids) {
   std::string out;
   for (int id : ids) out += (out.empty() ? "" : ",") + std::to_string(id);
   return out;
+}
+
+// Starting for the first time or after its process died.
+bool IsStarting(const proto::ActorInfo& info) {
+  return info.state() == proto::ActorInfo::PENDING || info.state() == proto::ActorInfo::RESTARTING;
 }
 
 std::string NodeName(const NodeView& view, const std::string& ip) {
@@ -154,6 +161,7 @@ void Head::HandleCreateActor(const ChannelPtr& channel, std::string_view payload
   actor->info.set_state(proto::ActorInfo::PENDING);
   actor->info.set_class_name(req.options().class_name());
   actor->info.set_name(req.options().name());
+  actor->info.set_max_restarts(req.options().max_restarts());
   actor->info.set_worker_id(WorkerId::Random().Binary());
   Placement placement;
   {
@@ -180,6 +188,9 @@ void Head::HandleCreateActor(const ChannelPtr& channel, std::string_view payload
         }
       }
     }
+    // The creator hears of the actor's end too: it holds the constructor's
+    // arguments until then when the actor may restart.
+    if (channel) actor->subscribers.push_back(channel);
     placement = PlaceLocked(actor);
     if (placement.decision == Placement::kInfeasible) {
       lock.Unlock();
@@ -292,12 +303,13 @@ void Head::StartTimers(const std::shared_ptr<Actor>& actor) {
   // that never finds room fails instead of waiting forever.
   actor->start_timer = std::make_unique<asio::steady_timer>(loop_.context());
   actor->start_timer->expires_after(Config::Get().worker_start_timeout);
-  actor->start_timer->async_wait([this, actor](const asio::error_code& ec) {
+  const int incarnation = actor->info.num_restarts();
+  actor->start_timer->async_wait([this, actor, incarnation](const asio::error_code& ec) {
     if (ec) return;
     bool pending;
     {
       MutexLock lock(mu_);
-      pending = actor->info.state() == proto::ActorInfo::PENDING;
+      pending = IsStarting(actor->info) && actor->info.num_restarts() == incarnation;
     }
     if (!pending) return;
     MarkDead(actor, "the actor's worker did not start within " +
@@ -310,7 +322,7 @@ void Head::StartTimers(const std::shared_ptr<Actor>& actor) {
   actor->queued_timer->async_wait([this, actor](const asio::error_code& ec) {
     if (ec) return;
     MutexLock lock(mu_);
-    if (actor->placed || actor->info.state() != proto::ActorInfo::PENDING) return;
+    if (actor->placed || !IsStarting(actor->info)) return;
     FERRY_LOG(WARNING) << "actor " << actor->info.class_name() << " has waited "
                        << Config::Get().pending_warning.count() / 1000 << " s for "
                        << Describe(actor->request.to_place)
@@ -349,17 +361,76 @@ void Head::OnWorkerExit(const std::string& actor_id, const std::string& descript
   auto actor = Find(actor_id);
   if (!actor) return;
   std::vector<rpc::Responder> exit_waiters;
+  bool restart;
   {
     MutexLock lock(mu_);
     if (actor->exited) return;
     actor->exited = true;
     ReleaseLocked(*actor);
     exit_waiters.swap(actor->exit_waiters);
+    restart = MayRestartLocked(*actor);
   }
   if (actor->start_timer) actor->start_timer->cancel();
-  MarkDead(actor, description + " unexpectedly");
+  if (restart) {
+    Restart(actor, description);
+  } else {
+    MarkDead(actor, description + " unexpectedly");
+  }
   for (auto& r : exit_waiters) r.Reply(proto::Empty());
   PlaceQueued();
+}
+
+bool Head::MayRestartLocked(const Actor& actor) const {
+  // Only a running actor restarts: one whose (re-)construction failed or
+  // never started stays dead, so a constructor that always crashes cannot
+  // loop.
+  if (shut_down_ || actor.no_restart || actor.info.state() != proto::ActorInfo::ALIVE) {
+    return false;
+  }
+  const int max = actor.spec.options().max_restarts();
+  return max < 0 || actor.info.num_restarts() < max;
+}
+
+void Head::Restart(const std::shared_ptr<Actor>& actor, const std::string& why) {
+  std::vector<rpc::Responder> waiters;
+  std::vector<ChannelPtr> subscribers;
+  proto::ActorInfo info;
+  Placement placement;
+  {
+    MutexLock lock(mu_);
+    if (actor->info.state() == proto::ActorInfo::DEAD) return;
+    actor->info.set_state(proto::ActorInfo::RESTARTING);
+    actor->info.set_num_restarts(actor->info.num_restarts() + 1);
+    *actor->info.mutable_death_cause() = Unavailable(why);
+    actor->info.set_worker_id(WorkerId::Random().Binary());
+    actor->info.clear_address();
+    actor->info.clear_pid();
+    actor->info.clear_host();
+    actor->launched = false;
+    actor->exited = false;
+    placement = PlaceLocked(actor);
+    if (placement.decision == Placement::kWait) {
+      actor->info.set_pending_reason(placement.reason);
+      queued_.push_back(actor);
+    }
+    waiters.swap(actor->change_waiters);
+    for (auto& weak : actor->subscribers) {
+      if (auto ch = weak.lock()) subscribers.push_back(std::move(ch));
+    }
+    info = actor->info;
+  }
+  FERRY_LOG(INFO) << "restarting actor " << info.class_name() << " (restart "
+                  << info.num_restarts() << "): " << why;
+  if (placement.decision == Placement::kInfeasible) {
+    MarkDead(actor, why + "; it cannot be restarted: " + placement.reason);
+    return;
+  }
+  for (auto& r : waiters) r.Reply(info);
+  // ACTOR_DIED with state RESTARTING: callers close their connection to the
+  // old process now, and reconnect once the new one is ready.
+  for (auto& ch : subscribers) ch->Notify(proto::ACTOR_DIED, info);
+  StartTimers(actor);
+  if (placement.decision == Placement::kPlaced) Launch(actor);
 }
 
 void Head::MarkDead(const std::shared_ptr<Actor>& actor, const std::string& cause) {
@@ -372,6 +443,8 @@ void Head::MarkDead(const std::shared_ptr<Actor>& actor, const std::string& caus
     actor->info.set_state(proto::ActorInfo::DEAD);
     *actor->info.mutable_death_cause() = Unavailable(cause);
     waiters.swap(actor->settle_waiters);
+    for (auto& r : actor->change_waiters) waiters.push_back(std::move(r));
+    actor->change_waiters.clear();
     for (auto& weak : actor->subscribers) {
       if (auto ch = weak.lock()) subscribers.push_back(std::move(ch));
     }
@@ -411,7 +484,7 @@ void Head::HandleRegisterWorker(std::string_view payload, rpc::Responder respond
   proto::RegisterWorkerReply reply;
   {
     MutexLock lock(mu_);
-    if (actor->info.state() != proto::ActorInfo::PENDING) {
+    if (!IsStarting(actor->info) || req.worker_id() != actor->info.worker_id()) {
       lock.Unlock();
       responder.ReplyError(Status::FailedPrecondition("the actor is no longer starting"));
       return;
@@ -445,7 +518,7 @@ void Head::HandleActorReady(std::string_view payload, rpc::Responder responder) 
   proto::ActorInfo info;
   {
     MutexLock lock(mu_);
-    if (actor->info.state() == proto::ActorInfo::PENDING) {
+    if (IsStarting(actor->info)) {
       actor->info.set_state(proto::ActorInfo::ALIVE);
       waiters.swap(actor->settle_waiters);
     }
@@ -476,8 +549,13 @@ void Head::HandleGetActorInfo(const ChannelPtr& channel, std::string_view payloa
       for (auto& weak : actor->subscribers) known |= weak.lock() == channel;
       if (!known) actor->subscribers.push_back(channel);
     }
-    if (actor && req.wait_until_settled() && actor->info.state() == proto::ActorInfo::PENDING) {
+    if (actor && req.wait_until_settled() && IsStarting(actor->info)) {
       actor->settle_waiters.push_back(std::move(responder));
+      return;
+    }
+    if (actor && req.wait_for_change() && actor->info.state() == proto::ActorInfo::ALIVE &&
+        actor->info.num_restarts() == req.known_restarts()) {
+      actor->change_waiters.push_back(std::move(responder));
       return;
     }
     if (actor) info = actor->info;
@@ -498,11 +576,19 @@ void Head::HandleKillActor(std::string_view payload, rpc::Responder responder) {
     responder.ReplyError(Status::NotFound("unknown actor"));
     return;
   }
-  MarkDead(actor, "the actor was killed by ferry.kill()");
+  bool restart;
+  {
+    MutexLock lock(mu_);
+    actor->no_restart = req.no_restart();
+    restart = MayRestartLocked(*actor);
+  }
+  // Killed with no_restart=False, a restartable actor restarts when its
+  // process has exited; otherwise it is dead now.
+  if (!restart) MarkDead(actor, "the actor was killed by ferry.kill()");
   bool wait;
   {
     MutexLock lock(mu_);
-    queued_.erase(std::remove(queued_.begin(), queued_.end(), actor), queued_.end());
+    if (!restart) queued_.erase(std::remove(queued_.begin(), queued_.end(), actor), queued_.end());
     wait = actor->launched && !actor->exited && actor->node && actor->node->view.alive;
     if (wait) actor->exit_waiters.push_back(std::move(responder));
   }
@@ -653,14 +739,20 @@ void Head::OnNodeLost(const NodeId& node_id, const std::string& why) {
   if (node->channel) node->channel->Close();
   for (auto& actor : lost) {
     std::vector<rpc::Responder> exit_waiters;
+    bool restart;
     {
       MutexLock lock(mu_);
       actor->exited = true;
       actor->placed = false;
       exit_waiters.swap(actor->exit_waiters);
+      restart = MayRestartLocked(*actor);
     }
     if (actor->start_timer) actor->start_timer->cancel();
-    MarkDead(actor, "the actor died with " + cause);
+    if (restart) {
+      Restart(actor, "the actor died with " + cause);  // on another node
+    } else {
+      MarkDead(actor, "the actor died with " + cause);
+    }
     for (auto& r : exit_waiters) r.Reply(proto::Empty());
   }
   PlaceQueued();

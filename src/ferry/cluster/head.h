@@ -24,6 +24,14 @@
 // at once even when their connection to the actor cannot notice (a host cut
 // off). A dead actor's resources return to its node.
 //
+// Restarts: when a running actor's process ends (exit, KILL_ACTOR with
+// no_restart=false, its node's death) and its max_restarts is not spent, it
+// goes RESTARTING instead: a new worker (new worker id, placed anew) runs the
+// same creation task and reports ACTOR_READY -> ALIVE, num_restarts one
+// higher. Subscribers hear ACTOR_DIED with state RESTARTING; a caller whose
+// connection closed asks GET_ACTOR_INFO with wait_for_change to learn
+// whether the actor restarts or is dead.
+//
 // Thread contract: handlers run on the io thread; the tables are guarded by
 // mu_ so Shutdown() and the accessors may be called from any thread.
 // Responders and channels are always called outside the lock.
@@ -129,6 +137,12 @@ class Head {
   // Marks DEAD (first cause wins), answers settle waiters and tells
   // subscribers. Does not touch the worker process.
   void MarkDead(const std::shared_ptr<Actor>& actor, const std::string& cause);
+  // Whether the actor, whose process just ended, is re-created (its
+  // max_restarts not spent, not killed for good).
+  bool MayRestartLocked(const Actor& actor) const FERRY_REQUIRES(mu_);
+  // Re-creates the actor in a new process (RESTARTING until it is ready),
+  // placed anew; callers are told (ACTOR_DIED with state RESTARTING).
+  void Restart(const std::shared_ptr<Actor>& actor, const std::string& why);
   void StopWorker(const std::shared_ptr<Actor>& actor);
   void ReleaseLocked(Actor& actor) FERRY_REQUIRES(mu_);
   std::shared_ptr<Actor> Find(const std::string& actor_id);

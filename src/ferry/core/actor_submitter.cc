@@ -1,5 +1,7 @@
 #include "ferry/core/actor_submitter.h"
 
+#include <algorithm>
+
 #include "ferry/common/logging.h"
 #include "ferry/core/error_value.h"
 #include "ferry/object/inline_value.h"
@@ -13,6 +15,15 @@ proto::PushTaskReply ErrorReplyFor(const proto::TaskSpec& spec, const Status& ca
   return reply;
 }
 
+namespace {
+
+Status DiedDuring(const proto::TaskSpec& spec, const Status& cause) {
+  return Status::Unavailable("the actor died before finishing " + spec.method() + ": " +
+                             cause.message());
+}
+
+}  // namespace
+
 std::shared_ptr<ActorSubmitter::Actor> ActorSubmitter::GetActor(const ActorId& id) {
   MutexLock lock(mu_);
   auto& slot = actors_[id];
@@ -20,34 +31,62 @@ std::shared_ptr<ActorSubmitter::Actor> ActorSubmitter::GetActor(const ActorId& i
   return slot;
 }
 
-uint64_t ActorSubmitter::ReserveSequence(const ActorId& id) {
-  std::shared_ptr<Actor> actor = GetActor(id);
-  MutexLock lock(actor->mu);
-  return actor->next_seq++;
+bool ActorSubmitter::MayRetry(const proto::TaskSpec& spec) {
+  return spec.max_retries() < 0 || spec.attempt() < spec.max_retries();
 }
 
 void ActorSubmitter::Submit(const ActorId& id, proto::TaskSpec spec, DoneFn done) {
-  SubmitImpl(id, std::move(spec), std::move(done), true);
+  Enqueue(id, GetActor(id), Pending{std::move(spec), std::move(done)});
 }
 
-void ActorSubmitter::SubmitReserved(const ActorId& id, proto::TaskSpec spec, DoneFn done) {
-  SubmitImpl(id, std::move(spec), std::move(done), false);
+uint64_t ActorSubmitter::Reserve(const ActorId& id) {
+  std::shared_ptr<Actor> actor = GetActor(id);
+  Pending place;
+  place.ready = false;
+  {
+    MutexLock lock(actor->mu);
+    place.ticket = actor->next_ticket++;
+    if (actor->state == Actor::State::kDead) return place.ticket;  // SubmitReserved fails it
+  }
+  uint64_t ticket = place.ticket;
+  Enqueue(id, actor, std::move(place));
+  return ticket;
 }
 
-void ActorSubmitter::SubmitImpl(const ActorId& id, proto::TaskSpec spec, DoneFn done,
-                                bool assign_sequence) {
+void ActorSubmitter::SubmitReserved(const ActorId& id, uint64_t ticket, proto::TaskSpec spec,
+                                    DoneFn done) {
   std::shared_ptr<Actor> actor = GetActor(id);
   Pending pending{std::move(spec), std::move(done)};
+  Status dead;
+  {
+    MutexLock lock(actor->mu);
+    auto it = std::find_if(actor->queue.begin(), actor->queue.end(),
+                           [&](const Pending& p) { return !p.ready && p.ticket == ticket; });
+    if (it != actor->queue.end()) {
+      it->spec = std::move(pending.spec);
+      it->done = std::move(pending.done);
+      it->ready = true;
+      FlushLocked(id, actor);
+      return;
+    }
+    // Dropped when the actor died.
+    dead = actor->death_cause.ok() ? Status::Unavailable("the actor is dead") : actor->death_cause;
+  }
+  Fail(pending, dead);
+}
+
+void ActorSubmitter::Enqueue(const ActorId& id, const std::shared_ptr<Actor>& actor,
+                             Pending pending) {
   Status dead;
   bool start_connect = false;
   {
     MutexLock lock(actor->mu);
-    if (assign_sequence) pending.spec.set_sequence_number(actor->next_seq++);
     switch (actor->state) {
       case Actor::State::kAlive:
-        // Sent under the lock so frames leave in sequence order; Send never
-        // runs the completion inline (failures are posted).
-        Send(actor->channel, actor->another_host, std::move(pending));
+        actor->queue.push_back(std::move(pending));
+        // Sent under the lock so frames leave in sequence order; sending
+        // never runs a completion inline (failures are posted).
+        FlushLocked(id, actor);
         return;
       case Actor::State::kDead: dead = actor->death_cause; break;
       case Actor::State::kNew:
@@ -58,13 +97,22 @@ void ActorSubmitter::SubmitImpl(const ActorId& id, proto::TaskSpec spec, DoneFn 
     }
   }
   if (!dead.ok()) {
-    Fail(pending, dead);
+    if (pending.ready) Fail(pending, dead);
     return;
   }
   if (start_connect) {
     if (!background_->Post([this, id, actor] { Connect(id, actor); })) {
       MarkDead(id, Status::Unavailable("ferry is shutting down"));
     }
+  }
+}
+
+void ActorSubmitter::FlushLocked(const ActorId& id, const std::shared_ptr<Actor>& actor) {
+  while (actor->state == Actor::State::kAlive && !actor->queue.empty() &&
+         actor->queue.front().ready) {
+    Pending next = std::move(actor->queue.front());
+    actor->queue.pop_front();
+    SendLocked(id, actor, std::move(next));
   }
 }
 
@@ -75,32 +123,93 @@ void ActorSubmitter::Connect(const ActorId& id, std::shared_ptr<Actor> actor) {
     return;
   }
   std::shared_ptr<rpc::Channel> ch = connection->channel;
-  ch->SetCloseCallback([this, id, actor](Status) {
-    // Runs on the io thread: the cause lookup blocks, so do it elsewhere.
-    if (!background_->Post([this, id, actor] { OnChannelClosed(id, actor); })) {
-      MarkDead(id, Status::Unavailable("ferry is shutting down"));
-    }
-  });
   MutexLock lock(actor->mu);
-  if (actor->state == Actor::State::kDead) {
+  if (actor->state != Actor::State::kConnecting) {
+    lock.Unlock();
     ch->Close();
     return;
   }
+  const uint64_t number = actor->connection;
+  ch->SetCloseCallback([this, id, actor, number](Status) {
+    // Runs on the io thread: asking the Head blocks, so do it elsewhere.
+    if (!background_->Post([this, id, actor, number] { OnChannelClosed(id, actor, number); })) {
+      MarkDead(id, Status::Unavailable("ferry is shutting down"));
+    }
+  });
   actor->state = Actor::State::kAlive;
   actor->channel = ch;
   actor->another_host = connection->another_host;
-  while (!actor->queue.empty()) {
-    Send(ch, actor->another_host, std::move(actor->queue.front()));
-    actor->queue.pop_front();
-  }
+  actor->incarnation = connection->incarnation;
+  actor->may_restart = connection->may_restart;
+  actor->next_seq = 0;
+  FlushLocked(id, actor);
 }
 
-void ActorSubmitter::OnChannelClosed(const ActorId& id, std::shared_ptr<Actor> actor) {
-  Status cause = connector_->DeathCause(id);
+void ActorSubmitter::OnChannelClosed(const ActorId& id, std::shared_ptr<Actor> actor,
+                                     uint64_t connection) {
+  int incarnation;
+  {
+    MutexLock lock(actor->mu);
+    if (actor->state != Actor::State::kAlive || actor->connection != connection) return;
+    incarnation = actor->incarnation;
+  }
+  ActorFate fate = connector_->AwaitFate(id, incarnation);
+  if (fate.restarting) {
+    Restart(id, actor, connection, fate.cause);
+    return;
+  }
+  Status cause = fate.cause;
   if (cause.ok()) {
     cause = Status::Unavailable("the actor's worker process exited (its connection closed)");
   }
   MarkDead(id, cause);
+}
+
+void ActorSubmitter::Restart(const ActorId& id, const std::shared_ptr<Actor>& actor,
+                             uint64_t connection, const Status& cause) {
+  // First, so that nothing re-sent below can race the owner's bookkeeping of
+  // what the old process held.
+  if (on_restart_) on_restart_(id, cause);
+  std::vector<Pending> failed;
+  {
+    MutexLock lock(actor->mu);
+    if (actor->state != Actor::State::kAlive || actor->connection != connection) return;
+    actor->connection++;
+    actor->state = Actor::State::kConnecting;
+    actor->channel.reset();
+    std::sort(actor->lost.begin(), actor->lost.end(), [](const Pending& a, const Pending& b) {
+      return a.spec.sequence_number() < b.spec.sequence_number();
+    });
+    std::deque<Pending> retried;
+    for (Pending& p : actor->lost) {
+      if (MayRetry(p.spec)) {
+        p.spec.set_attempt(p.spec.attempt() + 1);
+        retried.push_back(std::move(p));
+      } else {
+        failed.push_back(std::move(p));
+      }
+    }
+    actor->lost.clear();
+    actor->queue.insert(actor->queue.begin(), std::make_move_iterator(retried.begin()),
+                        std::make_move_iterator(retried.end()));
+  }
+  FERRY_LOG(INFO) << "actor " << id.Hex() << " restarts: " << cause.message();
+  for (Pending& p : failed) Fail(p, DiedDuring(p.spec, cause));
+  if (!background_->Post([this, id, actor] { Connect(id, actor); })) {
+    MarkDead(id, Status::Unavailable("ferry is shutting down"));
+  }
+}
+
+void ActorSubmitter::OnRestarting(const ActorId& id, int incarnation) {
+  std::shared_ptr<rpc::Channel> stale;
+  {
+    std::shared_ptr<Actor> actor = GetActor(id);
+    MutexLock lock(actor->mu);
+    if (actor->state == Actor::State::kAlive && actor->incarnation < incarnation) {
+      stale = actor->channel;
+    }
+  }
+  if (stale) stale->Close();  // its close callback goes on as for any close
 }
 
 void ActorSubmitter::MarkDead(const ActorId& id, Status cause) {
@@ -109,6 +218,7 @@ void ActorSubmitter::MarkDead(const ActorId& id, Status cause) {
   }
   std::shared_ptr<Actor> actor = GetActor(id);
   std::deque<Pending> failed;
+  std::vector<Pending> lost;
   std::shared_ptr<rpc::Channel> channel;
   {
     MutexLock lock(actor->mu);
@@ -116,42 +226,94 @@ void ActorSubmitter::MarkDead(const ActorId& id, Status cause) {
     actor->state = Actor::State::kDead;
     actor->death_cause = cause;
     failed.swap(actor->queue);
+    lost.swap(actor->lost);
     channel = std::move(actor->channel);
   }
   if (channel) channel->Close();
-  for (Pending& p : failed) Fail(p, cause);
+  for (Pending& p : lost) Fail(p, DiedDuring(p.spec, cause));
+  for (Pending& p : failed) {
+    if (p.ready) Fail(p, cause);  // a reserved place fails in SubmitReserved
+  }
 }
 
-void ActorSubmitter::Send(const std::shared_ptr<rpc::Channel>& channel, bool another_host,
-                          Pending pending) {
-  if (another_host) {
+void ActorSubmitter::SendLocked(const ActorId& id, const std::shared_ptr<Actor>& actor,
+                                Pending pending) {
+  if (actor->another_host) {
     for (proto::TaskArg& arg : *pending.spec.mutable_args()) {
       if (!arg.has_value() || !arg.value().has_shm()) continue;
       auto inlined = object::InlineForAnotherHost(arg.value());
       if (!inlined.ok()) {
-        Fail(pending, inlined.status().WithContext("sending an argument to another host"));
+        // Not sent, so it takes no sequence number; completed off the lock.
+        auto failed = std::make_shared<Pending>(std::move(pending));
+        Status why = inlined.status().WithContext("sending an argument to another host");
+        if (!background_->Post([failed, why] { Fail(*failed, why); })) Fail(*failed, why);
         return;
       }
       *arg.mutable_value() = std::move(*inlined);
     }
   }
-  auto done = std::make_shared<DoneFn>(std::move(pending.done));
-  auto spec = std::make_shared<proto::TaskSpec>(std::move(pending.spec));
-  channel->Call(proto::PUSH_TASK, *spec, [done, spec](Status status, std::string_view payload) {
-    proto::PushTaskReply reply;
-    if (status.ok() && !reply.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
-      status = Status::Internal("malformed PushTaskReply");
-    }
-    if (!status.ok()) {
-      if (status.code() == StatusCode::kUnavailable) {
-        status = Status::Unavailable("the actor died before finishing " + spec->method() + ": " +
-                                     status.message());
-      }
-      (*done)(ErrorReplyFor(*spec, status));
+  pending.spec.set_sequence_number(actor->next_seq++);
+  pending.connection = actor->connection;
+  auto shared = std::make_shared<Pending>(std::move(pending));
+  actor->channel->Call(proto::PUSH_TASK, shared->spec,
+                       [this, id, actor, shared](Status status, std::string_view payload) {
+                         OnReply(id, actor, std::move(*shared), std::move(status), payload);
+                       });
+}
+
+void ActorSubmitter::OnReply(const ActorId& id, const std::shared_ptr<Actor>& actor,
+                             Pending pending, Status status, std::string_view payload) {
+  proto::PushTaskReply reply;
+  if (status.ok() && !reply.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+    status = Status::Internal("malformed PushTaskReply");
+  }
+  if (!status.ok()) {
+    if (status.code() == StatusCode::kUnavailable) {
+      OnLost(id, actor, std::move(pending), status);
       return;
     }
-    (*done)(std::move(reply));
-  });
+    pending.done(ErrorReplyFor(pending.spec, status));
+    return;
+  }
+  if (reply.returns_size() > 0 && reply.returns(0).retryable() && MayRetry(pending.spec)) {
+    // An exception the task's retry_exceptions names: run it again, after
+    // the tasks already sent (as Ray does).
+    FERRY_LOG(INFO) << pending.spec.method() << " raised a retryable exception; retrying (attempt "
+                    << pending.spec.attempt() + 2 << ")";
+    pending.spec.set_attempt(pending.spec.attempt() + 1);
+    pending.ready = true;
+    Enqueue(id, actor, std::move(pending));
+    return;
+  }
+  pending.done(std::move(reply));
+}
+
+void ActorSubmitter::OnLost(const ActorId& id, const std::shared_ptr<Actor>& actor,
+                            Pending pending, const Status& status) {
+  Status cause;
+  {
+    MutexLock lock(actor->mu);
+    if (actor->state == Actor::State::kDead) {
+      cause = actor->death_cause;
+    } else if (!actor->may_restart) {
+      cause = status;  // it cannot restart: fail at once
+    } else if (pending.connection == actor->connection) {
+      // Its fate decides (retried or failed with the Head's cause), so that
+      // once it fails, later calls go to the restarted process.
+      actor->lost.push_back(std::move(pending));  // its fate decides
+      return;
+    } else {
+      // The restart was already handled: retry now, first in line.
+      if (MayRetry(pending.spec)) {
+        pending.spec.set_attempt(pending.spec.attempt() + 1);
+        actor->queue.push_front(std::move(pending));
+        FlushLocked(id, actor);
+        return;
+      }
+      cause = status;
+    }
+  }
+  Fail(pending, DiedDuring(pending.spec, cause));
 }
 
 void ActorSubmitter::Fail(Pending& pending, const Status& cause) {

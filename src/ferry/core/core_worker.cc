@@ -56,7 +56,9 @@ CoreWorker::CoreWorker(CoreWorkerOptions options)
           [this](const ObjectId& id) { OnObjectFreed(id); })),
       tensors_(std::make_unique<tensor::TensorStore>()),
       cpu_allocator_(std::make_unique<tensor::CpuAllocator>()),
-      submitter_(std::make_unique<ActorSubmitter>(this, background_.get())),
+      submitter_(std::make_unique<ActorSubmitter>(
+          this, background_.get(),
+          [this](const ActorId& actor, const Status& cause) { OnActorRestarted(actor, cause); })),
       receiver_(std::make_unique<TaskReceiver>(this)) {
   address_ = options_.listen_address.empty()
                  ? "unix:@ferry-" + options_.session + "-" + options_.worker_id.Hex()
@@ -123,7 +125,19 @@ void CoreWorker::RegisterHandlers() {
     auto id = ActorId::FromBinary(info.actor_id());
     if (!id.ok()) return;
     Status cause = FromProto(info.death_cause());
+    if (info.state() == proto::ActorInfo::RESTARTING) {
+      // Calls go to the new process once it is ready (ActorSubmitter).
+      submitter_->OnRestarting(*id, info.num_restarts());
+      // The groups it was in are gone with its old process.
+      if (transfer_owner_) {
+        transfer_owner_->OnActorDied(*id, Status::Unavailable("actor " + info.class_name() + "(" +
+                                                              id->Hex() + ") restarted: " +
+                                                              cause.message()));
+      }
+      return;
+    }
     submitter_->MarkDead(*id, cause);
+    ReleaseCreationArgs(*id);
     cause = Status::Unavailable("actor " + info.class_name() + "(" + id->Hex() +
                                 ") died: " + cause.message());
     // Groups this process created with it are gone too (a system error):
@@ -525,7 +539,10 @@ Status CoreWorker::RunActorWorker(TaskExecutor* executor) {
   creation.set_sequence_number(0);
   // The creator holds the constructor's arguments until they were read.
   std::string creator = creation.caller_address();
-  std::string structure_id = creation.args_size() > 0 ? creation.args(0).object_id() : "";
+  // A restartable actor's creator holds them until the actor is dead for good.
+  std::string structure_id = creation.args_size() > 0 && actor.options().max_restarts() == 0
+                                 ? creation.args(0).object_id()
+                                 : "";
   receiver_->Submit(std::move(creation),
                     [this, head, creator, structure_id](proto::PushTaskReply reply) {
                       if (!structure_id.empty()) {

@@ -129,6 +129,10 @@ struct TaskCall {
   // "" or "object_store": returns go to the object store; otherwise their
   // tensors stay in the actor (RDT) and move with this transport.
   std::string tensor_transport;
+  // Ray's max_task_retries for this call: 0 none, -1 unbounded.
+  int max_retries = 0;
+  // The language's description of the exceptions to retry; empty: none.
+  std::string retry_exceptions;
 };
 
 class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::ActorDirectory {
@@ -168,9 +172,11 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   StatusOr<std::vector<ObjectRef>> SubmitActorTask(const ActorId& actor, const TaskCall& call,
                                                    std::vector<std::string>* warnings = nullptr);
   // Ends the actor's process; later calls to it fail with kUnavailable.
-  Status KillActor(const ActorId& actor);
+  // With `no_restart` false, an actor whose max_restarts allows restarts.
+  Status KillActor(const ActorId& actor, bool no_restart = true);
   StatusOr<proto::ActorInfo> GetActorInfo(const ActorId& actor, bool wait_until_settled,
                                           Deadline deadline);
+  StatusOr<proto::ActorInfo> GetActorInfo(const proto::GetActorInfo& request, Deadline deadline);
 
   // --- Objects.
   // Values of `refs` (error values included: see error_value.h). Waits up to
@@ -224,7 +230,12 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
                       std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done) override;
   // ActorConnector.
   StatusOr<ActorConnection> ConnectToActor(const ActorId& id) override;
-  Status DeathCause(const ActorId& id) override;
+  ActorFate AwaitFate(const ActorId& id, int incarnation) override;
+  // The actor restarted: what its old process held is lost.
+  void OnActorRestarted(const ActorId& actor, const Status& cause);
+  // The actor is dead for good: a restartable actor's constructor arguments,
+  // held for its restarts, are released.
+  void ReleaseCreationArgs(const ActorId& actor);
   // rdt::ActorDirectory.
   bool IsDead(const ActorId& actor, Status* cause) override;
   StatusOr<std::string> Address(const ActorId& actor, bool wait_until_started,
@@ -304,6 +315,9 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   // send FREE_OBJECTS.
   std::unordered_map<ObjectId, std::string> remote_producers_ FERRY_GUARDED_BY(mu_);
   std::unordered_map<ActorId, std::string> actor_addresses_ FERRY_GUARDED_BY(mu_);
+  // Restartable actors created here -> their constructor arguments'
+  // structure, held until the actor is dead for good.
+  std::unordered_map<ActorId, ObjectId> restartable_args_ FERRY_GUARDED_BY(mu_);
   bool started_ FERRY_GUARDED_BY(mu_) = false;
   bool shut_down_ FERRY_GUARDED_BY(mu_) = false;
 };

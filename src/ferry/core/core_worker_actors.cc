@@ -83,7 +83,8 @@ StatusOr<ActorId> CoreWorker::CreateActor(const ActorCreation& creation) {
   FERRY_ASSIGN_OR_RETURN(ObjectId structure_id, WriteStructure(creation.args, spec, &temps));
   // The worker may fetch the constructor's arguments whenever it starts:
   // they are held until it says the constructor ran (FREE_OBJECTS of the
-  // structure's id), with the structure's segment and nested refs.
+  // structure's id), with the structure's segment and nested refs; a
+  // restartable actor's, until it is dead for good.
   tracker_->Hold(structure_id, creation.args.refs);
   for (const ObjectRef& ref : creation.args.refs) FillDepArg(ref, actor_id, spec->add_args());
   auto release = [&] {
@@ -100,6 +101,12 @@ StatusOr<ActorId> CoreWorker::CreateActor(const ActorCreation& creation) {
   if (!reply.ok()) {
     release();
     return reply.status().WithContext("creating actor");
+  }
+  if (creation.options.max_restarts() != 0) {
+    // Each restart runs the constructor again: its arguments stay held until
+    // the actor is dead for good (the worker does not release them).
+    MutexLock lock(mu_);
+    restartable_args_[actor_id] = structure_id;
   }
   return actor_id;
 }
@@ -118,6 +125,8 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
   spec->set_caller_host(HostId());
   spec->set_method(call.method);
   spec->set_tensor_transport(call.tensor_transport);
+  spec->set_max_retries(call.max_retries);
+  if (call.max_retries != 0) spec->set_retry_exceptions(call.retry_exceptions);
   std::vector<ObjectId> counted, temps;
   FERRY_RETURN_IF_ERROR(CountDeps(call.args.refs, &counted));
   StatusOr<ObjectId> written = WriteStructure(call.args, spec.get(), &temps);
@@ -165,13 +174,12 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
   // An RDT argument's transfer can only be arranged once its producer has
   // returned (its size and location are known only then): hold this task (its place in the actor's
   // order is reserved) until every RDT dependency is ready.
-  uint64_t seq = submitter_->ReserveSequence(actor);
+  uint64_t ticket = submitter_->Reserve(actor);
   auto remaining = std::make_shared<std::atomic<size_t>>(rdt_deps.size());
-  auto finish = [this, spec, deps, actor, seq, done, transfers]() mutable {
+  auto finish = [this, spec, deps, actor, ticket, done, transfers]() mutable {
     for (const ObjectRef& ref : deps) FillDepArg(ref, actor, spec->add_args());
     *transfers = rdt::TaskTransfers::Of(*spec);
-    spec->set_sequence_number(seq);
-    submitter_->SubmitReserved(actor, std::move(*spec), std::move(done));
+    submitter_->SubmitReserved(actor, ticket, std::move(*spec), std::move(done));
   };
   auto shared_finish = std::make_shared<decltype(finish)>(std::move(finish));
   for (const ObjectId& id : rdt_deps) {
@@ -241,10 +249,15 @@ void CoreWorker::FinishTaskDone(const ActorId& actor, const std::vector<ObjectId
 
 StatusOr<proto::ActorInfo> CoreWorker::GetActorInfo(const ActorId& actor, bool wait_until_settled,
                                                     Deadline deadline) {
-  FERRY_ASSIGN_OR_RETURN(auto head, HeadChannel());
   proto::GetActorInfo req;
   req.set_actor_id(actor.Binary());
   req.set_wait_until_settled(wait_until_settled);
+  return GetActorInfo(req, deadline);
+}
+
+StatusOr<proto::ActorInfo> CoreWorker::GetActorInfo(const proto::GetActorInfo& req,
+                                                    Deadline deadline) {
+  FERRY_ASSIGN_OR_RETURN(auto head, HeadChannel());
   FERRY_ASSIGN_OR_RETURN(std::string payload, head->CallSync(proto::GET_ACTOR_INFO, req, deadline));
   proto::ActorInfo info;
   if (!info.ParseFromString(payload)) return Status::Internal("malformed ActorInfo");
@@ -284,6 +297,8 @@ StatusOr<ActorConnection> CoreWorker::ConnectToActor(const ActorId& id) {
                          rpc::Connect(*io_loop_, info->address(), MakeHello(), dispatcher_,
                                       Deadline::After(Config::Get().rpc_connect_timeout)));
   connection.another_host = !info->host().empty() && info->host() != HostId();
+  connection.incarnation = info->num_restarts();
+  connection.may_restart = info->max_restarts() != 0;
   return connection;
 }
 
@@ -311,19 +326,57 @@ void CoreWorker::ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value
   holder_->Receive(arg, value, std::move(done));
 }
 
-Status CoreWorker::DeathCause(const ActorId& id) {
-  auto info = GetActorInfo(id, false, Deadline::After(std::chrono::seconds(2)));
-  if (!info.ok() || info->state() != proto::ActorInfo::DEAD) return Status::Ok();
-  return FromProto(info->death_cause());
+ActorFate CoreWorker::AwaitFate(const ActorId& id, int incarnation) {
+  // The Head hears of a worker's exit about when its connections close;
+  // two seconds bound the wait when it does not (a host cut off).
+  proto::GetActorInfo req;
+  req.set_actor_id(id.Binary());
+  req.set_wait_for_change(true);
+  req.set_known_restarts(incarnation);
+  auto info = GetActorInfo(req, Deadline::After(std::chrono::seconds(2)));
+  ActorFate fate;
+  if (!info.ok()) return fate;
+  if (info->state() == proto::ActorInfo::DEAD) {
+    fate.cause = FromProto(info->death_cause());
+  } else if (info->num_restarts() > incarnation) {
+    fate.restarting = true;
+    fate.cause = FromProto(info->death_cause());
+  }
+  return fate;
 }
 
-Status CoreWorker::KillActor(const ActorId& actor) {
+void CoreWorker::OnActorRestarted(const ActorId& actor, const Status& cause) {
+  if (!transfer_owner_) return;
+  // Its RDT objects' tensors were in the old process; its groups are gone.
+  Status lost = Status::Unavailable("actor " + actor.Hex() + " restarted: " + cause.message());
+  transfer_owner_->OnProducerRestarted(actor, lost);
+  transfer_owner_->OnActorDied(actor, lost);
+}
+
+void CoreWorker::ReleaseCreationArgs(const ActorId& actor) {
+  ObjectId structure_id;
+  {
+    MutexLock lock(mu_);
+    auto it = restartable_args_.find(actor);
+    if (it == restartable_args_.end()) return;
+    structure_id = it->second;
+    restartable_args_.erase(it);
+  }
+  segments_->Free(structure_id);
+  tracker_->Release(structure_id);
+}
+
+Status CoreWorker::KillActor(const ActorId& actor, bool no_restart) {
   FERRY_ASSIGN_OR_RETURN(auto head, HeadChannel());
   proto::KillActor req;
   req.set_actor_id(actor.Binary());
+  req.set_no_restart(no_restart);
   auto reply = head->CallSync(proto::KILL_ACTOR, req,
                               Deadline::After(Config::Get().kill_grace + std::chrono::seconds(10)));
   if (!reply.ok()) return reply.status().WithContext("killing actor");
+  // Without no_restart the Head decides (restart or death) and says so.
+  if (!no_restart) return Status::Ok();
+  ReleaseCreationArgs(actor);
   Status cause = Status::Unavailable("the actor was killed by ferry.kill()");
   submitter_->MarkDead(actor, cause);
   transfer_owner_->OnActorDied(actor, Status::Unavailable("actor " + actor.Hex() +

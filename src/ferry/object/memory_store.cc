@@ -29,6 +29,15 @@ bool MemoryStore::Put(const ObjectId& id, Value value) {
   return true;
 }
 
+bool MemoryStore::Replace(const ObjectId& id, Value value) {
+  FERRY_CHECK(value != nullptr) << "MemoryStore::Replace with a null value for " << id.Hex();
+  MutexLock lock(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end() || it->second.value == nullptr) return false;
+  it->second.value = std::move(value);
+  return true;
+}
+
 MemoryStore::Value MemoryStore::GetIfReady(const ObjectId& id) const {
   MutexLock lock(mu_);
   auto it = entries_.find(id);

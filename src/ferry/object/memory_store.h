@@ -2,7 +2,8 @@
 // (or an error value) is Put, then ready.
 //
 // Lifecycle: Put makes an object ready once (a later Put of the same id is
-// ignored: values are immutable), waking blocked Get/Wait calls and running
+// ignored: values are immutable; only Replace swaps a lost one for its
+// error), waking blocked Get/Wait calls and running
 // Subscribe callbacks. Erase drops a ready value when the object is freed.
 // Entries for pending objects exist only while someone waits or subscribes.
 //
@@ -52,6 +53,10 @@ class MemoryStore {
   // Marks `id` ready with `value` (non-null; it may carry an error in its
   // `error` field). Returns false, changing nothing, if `id` is already ready.
   bool Put(const ObjectId& id, Value value) FERRY_EXCLUDES(mu_);
+
+  // Replaces the value of a ready `id` (an object found lost becomes its
+  // error value). Returns false, changing nothing, if `id` is not ready.
+  bool Replace(const ObjectId& id, Value value) FERRY_EXCLUDES(mu_);
 
   // The value if ready, else null. Never blocks.
   Value GetIfReady(const ObjectId& id) const FERRY_EXCLUDES(mu_);

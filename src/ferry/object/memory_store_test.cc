@@ -38,6 +38,18 @@ TEST(MemoryStoreTest, PutGetIfReadyErase) {
   store.Erase(a);  // no-op
 }
 
+TEST(MemoryStoreTest, ReplaceSwapsOnlyAReadyValue) {
+  MemoryStore store;
+  ObjectId a = ObjectId::Random();
+  EXPECT_FALSE(store.Replace(a, Val("lost"))) << "a pending object has nothing to replace";
+  EXPECT_EQ(store.GetIfReady(a), nullptr);
+  ASSERT_TRUE(store.Put(a, Val("x")));
+  auto lost = Val("lost");
+  EXPECT_TRUE(store.Replace(a, lost));
+  EXPECT_EQ(store.GetIfReady(a), lost);
+  EXPECT_EQ(store.Size(), 1u);
+}
+
 TEST(MemoryStoreTest, ErrorValuesAreReady) {
   MemoryStore store;
   ObjectId a = ObjectId::Random();

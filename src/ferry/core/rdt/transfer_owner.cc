@@ -286,6 +286,25 @@ void TransferOwner::OnActorDied(const ActorId& actor, const Status& cause) {
   for (const std::string& name : doomed) Lose(name, cause);
 }
 
+void TransferOwner::OnProducerRestarted(const ActorId& actor, const Status& cause) {
+  std::vector<ObjectId> produced;
+  {
+    MutexLock lock(mu_);
+    for (const auto& [id, object] : objects_) {
+      if (object.producer == actor) produced.push_back(id);
+    }
+  }
+  for (const ObjectId& id : produced) {
+    object::MemoryStore::Value value = store_.GetIfReady(id);
+    if (!value || !value->has_rdt() || !ValueStatus(*value).ok()) continue;
+    store_.Replace(id, std::make_shared<const proto::ObjectValueProto>(MakeErrorValue(
+                           Status::DataLoss("the RDT object " + id.Hex() +
+                                            " was lost: its tensors were in the process of an "
+                                            "actor that has since restarted (" +
+                                            cause.message() + ")"))));
+  }
+}
+
 void TransferOwner::OnTransferFailed(std::span<const std::string> groups, const Status& cause) {
   for (const std::string& name : groups) Lose(name, cause);
 }

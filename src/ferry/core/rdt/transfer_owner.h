@@ -113,6 +113,11 @@ class TransferOwner {
   // error: the other members leave it and their pending transfers in it
   // fail with `cause` at once. Does not block.
   void OnActorDied(const ActorId& actor, const Status& cause) FERRY_EXCLUDES(mu_);
+  // `actor` restarted: the tensors of the RDT objects it had returned were
+  // in its old process, so each such ready object becomes an ObjectLostError
+  // (kDataLoss naming `cause`). Objects whose task is still to run (a
+  // retried one) are left alone: the new process returns them.
+  void OnProducerRestarted(const ActorId& actor, const Status& cause) FERRY_EXCLUDES(mu_);
   // A transfer in each of `groups` failed with a system error `cause` (seen
   // by a task that received in them): they are destroyed as above.
   void OnTransferFailed(std::span<const std::string> groups, const Status& cause)

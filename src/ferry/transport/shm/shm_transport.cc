@@ -241,7 +241,9 @@ Status ShmTransport::PullVm(const ParsedItem& item, Deadline deadline) {
                                 return std::string(buf, p);
                               }(item.address + done) +
                               ", +" + std::to_string(item.length - done) + ")";
-    if (err == ESRCH) return Status::Unavailable(item.Where() + ": the process is gone");
+    if (err == ESRCH) {
+      return Status::Unavailable(item.Where() + ": the producer process died during the read");
+    }
     if (err == EFAULT) {
       return Status::Unavailable(item.Where() + ": it no longer maps " + range +
                                  " (freed?) or the destination is bad");
