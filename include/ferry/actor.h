@@ -324,9 +324,8 @@ class ActorTaskCaller {
                                    internal::TypeList<std::tuple<Args&&...>>{})) {
       internal::EncodedArgs encoded = internal::EncodeArgs(
           internal::TypeList<std::tuple<Params...>>{}, nullptr, std::forward<Args>(args)...);
-      return ObjectRef<Result>(
-          internal::SubmitTaskRaw(actor_id_, method_, transport_, max_task_retries_,
-                                  std::move(encoded)));
+      return ObjectRef<Result>(internal::SubmitTaskRaw(actor_id_, method_, transport_,
+                                                       max_task_retries_, std::move(encoded)));
     } else {
       return ObjectRef<Result>();
     }

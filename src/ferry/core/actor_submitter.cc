@@ -288,8 +288,8 @@ void ActorSubmitter::OnReply(const ActorId& id, const std::shared_ptr<Actor>& ac
   pending.done(std::move(reply));
 }
 
-void ActorSubmitter::OnLost(const ActorId& id, const std::shared_ptr<Actor>& actor,
-                            Pending pending, const Status& status) {
+void ActorSubmitter::OnLost(const ActorId& id, const std::shared_ptr<Actor>& actor, Pending pending,
+                            const Status& status) {
   Status cause;
   {
     MutexLock lock(actor->mu);

@@ -47,7 +47,7 @@ namespace ferry::core {
 struct ActorConnection {
   std::shared_ptr<rpc::Channel> channel;
   bool another_host = false;
-  int incarnation = 0;  // the Head's restart count of the process reached
+  int incarnation = 0;       // the Head's restart count of the process reached
   bool may_restart = false;  // its max_restarts is not 0
 };
 
@@ -119,7 +119,7 @@ class ActorSubmitter {
     bool another_host FERRY_GUARDED_BY(mu) = false;
     int incarnation FERRY_GUARDED_BY(mu) = 0;  // of the process `channel` reaches
     bool may_restart FERRY_GUARDED_BY(mu) = false;
-    uint64_t connection FERRY_GUARDED_BY(mu) = 0;  // counts this actor's restarts seen here
+    uint64_t connection FERRY_GUARDED_BY(mu) = 0;    // counts this actor's restarts seen here
     std::deque<Pending> queue FERRY_GUARDED_BY(mu);  // not sent yet, in order
     // Sent on the current connection, which closed; waiting for the actor's
     // fate to be retried or failed.

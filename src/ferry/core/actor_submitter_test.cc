@@ -69,18 +69,18 @@ class FakeConnector : public ActorConnector {
     auto process = std::make_shared<FakeProcess>();
     auto dispatcher = std::make_shared<rpc::Dispatcher>();
     Waiter* waiter = &waiter_;
-    dispatcher->Register(proto::PUSH_TASK, [process, waiter](const std::shared_ptr<rpc::Channel>&,
-                                                             std::string_view payload,
-                                                             rpc::Responder r) {
-      proto::TaskSpec spec;
-      spec.ParseFromArray(payload.data(), static_cast<int>(payload.size()));
-      {
-        std::lock_guard<std::mutex> lock(process->mu);
-        process->tasks.push_back({spec.method(), spec.sequence_number(), spec.attempt(),
-                                  std::move(r)});
-      }
-      waiter->Notify();
-    });
+    dispatcher->Register(proto::PUSH_TASK,
+                         [process, waiter](const std::shared_ptr<rpc::Channel>&,
+                                           std::string_view payload, rpc::Responder r) {
+                           proto::TaskSpec spec;
+                           spec.ParseFromArray(payload.data(), static_cast<int>(payload.size()));
+                           {
+                             std::lock_guard<std::mutex> lock(process->mu);
+                             process->tasks.push_back({spec.method(), spec.sequence_number(),
+                                                       spec.attempt(), std::move(r)});
+                           }
+                           waiter->Notify();
+                         });
     auto pair = rpc::testing::MakePair(loop_, std::make_shared<rpc::Dispatcher>(), dispatcher);
     process->actor_end = pair.b;
     ActorConnection connection;
@@ -201,8 +201,7 @@ class ActorSubmitterTest : public ::testing::Test {
   std::unique_ptr<WorkQueue> background_ = std::make_unique<WorkQueue>("submitter-test-bg");
   std::mutex restarted_mu_;
   int restarted_ = 0;
-  ActorSubmitter submitter_{&connector_, background_.get(),
-                            [this](const ActorId&, const Status&) {
+  ActorSubmitter submitter_{&connector_, background_.get(), [this](const ActorId&, const Status&) {
                               std::lock_guard<std::mutex> lock(restarted_mu_);
                               restarted_++;
                             }};
@@ -215,7 +214,8 @@ TEST_F(ActorSubmitterTest, RestartResendsRetriableCallsInOrderNumberedFromZero) 
   Submit("b", /*max_retries=*/0);
   Submit("c", /*max_retries=*/-1);
   ASSERT_TRUE(WaitTasks(0, 3));
-  EXPECT_EQ(connector_.Process(0)->Summary(), (std::vector<std::string>{"a@0#0", "b@1#0", "c@2#0"}));
+  EXPECT_EQ(connector_.Process(0)->Summary(),
+            (std::vector<std::string>{"a@0#0", "b@1#0", "c@2#0"}));
 
   connector_.SetFate({.restarting = true, .cause = Status::Unavailable("it crashed")});
   connector_.Process(0)->actor_end->Close();  // the old process dies
@@ -228,7 +228,8 @@ TEST_F(ActorSubmitterTest, RestartResendsRetriableCallsInOrderNumberedFromZero) 
   EXPECT_NE(b.message().find("before finishing b: it crashed"), std::string::npos) << b;
   Submit("d");
   ASSERT_TRUE(WaitTasks(1, 3));
-  EXPECT_EQ(connector_.Process(1)->Summary(), (std::vector<std::string>{"a@0#1", "c@1#1", "d@2#0"}));
+  EXPECT_EQ(connector_.Process(1)->Summary(),
+            (std::vector<std::string>{"a@0#1", "c@1#1", "d@2#0"}));
   {
     std::lock_guard<std::mutex> lock(restarted_mu_);
     EXPECT_EQ(restarted_, 1);

@@ -56,8 +56,13 @@ CoreWorker::CoreWorker(CoreWorkerOptions options)
           [this](const ObjectId& id) { OnObjectFreed(id); })),
       tensors_(std::make_unique<tensor::TensorStore>()),
       cpu_allocator_(std::make_unique<tensor::CpuAllocator>()),
+      locator_(std::make_unique<ActorLocator>(
+          [this] { return HeadChannel(); },
+          [this](const std::string& address, Deadline deadline) {
+            return rpc::Connect(*io_loop_, address, MakeHello(), dispatcher_, deadline);
+          })),
       submitter_(std::make_unique<ActorSubmitter>(
-          this, background_.get(),
+          locator_.get(), background_.get(),
           [this](const ActorId& actor, const Status& cause) { OnActorRestarted(actor, cause); })),
       receiver_(std::make_unique<TaskReceiver>(this)) {
   address_ = options_.listen_address.empty()
@@ -131,8 +136,8 @@ void CoreWorker::RegisterHandlers() {
       // The groups it was in are gone with its old process.
       if (transfer_owner_) {
         transfer_owner_->OnActorDied(*id, Status::Unavailable("actor " + info.class_name() + "(" +
-                                                              id->Hex() + ") restarted: " +
-                                                              cause.message()));
+                                                              id->Hex() +
+                                                              ") restarted: " + cause.message()));
       }
       return;
     }

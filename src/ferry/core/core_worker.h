@@ -52,6 +52,7 @@
 #include "ferry/common/id.h"
 #include "ferry/common/thread_annotations.h"
 #include "ferry/common/work_queue.h"
+#include "ferry/core/actor_locator.h"
 #include "ferry/core/actor_submitter.h"
 #include "ferry/core/argument_resolver.h"
 #include "ferry/core/object_ref.h"
@@ -135,7 +136,7 @@ struct TaskCall {
   std::string retry_exceptions;
 };
 
-class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::ActorDirectory {
+class CoreWorker : public ArgumentResolver, public rdt::ActorDirectory {
  public:
   explicit CoreWorker(CoreWorkerOptions options);
   ~CoreWorker() override;
@@ -175,8 +176,9 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   // With `no_restart` false, an actor whose max_restarts allows restarts.
   Status KillActor(const ActorId& actor, bool no_restart = true);
   StatusOr<proto::ActorInfo> GetActorInfo(const ActorId& actor, bool wait_until_settled,
-                                          Deadline deadline);
-  StatusOr<proto::ActorInfo> GetActorInfo(const proto::GetActorInfo& request, Deadline deadline);
+                                          Deadline deadline) {
+    return locator_->GetActorInfo(actor, wait_until_settled, deadline);
+  }
 
   // --- Objects.
   // Values of `refs` (error values included: see error_value.h). Waits up to
@@ -228,9 +230,6 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   void Resolve(const proto::ObjectRefProto& ref, std::function<void(ValuePtr)> done) override;
   void ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value,
                       std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done) override;
-  // ActorConnector.
-  StatusOr<ActorConnection> ConnectToActor(const ActorId& id) override;
-  ActorFate AwaitFate(const ActorId& id, int incarnation) override;
   // The actor restarted: what its old process held is lost.
   void OnActorRestarted(const ActorId& actor, const Status& cause);
   // The actor is dead for good: a restartable actor's constructor arguments,
@@ -307,6 +306,7 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   std::unique_ptr<rdt::TensorHolder> holder_;
   std::unique_ptr<rdt::TransferOwner> transfer_owner_;
 
+  std::unique_ptr<ActorLocator> locator_;
   std::unique_ptr<ActorSubmitter> submitter_;
   std::unique_ptr<TaskReceiver> receiver_;
 
@@ -314,7 +314,6 @@ class CoreWorker : public ArgumentResolver, public ActorConnector, public rdt::A
   // Owned objects whose bytes live in another process's segment: where to
   // send FREE_OBJECTS.
   std::unordered_map<ObjectId, std::string> remote_producers_ FERRY_GUARDED_BY(mu_);
-  std::unordered_map<ActorId, std::string> actor_addresses_ FERRY_GUARDED_BY(mu_);
   // Restartable actors created here -> their constructor arguments'
   // structure, held until the actor is dead for good.
   std::unordered_map<ActorId, ObjectId> restartable_args_ FERRY_GUARDED_BY(mu_);

@@ -11,7 +11,6 @@
 #include "ferry/common/logging.h"
 #include "ferry/core/core_worker.h"
 #include "ferry/core/error_value.h"
-#include "ferry/rpc/connect.h"
 #include "ferry/transport/transport_table.h"
 
 namespace ferry::core {
@@ -224,12 +223,7 @@ void CoreWorker::FinishTaskDone(const ActorId& actor, const std::vector<ObjectId
     segments_->Free(id);
     tracker_->Release(id);
   }
-  std::string producer;
-  {
-    MutexLock lock(mu_);
-    auto it = actor_addresses_.find(actor);
-    if (it != actor_addresses_.end()) producer = it->second;
-  }
+  const std::string producer = locator_->LastAddress(actor);
   for (size_t i = 0; i < return_ids.size(); ++i) {
     ValuePtr value = static_cast<int>(i) < reply.returns_size()
                          ? std::make_shared<const proto::ObjectValueProto>(
@@ -247,73 +241,13 @@ void CoreWorker::FinishTaskDone(const ActorId& actor, const std::vector<ObjectId
   if (!counted_deps.empty()) refs_->RemoveSubmittedTaskRefs(counted_deps);
 }
 
-StatusOr<proto::ActorInfo> CoreWorker::GetActorInfo(const ActorId& actor, bool wait_until_settled,
-                                                    Deadline deadline) {
-  proto::GetActorInfo req;
-  req.set_actor_id(actor.Binary());
-  req.set_wait_until_settled(wait_until_settled);
-  return GetActorInfo(req, deadline);
-}
-
-StatusOr<proto::ActorInfo> CoreWorker::GetActorInfo(const proto::GetActorInfo& req,
-                                                    Deadline deadline) {
-  FERRY_ASSIGN_OR_RETURN(auto head, HeadChannel());
-  FERRY_ASSIGN_OR_RETURN(std::string payload, head->CallSync(proto::GET_ACTOR_INFO, req, deadline));
-  proto::ActorInfo info;
-  if (!info.ParseFromString(payload)) return Status::Internal("malformed ActorInfo");
-  return info;
-}
-
-StatusOr<ActorConnection> CoreWorker::ConnectToActor(const ActorId& id) {
-  auto deadline = Deadline::After(Config::Get().worker_start_timeout +
-                                  Config::Get().rpc_connect_timeout);
-  // Wait in two steps so that an actor still starting after a few seconds —
-  // most often one waiting for resources — is reported, not silently slow.
-  auto info = GetActorInfo(id, true, Deadline::After(Config::Get().pending_warning));
-  if (!info.ok() && info.status().code() == StatusCode::kDeadlineExceeded) {
-    auto now = GetActorInfo(id, false, deadline);
-    std::string why = now.ok() && !now->pending_reason().empty()
-                          ? now->pending_reason()
-                          : std::string("its worker is still starting");
-    FERRY_LOG(WARNING) << "actor " << (now.ok() ? now->class_name() : id.Hex())
-                       << " has not started after " << Config::Get().pending_warning.count() / 1000
-                       << " s: " << why << " (calls to it wait; ferry.get's timeout bounds them)";
-    info = GetActorInfo(id, true, deadline);
-  }
-  if (!info.ok()) return info.status();
-  if (info->state() == proto::ActorInfo::DEAD) {
-    return Status::Unavailable(info->death_cause().message());
-  }
-  if (info->state() != proto::ActorInfo::ALIVE) {
-    return Status::Unavailable("actor " + id.Hex() + " did not start in time");
-  }
-  {
-    MutexLock lock(mu_);
-    actor_addresses_[id] = info->address();
-  }
-  // A dedicated channel: its close is the actor's death.
-  ActorConnection connection;
-  FERRY_ASSIGN_OR_RETURN(connection.channel,
-                         rpc::Connect(*io_loop_, info->address(), MakeHello(), dispatcher_,
-                                      Deadline::After(Config::Get().rpc_connect_timeout)));
-  connection.another_host = !info->host().empty() && info->host() != HostId();
-  connection.incarnation = info->num_restarts();
-  connection.may_restart = info->max_restarts() != 0;
-  return connection;
-}
-
 bool CoreWorker::IsDead(const ActorId& actor, Status* cause) {
   return submitter_->IsDead(actor, cause);
 }
 
 StatusOr<std::string> CoreWorker::Address(const ActorId& actor, bool wait_until_started,
                                           Deadline deadline) {
-  FERRY_ASSIGN_OR_RETURN(proto::ActorInfo info, GetActorInfo(actor, wait_until_started, deadline));
-  if (info.state() != proto::ActorInfo::ALIVE) {
-    return Status::Unavailable("actor " + actor.Hex() +
-                               " is dead: " + info.death_cause().message());
-  }
-  return info.address();
+  return locator_->Address(actor, wait_until_started, deadline);
 }
 
 Status CoreWorker::StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> tensors,
@@ -324,25 +258,6 @@ Status CoreWorker::StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> 
 void CoreWorker::ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value,
                                 std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done) {
   holder_->Receive(arg, value, std::move(done));
-}
-
-ActorFate CoreWorker::AwaitFate(const ActorId& id, int incarnation) {
-  // The Head hears of a worker's exit about when its connections close;
-  // two seconds bound the wait when it does not (a host cut off).
-  proto::GetActorInfo req;
-  req.set_actor_id(id.Binary());
-  req.set_wait_for_change(true);
-  req.set_known_restarts(incarnation);
-  auto info = GetActorInfo(req, Deadline::After(std::chrono::seconds(2)));
-  ActorFate fate;
-  if (!info.ok()) return fate;
-  if (info->state() == proto::ActorInfo::DEAD) {
-    fate.cause = FromProto(info->death_cause());
-  } else if (info->num_restarts() > incarnation) {
-    fate.restarting = true;
-    fate.cause = FromProto(info->death_cause());
-  }
-  return fate;
 }
 
 void CoreWorker::OnActorRestarted(const ActorId& actor, const Status& cause) {
