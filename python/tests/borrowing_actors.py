@@ -68,6 +68,13 @@ class Holder(_Measured):
         gc.collect()
         return True
 
+    def call_and_keep(self, producer, k):
+        """Calls producer.produce_list and keeps the returned ref unread: this
+        process owns that return, whose value (in the producer) holds k refs."""
+        self.held = producer.produce_list.remote(k)
+        ferry.wait([self.held], timeout=GET_TIMEOUT)
+        return True
+
     def held_value(self):
         return self.held
 

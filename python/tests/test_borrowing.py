@@ -154,6 +154,18 @@ def test_a_borrower_killed_with_sigkill_releases_its_borrows(B):
     wait_store(producer, 0)
 
 
+def test_a_caller_killed_with_sigkill_releases_what_the_values_it_owned_held(B):
+    import ferry
+    producer, caller = B.Producer.remote(), B.Holder.remote()
+    # The caller owns the returned list; the producer holds the refs in it.
+    assert ferry.get(caller.call_and_keep.remote(producer, 3), timeout=GET_TIMEOUT)
+    wait_store(producer, 3)
+    os.kill(ferry.get(caller.pid.remote(), timeout=GET_TIMEOUT), signal.SIGKILL)
+    wait_store(producer, 0)
+    left = counts(producer)
+    assert left["value_holds"] == 0 and left["owned_objects"] == 0, left
+
+
 def test_a_ref_handed_a_to_b_to_c_outlives_the_owners_copy_until_c_is_done(B):
     import ferry
     a, b, c = B.Holder.remote(), B.Holder.remote(), B.Holder.remote()

@@ -61,11 +61,12 @@ StatusOr<std::shared_ptr<transport::TwoSidedTransport>> GroupManager::Get(const 
                                       "'; create it with create_collective_group()");
   }
   if (!it->second.destroyed.ok()) {
-    return Status::FailedPrecondition("collective group '" + name +
-                                      "' was destroyed after a "
-                                      "system error (" +
-                                      it->second.destroyed.message() +
-                                      "); re-create it with create_collective_group()");
+    // The system error's own code: a transfer that starts after the group
+    // was destroyed fails as the one that destroyed it did.
+    return Status(it->second.destroyed.code(),
+                  "collective group '" + name + "' was destroyed after a system error (" +
+                      it->second.destroyed.message() +
+                      "); re-create it with create_collective_group()");
   }
   return it->second.transport;
 }

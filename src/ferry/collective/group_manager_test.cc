@@ -68,6 +68,7 @@ TEST(GroupManagerTest, FailureDestroysGroupFromItsOwnCallback) {
   EXPECT_EQ(done.Wait().code(), StatusCode::kUnavailable);
   auto after = groups.Get("g");
   ASSERT_FALSE(after.ok());
+  EXPECT_EQ(after.status().code(), StatusCode::kUnavailable) << "the system error's code";
   EXPECT_NE(after.status().message().find("destroyed"), std::string::npos);
   EXPECT_NE(after.status().message().find("peer died"), std::string::npos);
   EXPECT_TRUE(groups.Names().empty());

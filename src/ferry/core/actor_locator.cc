@@ -70,7 +70,8 @@ StatusOr<ActorConnection> ActorLocator::ConnectToActor(const ActorId& id) {
   // A dedicated channel: its close is the death of this process of the actor.
   ActorConnection connection;
   FERRY_ASSIGN_OR_RETURN(connection.channel,
-                         dial_(info->address(), Deadline::After(Config::Get().rpc_connect_timeout)));
+                         dial_(info->address(),
+                               Deadline::After(Config::Get().rpc_connect_timeout)));
   connection.another_host = !info->host().empty() && info->host() != HostId();
   connection.incarnation = info->num_restarts();
   connection.may_restart = info->max_restarts() != 0;

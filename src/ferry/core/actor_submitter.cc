@@ -112,7 +112,7 @@ void ActorSubmitter::FlushLocked(const ActorId& id, const std::shared_ptr<Actor>
          actor->queue.front().ready) {
     Pending next = std::move(actor->queue.front());
     actor->queue.pop_front();
-    SendLocked(id, actor, std::move(next));
+    if (!SendLocked(id, actor, std::move(next))) break;
   }
 }
 
@@ -236,7 +236,7 @@ void ActorSubmitter::MarkDead(const ActorId& id, Status cause) {
   }
 }
 
-void ActorSubmitter::SendLocked(const ActorId& id, const std::shared_ptr<Actor>& actor,
+bool ActorSubmitter::SendLocked(const ActorId& id, const std::shared_ptr<Actor>& actor,
                                 Pending pending) {
   if (actor->another_host) {
     for (proto::TaskArg& arg : *pending.spec.mutable_args()) {
@@ -247,18 +247,27 @@ void ActorSubmitter::SendLocked(const ActorId& id, const std::shared_ptr<Actor>&
         auto failed = std::make_shared<Pending>(std::move(pending));
         Status why = inlined.status().WithContext("sending an argument to another host");
         if (!background_->Post([failed, why] { Fail(*failed, why); })) Fail(*failed, why);
-        return;
+        return true;
       }
       *arg.mutable_value() = std::move(*inlined);
     }
   }
-  pending.spec.set_sequence_number(actor->next_seq++);
+  pending.spec.set_sequence_number(actor->next_seq);
   pending.connection = actor->connection;
   auto shared = std::make_shared<Pending>(std::move(pending));
-  actor->channel->Call(proto::PUSH_TASK, shared->spec,
-                       [this, id, actor, shared](Status status, std::string_view payload) {
-                         OnReply(id, actor, std::move(*shared), std::move(status), payload);
-                       });
+  bool sent =
+      actor->channel->TryCall(proto::PUSH_TASK, shared->spec,
+                              [this, id, actor, shared](Status status, std::string_view payload) {
+                                OnReply(id, actor, std::move(*shared), std::move(status), payload);
+                              });
+  if (!sent) {
+    // The connection closed before the task left: it waits, first in line,
+    // for the actor's fate (its close callback is coming), never having run.
+    actor->queue.push_front(std::move(*shared));
+    return false;
+  }
+  actor->next_seq++;
+  return true;
 }
 
 void ActorSubmitter::OnReply(const ActorId& id, const std::shared_ptr<Actor>& actor,

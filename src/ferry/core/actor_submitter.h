@@ -141,8 +141,9 @@ class ActorSubmitter {
       FERRY_REQUIRES(actor->mu);
   // Sends over the actor's channel; the reply (or failure) completes
   // `pending`. For an actor on another host, argument values in shared
-  // memory go inline.
-  void SendLocked(const ActorId& id, const std::shared_ptr<Actor>& actor, Pending pending)
+  // memory go inline. False when the channel turned out closed: `pending`
+  // is back at the queue's front, unsent.
+  bool SendLocked(const ActorId& id, const std::shared_ptr<Actor>& actor, Pending pending)
       FERRY_REQUIRES(actor->mu);
   void OnReply(const ActorId& id, const std::shared_ptr<Actor>& actor, Pending pending,
                Status status, std::string_view payload);

@@ -100,7 +100,7 @@ void CoreWorker::RegisterHandlers() {
                                                         std::string_view payload, rpc::Responder) {
     if (tracker_) tracker_->HandleRemoveBorrowers(payload);
   });
-  dispatcher_->Register(proto::PUSH_TASK, [this](const std::shared_ptr<rpc::Channel>&,
+  dispatcher_->Register(proto::PUSH_TASK, [this](const std::shared_ptr<rpc::Channel>& channel,
                                                  std::string_view payload,
                                                  rpc::Responder responder) {
     proto::TaskSpec spec;
@@ -110,16 +110,21 @@ void CoreWorker::RegisterHandlers() {
     }
     auto shared = std::make_shared<rpc::Responder>(std::move(responder));
     const bool another_host = !spec.caller_host().empty() && spec.caller_host() != HostId();
-    receiver_->Submit(std::move(spec), [shared, another_host](proto::PushTaskReply reply) {
-      if (another_host) {
-        // Returns in this host's shared memory travel inline to another host.
-        for (auto& value : *reply.mutable_returns()) {
-          auto inlined = object::InlineForAnotherHost(value);
-          value = inlined.ok() ? std::move(*inlined) : MakeErrorValue(inlined.status());
-        }
-      }
-      shared->Reply(reply);
-    });
+    std::vector<std::string> return_ids(spec.return_ids().begin(), spec.return_ids().end());
+    receiver_->Submit(std::move(spec),
+                      [this, shared, another_host, channel,
+                       return_ids = std::move(return_ids)](proto::PushTaskReply reply) {
+                        TieReturnHolds(channel, return_ids, reply);
+                        if (another_host) {
+                          // Returns in this host's shared memory travel inline to another host.
+                          for (auto& value : *reply.mutable_returns()) {
+                            auto inlined = object::InlineForAnotherHost(value);
+                            value = inlined.ok() ? std::move(*inlined)
+                                                 : MakeErrorValue(inlined.status());
+                          }
+                        }
+                        shared->Reply(reply);
+                      });
   });
   dispatcher_->Register(proto::ACTOR_DIED, [this](const std::shared_ptr<rpc::Channel>&,
                                                   std::string_view payload, rpc::Responder) {
@@ -273,7 +278,7 @@ void CoreWorker::HandleAddBorrowers(const std::shared_ptr<rpc::Channel>& channel
     responder.ReplyError(Status::Unavailable("ferry is not started"));
     return;
   }
-  if (channel) tracker_->WatchBorrower(channel);
+  if (channel) tracker_->WatchPeer(channel);
   Status s = tracker_->HandleAddBorrowers(payload);
   if (s.ok()) {
     responder.Reply(proto::Empty());
@@ -321,6 +326,23 @@ void CoreWorker::FreeValue(const ObjectId& id, const ValuePtr& value) {
 }
 
 // --- values -----------------------------------------------------------------
+
+void CoreWorker::TieReturnHolds(const std::shared_ptr<rpc::Channel>& caller,
+                                const std::vector<std::string>& return_ids,
+                                const proto::PushTaskReply& reply) {
+  std::vector<ObjectId> tied;
+  for (int i = 0; i < reply.returns_size() && i < static_cast<int>(return_ids.size()); ++i) {
+    if (reply.returns(i).contained_refs_size() == 0) continue;
+    if (auto id = ObjectId::FromBinary(return_ids[static_cast<size_t>(i)]); id.ok()) {
+      tied.push_back(*id);
+    }
+  }
+  if (tied.empty() || !caller || !tracker_) return;
+  auto owner = WorkerId::FromBinary(caller->peer().worker_id());
+  if (!owner.ok()) return;
+  tracker_->TieHolds(*owner, tied);
+  tracker_->WatchPeer(caller);
+}
 
 StatusOr<proto::ObjectValueProto> CoreWorker::WriteValue(const ObjectId& id,
                                                          const SerializedValue& value) {

@@ -230,10 +230,15 @@ class CoreWorker : public ArgumentResolver, public rdt::ActorDirectory {
   void Resolve(const proto::ObjectRefProto& ref, std::function<void(ValuePtr)> done) override;
   void ResolveTensors(const proto::TaskArg& arg, const ValuePtr& value,
                       std::function<void(StatusOr<std::vector<tensor::Tensor>>)> done) override;
+  // The returns of a task run here that hold refs are owned by its caller,
+  // whose death (its connection closing) releases those holds.
+  void TieReturnHolds(const std::shared_ptr<rpc::Channel>& caller,
+                      const std::vector<std::string>& return_ids,
+                      const proto::PushTaskReply& reply);
   // The actor restarted: what its old process held is lost.
   void OnActorRestarted(const ActorId& actor, const Status& cause);
-  // The actor is dead for good: a restartable actor's constructor arguments,
-  // held for its restarts, are released.
+  // The actor is dead for good: its constructor arguments are released (a
+  // restartable actor's were held for its restarts).
   void ReleaseCreationArgs(const ActorId& actor);
   // rdt::ActorDirectory.
   bool IsDead(const ActorId& actor, Status* cause) override;
@@ -314,9 +319,10 @@ class CoreWorker : public ArgumentResolver, public rdt::ActorDirectory {
   // Owned objects whose bytes live in another process's segment: where to
   // send FREE_OBJECTS.
   std::unordered_map<ObjectId, std::string> remote_producers_ FERRY_GUARDED_BY(mu_);
-  // Restartable actors created here -> their constructor arguments'
-  // structure, held until the actor is dead for good.
-  std::unordered_map<ActorId, ObjectId> restartable_args_ FERRY_GUARDED_BY(mu_);
+  // Actors created here -> their constructor arguments' structure, released
+  // when the worker says it read them or, at the latest, when the actor is
+  // dead for good.
+  std::unordered_map<ActorId, ObjectId> creation_args_ FERRY_GUARDED_BY(mu_);
   bool started_ FERRY_GUARDED_BY(mu_) = false;
   bool shut_down_ FERRY_GUARDED_BY(mu_) = false;
 };

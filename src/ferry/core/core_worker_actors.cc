@@ -82,14 +82,17 @@ StatusOr<ActorId> CoreWorker::CreateActor(const ActorCreation& creation) {
   FERRY_ASSIGN_OR_RETURN(ObjectId structure_id, WriteStructure(creation.args, spec, &temps));
   // The worker may fetch the constructor's arguments whenever it starts:
   // they are held until it says the constructor ran (FREE_OBJECTS of the
-  // structure's id), with the structure's segment and nested refs; a
-  // restartable actor's, until it is dead for good.
+  // structure's id), with the structure's segment and nested refs, or at the
+  // latest until the actor is dead for good (ReleaseCreationArgs: a
+  // restartable actor's worker does not release them, since each restart
+  // runs the constructor again).
   tracker_->Hold(structure_id, creation.args.refs);
+  {
+    MutexLock lock(mu_);
+    creation_args_[actor_id] = structure_id;
+  }
   for (const ObjectRef& ref : creation.args.refs) FillDepArg(ref, actor_id, spec->add_args());
-  auto release = [&] {
-    segments_->Free(structure_id);
-    tracker_->Release(structure_id);
-  };
+  auto release = [&] { ReleaseCreationArgs(actor_id); };
   auto head = HeadChannel();
   if (!head.ok()) {
     release();
@@ -100,12 +103,6 @@ StatusOr<ActorId> CoreWorker::CreateActor(const ActorCreation& creation) {
   if (!reply.ok()) {
     release();
     return reply.status().WithContext("creating actor");
-  }
-  if (creation.options.max_restarts() != 0) {
-    // Each restart runs the constructor again: its arguments stay held until
-    // the actor is dead for good (the worker does not release them).
-    MutexLock lock(mu_);
-    restartable_args_[actor_id] = structure_id;
   }
   return actor_id;
 }
@@ -272,10 +269,10 @@ void CoreWorker::ReleaseCreationArgs(const ActorId& actor) {
   ObjectId structure_id;
   {
     MutexLock lock(mu_);
-    auto it = restartable_args_.find(actor);
-    if (it == restartable_args_.end()) return;
+    auto it = creation_args_.find(actor);
+    if (it == creation_args_.end()) return;
     structure_id = it->second;
-    restartable_args_.erase(it);
+    creation_args_.erase(it);
   }
   segments_->Free(structure_id);
   tracker_->Release(structure_id);

@@ -108,7 +108,7 @@ Status RefTracker::RegisterBorrows(std::span<const ObjectRef> refs, Deadline dea
 void RefTracker::Hold(const ObjectId& value_id, std::span<const ObjectRef> refs) {
   if (refs.empty()) return;
   MutexLock lock(mu_);
-  std::vector<ObjectRef>& held = holds_[value_id];
+  std::vector<ObjectRef>& held = holds_[value_id].refs;
   if (held.empty()) num_holds_.fetch_add(1, std::memory_order_relaxed);
   for (const ObjectRef& ref : refs) {
     if (Owns(ref)) {
@@ -129,7 +129,14 @@ void RefTracker::Release(const ObjectId& value_id) {
     MutexLock lock(mu_);
     auto it = holds_.find(value_id);
     if (it == holds_.end()) return;
-    held = std::move(it->second);
+    held = std::move(it->second.refs);
+    if (!it->second.owner.IsNil()) {
+      auto tied = tied_.find(it->second.owner);
+      if (tied != tied_.end()) {
+        tied->second.erase(value_id);
+        if (tied->second.empty()) tied_.erase(tied);
+      }
+    }
     holds_.erase(it);
     num_holds_.fetch_sub(1, std::memory_order_relaxed);
     for (const ObjectRef& ref : held) {
@@ -181,17 +188,38 @@ void RefTracker::HandleRemoveBorrowers(std::string_view payload) {
   }
 }
 
-void RefTracker::OnWorkerGone(const WorkerId& worker) { owned_.RemoveWorkerBorrows(worker); }
+void RefTracker::TieHolds(const WorkerId& owner, std::span<const ObjectId> value_ids) {
+  MutexLock lock(mu_);
+  for (const ObjectId& id : value_ids) {
+    auto it = holds_.find(id);
+    if (it == holds_.end()) continue;  // freed already
+    it->second.owner = owner;
+    tied_[owner].insert(id);
+  }
+}
 
-void RefTracker::WatchBorrower(const std::shared_ptr<rpc::Channel>& channel) {
-  auto borrower = WorkerId::FromBinary(channel->peer().worker_id());
-  if (!borrower.ok()) return;  // not a ferry process's connection
+void RefTracker::OnWorkerGone(const WorkerId& worker) {
+  owned_.RemoveWorkerBorrows(worker);
+  std::unordered_set<ObjectId> orphaned;
+  {
+    MutexLock lock(mu_);
+    auto it = tied_.find(worker);
+    if (it == tied_.end()) return;
+    orphaned = std::move(it->second);
+    tied_.erase(it);
+  }
+  for (const ObjectId& id : orphaned) Release(id);
+}
+
+void RefTracker::WatchPeer(const std::shared_ptr<rpc::Channel>& channel) {
+  auto peer = WorkerId::FromBinary(channel->peer().worker_id());
+  if (!peer.ok()) return;  // not a ferry process's connection
   const rpc::Channel* key = channel.get();
   {
     MutexLock lock(mu_);
     if (!watched_.insert(key).second) return;
   }
-  channel->AddCloseCallback([this, key, worker = *borrower](Status) {
+  channel->AddCloseCallback([this, key, worker = *peer](Status) {
     {
       MutexLock lock(mu_);
       watched_.erase(key);

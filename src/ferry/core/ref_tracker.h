@@ -18,8 +18,10 @@
 //     value holds a ref to it (or it is a running task's argument), so the
 //     serializer's hold outlives the registration.
 // A borrower's death (its connection to the owner closes) releases its
-// borrows (OnWorkerGone). Registrations carry an epoch so that a removal
-// overtaken by a newer registration is ignored (ReferenceCounter).
+// borrows (OnWorkerGone); so does the death of the owner of a value this
+// process holds refs for (a return of a task run here, owned by its caller:
+// TieHolds), since nobody else would ever free that value. Registrations carry an epoch so that a
+// removal overtaken by a newer registration is ignored (ReferenceCounter).
 //
 // THREAD CONTRACT: thread-safe. RegisterBorrows blocks (never call it on the
 // io thread); everything else returns at once and may run on any thread.
@@ -81,6 +83,10 @@ class RefTracker {
   void Hold(const ObjectId& value_id, std::span<const ObjectRef> refs) FERRY_EXCLUDES(mu_);
   // Ends the hold of `value_id`, if any.
   void Release(const ObjectId& value_id) FERRY_EXCLUDES(mu_);
+  // The values `value_ids` held here are owned by `owner`, another process
+  // (a task's returns, owned by its caller): `owner`'s death releases their
+  // holds (OnWorkerGone), as its FREE_OBJECTS would have.
+  void TieHolds(const WorkerId& owner, std::span<const ObjectId> value_ids) FERRY_EXCLUDES(mu_);
   // A ref pickled where ferry cannot follow it: it stays alive as long as
   // this process does (owned: pinned in the owner table; borrowed: this
   // process never stops borrowing it).
@@ -89,13 +95,15 @@ class RefTracker {
   // Owner side: a borrower's ADD_BORROWERS / REMOVE_BORROWERS.
   Status HandleAddBorrowers(std::string_view payload);
   void HandleRemoveBorrowers(std::string_view payload);
-  // Owner side: `worker` is gone (its connection closed); its borrows end.
-  void OnWorkerGone(const WorkerId& worker);
-  // Owner side: the connection a borrower registers on; its close is the
-  // borrower's death (OnWorkerGone). Each connection is watched once. The
-  // tracker must outlive the connection's close callback (CoreWorker closes
-  // its connections before it destroys the tracker).
-  void WatchBorrower(const std::shared_ptr<rpc::Channel>& channel) FERRY_EXCLUDES(mu_);
+  // `worker` is gone (its connection closed): its borrows of our objects
+  // end, and so do the holds tied to it (TieHolds).
+  void OnWorkerGone(const WorkerId& worker) FERRY_EXCLUDES(mu_);
+  // The connection of a peer that borrows from this process, or owns values
+  // it holds: its close is the peer's death (OnWorkerGone). Each connection
+  // is watched once. The tracker must outlive the connection's close
+  // callback (CoreWorker closes its connections before it destroys the
+  // tracker).
+  void WatchPeer(const std::shared_ptr<rpc::Channel>& channel) FERRY_EXCLUDES(mu_);
 
   // For tests and `stats`: refs this process borrows, and value holds.
   size_t NumBorrowed() const FERRY_EXCLUDES(mu_);
@@ -109,6 +117,10 @@ class RefTracker {
     WorkerId owner_id;
     int64_t count = 0;
     uint64_t epoch = 0;  // of this process's latest registration
+  };
+  struct Held {
+    std::vector<ObjectRef> refs;
+    WorkerId owner;  // of the value, when tied to another process (TieHolds)
   };
   struct Removal {
     std::string owner_address;
@@ -129,7 +141,9 @@ class RefTracker {
 
   mutable Mutex mu_;
   std::unordered_map<ObjectId, Borrowed> borrowed_ FERRY_GUARDED_BY(mu_);
-  std::unordered_map<ObjectId, std::vector<ObjectRef>> holds_ FERRY_GUARDED_BY(mu_);
+  std::unordered_map<ObjectId, Held> holds_ FERRY_GUARDED_BY(mu_);
+  // Owner -> the held values tied to it.
+  std::unordered_map<WorkerId, std::unordered_set<ObjectId>> tied_ FERRY_GUARDED_BY(mu_);
   std::unordered_set<const rpc::Channel*> watched_ FERRY_GUARDED_BY(mu_);
   uint64_t next_epoch_ FERRY_GUARDED_BY(mu_) = 1;
   // Lets Release skip the lock in processes that never hold a value's refs

@@ -135,6 +135,38 @@ TEST_F(RefTrackerTest, ABorrowersDeathEndsItsBorrows) {
   EXPECT_TRUE(Freed());
 }
 
+TEST_F(RefTrackerTest, TheDeathOfAHeldValuesOwnerReleasesItsHold) {
+  // The owner process runs a task for a caller and returns a value holding
+  // its own ref; the caller, which owns that value, dies unfreed.
+  const WorkerId caller = WorkerId::Random();
+  const ObjectId returned = ObjectId::Random(), other = ObjectId::Random();
+  owner_.Hold(returned, {&ref_, 1});
+  owner_.Hold(other, {&ref_, 1});
+  owner_.TieHolds(caller, {&returned, 1});
+  owner_.RemoveLocalRef(ref_);  // the owner's own handle goes
+  EXPECT_EQ(owner_.NumHolds(), 2u);
+  owner_.OnWorkerGone(WorkerId::Random());  // someone else: nothing changes
+  EXPECT_EQ(owner_.NumHolds(), 2u);
+  owner_.OnWorkerGone(caller);
+  EXPECT_EQ(owner_.NumHolds(), 1u) << "only the caller's value is released";
+  EXPECT_FALSE(Freed());
+  owner_.Release(other);
+  EXPECT_TRUE(Freed());
+  owner_.OnWorkerGone(caller);  // again: a no-op
+}
+
+TEST_F(RefTrackerTest, AReleasedTiedHoldIsForgotten) {
+  const WorkerId caller = WorkerId::Random();
+  const ObjectId returned = ObjectId::Random();
+  owner_.Hold(returned, {&ref_, 1});
+  owner_.TieHolds(caller, {&returned, 1});
+  owner_.Release(returned);           // the caller freed it (FREE_OBJECTS)
+  owner_.Hold(returned, {&ref_, 1});  // the same id held again, untied
+  owner_.OnWorkerGone(caller);
+  EXPECT_EQ(owner_.NumHolds(), 1u);
+  owner_.Release(returned);
+}
+
 TEST_F(RefTrackerTest, RegisteringWithAGoneOwnerIsNotAnError) {
   peers_.Disconnect("owner");
   ASSERT_TRUE(borrower_.AddDeserializedRef(ref_));

@@ -149,7 +149,7 @@ void Channel::PostToLoop(std::function<void()> fn) { loop_.Post(std::move(fn)); 
 // ---------------------------------------------------------------- sending
 
 uint64_t Channel::StartCall(uint16_t method, const google::protobuf::MessageLite& request,
-                            ReplyCallback callback) {
+                            ReplyCallback callback, bool* closed) {
   // The request id goes into the header, so encode with a placeholder and
   // patch it in under the lock (ids must be unique, not ordered).
   StatusOr<std::string> frame = EncodeFrame(method, FrameKind::kRequest, 0, request,
@@ -161,6 +161,10 @@ uint64_t Channel::StartCall(uint16_t method, const google::protobuf::MessageLite
     if (!frame.ok()) {
       error = frame.status().WithContext("request to " + peer_name_);
     } else if (closing_) {
+      if (closed != nullptr) {
+        *closed = true;
+        return 0;  // `callback` is dropped unfired
+      }
       error = Status::Unavailable(ClosedMessage());
     } else {
       id = next_request_id_++;
@@ -180,6 +184,13 @@ uint64_t Channel::StartCall(uint16_t method, const google::protobuf::MessageLite
 void Channel::Call(uint16_t method, const google::protobuf::MessageLite& request,
                    ReplyCallback callback) {
   StartCall(method, request, std::move(callback));
+}
+
+bool Channel::TryCall(uint16_t method, const google::protobuf::MessageLite& request,
+                      ReplyCallback callback) {
+  bool closed = false;
+  StartCall(method, request, std::move(callback), &closed);
+  return !closed;
 }
 
 namespace {

@@ -92,6 +92,11 @@ class Channel : public std::enable_shared_from_this<Channel> {
   // Sends a request; `callback` fires exactly once (see ReplyCallback).
   void Call(uint16_t method, const google::protobuf::MessageLite& request, ReplyCallback callback)
       FERRY_EXCLUDES(mu_);
+  // Call() unless the channel is already closed: then returns false and
+  // drops `callback` unfired, so the caller knows the request never left
+  // (and may send it elsewhere). True: `callback` fires exactly once.
+  bool TryCall(uint16_t method, const google::protobuf::MessageLite& request,
+               ReplyCallback callback) FERRY_EXCLUDES(mu_);
   // Sends a request and waits for its reply's bytes. DeadlineExceeded if no
   // reply came by `deadline` (a late reply is then dropped). Not on the io
   // thread.
@@ -157,10 +162,11 @@ class Channel : public std::enable_shared_from_this<Channel> {
   void CloseAfterFlush(Status why);
 
   // Registers `callback` and sends the request frame; the callback is posted
-  // with an error if the channel is closed or the request cannot be encoded.
-  // Returns the request id (0 when nothing was sent).
+  // with an error if the channel is closed or the request cannot be encoded,
+  // except that with `closed` set, a closed channel sets *closed and drops
+  // the callback. Returns the request id (0 when nothing was sent).
   uint64_t StartCall(uint16_t method, const google::protobuf::MessageLite& request,
-                     ReplyCallback callback) FERRY_EXCLUDES(mu_);
+                     ReplyCallback callback, bool* closed = nullptr) FERRY_EXCLUDES(mu_);
   // Removes a pending call without firing it (CallSync timeout).
   void AbandonCall(uint64_t request_id) FERRY_EXCLUDES(mu_);
   // Responder's path: sends a reply or error-reply frame; dropped if closed.

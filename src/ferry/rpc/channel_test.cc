@@ -73,6 +73,31 @@ TEST_F(ChannelTest, CallbackRunsOnceOnTheIoThread) {
   EXPECT_EQ(got, "async");
 }
 
+TEST_F(ChannelTest, TryCallSendsOnAnOpenChannelAndDropsTheCallbackOnAClosedOne) {
+  std::atomic<int> calls{0};
+  ASSERT_TRUE(client_->TryCall(kEcho, Msg("open"), [&](Status s, std::string_view) {
+    EXPECT_TRUE(s.ok()) << s;
+    ++calls;
+    waiter_.Notify();
+  }));
+  ASSERT_TRUE(waiter_.WaitFor([&] { return calls.load() == 1; }));
+  client_->Close();
+  bool fired = false;
+  EXPECT_FALSE(client_->TryCall(kEcho, Msg("closed"), [&](Status, std::string_view) {
+    fired = true;
+  })) << "a closed channel sends nothing";
+  // A Call after it is still answered (with the error), on the io thread,
+  // after anything posted before: once that ran, a posted callback would have.
+  std::atomic<bool> failed{false};
+  client_->Call(kEcho, Msg("closed"), [&](Status s, std::string_view) {
+    EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+    failed = true;
+    waiter_.Notify();
+  });
+  ASSERT_TRUE(waiter_.WaitFor([&] { return failed.load(); }));
+  EXPECT_FALSE(fired) << "TryCall's callback is dropped, never fired";
+}
+
 TEST_F(ChannelTest, ErrorReplyCarriesTheRemoteStatus) {
   auto reply = client_->CallSync(kFail, Msg(""), Deadline::After(kWait));
   ASSERT_FALSE(reply.ok());

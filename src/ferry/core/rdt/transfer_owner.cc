@@ -311,6 +311,7 @@ void TransferOwner::OnTransferFailed(std::span<const std::string> groups, const 
 
 TaskTransfers TaskTransfers::Of(const proto::TaskSpec& spec) {
   TaskTransfers out;
+  if (auto receiver = ActorId::FromBinary(spec.actor_id()); receiver.ok()) out.receiver = *receiver;
   for (const proto::TaskArg& arg : spec.args()) {
     if (!arg.has_tensor_recv()) continue;
     if (!arg.tensor_recv().inline_fetch()) out.groups.push_back(arg.tensor_recv().group());
@@ -336,8 +337,14 @@ Status TransferOwner::ExplainFailure(const TaskTransfers& transfers, const Statu
   // The transport often sees a dead sender's connection close before the
   // Head has reaped its process: give the death a moment to become known.
   const Deadline deadline = Deadline::After(wait);
-  constexpr auto kPoll = std::chrono::milliseconds(50);
+  static constexpr auto kPoll = std::chrono::milliseconds(50);
+  auto is_dead = [this](const ActorId& actor) {
+    if (Status cause; actors_.IsDead(actor, &cause)) return true;
+    auto address = actors_.Address(actor, false, Deadline::After(kPoll * 4));
+    return !address.ok() && address.status().code() == StatusCode::kUnavailable;
+  };
   while (true) {
+    if (!transfers.receiver.IsNil() && is_dead(transfers.receiver)) return Status::Ok();
     for (const ActorId& sender : transfers.senders) {
       Status cause;
       if (actors_.IsDead(sender, &cause)) {

@@ -52,6 +52,7 @@ namespace ferry::core::rdt {
 struct TaskTransfers {
   std::vector<std::string> groups;
   std::vector<ActorId> senders;
+  ActorId receiver;  // the task's actor
   bool empty() const { return senders.empty(); }
   static TaskTransfers Of(const proto::TaskSpec& spec);
 };
@@ -128,7 +129,8 @@ class TransferOwner {
   // A task whose arguments needed `transfers` failed with `status`
   // (IsTransferFailure): destroys their groups and, when a sender died,
   // returns its death (Unavailable, naming the actor) for the task to report
-  // instead of the transport's view of it; OK when every sender lives.
+  // instead of the transport's view of it; OK when every sender lives, or
+  // at once when the receiver itself died (the task's error says so).
   // Waits up to `wait` for a death to become known. Blocks: not on the io
   // thread.
   Status ExplainFailure(const TaskTransfers& transfers, const Status& status, Clock::duration wait)
