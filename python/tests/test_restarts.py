@@ -3,6 +3,7 @@ kill(no_restart=...), and what happens to RDT objects of a restarted
 producer (Ray's semantics, with real worker processes killed for real)."""
 import os
 import signal
+import uuid
 
 import pytest
 
@@ -183,9 +184,20 @@ def test_rdt_objects_of_a_restarted_producer_are_lost(ferry, ra):
     assert ferry.get(c.total.remote(p.tensor.remote(4, 3.0)), timeout=TIMEOUT) == 12.0
 
 
-def test_rdt_producer_that_fails_then_succeeds_gives_consumers_the_retried_value(ferry, ra):
+def _producer_and_consumer(ferry, ra, transport):
     p, c = ra.Producer.remote(), ra.Consumer.remote()
-    ref = p.flaky_tensor.remote(4, 1)  # attempt 1 raises, attempt 2 returns 2.0s
+    if transport == "gloo":
+        from ferry.experimental.collective import create_collective_group
+        create_collective_group([p, c], backend="gloo", name=f"restarts-{uuid.uuid4().hex}")
+    return p, c
+
+
+@pytest.mark.parametrize("transport", ["nixl", "gloo"])
+def test_rdt_producer_that_fails_then_succeeds_gives_consumers_the_retried_value(
+        ferry, ra, transport):
+    p, c = _producer_and_consumer(ferry, ra, transport)
+    # Attempt 1 raises, attempt 2 returns 2.0s.
+    ref = p.flaky_tensor.options(tensor_transport=transport).remote(4, 1)
     assert ferry.get(c.total.remote(ref), timeout=TIMEOUT) == 8.0
 
 
@@ -195,9 +207,11 @@ def test_retried_rdt_producer_value_fetched_through_the_object_store(ferry, ra):
     assert ferry.get(ref, timeout=TIMEOUT).tolist() == [2.0] * 4
 
 
-def test_rdt_producer_retries_exhausted_raise_the_last_error(ferry, ra):
-    p, c = ra.Producer.remote(), ra.Consumer.remote()
-    ref = p.flaky_tensor.remote(4, 5)  # max_task_retries=1: two attempts
+@pytest.mark.parametrize("transport", ["nixl", "gloo"])
+def test_rdt_producer_retries_exhausted_raise_the_last_error(ferry, ra, transport):
+    p, c = _producer_and_consumer(ferry, ra, transport)
+    # max_task_retries=1: two attempts.
+    ref = p.flaky_tensor.options(tensor_transport=transport).remote(4, 5)
     with pytest.raises(ValueError, match="attempt 2"):
         ferry.get(ref, timeout=TIMEOUT)
     with pytest.raises(ValueError, match="attempt 2"):
