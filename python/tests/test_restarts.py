@@ -100,6 +100,12 @@ def test_kill_without_no_restart_restarts_and_kill_by_default_ends_the_actor(fer
         ferry.get(a.pid.remote(), timeout=TIMEOUT)
 
 
+def test_kill_without_no_restart_right_after_creation_restarts(ferry, ra):
+    a = ra.Counter.options(max_restarts=1).remote(start=5)
+    ferry.kill(a, no_restart=False)  # while it may still be starting
+    assert ferry.get(a.incr.remote(), timeout=TIMEOUT) == 6
+
+
 def test_an_actor_without_max_restarts_stays_dead(ferry, ra):
     a = ra.Counter.remote()
     _kill9(ferry, a)

@@ -253,12 +253,12 @@ void Head::OnWorkerExit(const std::string& actor_id, const std::string& descript
 }
 
 bool Head::MayRestartLocked(const Actor& actor) const {
-  // Only a running actor restarts: one whose (re-)construction failed or
-  // never started stays dead, so a constructor that always crashes cannot
-  // loop.
-  if (shut_down_ || actor.no_restart || actor.info.state() != proto::ActorInfo::ALIVE) {
-    return false;
-  }
+  // Only a running actor restarts (or one that ferry.kill(no_restart=False)
+  // stopped): one whose (re-)construction failed or that died while
+  // starting stays dead, so a constructor that always crashes cannot loop.
+  const bool running = actor.info.state() == proto::ActorInfo::ALIVE ||
+                       (actor.kill_restarts && IsStarting(actor.info));
+  if (shut_down_ || actor.no_restart || !running) return false;
   const int max = actor.spec.options().max_restarts();
   return max < 0 || actor.info.num_restarts() < max;
 }
@@ -273,6 +273,7 @@ void Head::Restart(const std::shared_ptr<Actor>& actor, const std::string& why) 
     if (actor->info.state() == proto::ActorInfo::DEAD) return;
     actor->info.set_state(proto::ActorInfo::RESTARTING);
     actor->info.set_num_restarts(actor->info.num_restarts() + 1);
+    actor->kill_restarts = false;
     *actor->info.mutable_death_cause() = Unavailable(why);
     actor->info.set_worker_id(WorkerId::Random().Binary());
     actor->info.clear_address();
@@ -452,6 +453,7 @@ void Head::HandleKillActor(std::string_view payload, rpc::Responder responder) {
   {
     MutexLock lock(mu_);
     actor->no_restart = req.no_restart();
+    actor->kill_restarts = !req.no_restart();
     restart = MayRestartLocked(*actor);
   }
   // Killed with no_restart=False, a restartable actor restarts when its

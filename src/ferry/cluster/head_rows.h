@@ -22,6 +22,8 @@ struct Head::Actor {
   bool launched = false;    // a worker was started (or is being started)
   bool exited = false;      // its worker is gone (or never started)
   bool no_restart = false;  // killed for good: its exit ends it
+  // Killed with no_restart=False: its exit restarts it even while it starts.
+  bool kill_restarts = false;
   std::shared_ptr<Node> node;
   std::vector<int> gpus;
   std::string creator;  // worker id of the registered driver that created it, if any
