@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, NoReturn, overload
 from ferry import exceptions
 from ferry._core import ObjectRef
 from ferry._private import cluster_address, runtime, serialization, transports
+from ferry._private import refs as _refs
 from ferry.actor import ActorClass, ActorHandle, _is_amount, check_resources
 
 if TYPE_CHECKING:
@@ -191,17 +192,24 @@ def get(refs: ObjectRef | list[ObjectRef] | tuple[ObjectRef, ...], *, timeout: f
     # One-sided RDT tensors are pulled inside the same call, all refs at once.
     pull = _tensor_transport is None or _tensor_transport in transports.ONE_SIDED
     results = runtime.current().get(ref_list, timeout, pull)
-    values = []
-    for ref, (fmt, data, buffers, code, message, rdt, pulled) in zip(ref_list, results):
-        if code:
-            _raise_error(fmt, data, code, message)
-        if pulled is not None:
-            values.append(_pulled_value(ref, data, buffers, pulled))
-        elif rdt is not None:
-            values.append(_rdt_value(ref, data, buffers, rdt, _tensor_transport, timeout))
-        else:
-            values.append(serialization.loads(data, buffers))
-    return values[0] if single else values
+    if single:
+        return _value(ref_list[0], results[0], _tensor_transport, timeout)
+    with _refs.registering_once():  # borrowed refs in all the values: one request per owner
+        return [_value(ref, result, _tensor_transport, timeout)
+                for ref, result in zip(ref_list, results)]
+
+
+def _value(ref: ObjectRef, result: tuple[Any, ...], tensor_transport: str | None,
+           timeout: float | None) -> Any:
+    """One fetched result as a value (or its error raised)."""
+    fmt, data, buffers, code, message, rdt, pulled = result
+    if code:
+        _raise_error(fmt, data, code, message)
+    if pulled is not None:
+        return _pulled_value(ref, data, buffers, pulled)
+    if rdt is not None:
+        return _rdt_value(ref, data, buffers, rdt, tensor_transport, timeout)
+    return serialization.loads(data, buffers)
 
 
 def put(value: Any, *, _tensor_transport: str | None = None) -> ObjectRef:

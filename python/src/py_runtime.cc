@@ -382,6 +382,7 @@ void RegisterRuntime(py::module_& m) {
              d["local_segments"] = s.local_segments;
              d["borrowed_objects"] = s.borrowed_objects;
              d["value_holds"] = s.value_holds;
+             d["borrow_requests"] = s.borrow_requests;
              return d;
            })
       .def("fetch_tensors",

@@ -154,6 +154,23 @@ def test_a_borrower_killed_with_sigkill_releases_its_borrows(B):
     wait_store(producer, 0)
 
 
+def test_a_get_of_many_values_registers_their_borrowed_refs_once_per_owner(B):
+    import ferry
+    from ferry._private import runtime
+    producer = B.Producer.remote()
+    lists = [producer.produce_list.remote(2) for _ in range(10)]
+    ferry.wait(lists, num_returns=len(lists), timeout=GET_TIMEOUT)
+    before = runtime.current().stats()["borrow_requests"]
+    values = ferry.get(lists, timeout=GET_TIMEOUT)
+    assert runtime.current().stats()["borrow_requests"] - before == 1, "one request, one owner"
+    assert sum(len(v) for v in values) == 20
+    # A task argument holding all 20 refs: registered at once as well.
+    holder = B.Holder.remote()
+    assert ferry.get(holder.hold.remote([v for v in values]), timeout=GET_TIMEOUT) == 10
+    assert counts(holder)["borrow_requests"] == 1, counts(holder)
+    del lists, values
+
+
 def test_a_caller_killed_with_sigkill_releases_what_the_values_it_owned_held(B):
     import ferry
     producer, caller = B.Producer.remote(), B.Holder.remote()

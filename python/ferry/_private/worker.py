@@ -14,7 +14,7 @@ from typing import Any
 import cloudpickle
 
 from ferry import _core
-from ferry._private import runtime, serialization, transports
+from ferry._private import refs, runtime, serialization, transports
 from ferry.exceptions import TASK_ERROR
 
 _actor = None
@@ -93,9 +93,13 @@ def execute(method, is_creation, return_ids, args, arg_ids, tensor_transport,
             retry_exceptions=b""):
     global _actor
     try:
-        deps = [_arg_value(*a, oid) for a, oid in zip(args[1:], arg_ids[1:])]
         _, data, buffers, _ = args[0]
-        payload = serialization.loads_args(data, buffers, deps)
+        if len(args) == 1:
+            payload = serialization.loads_args(data, buffers, [])
+        else:
+            with refs.registering_once():  # refs in every argument: one request per owner
+                deps = [_arg_value(*a, oid) for a, oid in zip(args[1:], arg_ids[1:])]
+                payload = serialization.loads_args(data, buffers, deps)
         if is_creation:
             (cls, call_args, call_kwargs), _ = payload
             _actor = cls(*call_args, **call_kwargs)

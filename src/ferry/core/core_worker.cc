@@ -530,6 +530,7 @@ CoreWorker::Stats CoreWorker::GetStats() {
   s.local_segments = segments_->Size();
   s.borrowed_objects = tracker_ ? tracker_->NumBorrowed() : 0;
   s.value_holds = tracker_ ? tracker_->NumHolds() : 0;
+  s.borrow_requests = tracker_ ? tracker_->NumRegistrationRequests() : 0;
   return s;
 }
 

@@ -223,6 +223,7 @@ class CoreWorker : public ArgumentResolver, public rdt::ActorDirectory {
     size_t local_segments = 0;
     size_t borrowed_objects = 0;
     size_t value_holds = 0;
+    uint64_t borrow_requests = 0;  // ADD_BORROWERS sent so far
   };
   Stats GetStats();
 

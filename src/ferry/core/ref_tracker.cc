@@ -95,6 +95,7 @@ Status RefTracker::RegisterBorrows(std::span<const ObjectRef> refs, Deadline dea
   }
   for (auto& [address, msg] : by_owner) {
     msg.set_borrower_id(self_.Binary());
+    registration_requests_.fetch_add(1, std::memory_order_relaxed);
     auto reply = peers_.CallSync(address, proto::ADD_BORROWERS, msg, deadline);
     if (!reply.ok() && reply.status().code() == StatusCode::kDeadlineExceeded) {
       return reply.status().WithContext("registering borrowed objects with their owner " + address);

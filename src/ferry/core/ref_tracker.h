@@ -108,6 +108,10 @@ class RefTracker {
   // For tests and `stats`: refs this process borrows, and value holds.
   size_t NumBorrowed() const FERRY_EXCLUDES(mu_);
   size_t NumHolds() const FERRY_EXCLUDES(mu_);
+  // ADD_BORROWERS requests sent so far (one per owner per RegisterBorrows).
+  uint64_t NumRegistrationRequests() const {
+    return registration_requests_.load(std::memory_order_relaxed);
+  }
   // The live copies of borrowed `id` here (0 when not borrowed).
   int64_t BorrowedCount(const ObjectId& id) const FERRY_EXCLUDES(mu_);
 
@@ -149,6 +153,7 @@ class RefTracker {
   // Lets Release skip the lock in processes that never hold a value's refs
   // (the common case: most values contain none).
   std::atomic<size_t> num_holds_{0};
+  std::atomic<uint64_t> registration_requests_{0};
 };
 
 }  // namespace ferry::core
