@@ -239,6 +239,11 @@ void ControlSeeds() {
   Msg("push_task_ref_and_rdt_args", proto::PUSH_TASK, spec);
   Msg("push_task_waits_for_seq_0", proto::PUSH_TASK, Task(1));
   spec = Task(0);
+  spec.set_max_retries(-1);
+  spec.set_attempt(7);
+  spec.set_retry_exceptions("not a pickle");
+  Msg("push_task_retried_with_bad_retry_exceptions", proto::PUSH_TASK, spec);
+  spec = Task(0);
   spec.mutable_args(0)->mutable_value()->set_buffer_offsets(0, 1);
   Msg("push_task_bad_layout", proto::PUSH_TASK, spec);
   spec = Task(0);
@@ -296,9 +301,16 @@ void ControlSeeds() {
   info_req.set_name("counter");
   info_req.set_wait_until_settled(true);
   Msg("get_actor_info_by_name", proto::GET_ACTOR_INFO, info_req);
+  info_req.Clear();
+  info_req.set_actor_id(kActorId);
+  info_req.set_wait_for_change(true);
+  info_req.set_known_restarts(-3);
+  Msg("get_actor_info_wait_for_change", proto::GET_ACTOR_INFO, info_req);
   proto::KillActor kill;
   kill.set_actor_id(kActorId);
   Msg("kill_actor", proto::KILL_ACTOR, kill);
+  kill.set_no_restart(false);
+  Msg("kill_actor_restart", proto::KILL_ACTOR, kill);
   proto::KvPut put;
   put.set_key("group/g/rank0");
   put.set_value("addr");
@@ -335,6 +347,13 @@ void ControlSeeds() {
   info.mutable_death_cause()->set_code(14);
   info.mutable_death_cause()->set_message("killed");
   Msg("actor_died", proto::ACTOR_DIED, info);
+  info.set_state(proto::ActorInfo::RESTARTING);
+  info.set_num_restarts(1 << 30);
+  info.set_max_restarts(-1);
+  Msg("actor_restarting", proto::ACTOR_DIED, info);
+  info.set_state(proto::ActorInfo::DEAD);
+  info.clear_num_restarts();
+  info.clear_max_restarts();
 
   // Cluster mode: nodes, heartbeats, workers started on other hosts.
   proto::RegisterNode node;

@@ -69,9 +69,14 @@ class FakeConnector : public ActorConnector {
     auto process = std::make_shared<FakeProcess>();
     auto dispatcher = std::make_shared<rpc::Dispatcher>();
     Waiter* waiter = &waiter_;
+    // A weak pointer: the process holds its channel (and the responders),
+    // whose dispatcher holds this handler.
+    std::weak_ptr<FakeProcess> weak = process;
     dispatcher->Register(proto::PUSH_TASK,
-                         [process, waiter](const std::shared_ptr<rpc::Channel>&,
-                                           std::string_view payload, rpc::Responder r) {
+                         [weak, waiter](const std::shared_ptr<rpc::Channel>&,
+                                        std::string_view payload, rpc::Responder r) {
+                           auto process = weak.lock();
+                           if (!process) return;
                            proto::TaskSpec spec;
                            spec.ParseFromArray(payload.data(), static_cast<int>(payload.size()));
                            {
@@ -156,9 +161,11 @@ class ActorSubmitterTest : public ::testing::Test {
   void SetUp() override { loop_.Start(); }
   void TearDown() override {
     submitter_.Shutdown();
-    background_.reset();
+    // Closing a channel runs its close callback on the io thread, which
+    // posts to the background queue: stop the loop before the queue goes.
     loop_.Stop();
     loop_.Join();
+    background_.reset();
   }
 
   proto::TaskSpec Spec(const std::string& method, int max_retries = 0) {
