@@ -32,7 +32,7 @@ ASAN_ENV     := ASAN_OPTIONS=detect_leaks=1:check_initialization_order=1:strict_
 # UCX's memory hooks (libucm patches malloc/mmap when libucp loads) crash
 # TSan's own interceptors: every binary that links the nixl backend needs them
 # off under TSan. ferry never relies on them (registrations are explicit).
-TSAN_ENV     := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+TSAN_ENV     := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/scripts/tsan-suppressions.txt \
                 UCX_MEM_MALLOC_HOOKS=no UCX_MEM_MMAP_HOOK_MODE=none UCX_MEM_EVENTS=no
 
 .PHONY: all deps build venv test test-cc test-py test-cluster demo bench clean \
