@@ -1,4 +1,4 @@
-"""``python -m ferry``: the ``ferry`` command (``ferry start``, ``ferry stop``)."""
+"""``python -m ferry``: the ``ferry`` command (``ferry start``, ``ferry stop``, ``ferry run``)."""
 import sys
 
 from ferry.scripts.cli import main

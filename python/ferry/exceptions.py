@@ -121,3 +121,20 @@ def error_for_status(code: int, message: str) -> Exception:
     if cls is TaskError:
         return TaskError("", message, None)
     return cls(message)
+
+
+# Ray's names for these errors (``ray.exceptions``), so a Ray program's
+# ``except`` clauses work unchanged on ferry (docs/ray-compat.md). Ray's
+# ActorDiedError, GetTimeoutError and ObjectLostError have the same names
+# here. Ray's names without a ferry counterpart are left out, so that the
+# Ray compatibility layer reports them instead of catching the wrong errors:
+# OwnerDiedError and ObjectFreedError (ferry raises ObjectLostError for
+# both), RaySystemError, ActorUnavailableError, TaskCancelledError and the
+# rest.
+# Ray's base class of its errors.
+RayError = FerryError
+# A remote method raised; as in Ray, also an instance of the user's
+# exception class, with ``cause`` and the remote traceback.
+RayTaskError = TaskError
+# Ray's base class of ActorDiedError; ferry has one class for a dead actor.
+RayActorError = ActorDiedError

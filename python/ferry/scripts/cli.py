@@ -1,4 +1,5 @@
-"""The ``ferry`` command: start and stop the node processes of a cluster.
+"""The ``ferry`` command: start and stop the node processes of a cluster, and
+run a program (a Ray program, with ``--as-ray``) on ferry.
 
 Ray's ``ray start`` / ``ray stop``, with the same flags and defaults::
 
@@ -6,11 +7,16 @@ Ray's ``ray start`` / ``ray stop``, with the same flags and defaults::
                        [--num-gpus N] [--resources JSON] [--token T] [--temp-dir D]
     ferry start --address IP:PORT [--node-ip-address IP] [--num-cpus N] ...
     ferry stop [--temp-dir D]
+    ferry run [--as-ray] script.py [args ...]
 
 ``start`` runs ``python -m ferry._private.node_daemon`` detached (its own
 session, output appended to ``<temp dir>/logs/node-*.log``) and returns once
 the node is ready; ``stop`` ends every node daemon this host's temp dir lists.
-Also run as ``python -m ferry``. Exit status: 0 done, 1 failed, 2 bad usage.
+``run`` runs the script in this process as ``python script.py args`` would;
+with ``--as-ray``, ``import ray`` in it resolves to ferry
+(ferry._private.ray_compat, docs/ray-compat.md).
+Also run as ``python -m ferry``. Exit status: 0 done, 1 failed, 2 bad usage;
+``run`` exits with the script's status.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import argparse
 import glob
 import json
 import os
+import runpy
 import secrets
 import select
 import signal
@@ -93,8 +100,10 @@ def resources_json(text: str) -> dict[str, float]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ferry", description="Start and stop the processes of a ferry cluster (as `ray start`).")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{start,stop}")
+        prog="ferry",
+        description="Start and stop the processes of a ferry cluster (as `ray start`), and run "
+                    "programs on ferry (Ray programs, with run --as-ray).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{start,stop,run}")
 
     start = commands.add_parser(
         "start", help="start a ferry node on this host (the head, or one that joins a cluster)",
@@ -127,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--temp-dir", default=None,
                       help=f"the temp dir the nodes were started with (FERRY_TEMP_DIR, default "
                            f"{cluster_address.DEFAULT_TEMP_DIR})")
+
+    run = commands.add_parser(
+        "run", help="run a Python script on ferry (a Ray program, with --as-ray)",
+        description="Run a Python script in this process, as `python script.py args` would. "
+                    "With --as-ray, `import ray` and the Ray modules ferry implements resolve "
+                    "to ferry, so a Ray program runs unchanged (docs/ray-compat.md).")
+    run.add_argument("--as-ray", action="store_true",
+                     help="make `import ray` resolve to ferry for the script")
+    run.add_argument("script", help="the Python file to run")
+    run.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
     return parser
 
 
@@ -134,6 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ferry`` and ``python -m ferry``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "run":
+        # Outside the try below: the script's own errors and exit status are
+        # its own, as under `python script.py`.
+        try:
+            return run_script(args.script, args.args, as_ray=args.as_ray)
+        except UsageError as e:
+            parser.exit(2, f"ferry run: error: {e}\n")
     try:
         if args.command == "start":
             return start(args)
@@ -143,6 +169,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"ferry {args.command}: {e}", file=sys.stderr)
         return 1
+
+
+# --- run ---------------------------------------------------------------------
+
+
+def run_script(script: str, args: Sequence[str], *, as_ray: bool) -> int:
+    """Runs ``script`` as ``__main__`` with ``sys.argv`` ``[script, *args]``
+    and its folder first on ``sys.path``, as ``python script.py`` does; with
+    ``as_ray``, after installing ferry's Ray aliases. Returns 0 when the
+    script ends (1 when Ray itself is imported already); its SystemExit and
+    exceptions propagate."""
+    if not os.path.isfile(script):
+        raise UsageError(f"no such file: {script!r}")
+    if as_ray:
+        from ferry._private import ray_compat
+        try:
+            ray_compat.install()
+        except ImportError as e:  # Ray itself imported already (e.g. by sitecustomize)
+            print(f"ferry run: {e}", file=sys.stderr)
+            return 1
+    sys.argv = [script, *args]
+    if sys.path and not getattr(sys.flags, "safe_path", False):  # python -P: no script folder
+        # sys.path[0] is the folder `python -m` or the `ferry` command was
+        # started from; `python script.py` puts the script's folder there.
+        sys.path[0] = os.path.dirname(os.path.realpath(script))
+    runpy.run_path(script, run_name="__main__")
+    return 0
 
 
 # --- start -------------------------------------------------------------------
