@@ -8,12 +8,14 @@ from typing import Any, Callable, TypeVar
 import cloudpickle
 
 from ferry._private import runtime, serialization, transports
+from ferry._private.event_loop import DEFAULT_MAX_CONCURRENCY, is_asyncio_class
 from ferry.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 _METHOD_OPTIONS = "__ferry_method_options__"
 _F = TypeVar("_F", bound=Callable[..., Any])
 _ACTOR_OPTIONS = frozenset({"name", "num_cpus", "num_gpus", "max_concurrency", "resources",
-                            "scheduling_strategy", "max_restarts", "max_task_retries"})
+                            "scheduling_strategy", "max_restarts", "max_task_retries",
+                            "enable_tensor_transport"})
 
 
 def _check_num_returns(n: Any) -> int:
@@ -93,6 +95,14 @@ def _check_actor_options(options: dict[str, Any]) -> dict[str, Any]:
     for key in ("max_restarts", "max_task_retries"):
         if checked.get(key) is not None:
             _check_retries(key, checked[key])
+    if checked.get("max_concurrency") is not None:
+        n = checked["max_concurrency"]
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"max_concurrency must be an int >= 1, got {n!r}")
+    if checked.get("enable_tensor_transport") is not None and not isinstance(
+            checked["enable_tensor_transport"], bool):
+        raise ValueError(f"enable_tensor_transport must be a bool, got "
+                         f"{checked['enable_tensor_transport']!r}")
     if checked.get("resources") is not None:
         checked["resources"] = check_resources(checked["resources"])
     if "scheduling_strategy" in checked:
@@ -212,10 +222,18 @@ class ActorMethod:
     def options(self, *, num_returns: int | None = None, tensor_transport: str | None = None,
                 max_task_retries: int | None = None,
                 retry_exceptions: bool | list[type] | None = None) -> ActorMethod:
+        transport = transports.normalize(tensor_transport)
+        if (transport not in (None, *transports.OBJECT_STORE) and self._meta.tensor_transport is None
+                and not self._handle._enable_tensor_transport):
+            raise ValueError(
+                f'Currently, methods with .options(tensor_transport="{tensor_transport}") are not '
+                f"supported when enable_tensor_transport=False. Please set "
+                f"@ferry.remote(enable_tensor_transport=True) on the actor class definition "
+                f"(or decorate {self._meta.name!r} with @ferry.method(tensor_transport=...)).")
         return ActorMethod(
             self._handle, self._meta,
             None if num_returns is None else _check_num_returns(num_returns),
-            transports.normalize(tensor_transport),
+            transport,
             None if max_task_retries is None else _check_retries("max_task_retries",
                                                                  max_task_retries),
             None if retry_exceptions is None
@@ -245,12 +263,14 @@ class ActorHandle:
     other actors."""
 
     def __init__(self, actor_id: bytes, class_name: str, methods: dict[str, _MethodMeta],
-                 session: str, max_task_retries: int = 0) -> None:
+                 session: str, max_task_retries: int = 0,
+                 enable_tensor_transport: bool = False) -> None:
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
         self._session = session
         self._max_task_retries = max_task_retries
+        self._enable_tensor_transport = enable_tensor_transport
 
     def __getattr__(self, name: str) -> ActorMethod:
         if name.startswith("_"):
@@ -273,7 +293,19 @@ class ActorHandle:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return ActorHandle, (self._actor_id, self._class_name, self._methods, self._session,
-                             self._max_task_retries)
+                             self._max_task_retries, self._enable_tensor_transport)
+
+    def _meta_bytes(self) -> bytes:
+        """What the Head keeps to rebuild this handle by name (get_actor)."""
+        return cloudpickle.dumps((self._class_name, self._methods, self._max_task_retries,
+                                  self._enable_tensor_transport))
+
+
+def handle_from_meta(actor_id: bytes, meta: bytes, session: str) -> ActorHandle:
+    """The handle ``_meta_bytes`` described, for the actor ``actor_id``."""
+    class_name, methods, max_task_retries, enable_tensor_transport = cloudpickle.loads(meta)
+    return ActorHandle(actor_id, class_name, methods, session, max_task_retries,
+                       enable_tensor_transport)
 
 
 def _rebuild_meta(name: str, signature: inspect.Signature | None, num_returns: int,
@@ -295,6 +327,7 @@ class ActorClass:
         self._cls = cls
         self._options = options
         self._methods = _collect_methods(cls)
+        self._is_asyncio = is_asyncio_class(cls)
         self._init_sig: inspect.Signature | None
         try:
             self._init_sig = inspect.signature(cls)
@@ -309,7 +342,13 @@ class ActorClass:
         amount), ``scheduling_strategy`` (None, "DEFAULT", "SPREAD" or a
         ``NodeAffinitySchedulingStrategy``), ``max_concurrency``,
         ``max_restarts`` (times the actor is re-created after its process
-        dies; -1: always) and ``max_task_retries`` (the methods' default)."""
+        dies; -1: always), ``max_task_retries`` (the methods' default) and
+        ``enable_tensor_transport`` (allows ``.options(tensor_transport=...)``
+        on methods not decorated with one; default: whether any method is).
+
+        An actor with ``async def`` methods is an asyncio actor: every call
+        runs on its event loop, ``max_concurrency`` (default 1000, as in Ray)
+        of them at once."""
         return ActorClass(self._cls, {**self._options, **_check_actor_options(options)})
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
@@ -320,12 +359,20 @@ class ActorClass:
                 raise TypeError(f"bad arguments for {self._cls.__name__}(): {e}") from None
         data, buffers, deps, contained = serialization.dumps_args(args, kwargs, cls=self._cls)
         opts = dict(self._options)
-        opts.setdefault("max_concurrency", 1)
+        if opts.get("max_concurrency") is None:
+            opts["max_concurrency"] = DEFAULT_MAX_CONCURRENCY if self._is_asyncio else 1
+        opts["is_asyncio"] = self._is_asyncio
+        enable = opts.pop("enable_tensor_transport", None)
+        if enable is None:
+            enable = any(m.tensor_transport is not None for m in self._methods.values())
         rt = runtime.current()
-        actor_id = rt.create_actor(self._cls.__name__, opts, runtime.worker_command(),
-                                   data, buffers, deps, contained)
-        return ActorHandle(actor_id, self._cls.__name__, self._methods, rt.session,
-                           opts.get("max_task_retries") or 0)
+        handle = ActorHandle(b"", self._cls.__name__, self._methods, rt.session,
+                             opts.get("max_task_retries") or 0, enable)
+        if opts.get("name"):
+            opts["handle_meta"] = handle._meta_bytes()
+        handle._actor_id = rt.create_actor(self._cls.__name__, opts, runtime.worker_command(),
+                                           data, buffers, deps, contained)
+        return handle
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"actor classes are instantiated with .remote(): use "

@@ -11,7 +11,7 @@ from ferry import exceptions
 from ferry._core import ObjectRef
 from ferry._private import cluster_address, runtime, serialization, transports
 from ferry._private import refs as _refs
-from ferry.actor import ActorClass, ActorHandle, _is_amount, check_resources
+from ferry.actor import ActorClass, ActorHandle, _is_amount, check_resources, handle_from_meta
 
 if TYPE_CHECKING:
     from ferry._core import NodeInfo
@@ -261,6 +261,23 @@ def wait(refs: list[ObjectRef] | tuple[ObjectRef, ...], *, num_returns: int = 1,
     for ref, ok in zip(refs, flags):
         (ready if ok and len(ready) < num_returns else not_ready).append(ref)
     return ready, not_ready
+
+
+def get_actor(name: str) -> ActorHandle:
+    """The handle of the live actor created with ``.options(name=name)``, as
+    ``ray.get_actor``; ValueError when there is none (never created, or
+    dead)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"get_actor expects a non-empty actor name, got {name!r}")
+    rt = runtime.current()
+    info = rt.get_named_actor_info(name)
+    if info is None or info["state"] == "DEAD":
+        raise ValueError(f"Failed to look up actor with name '{name}'. There is no live actor "
+                         f"of that name in this cluster: it was never created, or it died.")
+    if not info["handle_meta"]:
+        raise ValueError(f"actor '{name}' was not created from Python; its handle cannot be "
+                         f"rebuilt here")
+    return handle_from_meta(info["actor_id"], info["handle_meta"], rt.session)
 
 
 def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:

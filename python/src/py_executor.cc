@@ -12,41 +12,97 @@ namespace ferry::python {
 PyExecutor::~PyExecutor() {
   py::gil_scoped_acquire gil;
   fn_ = py::object();
+  fn_async_ = py::object();
+}
+
+namespace {
+
+std::vector<proto::ObjectValueProto> ErrorResults(const proto::TaskSpec& spec, const Status& s) {
+  return std::vector<proto::ObjectValueProto>(std::max(1, spec.return_ids_size()),
+                                              core::MakeErrorValue(s));
+}
+
+Status PythonError(const std::exception& e) {
+  return Status::Internal(std::string("internal error in the Python worker: ") + e.what());
+}
+
+}  // namespace
+
+py::tuple PyExecutor::CallArgsToPython(const proto::TaskSpec& spec,
+                                       std::vector<core::ExecArg>& args) {
+  py::list py_args, arg_ids;
+  for (const auto& a : args) {
+    py::tuple v = ValueToPython(a.value);
+    py_args.append(py::make_tuple(v[0], v[1], v[2], TensorsToPython(a.tensors)));
+    arg_ids.append(py::bytes(spec.args(static_cast<int>(py_args.size() - 1)).object_id()));
+  }
+  args.clear();
+  py::list return_ids;
+  for (const auto& id : spec.return_ids()) return_ids.append(py::bytes(id));
+  return py::make_tuple(py_args, arg_ids, return_ids);
+}
+
+template <class Ids>
+std::vector<proto::ObjectValueProto> PyExecutor::StoreResults(const Ids& return_ids,
+                                                              const py::handle& results) {
+  std::vector<proto::ObjectValueProto> out;
+  int i = 0;
+  for (py::handle r : results) {
+    const std::string id = i < static_cast<int>(return_ids.size()) ? std::string(return_ids[i])
+                                                                  : ObjectId::Random().Binary();
+    out.push_back(StoreResult(id, r));
+    ++i;
+  }
+  return out;
 }
 
 std::vector<proto::ObjectValueProto> PyExecutor::Execute(const proto::TaskSpec& spec,
                                                          std::vector<core::ExecArg> args) {
-  std::vector<proto::ObjectValueProto> out;
   py::gil_scoped_acquire gil;
   try {
-    py::list py_args, arg_ids;
-    for (const auto& a : args) {
-      py::tuple v = ValueToPython(a.value);
-      py_args.append(py::make_tuple(v[0], v[1], v[2], TensorsToPython(a.tensors)));
-      arg_ids.append(py::bytes(spec.args(static_cast<int>(py_args.size() - 1)).object_id()));
-    }
-    args.clear();
-    py::list return_ids;
-    for (const auto& id : spec.return_ids()) return_ids.append(py::bytes(id));
-    py::object results = fn_(spec.method(), spec.is_creation(), return_ids, py_args, arg_ids,
-                             spec.tensor_transport(), py::bytes(spec.retry_exceptions()));
-    py_args = py::list();
-    int i = 0;
-    for (py::handle r : results) {
-      const std::string id = i < spec.return_ids_size() ? spec.return_ids(i)
-                                                        : ObjectId::Random().Binary();
-      out.push_back(StoreResult(id, r));
-      ++i;
-    }
+    py::tuple call = CallArgsToPython(spec, args);
+    py::object results =
+        fn_(spec.method(), spec.is_creation(), call[2], call[0], call[1], spec.tensor_transport(),
+            py::bytes(spec.retry_exceptions()), spec.max_concurrency());
+    call = py::tuple();
+    return StoreResults(spec.return_ids(), results);
   } catch (py::error_already_set& e) {
-    std::string message = std::string("internal error in the Python worker: ") + e.what();
-    out.assign(std::max(1, spec.return_ids_size()),
-               core::MakeErrorValue(Status::Internal(message)));
+    return ErrorResults(spec, PythonError(e));
   } catch (std::exception& e) {
-    out.assign(std::max(1, spec.return_ids_size()),
-               core::MakeErrorValue(Status::Internal(std::string("worker error: ") + e.what())));
+    return ErrorResults(spec, Status::Internal(std::string("worker error: ") + e.what()));
   }
-  return out;
+}
+
+void PyExecutor::ExecuteAsync(const proto::TaskSpec& spec, std::vector<core::ExecArg> args,
+                              DoneFn done) {
+  if (spec.is_creation() || !asyncio_.load(std::memory_order_acquire) || fn_async_.is_none()) {
+    done(Execute(spec, std::move(args)));
+    if (spec.is_creation()) asyncio_.store(spec.is_asyncio(), std::memory_order_release);
+    return;
+  }
+  py::gil_scoped_acquire gil;
+  try {
+    py::tuple call = CallArgsToPython(spec, args);
+    std::vector<std::string> ids(spec.return_ids().begin(), spec.return_ids().end());
+    // Called once by the event loop, with the results (or raising: an
+    // internal error of the worker's own code).
+    py::cpp_function finish([this, ids, done](py::object results) {
+      std::vector<proto::ObjectValueProto> out;
+      try {
+        out = StoreResults(ids, results);
+      } catch (py::error_already_set& e) {
+        out.assign(std::max<size_t>(1, ids.size()), core::MakeErrorValue(PythonError(e)));
+      }
+      py::gil_scoped_release release;  // the reply path needs no GIL
+      done(std::move(out));
+    });
+    fn_async_(spec.method(), call[2], call[0], call[1], spec.tensor_transport(),
+              py::bytes(spec.retry_exceptions()), finish);
+  } catch (py::error_already_set& e) {
+    done(ErrorResults(spec, PythonError(e)));
+  } catch (std::exception& e) {
+    done(ErrorResults(spec, Status::Internal(std::string("worker error: ") + e.what())));
+  }
 }
 
 proto::ObjectValueProto PyExecutor::StoreResult(const std::string& return_id,

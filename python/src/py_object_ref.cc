@@ -1,14 +1,27 @@
 #include "py_object_ref.h"
 
+#include <cctype>
+
 #include "py_errors.h"
 
 namespace py = pybind11;
 
 namespace ferry::python {
 
-py::object WrapRef(core::ObjectRef ref, const std::shared_ptr<core::CoreWorker>& core) {
-  return py::cast(std::make_unique<PyObjectRef>(std::move(ref), core));
+py::object WrapRef(core::ObjectRef ref, const std::shared_ptr<core::CoreWorker>& core,
+                   std::string tensor_transport) {
+  return py::cast(std::make_unique<PyObjectRef>(std::move(ref), core, std::move(tensor_transport)));
 }
+
+namespace {
+
+// What ferry._private.refs.rebuild_ref takes to rebuild `r`.
+py::tuple RebuildArgs(const PyObjectRef& r) {
+  return py::make_tuple(py::bytes(r.ref().id.Binary()), r.ref().owner_address,
+                        py::bytes(r.ref().owner_id.Binary()), r.tensor_transport());
+}
+
+}  // namespace
 
 std::vector<core::ObjectRef> RefsFromPython(const py::handle& seq) {
   std::vector<core::ObjectRef> refs;
@@ -37,21 +50,23 @@ void RegisterObjectRef(py::module_& m) {
       .def("__hash__",
            [](const PyObjectRef& r) { return static_cast<py::ssize_t>(r.ref().id.Hash()); })
       .def("__repr__", [](const PyObjectRef& r) { return "ObjectRef(" + r.ref().id.Hex() + ")"; })
-      .def("_rebuild_args",
-           [](const PyObjectRef& r) {
-             // What ferry._private.refs.rebuild_ref takes to rebuild it.
-             return py::make_tuple(py::bytes(r.ref().id.Binary()), r.ref().owner_address,
-                                   py::bytes(r.ref().owner_id.Binary()));
+      .def("tensor_transport",
+           [](const PyObjectRef& r) -> py::object {
+             // Ray's spelling: the upper-case name; None for the object store.
+             const std::string& t = r.tensor_transport();
+             if (t.empty() || t == "object_store") return py::none();
+             std::string upper = t;
+             for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+             return py::str(upper);
            })
+      .def("_rebuild_args", &RebuildArgs)
       .def("__reduce__", [](const PyObjectRef& r) {
         // Pickled outside ferry's serializers (which reduce refs themselves
         // and keep them alive while the value lives): ferry cannot follow
         // this copy, so the object lives as long as this process.
         if (auto core = r.core()) core->PinEscapedRef(r.ref());
         py::object rebuild = py::module_::import("ferry._private.refs").attr("rebuild_ref");
-        return py::make_tuple(rebuild,
-                              py::make_tuple(py::bytes(r.ref().id.Binary()), r.ref().owner_address,
-                                             py::bytes(r.ref().owner_id.Binary())));
+        return py::make_tuple(rebuild, RebuildArgs(r));
       });
 }
 

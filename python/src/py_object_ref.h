@@ -14,8 +14,9 @@ namespace ferry::python {
 
 class PyObjectRef {
  public:
-  PyObjectRef(core::ObjectRef ref, std::weak_ptr<core::CoreWorker> core)
-      : ref_(std::move(ref)), core_(std::move(core)) {}
+  PyObjectRef(core::ObjectRef ref, std::weak_ptr<core::CoreWorker> core,
+              std::string tensor_transport = {})
+      : ref_(std::move(ref)), core_(std::move(core)), transport_(std::move(tensor_transport)) {}
   ~PyObjectRef() {
     if (auto c = core_.lock()) c->RemoveLocalRef(ref_);
   }
@@ -24,14 +25,18 @@ class PyObjectRef {
 
   const core::ObjectRef& ref() const { return ref_; }
   std::shared_ptr<core::CoreWorker> core() const { return core_.lock(); }
+  // The transport of the call that made it ("" or "object_store": none).
+  const std::string& tensor_transport() const { return transport_; }
 
  private:
   core::ObjectRef ref_;
   std::weak_ptr<core::CoreWorker> core_;
+  std::string transport_;
 };
 
 // Wraps `ref`, which must already be counted once for this handle.
-pybind11::object WrapRef(core::ObjectRef ref, const std::shared_ptr<core::CoreWorker>& core);
+pybind11::object WrapRef(core::ObjectRef ref, const std::shared_ptr<core::CoreWorker>& core,
+                         std::string tensor_transport = {});
 // Extracts refs from a Python sequence of ObjectRef (TypeError otherwise).
 std::vector<core::ObjectRef> RefsFromPython(const pybind11::handle& seq);
 

@@ -52,8 +52,11 @@ std::shared_ptr<core::CoreWorker> Core(const PyRuntime& rt) {
 
 py::dict InfoToDict(const proto::ActorInfo& info) {
   py::dict d;
-  static const char* kStates[] = {"PENDING", "ALIVE", "DEAD"};
-  d["state"] = kStates[info.state()];
+  static const char* kStates[] = {"PENDING", "ALIVE", "DEAD", "RESTARTING"};
+  d["state"] = static_cast<size_t>(info.state()) < std::size(kStates) ? kStates[info.state()]
+                                                                       : "UNKNOWN";
+  d["actor_id"] = py::bytes(info.actor_id());
+  d["handle_meta"] = py::bytes(info.handle_meta());
   d["address"] = info.address();
   d["pid"] = info.pid();
   d["death_cause"] = info.death_cause().message();
@@ -89,7 +92,10 @@ std::shared_ptr<PyRuntime> PyRuntime::StartWorker() {
 
 PyRuntime::~PyRuntime() { Shutdown(); }
 
-void PyRuntime::Shutdown() { rt_.Shutdown(); }
+void PyRuntime::Shutdown() {
+  ready_->Close();
+  rt_.Shutdown();
+}
 
 void RegisterRuntime(py::module_& m) {
   py::class_<PyRuntime, std::shared_ptr<PyRuntime>>(m, "Runtime")
@@ -149,6 +155,9 @@ void RegisterRuntime(py::module_& m) {
                c.options.set_max_concurrency(opts["max_concurrency"].cast<int>());
              if (opts.contains("max_restarts") && !opts["max_restarts"].is_none())
                c.options.set_max_restarts(opts["max_restarts"].cast<int>());
+             if (opts.contains("handle_meta"))
+               c.options.set_handle_meta(opts["handle_meta"].cast<std::string>());
+             if (opts.contains("is_asyncio")) c.is_asyncio = opts["is_asyncio"].cast<bool>();
              c.worker_command = worker_command;
              std::vector<py::buffer_info> infos;
              c.args.structure = ToSerialized("pickle5", data, buffers, infos, contained);
@@ -187,7 +196,7 @@ void RegisterRuntime(py::module_& m) {
              }
              py::list result;
              for (auto& ref : ValueOrThrow(std::move(out)))
-               result.append(WrapRef(std::move(ref), core));
+               result.append(WrapRef(std::move(ref), core, call.tensor_transport));
              return py::make_tuple(result, warnings);
            })
       .def(
@@ -289,7 +298,7 @@ void RegisterRuntime(py::module_& m) {
                py::gil_scoped_release release;
                ref = core->PutTensors(v, std::move(tensors), transport);
              }
-             return WrapRef(ValueOrThrow(std::move(ref)), core);
+             return WrapRef(ValueOrThrow(std::move(ref)), core, transport);
            })
       .def("transfer_log",
            [](const PyRuntime& rt) {
@@ -348,9 +357,21 @@ void RegisterRuntime(py::module_& m) {
             return InfoToDict(ValueOrThrow(std::move(info)));
           },
           py::arg("actor_id"), py::arg("wait") = false)
+      .def("get_named_actor_info",
+           [](const PyRuntime& rt, const std::string& name) -> py::object {
+             auto core = Core(rt);
+             StatusOr<proto::ActorInfo> info = Status::Internal("unset");
+             {
+               py::gil_scoped_release release;
+               info = core->GetNamedActorInfo(name,
+                                              Deadline::After(Config::Get().rpc_connect_timeout));
+             }
+             if (!info.ok() && info.status().code() == StatusCode::kNotFound) return py::none();
+             return InfoToDict(ValueOrThrow(std::move(info)));
+           })
       .def("make_ref",
            [](const PyRuntime& rt, const py::bytes& id, const std::string& owner_address,
-              const py::bytes& owner_id) {
+              const py::bytes& owner_id, const std::string& tensor_transport) {
              auto core = Core(rt);
              core::ObjectRef ref;
              ref.id = ValueOrThrow(ObjectId::FromBinary(std::string(id)));
@@ -359,7 +380,22 @@ void RegisterRuntime(py::module_& m) {
              // A ref out of a serialized value: (handle, whether it must be
              // registered with its owner, by register_borrows).
              bool must_register = core->AddDeserializedRef(ref);
-             return py::make_tuple(WrapRef(std::move(ref), core), must_register);
+             return py::make_tuple(WrapRef(std::move(ref), core, tensor_transport),
+                                   must_register);
+           })
+      .def("watch_ready",
+           [](const PyRuntime& rt, const PyObjectRef& ref, uint64_t token) {
+             rt.ready().Watch(*Core(rt), ref.ref(), token);
+           })
+      .def("next_ready",
+           [](const PyRuntime& rt) -> py::object {
+             std::optional<std::vector<uint64_t>> tokens;
+             {
+               py::gil_scoped_release release;
+               tokens = rt.ready().Next();
+             }
+             if (!tokens) return py::none();
+             return py::cast(*tokens);
            })
       .def("register_borrows",
            [](const PyRuntime& rt, const py::list& refs) {
@@ -460,16 +496,20 @@ void RegisterRuntime(py::module_& m) {
              }
              return out;
            })
-      .def("run_worker", [](const PyRuntime& rt, py::object execute) {
-        auto core = Core(rt);
-        auto executor = std::make_unique<PyExecutor>(core.get(), std::move(execute));
+      .def(
+          "run_worker",
+          [](const PyRuntime& rt, py::object execute, py::object execute_async) {
+            auto core = Core(rt);
+            auto executor = std::make_unique<PyExecutor>(core.get(), std::move(execute),
+                                                         std::move(execute_async));
         Status s;
         {
           py::gil_scoped_release release;
           s = core->RunActorWorker(executor.get());
         }
         CheckOk(s);
-      });
+      },
+      py::arg("execute"), py::arg("execute_async") = py::none());
 }
 
 }  // namespace ferry::python

@@ -9,6 +9,7 @@
 
 #include "ferry/cluster/process_runtime.h"
 #include "ferry/core/core_worker.h"
+#include "py_ready.h"
 
 namespace ferry::python {
 
@@ -22,10 +23,12 @@ class PyRuntime {
   const std::shared_ptr<core::CoreWorker>& core() const { return rt_.core; }
   cluster::Head* head() const { return rt_.head.get(); }
   cluster::DriverRuntime& driver() { return rt_; }
+  ReadyNotifier& ready() const { return *ready_; }
 
  private:
   PyRuntime() = default;
   cluster::DriverRuntime rt_;  // a worker's has no head
+  std::shared_ptr<ReadyNotifier> ready_ = std::make_shared<ReadyNotifier>();
 };
 
 void RegisterRuntime(pybind11::module_& m);

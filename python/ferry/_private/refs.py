@@ -15,8 +15,9 @@ from ferry._private import runtime
 _local = threading.local()
 
 
-def rebuild_ref(object_id, owner_address, owner_id):
-    ref, must_register = runtime.current().make_ref(object_id, owner_address, owner_id)
+def rebuild_ref(object_id, owner_address, owner_id, tensor_transport=""):
+    ref, must_register = runtime.current().make_ref(object_id, owner_address, owner_id,
+                                                    tensor_transport)
     if must_register:
         pending = getattr(_local, "pending", None)
         if pending is None:

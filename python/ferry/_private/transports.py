@@ -23,7 +23,8 @@ def normalize(name: str | None) -> str | None:
     if name is None:
         return None
     if not isinstance(name, str) or name.lower() not in TRANSPORTS:
-        raise ValueError(f"unknown tensor_transport {name!r}; valid: {', '.join(NAMES)}")
+        raise ValueError(f"Invalid tensor transport: {name!r}; valid tensor_transport values: "
+                         f"{', '.join(NAMES)}")
     return name.lower()
 
 

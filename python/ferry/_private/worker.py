@@ -3,8 +3,10 @@
 ``execute`` is called by the C++ executor (ferry._core) for every task, with
 the arguments already resolved to (format, data, buffers, tensors) tuples
 and their object ids. It returns one (format, data, buffers, code, message
-[, rdt]) result per return id.
+[, rdt]) result per return id. An asyncio actor's method calls come to
+``execute_async`` instead, which runs them on the actor's event loop.
 """
+import inspect
 import os
 import sys
 import traceback
@@ -15,9 +17,11 @@ import cloudpickle
 
 from ferry import _core
 from ferry._private import refs, runtime, serialization, transports
+from ferry._private.event_loop import ActorEventLoop, is_asyncio_class
 from ferry.exceptions import TASK_ERROR
 
 _actor = None
+_loop = None  # an asyncio actor's event loop
 # The tensors this worker returned as RDT objects, by (object id, index),
 # while user code still holds them: passed back to this actor, an RDT ref
 # yields the very same tensor objects.
@@ -89,26 +93,18 @@ def _arg_value(fmt, data, buffers, tensors, object_id):
     return serialization.loads(data, buffers)
 
 
-def execute(method, is_creation, return_ids, args, arg_ids, tensor_transport,
-            retry_exceptions=b""):
-    global _actor
-    try:
-        _, data, buffers, _ = args[0]
-        if len(args) == 1:
-            payload = serialization.loads_args(data, buffers, [])
-        else:
-            with refs.registering_once():  # refs in every argument: one request per owner
-                deps = [_arg_value(*a, oid) for a, oid in zip(args[1:], arg_ids[1:])]
-                payload = serialization.loads_args(data, buffers, deps)
-        if is_creation:
-            (cls, call_args, call_kwargs), _ = payload
-            _actor = cls(*call_args, **call_kwargs)
-            return []
-        call_args, call_kwargs = payload
-        result = getattr(_actor, method)(*call_args, **call_kwargs)
-    except Exception as exc:  # user code raised: an application error
-        error = _error_result(method, exc, not is_creation and _retryable(exc, retry_exceptions))
-        return [error] * max(1, len(return_ids))
+def _call_payload(args, arg_ids):
+    """The call's (args, kwargs) (for a creation: ((cls, args, kwargs), {}))."""
+    _, data, buffers, _ = args[0]
+    if len(args) == 1:
+        return serialization.loads_args(data, buffers, [])
+    with refs.registering_once():  # refs in every argument: one request per owner
+        deps = [_arg_value(*a, oid) for a, oid in zip(args[1:], arg_ids[1:])]
+        return serialization.loads_args(data, buffers, deps)
+
+
+def _results(method, result, return_ids, tensor_transport):
+    """One result tuple per return id for the method's return value."""
     try:
         n = len(return_ids)
         if n == 1:
@@ -124,6 +120,52 @@ def execute(method, is_creation, return_ids, args, arg_ids, tensor_transport,
         return [_error_result(method, exc)] * n
 
 
+def _errors(method, exc, return_ids, retry_exceptions):
+    error = _error_result(method, exc, _retryable(exc, retry_exceptions))
+    return [error] * max(1, len(return_ids))
+
+
+def execute(method, is_creation, return_ids, args, arg_ids, tensor_transport,
+            retry_exceptions=b"", max_concurrency=1):
+    global _actor, _loop
+    try:
+        payload = _call_payload(args, arg_ids)
+        if is_creation:
+            (cls, call_args, call_kwargs), _ = payload
+            _actor = cls(*call_args, **call_kwargs)
+            if is_asyncio_class(cls):
+                _loop = ActorEventLoop(max_concurrency)
+            return []
+        call_args, call_kwargs = payload
+        result = getattr(_actor, method)(*call_args, **call_kwargs)
+    except Exception as exc:  # user code raised: an application error
+        if is_creation:
+            return [_error_result(method, exc)]
+        return _errors(method, exc, return_ids, retry_exceptions)
+    return _results(method, result, return_ids, tensor_transport)
+
+
+def execute_async(method, return_ids, args, arg_ids, tensor_transport, retry_exceptions, finish):
+    """An asyncio actor's call: decoded here, run on the actor's event loop,
+    which calls ``finish(results)`` once."""
+    try:
+        call_args, call_kwargs = _call_payload(args, arg_ids)
+    except Exception as exc:
+        finish(_errors(method, exc, return_ids, retry_exceptions))
+        return
+
+    async def run():
+        try:
+            result = getattr(_actor, method)(*call_args, **call_kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            return _errors(method, exc, return_ids, retry_exceptions)
+        return _results(method, result, return_ids, tensor_transport)
+
+    _loop.submit(run, finish)
+
+
 def main():
     extra = os.environ.get("FERRY_SYS_PATH")
     if extra:
@@ -132,7 +174,7 @@ def main():
                 sys.path.insert(0, p)
     rt = runtime.start_worker()
     try:
-        rt.run_worker(execute)
+        rt.run_worker(execute, execute_async)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -34,6 +34,7 @@ void Head::HandleCreateActor(const ChannelPtr& channel, std::string_view payload
   actor->info.set_class_name(req.options().class_name());
   actor->info.set_name(req.options().name());
   actor->info.set_max_restarts(req.options().max_restarts());
+  actor->info.set_handle_meta(req.options().handle_meta());
   actor->info.set_worker_id(WorkerId::Random().Binary());
   Placement placement;
   {

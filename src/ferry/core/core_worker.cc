@@ -557,9 +557,13 @@ Status CoreWorker::RunActorWorker(TaskExecutor* executor) {
   if (!registered.ParseFromString(payload))
     return Status::Internal("malformed RegisterWorkerReply");
   const proto::CreateActor& actor = registered.actor();
-  // Bounded: the value arrives in a message (and from user options).
+  // Bounded: the value arrives in a message (and from user options). An
+  // asyncio actor's one executor thread hands calls to its event loop, which
+  // bounds the calls in flight (TaskExecutor::ExecuteAsync).
   constexpr int kMaxConcurrency = 1024;
-  int concurrency = std::clamp(actor.options().max_concurrency(), 1, kMaxConcurrency);
+  int concurrency = actor.creation_task().is_asyncio()
+                        ? 1
+                        : std::clamp(actor.options().max_concurrency(), 1, kMaxConcurrency);
 
   proto::TaskSpec creation = actor.creation_task();
   // Its own caller queue: the creator's method calls start at sequence 0 too.

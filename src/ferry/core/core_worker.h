@@ -121,6 +121,8 @@ struct ActorCreation {
   std::vector<std::string> worker_command;  // argv of the worker process
   std::string language = "python";
   CallArgs args;  // the language's constructor payload (class + args)
+  // The actor's methods run on the language's event loop (TaskSpec.is_asyncio).
+  bool is_asyncio = false;
 };
 
 struct TaskCall {
@@ -178,6 +180,13 @@ class CoreWorker : public ArgumentResolver, public rdt::ActorDirectory {
   StatusOr<proto::ActorInfo> GetActorInfo(const ActorId& actor, bool wait_until_settled,
                                           Deadline deadline) {
     return locator_->GetActorInfo(actor, wait_until_settled, deadline);
+  }
+  // The actor created with options.name `name` (NotFound when none is alive
+  // or starting under that name).
+  StatusOr<proto::ActorInfo> GetNamedActorInfo(const std::string& name, Deadline deadline) {
+    proto::GetActorInfo req;
+    req.set_name(name);
+    return locator_->GetActorInfo(req, deadline);
   }
 
   // --- Objects.

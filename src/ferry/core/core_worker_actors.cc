@@ -78,6 +78,7 @@ StatusOr<ActorId> CoreWorker::CreateActor(const ActorCreation& creation) {
   spec->set_is_creation(true);
   spec->set_language(creation.language);
   spec->set_max_concurrency(std::max(1, creation.options.max_concurrency()));
+  spec->set_is_asyncio(creation.is_asyncio);
   std::vector<ObjectId> temps;
   FERRY_ASSIGN_OR_RETURN(ObjectId structure_id, WriteStructure(creation.args, spec, &temps));
   // The worker may fetch the constructor's arguments whenever it starts:

@@ -8,9 +8,15 @@
 // (spec.is_creation) it builds the actor instance and returns nothing, or one
 // error value if the constructor failed.
 //
+// ExecuteAsync() is what the TaskReceiver calls: an implementation may
+// return before the method finished and call `done` later, from any thread
+// (an asyncio actor's event loop); by default it runs Execute() and calls
+// `done` before returning.
+//
 // Thread contract: called concurrently from up to max_concurrency threads.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -33,6 +39,12 @@ class TaskExecutor {
   // `args[i]` is spec.args(i), resolved and opened for reading.
   virtual std::vector<proto::ObjectValueProto> Execute(const proto::TaskSpec& spec,
                                                        std::vector<ExecArg> args) = 0;
+
+  using DoneFn = std::function<void(std::vector<proto::ObjectValueProto>)>;
+  // `done` is called exactly once with the results Execute() would return.
+  virtual void ExecuteAsync(const proto::TaskSpec& spec, std::vector<ExecArg> args, DoneFn done) {
+    done(Execute(spec, std::move(args)));
+  }
 };
 
 }  // namespace ferry::core

@@ -122,37 +122,43 @@ void TaskReceiver::RunExecutor(TaskExecutor* executor) {
       ready_.pop_front();
       num_ready_.store(ready_.size(), std::memory_order_release);
     }
-    proto::PushTaskReply reply = Execute(executor, *task);
-    if (Status fault = task->spec.is_creation() ? Status::Ok() : InjectFault("task.return");
-        !fault.ok()) {
-      reply = ErrorReply(task->spec, MakeErrorValue(fault));
-    }
-    task->reply(std::move(reply));
+    Execute(executor, task);
   }
 }
 
-proto::PushTaskReply TaskReceiver::Execute(TaskExecutor* executor, Task& task) {
+void TaskReceiver::Execute(TaskExecutor* executor, const std::shared_ptr<Task>& task) {
   // An argument that holds a failure fails the task without running it, so
   // the producer's error reaches every consumer.
-  for (const ValuePtr& arg : task.args) {
-    if (!ValueStatus(*arg).ok()) return ErrorReply(task.spec, *arg);
+  for (const ValuePtr& arg : task->args) {
+    if (!ValueStatus(*arg).ok()) return Reply(*task, ErrorReply(task->spec, *arg));
   }
   std::vector<ExecArg> opened;
-  opened.reserve(task.args.size());
-  for (size_t i = 0; i < task.args.size(); ++i) {
-    auto readable = object::ReadableValue::Open(std::move(task.args[i]));
+  opened.reserve(task->args.size());
+  for (size_t i = 0; i < task->args.size(); ++i) {
+    auto readable = object::ReadableValue::Open(std::move(task->args[i]));
     if (!readable.ok()) {
-      return ErrorReply(task.spec, MakeErrorValue(readable.status().WithContext(
-                                       "could not read an argument of " + task.spec.method())));
+      return Reply(*task, ErrorReply(task->spec, MakeErrorValue(readable.status().WithContext(
+                                                     "could not read an argument of " +
+                                                     task->spec.method()))));
     }
-    opened.push_back(ExecArg{std::move(readable).value(), std::move(task.tensors[i])});
+    opened.push_back(ExecArg{std::move(readable).value(), std::move(task->tensors[i])});
   }
-  task.args.clear();
-  task.tensors.clear();
-  proto::PushTaskReply reply;
-  std::vector<proto::ObjectValueProto> returns = executor->Execute(task.spec, std::move(opened));
-  for (auto& v : returns) *reply.add_returns() = std::move(v);
-  return reply;
+  task->args.clear();
+  task->tensors.clear();
+  executor->ExecuteAsync(task->spec, std::move(opened),
+                         [task](std::vector<proto::ObjectValueProto> returns) {
+                           proto::PushTaskReply reply;
+                           for (auto& v : returns) *reply.add_returns() = std::move(v);
+                           Reply(*task, std::move(reply));
+                         });
+}
+
+void TaskReceiver::Reply(Task& task, proto::PushTaskReply reply) {
+  if (Status fault = task.spec.is_creation() ? Status::Ok() : InjectFault("task.return");
+      !fault.ok()) {
+    reply = ErrorReply(task.spec, MakeErrorValue(fault));
+  }
+  task.reply(std::move(reply));
 }
 
 proto::PushTaskReply TaskReceiver::ErrorReply(const proto::TaskSpec& spec,

@@ -12,7 +12,8 @@
 //
 // Thread contract: thread-safe. Submit() from any thread (normally the io
 // thread); RunExecutor() blocks the calling thread as one executor until
-// Stop(). Reply callbacks run on executor threads, outside any lock.
+// Stop(). Reply callbacks run on executor threads (or, for an asynchronous
+// executor, on the thread that finished the task), outside any lock.
 //
 //   TaskReceiver r(&resolver);
 //   r.Submit(spec, [](proto::PushTaskReply reply) { responder.Reply(reply); });
@@ -74,7 +75,10 @@ class TaskReceiver {
   void OnArgValue(const std::shared_ptr<Task>& task, size_t index, ValuePtr value);
   // Moves every dispatchable task of `caller` to ready_.
   void DispatchLocked(CallerQueue& queue) FERRY_REQUIRES(mu_);
-  static proto::PushTaskReply Execute(TaskExecutor* executor, Task& task);
+  // Runs `task` and replies to it, now or when an asynchronous executor
+  // finishes it.
+  static void Execute(TaskExecutor* executor, const std::shared_ptr<Task>& task);
+  static void Reply(Task& task, proto::PushTaskReply reply);
   static proto::PushTaskReply ErrorReply(const proto::TaskSpec& spec,
                                          const proto::ObjectValueProto& error);
 
