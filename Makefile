@@ -35,7 +35,7 @@ ASAN_ENV     := ASAN_OPTIONS=detect_leaks=1:check_initialization_order=1:strict_
 TSAN_ENV     := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/scripts/tsan-suppressions.txt \
                 UCX_MEM_MALLOC_HOOKS=no UCX_MEM_MMAP_HOOK_MODE=none UCX_MEM_EVENTS=no
 
-.PHONY: all deps build venv test test-cc test-py test-cluster demo bench clean \
+.PHONY: all deps build venv test test-cc test-py test-cluster demo bench bench-ray clean \
         fuzz fuzz-smoke fuzz-build fuzz-corpus fuzz-run test-asan test-tsan
 .PHONY: format format-check
 .PHONY: typecheck
@@ -116,9 +116,29 @@ demo: build
 	  echo "== demo: $(PY) $$ex"; $(PY) $$ex
 
 bench: build
-	@for b in bench/actor_calls.py $$(ls bench/*.py 2>/dev/null | grep -v '^bench/actor_calls.py$$' || true); do \
+	@for b in bench/actor_calls.py $$(ls bench/*.py 2>/dev/null | grep -v -e '^bench/actor_calls.py$$' -e '^bench/ray_baseline.py$$' || true); do \
 	  echo "== bench: $(PY) $$b"; $(PY) $$b; \
 	done
+
+# Ray as a baseline (bench/ray_baseline.py; table in docs/microbenchmarks.md):
+# ferry's actor-call and transfer cells and Ray's, one run. Ray comes from PyPI
+# into its own venv, made from Debian's Python so that it sees the same torch
+# and numpy as $(VENV); pip runs only when the version pinned in
+# $(RAY_REQS) is not there yet. Ray never enters $(VENV). Needs a built
+# ferry in $(VENV) (`make build`); this target does not build.
+RAY_VENV := .venv-ray
+RAY_REQS := bench/ray-requirements.txt
+bench-ray:
+	@if [ ! -x $(RAY_VENV)/bin/python ]; then \
+	  echo "== bench-ray: $(SYS_PYTHON) -m venv --system-site-packages $(RAY_VENV)"; \
+	  $(SYS_PYTHON) -m venv --system-site-packages $(RAY_VENV); \
+	fi
+	@want=$$(sed -n 's/^ray==//p' $(RAY_REQS)); \
+	  have=$$($(RAY_VENV)/bin/python -c 'import importlib.metadata as m; print(m.version("ray"))' 2>/dev/null || true); \
+	  if [ -n "$$want" ] && [ "$$have" = "$$want" ]; then echo "== bench-ray: ray $$have already in $(RAY_VENV)"; \
+	  else echo "== bench-ray: $(RAY_VENV)/bin/pip install -r $(RAY_REQS)"; $(RAY_VENV)/bin/pip install -q -r $(RAY_REQS); fi
+	@echo "== bench-ray: $(PY) bench/ray_baseline.py"
+	@$(PY) bench/ray_baseline.py --ferry-python $(PY) --ray-python $(RAY_VENV)/bin/python
 
 # --- formatting -----------------------------------------------------------------
 

@@ -220,13 +220,12 @@ def bench_dask(p):
 
 # ------------------------------------------------------------------ ferry ----
 
-def bench_ferry(p):
-    import ferry  # may raise: the caller turns that into n/a cells
-    if not hasattr(ferry, "remote"):  # python/ferry exists but the package is not built yet
-        raise ImportError(f"ferry at {list(getattr(ferry, '__path__', []))} has no API yet")
+def bench_runtime(rt, p):
+    """Runs the ferry column's cells through `rt`, a started runtime module with
+    Ray's actor API: `ferry`, or `ray` itself (bench/ray_baseline.py)."""
 
-    @ferry.remote
-    class FerryEcho:
+    @rt.remote
+    class Echo:
         def __init__(self):
             self.arrays = {}
 
@@ -241,36 +240,43 @@ def bench_ferry(p):
             return self.arrays[nbytes]
 
     out = {}
+    a = Echo.remote()
+    for _ in range(p["rtt_warmup"]):
+        rt.get(a.echo.remote(1), timeout=GET_TIMEOUT_S)
+    samples = []
+    for _ in range(p["rtt_calls"]):
+        t0 = time.perf_counter_ns()
+        rt.get(a.echo.remote(1), timeout=GET_TIMEOUT_S)
+        samples.append(time.perf_counter_ns() - t0)
+    out["rtt_us"] = _median_us(samples)
+
+    n = p["tput_calls"]
+    t0 = time.perf_counter()
+    refs = [a.echo.remote(i) for i in range(n)]
+    res = rt.get(refs, timeout=GET_TIMEOUT_S)
+    dt = time.perf_counter() - t0
+    if list(res) != list(range(n)):
+        raise AssertionError(f"{rt.__name__} throughput run returned wrong values or order")
+    del refs, res
+    out["calls_per_s"] = n / dt
+
+    for nbytes in ARRAY_SIZES:
+        rt.get(a.prepare.remote(nbytes), timeout=GET_TIMEOUT_S)
+        out[f"get_{nbytes // MiB}MiB_gbps"] = _time_gets(
+            lambda nbytes=nbytes: rt.get(a.array.remote(nbytes), timeout=GET_TIMEOUT_S),
+            nbytes, p["reps"][nbytes])
+    return out
+
+
+def bench_ferry(p):
+    import ferry  # may raise: the caller turns that into n/a cells
+    if not hasattr(ferry, "remote"):  # python/ferry exists but the package is not built yet
+        raise ImportError(f"ferry at {list(getattr(ferry, '__path__', []))} has no API yet")
     ferry.init()
     try:
-        a = FerryEcho.remote()
-        for _ in range(p["rtt_warmup"]):
-            ferry.get(a.echo.remote(1), timeout=GET_TIMEOUT_S)
-        samples = []
-        for _ in range(p["rtt_calls"]):
-            t0 = time.perf_counter_ns()
-            ferry.get(a.echo.remote(1), timeout=GET_TIMEOUT_S)
-            samples.append(time.perf_counter_ns() - t0)
-        out["rtt_us"] = _median_us(samples)
-
-        n = p["tput_calls"]
-        t0 = time.perf_counter()
-        refs = [a.echo.remote(i) for i in range(n)]
-        res = ferry.get(refs, timeout=GET_TIMEOUT_S)
-        dt = time.perf_counter() - t0
-        if list(res) != list(range(n)):
-            raise AssertionError("ferry throughput run returned wrong values or order")
-        del refs, res
-        out["calls_per_s"] = n / dt
-
-        for nbytes in ARRAY_SIZES:
-            ferry.get(a.prepare.remote(nbytes), timeout=GET_TIMEOUT_S)
-            out[f"get_{nbytes // MiB}MiB_gbps"] = _time_gets(
-                lambda nbytes=nbytes: ferry.get(a.array.remote(nbytes), timeout=GET_TIMEOUT_S),
-                nbytes, p["reps"][nbytes])
+        return bench_runtime(ferry, p)
     finally:
         ferry.shutdown()
-    return out
 
 
 # ----------------------------------------------------------------- report ----

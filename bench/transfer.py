@@ -45,6 +45,7 @@ bench/results/transfer.json and bench/results/transfer.png (copied to docs/trans
 """
 import argparse
 import datetime
+import importlib
 import json
 import os
 import platform
@@ -198,15 +199,28 @@ class TorchPair:
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
-# ------------------------------------------------------------------ ferry ----
+# ------------------------------------------------------ ferry (or Ray) ----
 
-class FerryPair:
-    def __init__(self):
-        import ferry
-        from ferry.experimental.collective import create_collective_group
-        self.ferry = ferry
+def _producing_method(rt, transport):
+    """Producer.produce_<transport>: returns the prepared tensor as an RDT object."""
+    def produce(self, nbytes):
+        return self.t[nbytes]
+    produce.__name__ = produce.__qualname__ = f"produce_{transport}"
+    return rt.method(tensor_transport=transport)(produce)
 
-        @ferry.remote
+
+class ActorPair:
+    """Producer actor A and consumer actor B of `rt`, a started runtime module with
+    Ray's actor API: `ferry`, or `ray` itself (bench/ray_baseline.py). A gets one
+    producing method per transport in `transports` ("object_store" is the plain
+    method); with "gloo" among them, [A, B] form a Gloo collective group.
+    `actor_options` go to `rt.remote` for both classes (Ray needs
+    `enable_tensor_transport=True` on a consumer that receives over a group)."""
+
+    def __init__(self, rt, transports=("object_store", "gloo") + ONE_SIDED, actor_options=None):
+        collective = importlib.import_module(rt.__name__ + ".experimental.collective")
+        self.rt, self.transports, self.group = rt, tuple(transports), None
+
         class Producer:
             def __init__(self):
                 self.t = {}
@@ -218,23 +232,10 @@ class FerryPair:
             def produce(self, nbytes):
                 return self.t[nbytes]
 
-            @ferry.method(tensor_transport="gloo")
-            def produce_gloo(self, nbytes):
-                return self.t[nbytes]
+        for tr in self.transports:
+            if tr != "object_store":
+                setattr(Producer, f"produce_{tr}", _producing_method(rt, tr))
 
-            @ferry.method(tensor_transport="nixl")
-            def produce_nixl(self, nbytes):
-                return self.t[nbytes]
-
-            @ferry.method(tensor_transport="shm")
-            def produce_shm(self, nbytes):
-                return self.t[nbytes]
-
-            @ferry.method(tensor_transport="auto")
-            def produce_auto(self, nbytes):
-                return self.t[nbytes]
-
-        @ferry.remote
         class Consumer:
             def consume(self, t):
                 return t.numel() if torch.is_tensor(t) else t
@@ -242,12 +243,13 @@ class FerryPair:
             def check(self, t):
                 return t.numel(), float(t[0]), float(t[-1])
 
-        ferry.init()
-        self.a, self.b = Producer.remote(), Consumer.remote()
-        self.group = create_collective_group([self.a, self.b], backend="gloo")
+        deco = rt.remote(**actor_options) if actor_options else rt.remote
+        self.a, self.b = deco(Producer).remote(), deco(Consumer).remote()
+        if "gloo" in self.transports:
+            self.group = collective.create_collective_group([self.a, self.b], backend="gloo")
 
     def get(self, ref):
-        return self.ferry.get(ref, timeout=GET_TIMEOUT_S)
+        return self.rt.get(ref, timeout=GET_TIMEOUT_S)
 
     def prepare(self, nbytes, fill):
         assert self.get(self.a.prepare.remote(nbytes, fill)) == nbytes
@@ -255,7 +257,7 @@ class FerryPair:
     def verify(self, nbytes, fill, method):
         n, first, last = self.get(self.b.check.remote(method.remote(nbytes)))
         if n != nbytes // 4 or first != fill or last != fill:
-            raise AssertionError(f"ferry {method}: bytes did not arrive ({n}, {first}, {last} vs {fill})")
+            raise AssertionError(f"{self.rt.__name__} {method}: bytes did not arrive ({n}, {first}, {last} vs {fill})")
 
     def method(self, transport):
         """A's producing method for a transport ("object_store" = the plain one)."""
@@ -327,12 +329,25 @@ class FerryPair:
         return out
 
     def close(self):
-        try:
-            from ferry.experimental.collective import destroy_collective_group
-            destroy_collective_group(self.group)
-        except Exception:
-            pass
-        self.ferry.shutdown()
+        if self.group is not None:
+            try:
+                collective = importlib.import_module(self.rt.__name__ + ".experimental.collective")
+                collective.destroy_collective_group(self.group)
+            except Exception:
+                pass
+
+
+class FerryPair(ActorPair):
+    """The ferry columns: starts ferry, and shuts it down on close."""
+
+    def __init__(self):
+        import ferry
+        ferry.init()
+        super().__init__(ferry)
+
+    def close(self):
+        super().close()
+        self.rt.shutdown()
 
 
 # ----------------------------------------------------------------- report ----
