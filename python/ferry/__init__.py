@@ -17,6 +17,7 @@ from ferry import exceptions, experimental, util
 from ferry._private import futures as _futures
 from ferry._core import ObjectRef
 from ferry.actor import ActorClass, ActorHandle, method
+from ferry.remote_function import RemoteFunction
 from ferry.api import (available_resources, cluster_resources, get, get_actor, get_gpu_ids,
                        init, is_initialized, kill, nodes, put, remote, shutdown, wait)
 
@@ -25,7 +26,7 @@ _futures.install()  # ObjectRef.future(), as_future(), await ref
 __version__ = "0.1.0"
 
 __all__ = [
-    "ActorClass", "ActorHandle", "ObjectRef", "available_resources", "cluster_resources",
+    "ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "available_resources", "cluster_resources",
     "exceptions", "experimental", "get", "get_actor", "get_gpu_ids", "init", "is_initialized", "kill", "method",
     "nodes", "put", "remote", "shutdown", "util", "wait",
 ]

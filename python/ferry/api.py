@@ -12,6 +12,7 @@ from ferry._core import ObjectRef
 from ferry._private import cluster_address, runtime, serialization, transports
 from ferry._private import refs as _refs
 from ferry.actor import ActorClass, ActorHandle, _is_amount, check_resources, handle_from_meta
+from ferry.remote_function import RemoteFunction
 
 if TYPE_CHECKING:
     from ferry._core import NodeInfo
@@ -105,18 +106,25 @@ def is_initialized() -> bool:
 
 
 @overload
-def remote(cls: type, /) -> ActorClass: ...
+def remote(target: type, /) -> ActorClass: ...  # type: ignore[misc]  # a class is callable too
 @overload
-def remote(**options: Any) -> Callable[[type], ActorClass]: ...
+def remote(target: Callable[..., Any], /) -> RemoteFunction: ...
+@overload
+def remote(**options: Any) -> Callable[[Any], Any]: ...
 
 
-def remote(*args: Any, **options: Any) -> ActorClass | Callable[[type], ActorClass]:
-    """``@ferry.remote`` or ``@ferry.remote(num_cpus=..., max_concurrency=...)`` on a class."""
-    def decorate(target: type) -> ActorClass:
-        if not inspect.isclass(target):
-            raise TypeError("ferry.remote supports classes (actors); remote functions are not "
-                            "supported yet")
-        return ActorClass(target, options).options(**options) if options else ActorClass(target, {})
+def remote(*args: Any, **options: Any) -> Any:
+    """``@ferry.remote`` or ``@ferry.remote(option=value, ...)`` on a class
+    (an actor: num_cpus, max_concurrency, ...) or on a function (a remote
+    function: num_returns, num_cpus, max_retries, ...)."""
+    def decorate(target: Any) -> ActorClass | RemoteFunction:
+        if inspect.isclass(target):
+            return (ActorClass(target, options).options(**options) if options
+                    else ActorClass(target, {}))
+        if callable(target):
+            return RemoteFunction(target, options)
+        raise TypeError(f"ferry.remote decorates a class or a function, got "
+                        f"{type(target).__name__}")
     if len(args) == 1 and not options and callable(args[0]):
         return decorate(args[0])
     if args:

@@ -49,7 +49,7 @@ std::vector<proto::ObjectValueProto> PyExecutor::StoreResults(const Ids& return_
   int i = 0;
   for (py::handle r : results) {
     const std::string id = i < static_cast<int>(return_ids.size()) ? std::string(return_ids[i])
-                                                                  : ObjectId::Random().Binary();
+                                                                   : ObjectId::Random().Binary();
     out.push_back(StoreResult(id, r));
     ++i;
   }
@@ -61,9 +61,9 @@ std::vector<proto::ObjectValueProto> PyExecutor::Execute(const proto::TaskSpec& 
   py::gil_scoped_acquire gil;
   try {
     py::tuple call = CallArgsToPython(spec, args);
-    py::object results =
-        fn_(spec.method(), spec.is_creation(), call[2], call[0], call[1], spec.tensor_transport(),
-            py::bytes(spec.retry_exceptions()), spec.max_concurrency());
+    py::object results = fn_(spec.method(), spec.is_creation(), call[2], call[0], call[1],
+                             spec.tensor_transport(), py::bytes(spec.retry_exceptions()),
+                             spec.max_concurrency());
     call = py::tuple();
     return StoreResults(spec.return_ids(), results);
   } catch (py::error_already_set& e) {

@@ -56,7 +56,8 @@ void RegisterObjectRef(py::module_& m) {
              const std::string& t = r.tensor_transport();
              if (t.empty() || t == "object_store") return py::none();
              std::string upper = t;
-             for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+             for (char& c : upper)
+               c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
              return py::str(upper);
            })
       .def("_rebuild_args", &RebuildArgs)

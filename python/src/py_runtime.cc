@@ -54,7 +54,7 @@ py::dict InfoToDict(const proto::ActorInfo& info) {
   py::dict d;
   static const char* kStates[] = {"PENDING", "ALIVE", "DEAD", "RESTARTING"};
   d["state"] = static_cast<size_t>(info.state()) < std::size(kStates) ? kStates[info.state()]
-                                                                       : "UNKNOWN";
+                                                                      : "UNKNOWN";
   d["actor_id"] = py::bytes(info.actor_id());
   d["handle_meta"] = py::bytes(info.handle_meta());
   d["address"] = info.address();
@@ -168,6 +168,41 @@ void RegisterRuntime(py::module_& m) {
                id = core->CreateActor(c);
              }
              return py::bytes(ValueOrThrow(std::move(id)).Binary());
+           })
+      .def("submit_task",
+           [](const PyRuntime& rt, const std::string& function_name, const py::dict& opts,
+              const std::vector<std::string>& worker_command, const py::buffer& data,
+              const py::list& buffers, const py::list& refs, const py::list& contained,
+              int num_returns, int max_retries, const py::bytes& retry_exceptions) {
+             auto core = Core(rt);
+             core::TaskCall call;
+             call.method = function_name;
+             call.num_returns = num_returns;
+             call.max_retries = max_retries;
+             call.retry_exceptions = retry_exceptions;
+             proto::LeaseWorker lease;
+             proto::ActorOptions* options = lease.mutable_options();
+             if (opts.contains("num_cpus") && !opts["num_cpus"].is_none()) {
+               options->set_num_cpus(opts["num_cpus"].cast<double>());
+               options->set_has_num_cpus(true);
+             }
+             if (opts.contains("num_gpus") && !opts["num_gpus"].is_none())
+               options->set_num_gpus(opts["num_gpus"].cast<double>());
+             SetPlacementOptions(opts, options);
+             for (const auto& arg : worker_command) lease.add_worker_command(arg);
+             lease.set_language("python");
+             std::vector<py::buffer_info> infos;
+             call.args.structure = ToSerialized("pickle5", data, buffers, infos, contained);
+             call.args.refs = RefsFromPython(refs);
+             StatusOr<std::vector<core::ObjectRef>> out = Status::Internal("unset");
+             {
+               py::gil_scoped_release release;
+               out = core->SubmitTask(call, std::move(lease));
+             }
+             py::list result;
+             for (auto& ref : ValueOrThrow(std::move(out)))
+               result.append(WrapRef(std::move(ref), core));
+             return result;
            })
       .def("submit",
            [](const PyRuntime& rt, const py::bytes& actor_id, const std::string& method,
@@ -369,24 +404,24 @@ void RegisterRuntime(py::module_& m) {
              if (!info.ok() && info.status().code() == StatusCode::kNotFound) return py::none();
              return InfoToDict(ValueOrThrow(std::move(info)));
            })
-      .def("make_ref",
-           [](const PyRuntime& rt, const py::bytes& id, const std::string& owner_address,
-              const py::bytes& owner_id, const std::string& tensor_transport) {
-             auto core = Core(rt);
-             core::ObjectRef ref;
-             ref.id = ValueOrThrow(ObjectId::FromBinary(std::string(id)));
-             ref.owner_address = owner_address;
-             ref.owner_id = ValueOrThrow(WorkerId::FromBinary(std::string(owner_id)));
-             // A ref out of a serialized value: (handle, whether it must be
-             // registered with its owner, by register_borrows).
-             bool must_register = core->AddDeserializedRef(ref);
-             return py::make_tuple(WrapRef(std::move(ref), core, tensor_transport),
-                                   must_register);
-           })
-      .def("watch_ready",
-           [](const PyRuntime& rt, const PyObjectRef& ref, uint64_t token) {
-             rt.ready().Watch(*Core(rt), ref.ref(), token);
-           })
+      .def(
+          "make_ref",
+          [](const PyRuntime& rt, const py::bytes& id, const std::string& owner_address,
+             const py::bytes& owner_id, const std::string& tensor_transport) {
+            auto core = Core(rt);
+            core::ObjectRef ref;
+            ref.id = ValueOrThrow(ObjectId::FromBinary(std::string(id)));
+            ref.owner_address = owner_address;
+            ref.owner_id = ValueOrThrow(WorkerId::FromBinary(std::string(owner_id)));
+            // A ref out of a serialized value: (handle, whether it must be
+            // registered with its owner, by register_borrows).
+            bool must_register = core->AddDeserializedRef(ref);
+            return py::make_tuple(WrapRef(std::move(ref), core, tensor_transport), must_register);
+          },
+          py::arg("object_id"), py::arg("owner_address"), py::arg("owner_id"),
+          py::arg("tensor_transport") = "")
+      .def("watch_ready", [](const PyRuntime& rt, const PyObjectRef& ref,
+                             uint64_t token) { rt.ready().Watch(*Core(rt), ref.ref(), token); })
       .def("next_ready",
            [](const PyRuntime& rt) -> py::object {
              std::optional<std::vector<uint64_t>> tokens;
@@ -502,14 +537,14 @@ void RegisterRuntime(py::module_& m) {
             auto core = Core(rt);
             auto executor = std::make_unique<PyExecutor>(core.get(), std::move(execute),
                                                          std::move(execute_async));
-        Status s;
-        {
-          py::gil_scoped_release release;
-          s = core->RunActorWorker(executor.get());
-        }
-        CheckOk(s);
-      },
-      py::arg("execute"), py::arg("execute_async") = py::none());
+            Status s;
+            {
+              py::gil_scoped_release release;
+              s = core->RunActorWorker(executor.get());
+            }
+            CheckOk(s);
+          },
+          py::arg("execute"), py::arg("execute_async") = py::none());
 }
 
 }  // namespace ferry::python

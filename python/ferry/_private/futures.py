@@ -90,6 +90,6 @@ def _await(ref: _core.ObjectRef) -> Any:
 
 def install() -> None:
     """Makes ObjectRefs awaitable and gives them ``future()``/``as_future()``."""
-    _core.ObjectRef.future = future  # type: ignore[method-assign]
-    _core.ObjectRef.as_future = as_future  # type: ignore[attr-defined]
-    _core.ObjectRef.__await__ = _await  # type: ignore[method-assign]
+    setattr(_core.ObjectRef, "future", future)
+    setattr(_core.ObjectRef, "as_future", as_future)
+    setattr(_core.ObjectRef, "__await__", _await)

@@ -6,6 +6,7 @@ and their object ids. It returns one (format, data, buffers, code, message
 [, rdt]) result per return id. An asyncio actor's method calls come to
 ``execute_async`` instead, which runs them on the actor's event loop.
 """
+import asyncio
 import inspect
 import os
 import sys
@@ -22,6 +23,7 @@ from ferry.exceptions import TASK_ERROR
 
 _actor = None
 _loop = None  # an asyncio actor's event loop
+_TASK_WORKER = object()  # _actor of a pooled worker
 # The tensors this worker returned as RDT objects, by (object id, index),
 # while user code still holds them: passed back to this actor, an RDT ref
 # yields the very same tensor objects.
@@ -129,7 +131,12 @@ def execute(method, is_creation, return_ids, args, arg_ids, tensor_transport,
             retry_exceptions=b"", max_concurrency=1):
     global _actor, _loop
     try:
+        if is_creation and not args:  # a pooled worker: it runs remote functions
+            _actor = _TASK_WORKER
+            return []
         payload = _call_payload(args, arg_ids)
+        if _actor is _TASK_WORKER:
+            return _run_function(method, payload, return_ids, retry_exceptions)
         if is_creation:
             (cls, call_args, call_kwargs), _ = payload
             _actor = cls(*call_args, **call_kwargs)
@@ -143,6 +150,18 @@ def execute(method, is_creation, return_ids, args, arg_ids, tensor_transport,
             return [_error_result(method, exc)]
         return _errors(method, exc, return_ids, retry_exceptions)
     return _results(method, result, return_ids, tensor_transport)
+
+
+def _run_function(name, payload, return_ids, retry_exceptions):
+    """A remote function's call: ((function, args, kwargs), {})."""
+    (fn, call_args, call_kwargs), _ = payload
+    try:
+        result = fn(*call_args, **call_kwargs)
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+    except Exception as exc:
+        return _errors(name, exc, return_ids, retry_exceptions)
+    return _results(name, result, return_ids, "")
 
 
 def execute_async(method, return_ids, args, arg_ids, tensor_transport, retry_exceptions, finish):

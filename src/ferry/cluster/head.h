@@ -32,6 +32,15 @@
 // connection closed asks GET_ACTOR_INFO with wait_for_change to learn
 // whether the actor restarts or is dead.
 //
+// Remote functions: LEASE_WORKER places a task's resources like an actor's
+// and lends the caller a pooled worker on that node (an actor process with
+// no class, kept between tasks and reused for any caller of the same worker
+// command), starting one when none is idle; the lease waits in a queue
+// while no node has room. RETURN_WORKER gives the resources back and the
+// worker to the pool (at most as many idle workers per node as it has
+// CPUs), or retires it. A holder whose connection closes loses its leases
+// and their workers.
+//
 // Thread contract: handlers run on the io thread; the tables are guarded by
 // mu_ so Shutdown() and the accessors may be called from any thread.
 // Responders and channels are always called outside the lock.
@@ -121,10 +130,31 @@ class Head {
   void HandleGetNodes(rpc::Responder responder);
   void HandleRegisterDriver(const ChannelPtr& channel, std::string_view payload,
                             rpc::Responder responder);
+  // Remote-function tasks (head_leases.cc): pooled workers lent with the
+  // task's resources held on their node.
+  void HandleLeaseWorker(const ChannelPtr& channel, std::string_view payload,
+                         rpc::Responder responder);
+  void HandleReturnWorker(std::string_view payload, rpc::Responder responder);
 
   // Places every queued actor that now fits (in arrival order); fails those
-  // that became infeasible (their node died).
+  // that became infeasible (their node died). Then grants the queued leases
+  // that fit.
   void PlaceQueued();
+  struct Lease;
+  struct PendingLease;
+  // Places `pending` and lends it a worker (an idle pooled one of that node,
+  // else a new one, returned in `*start` for the caller to launch).
+  Placement GrantLocked(PendingLease& pending, proto::LeaseWorkerReply* reply,
+                        std::shared_ptr<Actor>* start) FERRY_REQUIRES(mu_);
+  std::shared_ptr<Actor> NewPooledWorkerLocked(const std::shared_ptr<Node>& node,
+                                               const proto::LeaseWorker& request)
+      FERRY_REQUIRES(mu_);
+  void ServeQueuedLeases();
+  // The holder's connection closed: its leases end and their workers stop.
+  void OnLeaseHolderGone(const rpc::Channel* holder);
+  // Ends `lease` (resources back); the worker is kept for reuse unless
+  // `retire`. Returns a worker to stop, if any.
+  std::shared_ptr<Actor> EndLeaseLocked(const Lease& lease, bool retire) FERRY_REQUIRES(mu_);
   // Chooses a node for `actor` and takes its resources. kPlaced: the caller
   // launches it; kWait: queued; kInfeasible: the caller fails it.
   Placement PlaceLocked(const std::shared_ptr<Actor>& actor) FERRY_REQUIRES(mu_);
@@ -163,6 +193,10 @@ class Head {
   // Ordered by registration: DEFAULT placement packs onto the first.
   std::vector<std::shared_ptr<Node>> nodes_ FERRY_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Actor>> queued_ FERRY_GUARDED_BY(mu_);
+  std::unordered_map<std::string, std::shared_ptr<Lease>> leases_ FERRY_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<PendingLease>> lease_queue_ FERRY_GUARDED_BY(mu_);
+  // Connections holding or asking for leases, watched for their close.
+  std::unordered_map<const rpc::Channel*, bool> lease_holders_ FERRY_GUARDED_BY(mu_);
   // Worker ids of the drivers connected over REGISTER_DRIVER: their actors
   // end with them.
   std::vector<std::string> drivers_ FERRY_GUARDED_BY(mu_);

@@ -228,6 +228,7 @@ void Head::PlaceQueued() {
     OnWorkerExit(actor->info.actor_id(), "never started");
   }
   for (auto& actor : launch) Launch(actor);
+  ServeQueuedLeases();
 }
 
 void Head::OnWorkerExit(const std::string& actor_id, const std::string& description) {

@@ -1,6 +1,7 @@
-// The Head's table rows (an actor, a node) and the helpers its files
-// share. Internal to the Head: head.cc (construction, the key-value table,
-// nodes and drivers) and head_actors.cc (the actor lifecycle).
+// The Head's table rows (an actor, a node, a lease) and the helpers its
+// files share. Internal to the Head: head.cc (construction, the key-value
+// table, nodes and drivers), head_actors.cc (the actor lifecycle) and
+// head_leases.cc (pooled workers for remote functions).
 #pragma once
 
 #include <cmath>
@@ -43,6 +44,22 @@ struct Head::Node {
   Clock::time_point last_heartbeat;
   std::vector<int> free_gpus;
   std::string death_cause;
+  std::vector<std::shared_ptr<Actor>> idle_workers;  // pooled, not lent
+};
+
+struct Head::Lease {
+  std::string id;
+  std::shared_ptr<Node> node;
+  ResourceMap held;
+  std::shared_ptr<Actor> worker;
+  const rpc::Channel* holder = nullptr;  // identity only
+};
+
+struct Head::PendingLease {
+  proto::LeaseWorker request;
+  PlacementRequest placement;
+  const rpc::Channel* holder = nullptr;
+  rpc::Responder responder;
 };
 
 namespace head_internal {

@@ -56,6 +56,7 @@
 #include "ferry/core/actor_submitter.h"
 #include "ferry/core/argument_resolver.h"
 #include "ferry/core/object_ref.h"
+#include "ferry/core/object_resolver.h"
 #include "ferry/core/peer_messenger.h"
 #include "ferry/core/rdt/actor_directory.h"
 #include "ferry/core/rdt/tensor_holder.h"
@@ -63,6 +64,7 @@
 #include "ferry/core/ref_tracker.h"
 #include "ferry/core/task_executor.h"
 #include "ferry/core/task_receiver.h"
+#include "ferry/core/task_submitter.h"
 #include "ferry/object/local_segments.h"
 #include "ferry/object/memory_store.h"
 #include "ferry/object/reference_counter.h"
@@ -174,6 +176,11 @@ class CoreWorker : public ArgumentResolver, public rdt::ActorDirectory {
   // things the user should hear about (e.g. the RDT mutability warning).
   StatusOr<std::vector<ObjectRef>> SubmitActorTask(const ActorId& actor, const TaskCall& call,
                                                    std::vector<std::string>* warnings = nullptr);
+  // --- Remote functions (TaskSubmitter): `call` runs on a worker the Head
+  // lends with `lease`'s resources, once its arguments are ready; its
+  // max_retries re-runs it after its worker died (Ray's default for tasks:
+  // 3). `call.method` names the function for errors. Returns as above.
+  StatusOr<std::vector<ObjectRef>> SubmitTask(const TaskCall& call, proto::LeaseWorker lease);
   // Ends the actor's process; later calls to it fail with kUnavailable.
   // With `no_restart` false, an actor whose max_restarts allows restarts.
   Status KillActor(const ActorId& actor, bool no_restart = true);
@@ -262,6 +269,15 @@ class CoreWorker : public ArgumentResolver, public rdt::ActorDirectory {
   void RegisterHandlers();
   proto::Hello MakeHello() const;
   StatusOr<std::shared_ptr<rpc::Channel>> HeadChannel();
+  // What a submitted call leaves to finish: its return refs (counted once
+  // for the caller), the owned deps counted in flight, the temporaries.
+  struct PreparedCall {
+    std::vector<ObjectRef> returns;
+    std::vector<ObjectId> return_ids, counted, temps;
+  };
+  // Fills `spec` (all but the target and the dependency arguments) and
+  // makes the returns.
+  StatusOr<PreparedCall> PrepareCall(const TaskCall& call, proto::TaskSpec* spec);
   // Writes the argument structure as args[0] under a fresh id, returned;
   // `temp_ids` receives it when something must be freed on completion (a
   // temporary segment, the refs it holds).
@@ -273,6 +289,8 @@ class CoreWorker : public ArgumentResolver, public rdt::ActorDirectory {
   // value when ready and ours (for RDT: with the transfer arranged), else
   // the ref.
   void FillDepArg(const ObjectRef& ref, const ActorId& target, proto::TaskArg* arg);
+  // The TaskSubmitter, its ports wired to this worker's components.
+  std::unique_ptr<TaskSubmitter> MakeTaskSubmitter();
   // Makes the direct-tensor-transport components (Start, once the address
   // is known) and registers their request handlers.
   void StartTensorTransport();
@@ -287,11 +305,9 @@ class CoreWorker : public ArgumentResolver, public rdt::ActorDirectory {
   // The reference counter dropped `id`: forget and free its bytes.
   void OnObjectFreed(const ObjectId& id);
   void FreeValue(const ObjectId& id, const ValuePtr& value);
-  void FetchFromOwner(const proto::ObjectRefProto& ref, std::function<void(ValuePtr)> done);
   void RequestExit(const std::string& why);
 
   // Handlers (io thread).
-  void HandleGetObject(std::string_view payload, rpc::Responder responder);
   void HandleFreeObjects(std::string_view payload);
   void HandleAddBorrowers(const std::shared_ptr<rpc::Channel>& channel, std::string_view payload,
                           rpc::Responder responder);
@@ -318,11 +334,13 @@ class CoreWorker : public ArgumentResolver, public rdt::ActorDirectory {
 
   // Made by Start() (they need the address and the channel cache).
   std::unique_ptr<PeerMessenger> messenger_;
+  std::unique_ptr<ObjectResolver> resolver_;
   std::unique_ptr<rdt::TensorHolder> holder_;
   std::unique_ptr<rdt::TransferOwner> transfer_owner_;
 
   std::unique_ptr<ActorLocator> locator_;
   std::unique_ptr<ActorSubmitter> submitter_;
+  std::unique_ptr<TaskSubmitter> task_submitter_;  // made by Start() (needs the resolver)
   std::unique_ptr<TaskReceiver> receiver_;
 
   Mutex mu_;

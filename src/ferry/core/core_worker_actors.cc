@@ -1,6 +1,6 @@
-// CoreWorker, caller side of actors: creating them, submitting their tasks
-// (arguments, the transfers they need, the replies), and what the Head knows
-// of them. The class and its thread contract: core_worker.h.
+// CoreWorker, caller side of actors and remote functions: creating actors,
+// submitting tasks (arguments, the transfers they need, the replies), and
+// what the Head knows of actors. The class and its thread contract: core_worker.h.
 #include <google/protobuf/message_lite.h>
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 #include "ferry/common/logging.h"
 #include "ferry/core/core_worker.h"
 #include "ferry/core/error_value.h"
+#include "ferry/core/value_gather.h"
 #include "ferry/transport/transport_table.h"
 
 namespace ferry::core {
@@ -108,15 +109,10 @@ StatusOr<ActorId> CoreWorker::CreateActor(const ActorCreation& creation) {
   return actor_id;
 }
 
-StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& actor,
-                                                             const TaskCall& call,
-                                                             std::vector<std::string>* warnings) {
+StatusOr<CoreWorker::PreparedCall> CoreWorker::PrepareCall(const TaskCall& call,
+                                                           proto::TaskSpec* spec) {
   if (call.num_returns < 0) return Status::InvalidArgument("num_returns must be >= 0");
-  FERRY_RETURN_IF_ERROR(transport::CheckTensorTransport(call.tensor_transport));
-  FERRY_RETURN_IF_ERROR(transfer_owner_->CheckSubmission(actor, call.tensor_transport));
-  auto spec = std::make_shared<proto::TaskSpec>();
   spec->set_task_id(TaskId::Random().Binary());
-  spec->set_actor_id(actor.Binary());
   spec->set_caller_id(options_.worker_id.Binary());
   spec->set_caller_address(address_);
   spec->set_caller_host(HostId());
@@ -124,41 +120,119 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
   spec->set_tensor_transport(call.tensor_transport);
   spec->set_max_retries(call.max_retries);
   if (call.max_retries != 0) spec->set_retry_exceptions(call.retry_exceptions);
-  std::vector<ObjectId> counted, temps;
-  FERRY_RETURN_IF_ERROR(CountDeps(call.args.refs, &counted));
-  StatusOr<ObjectId> written = WriteStructure(call.args, spec.get(), &temps);
+  PreparedCall prepared;
+  FERRY_RETURN_IF_ERROR(CountDeps(call.args.refs, &prepared.counted));
+  StatusOr<ObjectId> written = WriteStructure(call.args, spec, &prepared.temps);
   if (!written.ok()) {
-    if (!counted.empty()) refs_->RemoveSubmittedTaskRefs(counted);
+    if (!prepared.counted.empty()) refs_->RemoveSubmittedTaskRefs(prepared.counted);
     return written.status();
   }
   // Borrowed top-level arguments stay borrowed until the task is done (the
   // owned ones are counted as submitted above).
-  if (counted.size() < call.args.refs.size()) {
+  if (prepared.counted.size() < call.args.refs.size()) {
     std::vector<ObjectRef> borrowed;
     for (const ObjectRef& ref : call.args.refs) {
       if (!tracker_->Owns(ref)) borrowed.push_back(ref);
     }
     tracker_->Hold(*written, borrowed);
+    auto& temps = prepared.temps;
     if (std::find(temps.begin(), temps.end(), *written) == temps.end()) temps.push_back(*written);
   }
-  std::vector<ObjectId> rdt_deps = transfer_owner_->NoteUses(call.args.refs, actor, warnings);
-  std::vector<ObjectRef> returns;
-  std::vector<ObjectId> return_ids;
   for (int i = 0; i < call.num_returns; ++i) {
     ObjectRef ref{ObjectId::Random(), address_, options_.worker_id};
     (void)refs_->AddOwnedObject(ref.id);  // fresh random id: never tracked yet
     refs_->AddLocalRef(ref.id);
     spec->add_return_ids(ref.id.Binary());
-    return_ids.push_back(ref.id);
-    returns.push_back(std::move(ref));
+    prepared.return_ids.push_back(ref.id);
+    prepared.returns.push_back(std::move(ref));
   }
+  return prepared;
+}
+
+StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitTask(const TaskCall& call,
+                                                        proto::LeaseWorker lease) {
+  if (!transport::IsObjectStore(call.tensor_transport)) {
+    return Status::InvalidArgument(
+        "tensor_transport is only supported on actor methods; a remote function's returns go "
+        "through the object store");
+  }
+  proto::TaskSpec spec;
+  FERRY_ASSIGN_OR_RETURN(PreparedCall p, PrepareCall(call, &spec));
+  auto transfers = std::make_shared<rdt::TaskTransfers>();
+  task_submitter_->Submit(std::move(spec), call.args.refs, std::move(lease),
+                          [this, ids = p.return_ids, counted = p.counted, temps = p.temps,
+                           transfers](const ActorId& worker, proto::PushTaskReply reply) {
+                            OnTaskDone(worker, ids, counted, temps, transfers, std::move(reply));
+                          });
+  return std::move(p.returns);
+}
+
+std::unique_ptr<TaskSubmitter> CoreWorker::MakeTaskSubmitter() {
+  // Connecting to the Head may block: not on the caller's (io) thread.
+  auto head_call = [this](proto::Method method, auto request,
+                          std::function<void(Status, std::string_view)> reply) {
+    bool posted = background_->Post([this, method, request = std::move(request), reply] {
+      auto head = HeadChannel();
+      if (!head.ok()) return reply(head.status(), {});
+      (*head)->Call(method, request, reply);
+    });
+    if (!posted) reply(Status::Unavailable("ferry is shutting down"), {});
+  };
+  TaskSubmitter::Ports ports;
+  ports.await_deps = [this](const std::vector<ObjectRef>& deps,
+                            std::function<void(ValuePtr)> ready) {
+    auto gather = std::make_shared<ValueGather>(deps.size());
+    auto left = std::make_shared<std::atomic<size_t>>(deps.size());
+    for (size_t i = 0; i < deps.size(); ++i) {
+      resolver_->Resolve(deps[i].ToProto(), [gather, left, i, ready](ValuePtr v) {
+        gather->Set(i, std::move(v));
+        if (left->fetch_sub(1) != 1) return;
+        ValuePtr error;
+        for (const ValuePtr& value : gather->Take()) {
+          if (!error && !ValueStatus(*value).ok()) error = value;
+        }
+        ready(std::move(error));
+      });
+    }
+  };
+  ports.lease = [head_call](const proto::LeaseWorker& req, TaskSubmitter::LeaseReplyFn reply) {
+    head_call(proto::LEASE_WORKER, req, [reply](Status s, std::string_view payload) {
+      proto::LeaseWorkerReply granted;
+      if (s.ok() && !granted.ParseFromArray(payload.data(), int(payload.size())))
+        s = Status::Internal("malformed LeaseWorkerReply");
+      if (!s.ok()) return reply(s.WithContext("leasing a worker from the head"));
+      reply(std::move(granted));
+    });
+  };
+  ports.give_back = [head_call](const proto::ReturnWorker& req) {
+    head_call(proto::RETURN_WORKER, req, [](Status, std::string_view) {});
+  };
+  ports.push = [this](const ActorId& worker, proto::TaskSpec spec,
+                      const std::vector<ObjectRef>& deps, TaskSubmitter::ReplyFn reply) {
+    for (const ObjectRef& ref : deps) FillDepArg(ref, worker, spec.add_args());
+    submitter_->Submit(worker, std::move(spec), std::move(reply));
+  };
+  return std::make_unique<TaskSubmitter>(std::move(ports));
+}
+
+StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& actor,
+                                                             const TaskCall& call,
+                                                             std::vector<std::string>* warnings) {
+  FERRY_RETURN_IF_ERROR(transport::CheckTensorTransport(call.tensor_transport));
+  FERRY_RETURN_IF_ERROR(transfer_owner_->CheckSubmission(actor, call.tensor_transport));
+  auto spec = std::make_shared<proto::TaskSpec>();
+  spec->set_actor_id(actor.Binary());
+  FERRY_ASSIGN_OR_RETURN(PreparedCall prepared, PrepareCall(call, spec.get()));
+  std::vector<ObjectId> rdt_deps = transfer_owner_->NoteUses(call.args.refs, actor, warnings);
+  std::vector<ObjectId> return_ids = std::move(prepared.return_ids);
   if (!transport::IsObjectStore(call.tensor_transport)) {
     transfer_owner_->Track(return_ids, actor, call.tensor_transport);
   }
   // The transfers the task's arguments need (noted before the task is
   // sent): a system error in the task is theirs.
   auto transfers = std::make_shared<rdt::TaskTransfers>();
-  auto done = [this, actor, return_ids, counted, temps, transfers](proto::PushTaskReply reply) {
+  auto done = [this, actor, return_ids, counted = std::move(prepared.counted),
+               temps = std::move(prepared.temps), transfers](proto::PushTaskReply reply) {
     OnTaskDone(actor, return_ids, counted, temps, transfers, std::move(reply));
   };
   auto deps = call.args.refs;
@@ -166,7 +240,7 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
     for (const ObjectRef& ref : deps) FillDepArg(ref, actor, spec->add_args());
     if (!deps.empty()) *transfers = rdt::TaskTransfers::Of(*spec);
     submitter_->Submit(actor, std::move(*spec), std::move(done));
-    return returns;
+    return std::move(prepared.returns);
   }
   // An RDT argument's transfer can only be arranged once its producer has
   // returned (its size and location are known only then): hold this task (its place in the actor's
@@ -185,7 +259,7 @@ StatusOr<std::vector<ObjectRef>> CoreWorker::SubmitActorTask(const ActorId& acto
       if (remaining->fetch_sub(1) == 1) (*shared_finish)();
     });
   }
-  return returns;
+  return std::move(prepared.returns);
 }
 
 void CoreWorker::OnTaskDone(const ActorId& actor, const std::vector<ObjectId>& return_ids,

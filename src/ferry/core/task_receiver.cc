@@ -137,9 +137,9 @@ void TaskReceiver::Execute(TaskExecutor* executor, const std::shared_ptr<Task>& 
   for (size_t i = 0; i < task->args.size(); ++i) {
     auto readable = object::ReadableValue::Open(std::move(task->args[i]));
     if (!readable.ok()) {
-      return Reply(*task, ErrorReply(task->spec, MakeErrorValue(readable.status().WithContext(
-                                                     "could not read an argument of " +
-                                                     task->spec.method()))));
+      return Reply(*task, ErrorReply(task->spec,
+                                     MakeErrorValue(readable.status().WithContext(
+                                         "could not read an argument of " + task->spec.method()))));
     }
     opened.push_back(ExecArg{std::move(readable).value(), std::move(task->tensors[i])});
   }

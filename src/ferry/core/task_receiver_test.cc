@@ -166,6 +166,59 @@ TEST(TaskReceiverTest, StopAnswersQueuedTasksWithErrors) {
   h.WaitReplies(3);
 }
 
+// Finishes every task later, on a thread of its own, as an asyncio actor's
+// event loop does: the executor thread is free again at once.
+class DeferringExecutor : public RecordingExecutor {
+ public:
+  void ExecuteAsync(const proto::TaskSpec& spec, std::vector<ExecArg> args, DoneFn done) override {
+    std::lock_guard<std::mutex> lock(deferred_mu);
+    deferred.emplace_back(Execute(spec, std::move(args)), std::move(done));
+  }
+  // Completes the deferred tasks, newest first, on another thread.
+  void FinishAllInReverse() {
+    std::vector<std::pair<std::vector<proto::ObjectValueProto>, DoneFn>> tasks;
+    {
+      std::lock_guard<std::mutex> lock(deferred_mu);
+      tasks.swap(deferred);
+    }
+    std::thread([&] {
+      for (auto it = tasks.rbegin(); it != tasks.rend(); ++it) it->second(std::move(it->first));
+    }).join();
+  }
+  size_t NumDeferred() {
+    std::lock_guard<std::mutex> lock(deferred_mu);
+    return deferred.size();
+  }
+
+ private:
+  std::mutex deferred_mu;
+  std::vector<std::pair<std::vector<proto::ObjectValueProto>, DoneFn>> deferred;
+};
+
+TEST(TaskReceiverTest, AnAsynchronousExecutorRepliesWhenItFinishesNotWhenItReturns) {
+  Harness h;
+  DeferringExecutor executor;
+  h.receiver.Submit(Spec("c", 0, "first"), h.Reply("first"));
+  h.receiver.Submit(Spec("c", 1, "second"), h.Reply("second"));
+  std::thread t([&] { h.receiver.RunExecutor(&executor); });
+  // One executor thread started both: neither blocked it.
+  for (int i = 0; i < 1000 && executor.NumDeferred() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(executor.NumDeferred(), 2u);
+  {
+    std::lock_guard<std::mutex> lock(h.mu);
+    EXPECT_TRUE(h.replies.empty());
+  }
+  executor.FinishAllInReverse();
+  h.WaitReplies(2);
+  h.receiver.Stop();
+  t.join();
+  EXPECT_EQ(h.replies[0].first, "second");
+  EXPECT_EQ(h.replies[1].first, "first");
+  EXPECT_EQ(h.replies[1].second.returns(0).inline_data(), "first");
+}
+
 proto::TaskSpec RdtSpec(const std::string& method) {
   proto::TaskSpec spec = Spec("c", 0, method);
   proto::TaskArg* arg = spec.add_args();
