@@ -9,6 +9,10 @@ Measures, in one run and on one machine:
 * get N MiB    -- GB/s (1 GB = 1e9 bytes) of fetching a numpy array that an actor method
                   returns from a buffer it preallocated and touched (sender buffers warm;
                   the receiving side allocates as each system does by default). Median of reps.
+* tasks        -- remote functions on pooled workers (ferry's column only; bench/ray_baseline.py
+                  runs the same cells through Ray): round trip of `ferry.get(f.remote(1))`,
+                  tasks/s of 2 000 tasks submitted then fetched, and the chained
+                  `ferry.get(g.remote(f.remote(1)))`.
 
 Baselines (same run): a `multiprocessing.Pipe` echo between two Python processes
 (arrays pickled through the pipe), and Dask distributed actors on
@@ -49,12 +53,15 @@ TARGET_256_GBPS = 3.0
 
 
 def _params(quick):
+    # Tasks: a Ray task takes a few ms here (twice that chained): ~20 s for Ray's task cells.
     if quick:
         return dict(rtt_calls=2000, rtt_warmup=200, tput_calls=10_000, dask_rtt_calls=300,
-                    dask_tput_calls=2000, reps={1 * MiB: 10, 16 * MiB: 5, 256 * MiB: 3})
+                    dask_tput_calls=2000, task_calls=300, task_warmup=100, task_tput=2000,
+                    reps={1 * MiB: 10, 16 * MiB: 5, 256 * MiB: 3})
     # Dask runs a few hundred calls/s: 3 000 calls keep its throughput run under 20 s.
     return dict(rtt_calls=5000, rtt_warmup=500, tput_calls=10_000, dask_rtt_calls=1000,
-                dask_tput_calls=3000, reps={1 * MiB: 30, 16 * MiB: 10, 256 * MiB: 5})
+                dask_tput_calls=3000, task_calls=1000, task_warmup=200, task_tput=2000,
+                reps={1 * MiB: 30, 16 * MiB: 10, 256 * MiB: 5})
 
 
 def _median_us(samples_ns):
@@ -268,13 +275,79 @@ def bench_runtime(rt, p):
     return out
 
 
+# The task functions live at module level so that workers import them by reference.
+
+def _task_echo(x):
+    return x
+
+
+def _task_add_one(x):
+    return x + 1
+
+
+def _task_pid():
+    return os.getpid()
+
+
+def bench_tasks(rt, p):
+    """Runs the remote-function cells through `rt`, a started runtime module with
+    Ray's task API: `ferry`, or `ray` itself (bench/ray_baseline.py)."""
+    # Run as a script this file is __main__, and cloudpickle copies a function of
+    # __main__ by value into every task; the module's copy goes by reference (bench/
+    # is on the workers' path), as it does when bench/ray_baseline.py imports this file.
+    import actor_calls as mod
+    echo, add_one, pid = (rt.remote(fn) for fn in (mod._task_echo, mod._task_add_one,
+                                                      mod._task_pid))
+    n = p["task_tput"]
+
+    def burst():
+        t0 = time.perf_counter()
+        refs = [echo.remote(i) for i in range(n)]
+        res = rt.get(refs, timeout=GET_TIMEOUT_S)
+        dt = time.perf_counter() - t0
+        if list(res) != list(range(n)):
+            raise AssertionError(f"{rt.__name__} task throughput run returned wrong values")
+        return dt
+
+    def median_us(call, want):
+        samples = []
+        for _ in range(p["task_calls"]):
+            t0 = time.perf_counter_ns()
+            got = call()
+            samples.append(time.perf_counter_ns() - t0)
+            if got != want:
+                raise AssertionError(f"{rt.__name__} task returned {got!r}, not {want!r}")
+        return _median_us(samples)
+
+    # Warm-up: an untimed burst lets each runtime start the pooled workers it uses for one
+    # (one per CPU it offers, at most), then sequential calls of both functions.
+    burst()
+    for _ in range(p["task_warmup"]):
+        rt.get(add_one.remote(echo.remote(1)), timeout=GET_TIMEOUT_S)
+    out = {}
+    out["task_rtt_us"] = median_us(lambda: rt.get(echo.remote(1), timeout=GET_TIMEOUT_S), 1)
+    out["tasks_per_s"] = n / burst()
+    out["task_chain_us"] = median_us(
+        lambda: rt.get(add_one.remote(echo.remote(1)), timeout=GET_TIMEOUT_S), 2)
+    # Not timed: how many worker processes ran a burst of 200 tasks.
+    out["task_workers"] = len(set(rt.get([pid.remote() for _ in range(200)],
+                                         timeout=GET_TIMEOUT_S)))
+    return out
+
+
 def bench_ferry(p):
     import ferry  # may raise: the caller turns that into n/a cells
     if not hasattr(ferry, "remote"):  # python/ferry exists but the package is not built yet
         raise ImportError(f"ferry at {list(getattr(ferry, '__path__', []))} has no API yet")
     ferry.init()
     try:
-        return bench_runtime(ferry, p)
+        out = bench_runtime(ferry, p)
+        try:
+            out.update(bench_tasks(ferry, p))
+        except Exception as e:  # the task rows read n/a; the actor rows stay
+            out["tasks_error"] = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+            traceback.print_exc()
+        return out
     finally:
         ferry.shutdown()
 
@@ -303,6 +376,11 @@ def report(results, errors, params, quick, out_path):
     header = ("metric", "ferry", "mp.Pipe", "dask", "target")
     table = [header] + [(label, _fmt(f.get(k), kind), _fmt(pi.get(k), kind), _fmt(d.get(k), kind), tgt)
                         for label, k, kind, tgt in rows]
+    # Remote functions: ferry's figures only (Ray's are in bench/ray_baseline.py).
+    for label, k, kind in (("task round trip (median)", "task_rtt_us", "us"),
+                           (f"task throughput ({params['task_tput']:,} tasks)", "tasks_per_s", "rate"),
+                           ("chained task, ref argument (median)", "task_chain_us", "us")):
+        table.append((label, _fmt(f.get(k), kind), "—", "—", "—"))
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
     print()
@@ -327,8 +405,12 @@ def report(results, errors, params, quick, out_path):
         print(f"Dask throughput measured over {d['tput_calls']:,} calls (slow baseline).")
     for k, ok in targets.items():
         print(f"target {k}: {'met' if ok else 'MISSED'}")
+    if f.get("task_workers"):
+        print(f"A burst of 200 ferry tasks ran on {f['task_workers']} pooled worker processes.")
     for k, e in errors.items():
         print(f"{k}: n/a ({e})")
+    if f.get("tasks_error"):
+        print(f"ferry tasks: n/a ({f['tasks_error']})")
 
     doc = {
         "meta": {
@@ -338,7 +420,9 @@ def report(results, errors, params, quick, out_path):
             "reps": {f"{k // MiB}MiB": v for k, v in params["reps"].items()},
             "buffers": "producer warm (preallocated, touched); receiver allocates per get",
             "units": {"rtt_us": "median microseconds", "calls_per_s": "calls per second",
-                      "get_*_gbps": "median GB/s, 1 GB = 1e9 bytes"},
+                      "get_*_gbps": "median GB/s, 1 GB = 1e9 bytes",
+                      "task_rtt_us, task_chain_us": "median microseconds",
+                      "tasks_per_s": "tasks per second"},
         },
         "results": {"ferry": f or None, "mp_pipe": pi or None, "dask": d or None},
         "targets": {"rtt_us_max": TARGET_RTT_US, "rtt_vs_dask_min": TARGET_RTT_VS_DASK,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Ray as a baseline: the actor-call and transfer cells through ferry and through Ray, one run.
+"""Ray as a baseline: the actor-call, task and transfer cells through ferry and through Ray, one run.
 
 The driver (`make bench-ray` runs it with .venv's Python) starts three children, one
 after the other, so that neither runtime's background processes load the other's
@@ -12,10 +12,14 @@ measurement:
   opt-in that moves a CPU tensor like a numpy array instead of through torch's pickling
 
 Each child runs the same cell definitions with its runtime module, which has Ray's
-actor API in both cases:
+actor and task API in both cases:
 
 * actor calls -- `actor_calls.bench_runtime(rt, params)`: sync call RTT, async
   throughput, get of a 1/16/256 MiB numpy array (bench/actor_calls.py's ferry column).
+* tasks       -- `actor_calls.bench_tasks(rt, params)`: `rt.remote` on trivial functions of
+  actor_calls (workers import them by reference); round trip of `rt.get(f.remote(1))`,
+  tasks/s of 2 000 tasks submitted then fetched together, and the chained
+  `rt.get(g.remote(f.remote(1)))`, after an untimed burst that starts the pooled workers.
 * transfers   -- `transfer.ActorPair(rt, ...)`: actor A's method returns a preallocated
   float32 tensor, actor B's `consume(t)` returns `t.numel()`; the driver times
   `rt.get(B.consume.remote(A.produce.remote(n)))` end to end, for
@@ -36,7 +40,7 @@ child or any ferry cell fails. The driver prints one table (cell | ferry | Ray |
 ratio, where ratio > 1 means ferry is faster) and writes bench/results/ray_baseline.json.
 
     make bench-ray                                   # makes .venv-ray, then runs this
-    .venv/bin/python bench/ray_baseline.py           # full run, ~2-3 minutes on 2 cores
+    .venv/bin/python bench/ray_baseline.py           # full run, ~3 minutes on 2 cores
     .venv/bin/python bench/ray_baseline.py --quick   # fewer calls and reps, ~1 minute
 """
 import argparse
@@ -58,7 +62,7 @@ ROOT = os.path.dirname(HERE)
 MiB = 1 << 20
 RAY_INIT = dict(num_cpus=8, include_dashboard=False, object_store_memory=2 << 30)
 CHILD_TIMEOUT_S = 900
-ALL_CELLS = ("calls", "object_store", "gloo")
+ALL_CELLS = ("calls", "tasks", "object_store", "gloo")
 # Ray pickles a CPU tensor with torch's reducer (torch.save into bytes: several copies) unless
 # this opt-in is set; then it travels like a numpy array (zero-copy out of the store).
 ZERO_COPY_ENV = {"RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": "1"}
@@ -144,7 +148,15 @@ def run_child(runtime, cells, quick, out_path):
                 errors["calls"] = _err(e)
                 traceback.print_exc()
             print(f"  {runtime} actor calls took {time.perf_counter() - t0:.1f}s", flush=True)
-        transports = [c for c in cells if c != "calls"]
+        if "tasks" in cells:
+            t0 = time.perf_counter()
+            try:
+                results["tasks"] = actor_calls.bench_tasks(rt, actor_calls._params(quick))
+            except Exception as e:
+                errors["tasks"] = _err(e)
+                traceback.print_exc()
+            print(f"  {runtime} tasks took {time.perf_counter() - t0:.1f}s", flush=True)
+        transports = [c for c in cells if c not in ("calls", "tasks")]
         if transports:
             t0 = time.perf_counter()
             results["transfer"] = _transfer_cells(rt, transports, quick, errors)
@@ -162,7 +174,7 @@ def _run(python, name, runtime, cells, extra_env, quick, tmpdir):
     out_path = os.path.join(tmpdir, f"{name}.json")
     cmd = [python, os.path.abspath(__file__), "--runtime", runtime, "--cells", ",".join(cells),
            "--out", out_path] + (["--quick"] if quick else [])
-    # The actors unpickle functions of actor_calls and transfer by reference: their
+    # Actors and tasks unpickle functions of actor_calls and transfer by reference: their
     # worker processes inherit this path.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [HERE] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]), **extra_env)
@@ -195,13 +207,17 @@ def _rows(ferry, ray, ray_zero_copy, quick):
     """(label, ferry text, Ray text, ratio text); ratio > 1: ferry is faster."""
     rows = []
     fc, rc = ((d or {}).get("results", {}).get("calls", {}) for d in (ferry, ray))
-    n_calls = actor_calls._params(quick)["tput_calls"]
-    calls = [("sync call RTT", "rtt_us", "us"),
-             (f"async throughput ({n_calls:,} calls)", "calls_per_s", "rate")]
-    calls += [(f"get {n // MiB} MiB numpy array", f"get_{n // MiB}MiB_gbps", "gbps")
+    ftk, rtk = ((d or {}).get("results", {}).get("tasks", {}) for d in (ferry, ray))
+    p = actor_calls._params(quick)
+    calls = [("sync call RTT", "rtt_us", "us", fc, rc),
+             (f"async throughput ({p['tput_calls']:,} calls)", "calls_per_s", "rate", fc, rc)]
+    calls += [(f"get {n // MiB} MiB numpy array", f"get_{n // MiB}MiB_gbps", "gbps", fc, rc)
               for n in actor_calls.ARRAY_SIZES]
-    for label, key, kind in calls:
-        f, r = fc.get(key), rc.get(key)
+    calls += [("task round trip", "task_rtt_us", "us", ftk, rtk),
+              (f"task throughput ({p['task_tput']:,} tasks)", "tasks_per_s", "rate", ftk, rtk),
+              ("chained task (ref argument)", "task_chain_us", "us", ftk, rtk)]
+    for label, key, kind, fd, rd in calls:
+        f, r = fd.get(key), rd.get(key)
         ratio = None if f is None or r is None else (r / f if kind == "us" else f / r)
         rows.append((label, _fmt_cell(kind, f), _fmt_cell(kind, r), ratio))
     ft, rt, zt = ((d or {}).get("results", {}).get("transfer", {})
@@ -256,6 +272,11 @@ def run_driver(args):
           "rt.get(B.consume.remote(A.produce.remote(n))).")
     print(f"Ray zero-copy tensors: {' '.join(f'{k}={v}' for k, v in ZERO_COPY_ENV.items())} "
           "(Ray's opt-in; off by default), object store cells only.")
+    workers = [(name, (data[name] or {}).get("results", {}).get("tasks", {}).get("task_workers"))
+               for name in ("ferry", "ray")]
+    if all(n for _, n in workers):
+        print("Tasks: a burst of 200 ran on " + " and ".join(
+            f"{n} {name} worker processes" for name, n in workers) + ".")
     for name, *_ in children:
         for cell, e in ((data[name] or {}).get("errors", {}) or {}).items():
             print(f"{name} {cell}: n/a ({e})")
