@@ -26,7 +26,7 @@ FUZZ_TARGETS := frame_decoder_fuzz control_message_fuzz value_layout_fuzz
 # Python test files test-asan leaves out: RSS bounds do not hold with ASan's
 # quarantine, and the guide examples are found by their path in the checkout.
 # cluster/ runs its own daemons with the uninstrumented build (make test-cluster).
-ASAN_PYTEST_SKIP ?= test_leaks.py test_guide_examples.py cluster
+ASAN_PYTEST_SKIP ?= test_leaks.py test_guide_examples.py test_ray_api_examples.py cluster
 ASAN_ENV     := ASAN_OPTIONS=detect_leaks=1:check_initialization_order=1:strict_string_checks=1 \
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # UCX's memory hooks (libucm patches malloc/mmap when libucp loads) crash

@@ -2,6 +2,7 @@
 workers by name, so they live in a module of their own)."""
 import asyncio
 import os
+import time
 
 import ferry
 
@@ -69,10 +70,14 @@ def raise_until(path, attempts):
 
 
 @ferry.remote
-def hold(signal):
-    """Runs until `signal` is sent (async_actors.Signal)."""
-    ferry.get(signal.arrive.remote(), timeout=60)
-    ferry.get(signal.wait.remote(), timeout=60)
+def hold(path):
+    """Holds its CPU (never waiting in ferry.get, which would lend it out)
+    until the file `path` exists; notes its start in `path`.started."""
+    with open(path + ".started", "a") as f:
+        f.write(f"{os.getpid()}\n")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.005)
     return os.getpid()
 
 
@@ -88,3 +93,11 @@ class Caller:
 
     def add_via_task(self, a, b):
         return ferry.get(add.remote(a, b), timeout=60)
+
+
+@ferry.remote
+def depth(n):
+    """Recursion through tasks: each level waits in get for the next."""
+    if n == 0:
+        return 0
+    return 1 + ferry.get(depth.remote(n - 1), timeout=60)

@@ -55,22 +55,35 @@ def test_workers_are_pooled_not_started_per_call(ferry, rf):
     assert os.getpid() not in many
 
 
-def test_tasks_beyond_the_cpus_wait_for_a_free_one(ferry, rf):
-    import async_actors
-    signal = async_actors.Signal.remote()
-    held = [rf.hold.options(num_cpus=2).remote(signal) for _ in range(3)]
-    assert wait_for(lambda: ferry.get(signal.arrivals.remote(), timeout=TIMEOUT) == 2, TIMEOUT)
+def test_tasks_beyond_the_cpus_wait_for_a_free_one(ferry, rf, tmp_path):
+    release = str(tmp_path / "release")
+
+    def started():
+        try:
+            with open(release + ".started") as f:
+                return len(f.read().split())
+        except FileNotFoundError:
+            return 0
+
+    held = [rf.hold.options(num_cpus=2).remote(release) for _ in range(3)]
+    assert wait_for(lambda: started() == 2, TIMEOUT)
     ready, _ = ferry.wait(held, num_returns=1, timeout=0.3)
-    assert ready == [] and ferry.get(signal.arrivals.remote(), timeout=TIMEOUT) == 2, \
-        "two tasks of 2 CPUs fill 4 CPUs; the third waits"
-    ferry.get(signal.send.remote(), timeout=TIMEOUT)
+    assert ready == [] and started() == 2, "two tasks of 2 CPUs fill 4 CPUs; the third waits"
+    open(release, "w").close()
     assert len(ferry.get(held, timeout=TIMEOUT)) == 3
+    assert started() == 3
 
 
 def test_nested_calls_from_tasks_and_actors(ferry, rf):
     assert ferry.get(rf.fan_out.remote(5), timeout=TIMEOUT) == 20
     caller = rf.Caller.remote()
     assert ferry.get(caller.add_via_task.remote(2, 3), timeout=TIMEOUT) == 5
+
+
+def test_a_task_waiting_in_get_lends_its_cpu_to_the_tasks_it_waits_for(ferry, rf):
+    # Six levels of tasks, each waiting for the next, on 4 CPUs: the waiting
+    # ones must give their CPU back (as in Ray), or the fifth never starts.
+    assert ferry.get(rf.depth.remote(CPUS + 2), timeout=TIMEOUT) == CPUS + 2
 
 
 def test_an_exception_reaches_the_caller_with_its_type(ferry, rf):

@@ -59,6 +59,10 @@ Head::Head(rpc::IoLoop& loop, rpc::Dispatcher& dispatcher, HeadOptions options)
   dispatcher.Register(proto::REGISTER_DRIVER, bind_channel(&Head::HandleRegisterDriver));
   dispatcher.Register(proto::LEASE_WORKER, bind_channel(&Head::HandleLeaseWorker));
   dispatcher.Register(proto::RETURN_WORKER, bind(&Head::HandleReturnWorker));
+  dispatcher.Register(proto::LEASE_BLOCKED,
+                      [this](const ChannelPtr&, std::string_view payload, rpc::Responder) {
+                        HandleLeaseBlocked(payload);
+                      });
   dispatcher.Register(proto::NODE_HEARTBEAT, [this](const ChannelPtr&, std::string_view payload,
                                                     rpc::Responder) { HandleHeartbeat(payload); });
   dispatcher.Register(proto::WORKER_EXITED,

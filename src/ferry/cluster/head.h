@@ -39,7 +39,8 @@
 // while no node has room. RETURN_WORKER gives the resources back and the
 // worker to the pool (at most as many idle workers per node as it has
 // CPUs), or retires it. A holder whose connection closes loses its leases
-// and their workers.
+// and their workers. While a lent task waits in get (LEASE_BLOCKED), its
+// lease's resources are free for others, as in Ray.
 //
 // Thread contract: handlers run on the io thread; the tables are guarded by
 // mu_ so Shutdown() and the accessors may be called from any thread.
@@ -52,6 +53,7 @@
 //   head.Shutdown();  // kills and reaps every local worker
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -135,6 +137,7 @@ class Head {
   void HandleLeaseWorker(const ChannelPtr& channel, std::string_view payload,
                          rpc::Responder responder);
   void HandleReturnWorker(std::string_view payload, rpc::Responder responder);
+  void HandleLeaseBlocked(std::string_view payload);
 
   // Places every queued actor that now fits (in arrival order); fails those
   // that became infeasible (their node died). Then grants the queued leases
@@ -194,7 +197,11 @@ class Head {
   std::vector<std::shared_ptr<Node>> nodes_ FERRY_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Actor>> queued_ FERRY_GUARDED_BY(mu_);
   std::unordered_map<std::string, std::shared_ptr<Lease>> leases_ FERRY_GUARDED_BY(mu_);
-  std::vector<std::shared_ptr<PendingLease>> lease_queue_ FERRY_GUARDED_BY(mu_);
+  // Leases waiting for room, in arrival order per shape (resources and
+  // strategy): when one cannot be placed, neither can those behind it, so
+  // a pass costs one placement per shape, not one per waiting task.
+  std::map<std::string, std::deque<std::shared_ptr<PendingLease>>> lease_queues_
+      FERRY_GUARDED_BY(mu_);
   // Connections holding or asking for leases, watched for their close.
   std::unordered_map<const rpc::Channel*, bool> lease_holders_ FERRY_GUARDED_BY(mu_);
   // Worker ids of the drivers connected over REGISTER_DRIVER: their actors

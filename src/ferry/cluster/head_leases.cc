@@ -26,6 +26,12 @@ PlacementRequest TaskRequest(proto::ActorOptions options) {
 }
 
 // Idle pooled workers a node keeps: one per CPU.
+// Leases of one shape are placed alike: the key of their queue.
+std::string ShapeKey(const PlacementRequest& request) {
+  return Describe(request.to_place) + "|" + Describe(request.to_hold) + "|" +
+         request.strategy.SerializeAsString();
+}
+
 size_t MaxIdle(const NodeView& node) {
   auto cpus = node.total.find(kCpu);
   return std::max<size_t>(1, cpus == node.total.end() ? 1 : static_cast<size_t>(cpus->second));
@@ -51,10 +57,17 @@ void Head::HandleLeaseWorker(const ChannelPtr& channel, std::string_view payload
       return;
     }
     if (channel) watch = lease_holders_.emplace(channel.get(), true).second;
-    placement = GrantLocked(*pending, &reply, &start);
+    // Behind the leases of its shape that wait already (first come, first
+    // served), else placed now.
+    auto waiting = lease_queues_.find(ShapeKey(pending->placement));
+    if (waiting != lease_queues_.end()) {
+      placement.decision = Placement::kWait;
+    } else {
+      placement = GrantLocked(*pending, &reply, &start);
+    }
     if (placement.decision == Placement::kWait) {
       pending->responder = std::move(responder);
-      lease_queue_.push_back(pending);
+      lease_queues_[ShapeKey(pending->placement)].push_back(pending);
     }
   }
   if (watch) {
@@ -152,9 +165,29 @@ void Head::HandleReturnWorker(std::string_view payload, rpc::Responder responder
   PlaceQueued();
 }
 
+void Head::HandleLeaseBlocked(std::string_view payload) {
+  proto::LeaseBlocked msg;
+  if (!msg.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
+  {
+    MutexLock lock(mu_);
+    auto it = leases_.find(msg.lease_id());
+    if (it == leases_.end() || it->second->blocked == msg.blocked()) return;
+    Lease& lease = *it->second;
+    lease.blocked = msg.blocked();
+    if (!lease.node->view.alive) return;
+    if (lease.blocked) {
+      Add(lease.node->view.available, lease.held);
+    } else {
+      Subtract(lease.node->view.available, lease.held);  // may oversubscribe for a while
+      return;
+    }
+  }
+  PlaceQueued();
+}
+
 std::shared_ptr<Head::Actor> Head::EndLeaseLocked(const Lease& lease, bool retire) {
   Node& node = *lease.node;
-  if (node.view.alive) Add(node.view.available, lease.held);
+  if (node.view.alive && !lease.blocked) Add(node.view.available, lease.held);
   const std::shared_ptr<Actor>& worker = lease.worker;
   if (worker->info.state() == proto::ActorInfo::DEAD) return nullptr;
   if (!retire && node.view.alive && node.idle_workers.size() < MaxIdle(node.view)) {
@@ -170,21 +203,23 @@ void Head::ServeQueuedLeases() {
   std::vector<std::shared_ptr<Actor>> start;
   {
     MutexLock lock(mu_);
-    std::vector<std::shared_ptr<PendingLease>> still;
-    for (auto& pending : lease_queue_) {
-      proto::LeaseWorkerReply reply;
-      std::shared_ptr<Actor> worker;
-      Placement p = GrantLocked(*pending, &reply, &worker);
-      if (worker) start.push_back(worker);
-      if (p.decision == Placement::kPlaced) {
-        granted.emplace_back(pending, std::move(reply));
-      } else if (p.decision == Placement::kInfeasible) {
-        failed.emplace_back(pending, p.reason);
-      } else {
-        still.push_back(pending);
+    for (auto it = lease_queues_.begin(); it != lease_queues_.end();) {
+      auto& queue = it->second;
+      while (!queue.empty()) {
+        proto::LeaseWorkerReply reply;
+        std::shared_ptr<Actor> worker;
+        Placement p = GrantLocked(*queue.front(), &reply, &worker);
+        if (p.decision == Placement::kWait) break;  // so do the rest of this shape
+        if (worker) start.push_back(worker);
+        if (p.decision == Placement::kPlaced) {
+          granted.emplace_back(queue.front(), std::move(reply));
+        } else {
+          failed.emplace_back(queue.front(), p.reason);
+        }
+        queue.pop_front();
       }
+      it = queue.empty() ? lease_queues_.erase(it) : std::next(it);
     }
-    lease_queue_.swap(still);
   }
   for (auto& worker : start) {
     StartTimers(worker);
@@ -210,7 +245,10 @@ void Head::OnLeaseHolderGone(const rpc::Channel* holder) {
       if (auto worker = EndLeaseLocked(*it->second, /*retire=*/true)) stop.push_back(worker);
       it = leases_.erase(it);
     }
-    std::erase_if(lease_queue_, [holder](const auto& p) { return p->holder == holder; });
+    for (auto it = lease_queues_.begin(); it != lease_queues_.end();) {
+      std::erase_if(it->second, [holder](const auto& p) { return p->holder == holder; });
+      it = it->second.empty() ? lease_queues_.erase(it) : std::next(it);
+    }
   }
   for (auto& worker : stop) StopWorker(worker);
   if (!stop.empty()) PlaceQueued();

@@ -53,6 +53,7 @@ struct Head::Lease {
   ResourceMap held;
   std::shared_ptr<Actor> worker;
   const rpc::Channel* holder = nullptr;  // identity only
+  bool blocked = false;                  // its task waits in get: `held` is free
 };
 
 struct Head::PendingLease {

@@ -51,7 +51,8 @@ CoreWorker::CoreWorker(CoreWorkerOptions options)
       submitter_(std::make_unique<ActorSubmitter>(
           locator_.get(), background_.get(),
           [this](const ActorId& actor, const Status& cause) { OnActorRestarted(actor, cause); })),
-      receiver_(std::make_unique<TaskReceiver>(this)) {
+      receiver_(std::make_unique<TaskReceiver>(this)),
+      blocked_(std::make_unique<BlockedTaskNotifier>([this] { return HeadChannel(); })) {
   address_ = options_.listen_address.empty()
                  ? "unix:@ferry-" + options_.session + "-" + options_.worker_id.Hex()
                  : options_.listen_address;
@@ -396,7 +397,7 @@ StatusOr<std::vector<ValuePtr>> CoreWorker::Get(std::span<const ObjectRef> refs,
   for (size_t i = 0; i < refs.size(); ++i) {
     Resolve(refs[i].ToProto(), [gather, i](ValuePtr v) { gather->Set(i, std::move(v)); });
   }
-  size_t ready = gather->WaitFor(refs.size(), deadline);
+  size_t ready = blocked_->Wait(*gather, refs.size(), deadline);
   if (ready < refs.size()) {
     return Status::DeadlineExceeded("get timed out: " + std::to_string(refs.size() - ready) +
                                     " of " + std::to_string(refs.size()) +
@@ -411,7 +412,7 @@ StatusOr<std::vector<bool>> CoreWorker::Wait(std::span<const ObjectRef> refs, si
   for (size_t i = 0; i < refs.size(); ++i) {
     Resolve(refs[i].ToProto(), [gather, i](ValuePtr v) { gather->Set(i, std::move(v)); });
   }
-  gather->WaitFor(std::min(num_ready, refs.size()), deadline);
+  blocked_->Wait(*gather, std::min(num_ready, refs.size()), deadline);
   return gather->Flags();
 }
 

@@ -55,6 +55,7 @@
 #include "ferry/core/actor_locator.h"
 #include "ferry/core/actor_submitter.h"
 #include "ferry/core/argument_resolver.h"
+#include "ferry/core/blocked_task_notifier.h"
 #include "ferry/core/object_ref.h"
 #include "ferry/core/object_resolver.h"
 #include "ferry/core/peer_messenger.h"
@@ -342,6 +343,7 @@ class CoreWorker : public ArgumentResolver, public rdt::ActorDirectory {
   std::unique_ptr<ActorSubmitter> submitter_;
   std::unique_ptr<TaskSubmitter> task_submitter_;  // made by Start() (needs the resolver)
   std::unique_ptr<TaskReceiver> receiver_;
+  std::unique_ptr<BlockedTaskNotifier> blocked_;  // get/wait of a lent task
 
   Mutex mu_;
   // Owned objects whose bytes live in another process's segment: where to

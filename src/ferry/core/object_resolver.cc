@@ -24,8 +24,7 @@ void ReplyInlined(rpc::Responder& responder, const proto::ObjectValueProto& valu
 
 }  // namespace
 
-void ObjectResolver::Resolve(const proto::ObjectRefProto& ref,
-                             std::function<void(ValuePtr)> done) {
+void ObjectResolver::Resolve(const proto::ObjectRefProto& ref, std::function<void(ValuePtr)> done) {
   auto id = ObjectId::FromBinary(ref.object_id());
   if (!id.ok()) {
     done(ErrorPtr(id.status()));

@@ -126,6 +126,12 @@ void TaskReceiver::RunExecutor(TaskExecutor* executor) {
   }
 }
 
+namespace {
+thread_local std::string current_lease;
+}  // namespace
+
+const std::string& TaskReceiver::CurrentLease() { return current_lease; }
+
 void TaskReceiver::Execute(TaskExecutor* executor, const std::shared_ptr<Task>& task) {
   // An argument that holds a failure fails the task without running it, so
   // the producer's error reaches every consumer.
@@ -145,12 +151,14 @@ void TaskReceiver::Execute(TaskExecutor* executor, const std::shared_ptr<Task>& 
   }
   task->args.clear();
   task->tensors.clear();
+  current_lease = task->spec.lease_id();  // a synchronous executor runs the task inside
   executor->ExecuteAsync(task->spec, std::move(opened),
                          [task](std::vector<proto::ObjectValueProto> returns) {
                            proto::PushTaskReply reply;
                            for (auto& v : returns) *reply.add_returns() = std::move(v);
                            Reply(*task, std::move(reply));
                          });
+  current_lease.clear();
 }
 
 void TaskReceiver::Reply(Task& task, proto::PushTaskReply reply) {

@@ -56,6 +56,10 @@ class TaskReceiver {
 
   size_t NumQueued();
 
+  // The lease of the remote-function task this thread is running ("" when
+  // none: an actor method, or not an executor thread).
+  static const std::string& CurrentLease();
+
  private:
   struct Task {
     proto::TaskSpec spec;

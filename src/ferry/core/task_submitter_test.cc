@@ -127,38 +127,81 @@ TEST(TaskSubmitterTest, AWorkerThatDiesIsRetiredAndTheTaskRetriedOnAnotherUntilR
   ASSERT_EQ(done.calls, 1);
   Status s = ValueStatus(done.reply.returns(0));
   EXPECT_EQ(s.code(), StatusCode::kUnavailable);
-  EXPECT_NE(s.message().find("running task f died (attempts: 2)"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("running task f died (attempts: 2)"), std::string::npos)
+      << s.message();
   EXPECT_TRUE(ports.leases.empty());
 }
 
-TEST(TaskSubmitterTest, ARetryableExceptionIsRetriedThenTheLastOneStands) {
+TEST(TaskSubmitterTest, ARetryableExceptionIsRetriedOnTheSameWorker) {
   FakePorts ports;
   TaskSubmitter submitter(ports.Ports());
   Done done;
   submitter.Submit(Spec(-1), {}, proto::LeaseWorker(), done.Fn());
+  ports.Grant();
   proto::ObjectValueProto raised = MakeErrorValue(Status::TaskError("flaky"));
   raised.set_retryable(true);
   for (int i = 0; i < 3; ++i) {
-    ports.Grant();
     ports.Reply(raised);
-    EXPECT_FALSE(ports.returned.back().worker_failed()) << "the worker is fine: reuse it";
+    ASSERT_EQ(ports.pushed.size(), 1u) << "the worker is fine: the retry runs there at once";
+    EXPECT_EQ(ports.pushed[0].first.attempt(), i + 1);
   }
   EXPECT_EQ(done.calls, 0) << "-1 retries without bound";
-  ports.Grant();
   ports.Reply(Value("ok"));
   ASSERT_EQ(done.calls, 1);
   EXPECT_EQ(done.reply.returns(0).inline_data(), "ok");
+  // The lease asked for the first retry came too late to be needed.
+  while (!ports.leases.empty()) ports.Grant();
+  EXPECT_TRUE(ports.pushed.empty());
+  ASSERT_EQ(ports.returned.size(), 2u);
+  for (const auto& r : ports.returned) EXPECT_FALSE(r.worker_failed());
 }
 
-TEST(TaskSubmitterTest, ALeaseTheHeadRefusesFailsTheTask) {
+TEST(TaskSubmitterTest, ABurstOfLikeTasksReusesOneLeaseAndReturnsTheSpareOnes) {
   FakePorts ports;
   TaskSubmitter submitter(ports.Ports());
   Done done;
-  submitter.Submit(Spec(3), {}, proto::LeaseWorker(), done.Fn());
+  for (int i = 0; i < 3; ++i) submitter.Submit(Spec(0), {}, proto::LeaseWorker(), done.Fn());
+  EXPECT_EQ(ports.leases.size(), 3u);
+  EXPECT_EQ(submitter.NumLeaseRequests(), 3u);
+  ActorId worker = ports.Grant();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(ports.pushed.size(), 1u);
+    EXPECT_EQ(ports.pushed[0].first.actor_id(), worker.Binary());
+    EXPECT_EQ(ports.pushed[0].first.lease_id(), "lease-3");
+    EXPECT_TRUE(ports.returned.empty());
+    ports.Reply(Value("v"));
+  }
+  EXPECT_EQ(done.calls, 3);
+  ASSERT_EQ(ports.returned.size(), 1u) << "back once nothing of its shape waits";
+  while (!ports.leases.empty()) ports.Grant();
+  EXPECT_TRUE(ports.pushed.empty());
+  EXPECT_EQ(ports.returned.size(), 3u) << "late grants go back at once";
+  EXPECT_EQ(submitter.NumLeaseRequests(), 0u);
+}
+
+TEST(TaskSubmitterTest, LeaseRequestsInFlightAreBounded) {
+  FakePorts ports;
+  TaskSubmitter submitter(ports.Ports());
+  Done done;
+  for (int i = 0; i < 50; ++i) submitter.Submit(Spec(0), {}, proto::LeaseWorker(), done.Fn());
+  EXPECT_EQ(ports.leases.size(), 10u);
+  ports.Grant();  // one task runs; another request replaces the granted one
+  EXPECT_EQ(submitter.NumLeaseRequests(), 10u);
+}
+
+TEST(TaskSubmitterTest, ALeaseTheHeadRefusesFailsEveryTaskOfItsShape) {
+  FakePorts ports;
+  TaskSubmitter submitter(ports.Ports());
+  Done first, second;
+  submitter.Submit(Spec(3), {}, proto::LeaseWorker(), first.Fn());
+  submitter.Submit(Spec(3), {}, proto::LeaseWorker(), second.Fn());
   auto fn = std::move(ports.leases.front());
+  ports.leases.erase(ports.leases.begin());
   fn(Status::InvalidArgument("no node has 64 CPUs"));
-  ASSERT_EQ(done.calls, 1);
-  EXPECT_EQ(ValueStatus(done.reply.returns(0)).code(), StatusCode::kInvalidArgument);
+  ASSERT_EQ(first.calls, 1);
+  ASSERT_EQ(second.calls, 1);
+  EXPECT_EQ(ValueStatus(first.reply.returns(0)).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValueStatus(second.reply.returns(0)).code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(ports.returned.empty());
 }
 

@@ -49,6 +49,7 @@ class ValueGather {
     }
     return ready_.load();
   }
+  size_t NumReady() const { return ready_.load(std::memory_order_acquire); }
   std::vector<ValuePtr> Take() {
     std::lock_guard<std::mutex> lock(mu_);
     return values_;
