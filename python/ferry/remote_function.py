@@ -52,9 +52,10 @@ def _check_task_options(options: dict[str, Any]) -> dict[str, Any]:
 class RemoteFunction:
     """What ``@ferry.remote`` makes of a function."""
 
-    def __init__(self, fn: Callable[..., Any], options: dict[str, Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], options: dict[str, Any],
+                 _checked: bool = False) -> None:
         self._fn = fn
-        self._options = _check_task_options(options)
+        self._options = options if _checked else _check_task_options(options)
         self._name = options.get("name") or getattr(fn, "__qualname__", fn.__name__)
         try:
             self._signature: inspect.Signature | None = inspect.signature(fn)
@@ -66,7 +67,8 @@ class RemoteFunction:
 
     def options(self, **options: Any) -> RemoteFunction:
         """A copy with other options (Ray's names; see the module)."""
-        return RemoteFunction(self._fn, {**self._options, **_check_task_options(options)})
+        return RemoteFunction(self._fn, {**self._options, **_check_task_options(options)},
+                              _checked=True)
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """An ObjectRef of the result (a list of ``num_returns`` refs when

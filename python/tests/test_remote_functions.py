@@ -131,5 +131,8 @@ def test_bad_uses_fail_clearly(ferry, rf):
         rf.add.options(tensor_transport="nixl")
     with pytest.raises(ValueError, match="max_retries"):
         rf.add.options(max_retries=-2)
+    # Options stack: a strategy set once survives another .options().
+    pinned = rf.pid.options(scheduling_strategy="SPREAD").options(num_cpus=1)
+    assert isinstance(ferry.get(pinned.remote(), timeout=TIMEOUT), int)
     with pytest.raises(ValueError, match="cannot run the task"):
         ferry.get(rf.add.options(num_cpus=CPUS + 1).remote(1, 1), timeout=TIMEOUT)
