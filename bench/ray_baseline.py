@@ -140,22 +140,17 @@ def run_child(runtime, cells, quick, out_path):
             "env": {k: v for k, v in os.environ.items() if k in CHILD_ENV_KEYS}}
     results, errors = {}, {}
     try:
-        if "calls" in cells:
+        for cell, bench, what in (("calls", actor_calls.bench_runtime, "actor calls"),
+                                  ("tasks", actor_calls.bench_tasks, "tasks")):
+            if cell not in cells:
+                continue
             t0 = time.perf_counter()
             try:
-                results["calls"] = actor_calls.bench_runtime(rt, actor_calls._params(quick))
+                results[cell] = bench(rt, actor_calls._params(quick))
             except Exception as e:
-                errors["calls"] = _err(e)
+                errors[cell] = _err(e)
                 traceback.print_exc()
-            print(f"  {runtime} actor calls took {time.perf_counter() - t0:.1f}s", flush=True)
-        if "tasks" in cells:
-            t0 = time.perf_counter()
-            try:
-                results["tasks"] = actor_calls.bench_tasks(rt, actor_calls._params(quick))
-            except Exception as e:
-                errors["tasks"] = _err(e)
-                traceback.print_exc()
-            print(f"  {runtime} tasks took {time.perf_counter() - t0:.1f}s", flush=True)
+            print(f"  {runtime} {what} took {time.perf_counter() - t0:.1f}s", flush=True)
         transports = [c for c in cells if c not in ("calls", "tasks")]
         if transports:
             t0 = time.perf_counter()
@@ -192,15 +187,9 @@ def _run(python, name, runtime, cells, extra_env, quick, tmpdir):
 
 
 def _fmt_cell(kind, v):
-    if v is None:
-        return "n/a"
-    if kind == "us":
-        return f"{v:,.1f} µs"
-    if kind == "rate":
-        return f"{v:,.0f}/s"
-    if kind == "gbps":
-        return f"{v:.2f} GB/s"
-    return transfer._cell(v)  # a transfer summary: GB/s (time per transfer)
+    if kind == "xfer" and v is not None:
+        return transfer._cell(v)  # a transfer summary: GB/s (time per transfer)
+    return actor_calls._fmt(v, kind)
 
 
 def _rows(ferry, ray, ray_zero_copy, quick):

@@ -116,18 +116,19 @@ def run_script(tmp_path, body, timeout=120, name="driver.py"):
                           timeout=timeout, stdin=subprocess.DEVNULL, cwd=str(tmp_path))
 
 
-def _fresh_runtime():
+def fresh_runtime(**init_options):
+    """ferry, initialized anew with `init_options` (ferry.init's)."""
     import ferry
     if ferry.is_initialized():  # e.g. left by an auto-init elsewhere
         ferry.shutdown()
-    ferry.init()
+    ferry.init(**init_options)
     return ferry
 
 
 @pytest.fixture
 def ferry_session():
     """A runtime for one test: ferry.init() before, ferry.shutdown() after."""
-    ferry = _fresh_runtime()
+    ferry = fresh_runtime()
     try:
         yield ferry
     finally:
@@ -137,7 +138,7 @@ def ferry_session():
 @pytest.fixture(scope="module")
 def ferry_module_session():
     """One runtime shared by a test module (starting workers costs tens of ms each)."""
-    ferry = _fresh_runtime()
+    ferry = fresh_runtime()
     try:
         yield ferry
     finally:

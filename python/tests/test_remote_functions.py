@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import wait_for
+from conftest import fresh_runtime, wait_for
 
 TIMEOUT = 60
 CPUS = 4
@@ -14,10 +14,7 @@ CPUS = 4
 
 @pytest.fixture(scope="module")
 def ferry():
-    import ferry
-    if ferry.is_initialized():
-        ferry.shutdown()
-    ferry.init(num_cpus=CPUS)
+    ferry = fresh_runtime(num_cpus=CPUS)
     try:
         yield ferry
     finally:
