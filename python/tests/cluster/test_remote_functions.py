@@ -91,3 +91,43 @@ def test_a_task_whose_host_worker_dies_is_retried(cluster):
         emit(out)
         """))
     assert out.get("host") == "ferry-h3", out
+
+
+def test_spread_tasks_that_run_at_once_land_on_three_hosts(cluster):
+    out = cluster.driver_json("h1", driver("""
+        import os
+        import socket
+        import tempfile
+        import time
+
+        import ferry
+        from driver_lib import GET_TIMEOUT_S, connect, emit, wait_for
+
+        connect()
+
+
+        @ferry.remote(scheduling_strategy="SPREAD")
+        def hold(release):
+            with open(release + ".started", "a") as f:
+                f.write(socket.gethostname() + "\\n")
+            deadline = time.monotonic() + 60
+            while not os.path.exists(release) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            return socket.gethostname()
+
+
+        release = os.path.join(tempfile.mkdtemp(dir="/tmp"), "release")
+
+        def started():
+            try:
+                with open(release + ".started") as f:
+                    return f.read().split()
+            except FileNotFoundError:
+                return []
+
+        refs = [hold.remote(release) for _ in range(3)]
+        wait_for(lambda: len(started()) == 3, 60)
+        open(release, "w").close()
+        emit({"hosts": ferry.get(refs, timeout=GET_TIMEOUT_S)})
+        """))
+    assert sorted(out["hosts"]) == ["ferry-h1", "ferry-h2", "ferry-h3"], out

@@ -92,6 +92,7 @@ Placement Head::GrantLocked(PendingLease& pending, proto::LeaseWorkerReply* repl
   if (p.decision != Placement::kPlaced) return p;
   std::shared_ptr<Node> node = nodes_[p.node_index];
   Subtract(node->view.available, pending.placement.to_hold);
+  node->view.num_leases++;
   std::shared_ptr<Actor> worker;
   auto& idle = node->idle_workers;
   std::erase_if(idle, [](const auto& w) { return w->info.state() == proto::ActorInfo::DEAD; });
@@ -187,6 +188,7 @@ void Head::HandleLeaseBlocked(std::string_view payload) {
 
 std::shared_ptr<Head::Actor> Head::EndLeaseLocked(const Lease& lease, bool retire) {
   Node& node = *lease.node;
+  node.view.num_leases--;
   if (node.view.alive && !lease.blocked) Add(node.view.available, lease.held);
   const std::shared_ptr<Actor>& worker = lease.worker;
   if (worker->info.state() == proto::ActorInfo::DEAD) return nullptr;

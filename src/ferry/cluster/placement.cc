@@ -122,7 +122,7 @@ Placement Place(const std::vector<NodeView>& nodes, const PlacementRequest& requ
       if (!n.alive) continue;
       have += (have.empty() ? "" : ", ") + Describe(n.total);
     }
-    p.reason = "the actor requires " + need + " and no node in the cluster has that much (" +
+    p.reason = "it requires " + need + " and no node in the cluster has that much (" +
                (have.empty() ? std::string("no node is alive") : "nodes have " + have) + ")";
     return p;
   }
@@ -130,7 +130,7 @@ Placement Place(const std::vector<NodeView>& nodes, const PlacementRequest& requ
   bool found = false;
   for (size_t i = 0; i < nodes.size(); ++i) {
     if (!FitsNow(nodes[i], request.to_place)) continue;
-    if (!found || (spread && nodes[i].num_actors < nodes[p.node_index].num_actors)) {
+    if (!found || (spread && nodes[i].Load() < nodes[p.node_index].Load())) {
       p.node_index = i;
       found = true;
       if (!spread) break;

@@ -57,6 +57,9 @@ struct NodeView {
   ResourceMap total;
   ResourceMap available;
   int num_actors = 0;
+  int num_leases = 0;  // remote-function tasks running there
+  // What SPREAD balances: actors and tasks alike.
+  int Load() const { return num_actors + num_leases; }
 };
 
 struct Placement {
