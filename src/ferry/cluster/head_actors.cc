@@ -195,7 +195,7 @@ void Head::StartTimers(const std::shared_ptr<Actor>& actor) {
   actor->queued_timer->async_wait([this, actor](const asio::error_code& ec) {
     if (ec) return;
     MutexLock lock(mu_);
-    if (actor->placed || !IsStarting(actor->info)) return;
+    if (actor->placed || actor->pooled || !IsStarting(actor->info)) return;
     FERRY_LOG(WARNING) << "actor " << actor->info.class_name() << " has waited "
                        << Config::Get().pending_warning.count() / 1000 << " s for "
                        << Describe(actor->request.to_place)

@@ -144,6 +144,7 @@ std::shared_ptr<Head::Actor> Head::NewPooledWorkerLocked(const std::shared_ptr<N
   actor->info.set_node_id(node->view.id.Binary());
   actor->info.set_node_ip(node->ip);
   actor->node = node;  // holds nothing itself: its leases hold the resources
+  actor->pooled = true;
   actors_[id] = actor;
   return actor;
 }

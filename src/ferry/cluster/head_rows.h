@@ -25,6 +25,7 @@ struct Head::Actor {
   bool no_restart = false;  // killed for good: its exit ends it
   // Killed with no_restart=False: its exit restarts it even while it starts.
   bool kill_restarts = false;
+  bool pooled = false;  // a pooled worker for remote functions: its leases hold resources
   std::shared_ptr<Node> node;
   std::vector<int> gpus;
   std::string creator;  // worker id of the registered driver that created it, if any
