@@ -30,6 +30,7 @@
 #include "ferry/serialize.h"
 #include "ferry/status.h"
 #include "ferry/tensor.h"
+#include "ferry/transport.h"
 
 namespace ferry {
 

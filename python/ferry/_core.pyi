@@ -3,7 +3,7 @@
 ObjectRef, the tables, the options dicts and Node are typed in full;
 Runtime's data-path methods are called only by ferry's own modules and stay
 Any here."""
-from typing import Any, TypedDict
+from typing import Any, Callable, TypedDict
 
 class TransportInfo(TypedDict):
     name: str
@@ -13,6 +13,7 @@ class TransportInfo(TypedDict):
     same_host: bool
     collective_backends: list[str]
     one_sided_backends: list[str]
+    custom: bool  # registered by a user
 
 class ObjectRef:
     def hex(self) -> str: ...
@@ -89,6 +90,8 @@ class Runtime:
     def __getattr__(self, name: str) -> Any: ...
 
 def transports() -> list[TransportInfo]: ...
+def register_one_sided_transport(name: str, devices: list[str],
+                                 factory: Callable[[], Any]) -> None: ...
 def status_codes() -> dict[str, int]: ...
 def check_tensor_device(transport: str, device: str) -> None: ...
 def install_shm_allocator() -> bool: ...

@@ -8,6 +8,7 @@
 #include "py_object_ref.h"
 #include "py_runtime.h"
 #include "py_tables.h"
+#include "py_transport.h"
 
 #if FERRY_HAVE_TORCH_SHM
 #include "ferry/transport/shm/torch_shm_allocator.h"
@@ -19,6 +20,7 @@ PYBIND11_MODULE(_core, m) {
   ferry::python::RegisterObjectRef(m);
   ferry::python::RegisterRuntime(m);
   ferry::python::RegisterTables(m);
+  ferry::python::RegisterCustomTransports(m);
   ferry::python::RegisterCluster(m);
   // Makes torch's large CPU tensors live in ferry's shared-memory arena (the
   // shm transport pulls them with one copy). False if unavailable.

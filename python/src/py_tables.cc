@@ -32,12 +32,13 @@ void RegisterTables(py::module_& m) {
           d["same_host"] = t.same_host;
           d["collective_backends"] = t.collective_backends;
           d["one_sided_backends"] = t.one_sided_backends;
+          d["custom"] = t.custom;
           out.append(std::move(d));
         }
         return out;
       },
       "Every tensor transport as a dict: name, kind ('object_store', 'one_sided', 'two_sided'), "
-      "devices, available (in this build), same_host, collective_backends, one_sided_backends.");
+      "devices, available (in this build), same_host, collective_backends, one_sided_backends, custom (registered by a user).");
   m.def(
       "status_codes",
       [] {

@@ -25,6 +25,7 @@ import cloudpickle
 
 from ferry._core import ObjectRef
 from ferry._private import refs as _refs
+from ferry._private import transports as _transports
 
 PROTOCOL = 5
 
@@ -238,7 +239,8 @@ def _mark_deps(args, kwargs, deps):
 
 def dumps_args(args, kwargs, cls=None):
     """-> (data, buffers, deps, contained) for a call's arguments (with
-    ``cls``, an actor's constructor call). Each top-level ObjectRef argument
+    ``cls``, an actor's constructor call or a remote function's call, which
+    also carries the tensor transports registered here). Each top-level ObjectRef argument
     becomes a dependency in ``deps``, resolved to its value before the call;
     refs nested deeper stay refs, in ``contained``, for the task to borrow."""
     if cls is None and _is_plain(args) and _is_plain(kwargs):
@@ -252,7 +254,8 @@ def dumps_args(args, kwargs, cls=None):
         pickler.dump((args, kwargs))
     else:
         pickler = _Pickler(f, buffers)
-        pickler.dump((args, kwargs) if cls is None else ((cls, args, kwargs), {}))
+        pickler.dump((args, kwargs) if cls is None else
+                     ((_transports.registered(), cls, args, kwargs), {}))
     return f.getbuffer(), _raw(buffers), deps, pickler.contained
 
 

@@ -96,7 +96,8 @@ def _arg_value(fmt, data, buffers, tensors, object_id):
 
 
 def _call_payload(args, arg_ids):
-    """The call's (args, kwargs) (for a creation: ((cls, args, kwargs), {}))."""
+    """The call's (args, kwargs) (for a creation or a remote function:
+    ((registered transports, cls, args, kwargs), {}))."""
     _, data, buffers, _ = args[0]
     if len(args) == 1:
         return serialization.loads_args(data, buffers, [])
@@ -138,7 +139,8 @@ def execute(method, is_creation, return_ids, args, arg_ids, tensor_transport,
         if _actor is _TASK_WORKER:
             return _run_function(method, payload, return_ids, retry_exceptions)
         if is_creation:
-            (cls, call_args, call_kwargs), _ = payload
+            (registered, cls, call_args, call_kwargs), _ = payload
+            transports.install(registered)
             _actor = cls(*call_args, **call_kwargs)
             if is_asyncio_class(cls):
                 _loop = ActorEventLoop(max_concurrency)
@@ -153,9 +155,11 @@ def execute(method, is_creation, return_ids, args, arg_ids, tensor_transport,
 
 
 def _run_function(name, payload, return_ids, retry_exceptions):
-    """A remote function's call: ((function, args, kwargs), {})."""
-    (fn, call_args, call_kwargs), _ = payload
+    """A remote function's call: ((registered transports, function, args,
+    kwargs), {})."""
+    (registered, fn, call_args, call_kwargs), _ = payload
     try:
+        transports.install(registered)
         result = fn(*call_args, **call_kwargs)
         if inspect.iscoroutine(result):
             result = asyncio.run(result)

@@ -1,13 +1,17 @@
 """Experimental APIs of the guide: waiting for RDT tensors to be freed,
-tensor-store statistics, and collective groups (``ferry.experimental.collective``)."""
+tensor-store statistics, collective groups (``ferry.experimental.collective``)
+and tensor transports of your own (``register_tensor_transport``)."""
 from __future__ import annotations
 
 from typing import Any
 
 from ferry._private import runtime
 from ferry.experimental import collective  # noqa: F401  (ray.experimental.collective)
+from ferry.experimental.tensor_transport import (Buffer, PullItem, TensorTransport,
+                                                 register_tensor_transport)
 
-__all__ = ["collective", "tensor_store_stats", "transfer_log", "wait_tensor_freed"]
+__all__ = ["Buffer", "PullItem", "TensorTransport", "collective", "register_tensor_transport",
+           "tensor_store_stats", "transfer_log", "wait_tensor_freed"]
 
 
 def wait_tensor_freed(tensor: Any, timeout: float | None = None) -> None:

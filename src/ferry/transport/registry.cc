@@ -1,5 +1,8 @@
 #include "ferry/transport/registry.h"
 
+#include <map>
+
+#include "ferry/common/thread_annotations.h"
 #include "ferry/config.h"
 #include "ferry/transport/transport_table.h"
 
@@ -23,7 +26,40 @@ bool IsOneSidedBackend(const TransportInfo& t) {
          t.one_sided_backends == std::vector<std::string>{t.name};
 }
 
+// The factories of registered one-sided transports, by name.
+class CustomFactories {
+ public:
+  static CustomFactories& Get() {
+    static CustomFactories* const factories = new CustomFactories();  // used until exit
+    return *factories;
+  }
+  void Set(const std::string& name, OneSidedFactory make) {
+    MutexLock lock(mu_);
+    one_sided_[name] = std::move(make);
+  }
+  OneSidedFactory Find(const std::string& name) {
+    MutexLock lock(mu_);
+    auto it = one_sided_.find(name);
+    return it != one_sided_.end() ? it->second : nullptr;
+  }
+
+ private:
+  Mutex mu_;
+  std::map<std::string, OneSidedFactory, std::less<>> one_sided_ FERRY_GUARDED_BY(mu_);
+};
+
 }  // namespace
+
+Status RegisterOneSidedTransport(const std::string& name, std::vector<std::string> devices,
+                                 OneSidedFactory make) {
+  if (!make) return Status::InvalidArgument("tensor transport '" + name + "': no factory");
+  FERRY_RETURN_IF_ERROR(RegisterTransport({.name = name,
+                                           .kind = TransportKind::kOneSided,
+                                           .devices = std::move(devices),
+                                           .one_sided_backends = {name}}));
+  CustomFactories::Get().Set(name, std::move(make));
+  return Status::Ok();
+}
 
 StatusOr<std::unique_ptr<TwoSidedTransport>> CreateTwoSidedTransport(
     const std::string& backend, RendezvousStore& store, const TransportOptions& options) {
@@ -77,6 +113,13 @@ StatusOr<std::unique_ptr<OneSidedTransport>> CreateOneSidedTransport(const std::
 #else
     return Status::Unimplemented("tensor transport 'shm' is not available in this build");
 #endif
+  }
+  if (OneSidedFactory make = CustomFactories::Get().Find(name)) {
+    FERRY_ASSIGN_OR_RETURN(std::unique_ptr<OneSidedTransport> t, make());
+    if (t == nullptr) {
+      return Status::Internal("tensor transport '" + name + "': its factory made nothing");
+    }
+    return t;
   }
   if (name == "cuda_ipc") {
     return Status::Unimplemented(

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,10 +51,23 @@ struct TransportOptions {
 StatusOr<std::unique_ptr<TwoSidedTransport>> CreateTwoSidedTransport(
     const std::string& backend, RendezvousStore& store, const TransportOptions& options);
 
-// A one-sided transport ("nixl" over UCX, "shm") for this process. Each call
-// makes a new instance; a process keeps one per name. Unimplemented when this
-// build lacks the backend, InvalidArgument for an unknown name.
+// A one-sided transport ("nixl" over UCX, "shm", or a registered one) for
+// this process. Each call makes a new instance; a process keeps one per name.
+// Unimplemented when this build lacks the backend, InvalidArgument for an
+// unknown name; a registered factory's error is returned as it is.
 StatusOr<std::unique_ptr<OneSidedTransport>> CreateOneSidedTransport(const std::string& name);
+
+// Makes a user's one-sided transport (RegisterOneSidedTransport). Called
+// once per process that uses it, from any thread; it may block briefly.
+using OneSidedFactory = std::function<StatusOr<std::unique_ptr<OneSidedTransport>>()>;
+
+// Registers a user's one-sided transport under `name` for tensors of
+// `devices` (device types, "cpu", "cuda"): an entry in the transport table
+// and the factory CreateOneSidedTransport calls for the name. Every process
+// that exports or pulls with it must register it. Registering the same name
+// and devices again replaces the factory; the errors are RegisterTransport's.
+Status RegisterOneSidedTransport(const std::string& name, std::vector<std::string> devices,
+                                 OneSidedFactory make);
 
 // The one-sided backends this build has (the entries of Transports() that
 // CreateOneSidedTransport makes; not "auto", which exports with several).

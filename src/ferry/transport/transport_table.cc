@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <deque>
 
+#include "ferry/common/thread_annotations.h"
 #include "ferry/config.h"
 
 namespace ferry::transport {
@@ -80,18 +82,93 @@ std::string_view TransportKindName(TransportKind kind) {
   return "unknown";
 }
 
-const std::vector<TransportInfo>& Transports() {
-  static const std::vector<TransportInfo>* const kTable = new std::vector<TransportInfo>(
-      MakeTable());
-  return *kTable;
+namespace {
+
+// The built-in entries, then the registered ones. A deque: appending keeps
+// the address of every entry, which FindTransport hands out.
+class Table {
+ public:
+  static Table& Get() {
+    static Table* const table = new Table();  // never destroyed: used until exit
+    return *table;
+  }
+
+  std::vector<TransportInfo> Snapshot() {
+    MutexLock lock(mu_);
+    return {entries_.begin(), entries_.end()};
+  }
+
+  const TransportInfo* Find(std::string_view name) {
+    MutexLock lock(mu_);
+    for (const TransportInfo& t : entries_) {
+      if (t.name == name) return &t;
+    }
+    return nullptr;
+  }
+
+  Status Add(TransportInfo info) {
+    MutexLock lock(mu_);
+    for (const TransportInfo& t : entries_) {
+      if (t.name != info.name) continue;
+      if (!t.custom) {
+        return Status::InvalidArgument("tensor transport '" + info.name +
+                                       "' is built into ferry; register yours under another name");
+      }
+      if (t == info) return Status::Ok();
+      return Status::AlreadyExists("tensor transport '" + info.name +
+                                   "' is already registered with other devices or kind");
+    }
+    entries_.push_back(std::move(info));
+    return Status::Ok();
+  }
+
+ private:
+  Table() {
+    for (TransportInfo& t : MakeTable()) entries_.push_back(std::move(t));
+  }
+
+  Mutex mu_;
+  std::deque<TransportInfo> entries_ FERRY_GUARDED_BY(mu_);
+};
+
+bool IsValidName(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
 }
+
+}  // namespace
+
+std::vector<TransportInfo> Transports() { return Table::Get().Snapshot(); }
 
 const TransportInfo* FindTransport(std::string_view name) {
   if (name.empty()) name = "object_store";
-  for (const TransportInfo& t : Transports()) {
-    if (t.name == name) return &t;
+  return Table::Get().Find(name);
+}
+
+Status RegisterTransport(TransportInfo info) {
+  if (!IsValidName(info.name)) {
+    return Status::InvalidArgument("a tensor transport's name is 1 to 64 lower-case letters, "
+                                   "digits or '_'; got '" + info.name + "'");
   }
-  return nullptr;
+  if (info.devices.empty()) {
+    return Status::InvalidArgument("tensor transport '" + info.name +
+                                   "': list the device types it moves (for example \"cpu\")");
+  }
+  for (const std::string& d : info.devices) {
+    if (!IsValidName(d)) {
+      return Status::InvalidArgument("tensor transport '" + info.name + "': device type '" + d +
+                                     "' is not a torch device type such as \"cpu\" or \"cuda\"");
+    }
+  }
+  if (info.kind == TransportKind::kObjectStore) {
+    return Status::InvalidArgument("tensor transport '" + info.name +
+                                   "': a registered transport is one-sided or two-sided");
+  }
+  info.custom = true;
+  info.available = true;
+  return Table::Get().Add(std::move(info));
 }
 
 bool IsObjectStore(std::string_view name) {

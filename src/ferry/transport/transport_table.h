@@ -5,10 +5,12 @@
 // name, in the core, the C++ API and the Python binding, asks this table;
 // the Python package reads it through ferry._core.transports().
 //
-// Lifecycle: the table is built once, on first use, from this build's
-// configuration (ferry/config.h) and never changes.
+// Lifecycle: the table is built on first use from this build's configuration
+// (ferry/config.h); RegisterTransport appends a user's transport to it at run
+// time. Entries are never changed or removed once in the table, so a pointer
+// FindTransport returns stays valid for the life of the process.
 //
-// THREAD CONTRACT: thread-safe; everything here reads the immutable table.
+// THREAD CONTRACT: thread-safe; lookups and registrations may race.
 //
 //   FERRY_RETURN_IF_ERROR(CheckTensorTransport(call.tensor_transport));
 //   if (IsTwoSided(name)) { /* needs a collective group */ }
@@ -51,11 +53,22 @@ struct TransportInfo {
   // exported with (itself, or shm on this host plus nixl across hosts for
   // "auto").
   std::vector<std::string> one_sided_backends = {};
+  // True for a transport a user registered (RegisterTransport).
+  bool custom = false;
+
+  bool operator==(const TransportInfo&) const = default;
 };
 
 // Every transport, including those this build lacks, in the order error
-// messages list them.
-const std::vector<TransportInfo>& Transports();
+// messages list them (the registered ones last). A snapshot.
+std::vector<TransportInfo> Transports();
+
+// Adds a user's transport to the table (`custom` is set, `available` is
+// true). The name must be lower case letters, digits and '_' and not a
+// built-in name; `devices` must not be empty. Registering the same entry again
+// is Ok (every process of a program may register it); a different entry under
+// a registered name is AlreadyExists. InvalidArgument for bad input.
+Status RegisterTransport(TransportInfo info);
 
 // The entry for `name`; "" is "object_store". Null for an unknown name.
 const TransportInfo* FindTransport(std::string_view name);

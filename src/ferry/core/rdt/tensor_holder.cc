@@ -3,6 +3,8 @@
 // side is in tensor_holder_receive.cc.
 #include "ferry/core/rdt/tensor_holder.h"
 
+#include <algorithm>
+
 #include "ferry/common/config.h"
 #include "ferry/common/fault.h"
 #include "ferry/common/host_id.h"
@@ -43,6 +45,14 @@ void AddExport(const std::string& name, transport::ExportedBuffers exported, pro
   out->set_transport(name);
   out->set_endpoint(std::move(exported.endpoint));
   for (std::string& d : exported.descriptors) out->add_descriptors(std::move(d));
+}
+
+// True if one of `exporters` is a transport a user registered.
+bool AnyUserTransport(const std::vector<transport::OneSidedTransport*>& exporters) {
+  return std::any_of(exporters.begin(), exporters.end(), [](transport::OneSidedTransport* e) {
+    const transport::TransportInfo* info = transport::FindTransport(e->name());
+    return info != nullptr && info->custom;
+  });
 }
 
 template <typename Request>
@@ -180,9 +190,19 @@ void TensorHolder::Drop(const ObjectId& id) {
       exported_.erase(it);
     }
   }
-  if (tensors) {
-    for (auto* e : exporters) e->Release(Views(*tensors));
+  if (!tensors) return;
+  if (AnyUserTransport(exporters)) {
+    // A user's transport runs user code (Python takes the GIL): never on the
+    // io thread. The tensors stay alive until it has released them.
+    auto release = [exporters, held = std::move(*tensors)] {
+      for (auto* e : exporters) e->Release(Views(held));
+    };
+    // After Shutdown the queue drops it: a user's transport is not called
+    // once the process is stopping.
+    transfer_queue_.Post(std::move(release));
+    return;
   }
+  for (auto* e : exporters) e->Release(Views(*tensors));
   // `tensors` dies here, outside every lock: a DLPack deleter may run.
 }
 

@@ -16,14 +16,16 @@ namespace ferry::core::rdt {
 namespace {
 
 // Which export of `rdt` a receiver pulls with: shm when the producer is on
-// this host, else nixl.
+// this host, else one that reaches across hosts (nixl, or a user's
+// transport).
 StatusOr<const proto::TensorExport*> ChooseExport(const proto::RdtInfo& rdt) {
-  const proto::TensorExport* nixl = nullptr;
+  const proto::TensorExport* remote = nullptr;
   for (const proto::TensorExport& e : rdt.exports()) {
     if (e.transport() == "shm" && transport::IsLocalEndpoint("shm", e.endpoint())) return &e;
-    if (e.transport() == "nixl") nixl = &e;
+    const transport::TransportInfo* info = transport::FindTransport(e.transport());
+    if (remote == nullptr && info != nullptr && !info->same_host) remote = &e;
   }
-  if (nixl != nullptr) return nixl;
+  if (remote != nullptr) return remote;
   if (rdt.exports_size() == 0) {
     return Status::FailedPrecondition("the producer exported no pull descriptors for this '" +
                                       rdt.transport() + "' object");
@@ -38,6 +40,15 @@ StatusOr<const proto::TensorExport*> ChooseExport(const proto::RdtInfo& rdt) {
 bool CanPullFromThisHost(const proto::RdtInfo& rdt) {
   auto chosen = ChooseExport(rdt);
   return chosen.ok() && (*chosen)->transport() == "shm";
+}
+
+// A transport this process's table lacks: a user's transport that was not
+// registered here.
+Status NotRegistered(const std::string& name) {
+  return Status::FailedPrecondition(
+      "tensor transport '" + name +
+      "' is not registered in this process: register it before creating the actors that use it, "
+      "in the process that creates them (or in this process)");
 }
 
 }  // namespace
@@ -57,6 +68,10 @@ void TensorHolder::Receive(const proto::TaskArg& arg, const ValuePtr& value, Ten
       return;
     }
     done(std::move(*tensors));
+    return;
+  }
+  if (transport::FindTransport(rdt.transport()) == nullptr) {
+    done(NotRegistered(rdt.transport()));
     return;
   }
   if (transport::IsOneSided(rdt.transport())) {
@@ -236,6 +251,7 @@ StatusOr<std::vector<std::vector<tensor::Tensor>>> TensorHolder::Pull(
       out[i] = std::move(*held);
       continue;
     }
+    if (transport::FindTransport(rdt.transport()) == nullptr) return NotRegistered(rdt.transport());
     // A two-sided object can be pulled only through the shm export its
     // producer adds to small objects.
     if (!transport::IsOneSided(rdt.transport()) && !CanPullFromThisHost(rdt)) {

@@ -1,0 +1,77 @@
+// A tensor transport of your own in C++: AsioTcpTransport (TCP over asio,
+// asio_tcp_transport.h) registered as "asio_tcp" and used like a built-in
+// transport, including a transport that fails in the middle of a pull.
+#include <atomic>
+#include <stdexcept>
+
+#include "asio_tcp_transport.h"
+#include "check.h"
+
+// Pulls half of the first buffer, then throws: a transport failing
+// mid-transfer. Only the first pull of each process fails.
+class FailsOnceTransport : public example::AsioTcpTransport {
+ public:
+  ferry::Status Pull(std::span<const ferry::PullRequest> items,
+                     std::chrono::steady_clock::time_point deadline) override {
+    if (failed_.exchange(true)) return AsioTcpTransport::Pull(items, deadline);
+    ferry::PullRequest half = items.front();
+    half.dst.nbytes /= 2;  // the producer refuses the size: a partial read
+    (void)AsioTcpTransport::Pull({&half, 1}, deadline);
+    throw std::runtime_error("the link dropped mid-transfer");
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+};
+
+class MyActor {
+ public:
+  static MyActor* Create() { return new MyActor(); }
+  ferry::Tensor RandomTensor() { return example::RandomTensor(1000, 1000, 7); }
+  double Sum(const ferry::Tensor& tensor) { return example::Sum(tensor); }
+};
+FERRY_REMOTE(MyActor::Create, &MyActor::RandomTensor, &MyActor::Sum);
+
+int main(int argc, char** argv) {
+  // Before Init: actor workers are this binary re-executed, and Init never
+  // returns in them.
+  ferry::RegisterTensorTransport("asio_tcp", {"cpu"},
+                                 [] { return std::make_unique<example::AsioTcpTransport>(); });
+  ferry::RegisterTensorTransport("fails_once", {"cpu"},
+                                 [] { return std::make_unique<FailsOnceTransport>(); });
+  ferry::Init(argc, argv);  // an actor worker never returns from here
+  auto sender = ferry::Actor(MyActor::Create).Remote();
+  auto receiver = ferry::Actor(MyActor::Create).Remote();
+  const double expected = example::Sum(example::RandomTensor(1000, 1000, 7));
+
+  // The tensor stays in `sender`; `receiver` pulls it over asio_tcp.
+  auto tensor = sender.Task(&MyActor::RandomTensor).SetTensorTransport("asio_tcp").Remote();
+  double sum = *ferry::Get(receiver.Task(&MyActor::Sum).Remote(tensor));
+  std::printf("%f\n", sum);
+  example::Check(example::Close(sum, expected), "the receiver summed the sender's tensor");
+  // The driver pulls it too.
+  example::Check(example::Close(example::Sum(*ferry::Get(tensor)), expected),
+                 "the driver pulled the sender's tensor");
+
+  // A transport that throws mid-transfer fails the consumer's task with a
+  // TransportError; the object stays valid and the next pull gets it.
+  auto flaky = sender.Task(&MyActor::RandomTensor).SetTensorTransport("fails_once").Remote();
+  bool transport_error = false;
+  try {
+    ferry::Get(receiver.Task(&MyActor::Sum).Remote(flaky));
+  } catch (const ferry::TransportError& e) {
+    transport_error = std::string(e.what()).find("the link dropped mid-transfer") !=
+                      std::string::npos;
+    std::printf("failed as expected: %s\n", e.what());
+  }
+  example::Check(transport_error, "a transport that throws fails the transfer with TransportError");
+  sum = *ferry::Get(receiver.Task(&MyActor::Sum).Remote(flaky));
+  example::Check(example::Close(sum, expected), "the object survives a failed pull");
+
+  // Freeing: dropping the refs frees the sender's tensors (and releases the
+  // exports) without a call to it.
+  tensor = {};
+  flaky = {};
+  ferry::Shutdown();
+  return example::failures == 0 ? 0 : 1;
+}
