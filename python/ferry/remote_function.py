@@ -13,7 +13,7 @@ import functools
 import inspect
 from typing import Any, Callable
 
-from ferry._private import runtime, serialization
+from ferry._private import runtime, serialization, transports
 from ferry.actor import (_check_num_returns, _check_retries, _check_retry_exceptions,
                          _encode_retry_exceptions, _is_amount, _scheduling_strategy,
                          check_resources)
@@ -79,6 +79,7 @@ class RemoteFunction:
             except TypeError as e:
                 raise TypeError(f"bad arguments for remote function {self._name!r}: {e}") from None
         num_returns = self._options.get("num_returns", 1)
+        args, kwargs = transports.defer_custom_refs(args, kwargs)
         data, buffers, deps, contained = serialization.dumps_args(args, kwargs, cls=self._fn)
         rt = runtime.current()
         out = rt.submit_task(self._name, self._options, runtime.worker_command(), data, buffers,

@@ -68,13 +68,54 @@ def register(name: str, factory: Any, devices: tuple[str, ...]) -> None:
     refresh()
 
 
-def registered() -> tuple[tuple[str, Any, tuple[str, ...]], ...]:
-    """What a creation or a remote call carries to its worker: () unless a
-    transport was registered."""
-    return tuple(_registered.values())
+class Registrations:
+    """The transports registered in a process, as a creation or a remote call
+    carries them: unpickling it registers them in the worker, before the
+    pickled class or function that follows it is imported (its decorators may
+    name them)."""
+
+    def __init__(self, items: tuple[tuple[str, Any, tuple[str, ...]], ...]) -> None:
+        self.items = items
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return install, (self.items,)
+
+
+def registered() -> Registrations | None:
+    """What a creation or a remote call carries to its worker: None unless a
+    transport was registered here."""
+    return Registrations(tuple(_registered.values())) if _registered else None
 
 
 def install(registrations: tuple[tuple[str, Any, tuple[str, ...]], ...]) -> None:
     """Registers in this worker what its creator had registered."""
     for name, factory, devices in registrations:
         register(name, factory, devices)
+
+
+class Deferred:
+    """A remote function's top-level argument that is an object of a user's
+    transport: passed as a nested ref and fetched by the function's worker
+    once the call's registrations are installed there (a pooled worker may
+    not have registered the transport before the call arrives)."""
+    __slots__ = ("ref",)
+
+    def __init__(self, ref: Any) -> None:
+        self.ref = ref
+
+
+def _is_custom_ref(value: Any) -> bool:
+    if not isinstance(value, _core.ObjectRef):
+        return False
+    name = value.tensor_transport()
+    return name is not None and TRANSPORTS.get(name.lower(), {}).get("custom", False)
+
+
+def defer_custom_refs(args: tuple[Any, ...], kwargs: dict[str, Any]
+                      ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``args`` and ``kwargs`` with each top-level ref of a user's transport
+    wrapped in Deferred (unchanged when none is registered)."""
+    if not _registered:
+        return args, kwargs
+    return (tuple(Deferred(a) if _is_custom_ref(a) else a for a in args),
+            {k: Deferred(v) if _is_custom_ref(v) else v for k, v in kwargs.items()})

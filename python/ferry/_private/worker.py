@@ -97,7 +97,8 @@ def _arg_value(fmt, data, buffers, tensors, object_id):
 
 def _call_payload(args, arg_ids):
     """The call's (args, kwargs) (for a creation or a remote function:
-    ((registered transports, cls, args, kwargs), {}))."""
+    ((registered transports, cls, args, kwargs), {}), where unpickling the
+    first registers them here)."""
     _, data, buffers, _ = args[0]
     if len(args) == 1:
         return serialization.loads_args(data, buffers, [])
@@ -139,8 +140,7 @@ def execute(method, is_creation, return_ids, args, arg_ids, tensor_transport,
         if _actor is _TASK_WORKER:
             return _run_function(method, payload, return_ids, retry_exceptions)
         if is_creation:
-            (registered, cls, call_args, call_kwargs), _ = payload
-            transports.install(registered)
+            (_, cls, call_args, call_kwargs), _ = payload  # unpickling registered transports
             _actor = cls(*call_args, **call_kwargs)
             if is_asyncio_class(cls):
                 _loop = ActorEventLoop(max_concurrency)
@@ -157,15 +157,28 @@ def execute(method, is_creation, return_ids, args, arg_ids, tensor_transport,
 def _run_function(name, payload, return_ids, retry_exceptions):
     """A remote function's call: ((registered transports, function, args,
     kwargs), {})."""
-    (registered, fn, call_args, call_kwargs), _ = payload
+    (_, fn, call_args, call_kwargs), _ = payload
     try:
-        transports.install(registered)
+        call_args, call_kwargs = _fetch_deferred(call_args, call_kwargs)
         result = fn(*call_args, **call_kwargs)
         if inspect.iscoroutine(result):
             result = asyncio.run(result)
     except Exception as exc:
         return _errors(name, exc, return_ids, retry_exceptions)
     return _results(name, result, return_ids, "")
+
+
+def _fetch_deferred(args, kwargs):
+    """Fetches the arguments the caller deferred (transports.Deferred)."""
+    deferred = [a.ref for a in (*args, *kwargs.values()) if isinstance(a, transports.Deferred)]
+    if not deferred:
+        return args, kwargs
+    from ferry import api
+    values = iter(api.get(deferred))
+    args = tuple(next(values) if isinstance(a, transports.Deferred) else a for a in args)
+    kwargs = {k: next(values) if isinstance(v, transports.Deferred) else v
+              for k, v in kwargs.items()}
+    return args, kwargs
 
 
 def execute_async(method, return_ids, args, arg_ids, tensor_transport, retry_exceptions, finish):

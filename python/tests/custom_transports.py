@@ -1,0 +1,95 @@
+"""Tensor transports for the custom-transport tests: the TCP example's
+transport, and variants that fail in each way a transport can. Workers
+import this module (classes pickle by reference)."""
+import os
+import socket
+import sys
+import threading
+
+import torch
+
+import ferry
+
+EXAMPLE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "custom_transport")
+if EXAMPLE_DIR not in sys.path:
+    sys.path.insert(0, EXAMPLE_DIR)
+
+import tcp_transport  # noqa: E402
+from tcp_transport import TcpTransport  # noqa: E402
+
+# Every instance this process made, for the tests to look inside.
+INSTANCES = []
+
+
+class TrackedTcp(TcpTransport):
+    def __init__(self):
+        super().__init__()
+        INSTANCES.append(self)
+
+
+def exported_buffers():
+    """How many buffers this process's transports export now."""
+    return sum(len(t._exports) for t in INSTANCES)
+
+
+class FailsMidPull(TrackedTcp):
+    """Its first pull in a process reads half of the first buffer and then
+    raises, as a connection dropping mid-transfer would; later pulls work."""
+    failed = False
+
+    def pull(self, items, timeout):
+        if FailsMidPull.failed:
+            return super().pull(items, timeout)
+        FailsMidPull.failed = True
+        item = items[0]
+        host, port = item.endpoint.rsplit(":", 1)
+        buffer_id, nbytes = (int(x) for x in item.descriptor.split(":"))
+        with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+            conn.sendall(tcp_transport._REQUEST.pack(buffer_id, nbytes))
+            assert tcp_transport._recv_exactly(conn, 1) == tcp_transport._OK
+            half = nbytes // 2
+            item.dst.data.cast("B")[:half] = tcp_transport._recv_exactly(conn, half)
+        raise ConnectionResetError(f"the link dropped after {half} of {nbytes} bytes")
+
+
+class NeverArrives(TrackedTcp):
+    """A pull that waits out its timeout, as a transport whose peer went
+    silent."""
+
+    def pull(self, items, timeout):
+        threading.Event().wait(timeout if timeout is not None else 3600)
+        raise TimeoutError(f"nothing arrived within {timeout:.1f} s")
+
+
+class ExportFails(TrackedTcp):
+    def export(self, buffers):
+        raise RuntimeError("no route to the fabric")
+
+
+@ferry.remote
+class Node:
+    def __init__(self):
+        self.kept = None
+
+    def make(self, n, value):
+        return torch.full((n,), float(value))
+
+    def total(self, tensor):
+        return float(tensor.sum())
+
+    def totals(self, tensors):
+        return [float(t.sum()) for t in ferry.get(tensors)]  # nested refs: fetched here
+
+    def exported_buffers(self):
+        return exported_buffers()
+
+    def transfer_log(self):
+        return ferry.experimental.transfer_log()
+
+    def stats(self):
+        return ferry.experimental.tensor_store_stats()
+
+
+@ferry.remote
+def total(tensor):
+    return float(tensor.sum())
