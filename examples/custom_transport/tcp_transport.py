@@ -1,5 +1,5 @@
 """A tensor transport over plain TCP sockets, written in Python: a complete
-example of ``ferry.experimental.TensorTransport``.
+example of ``ferry.experimental.OneSidedTensorTransport``.
 
 The producer serves the buffers it exported from a listening socket (one
 thread per connection); a consumer's ``pull`` connects to each producer it
@@ -26,13 +26,13 @@ import struct
 import threading
 import time
 
-from ferry.experimental import Buffer, PullItem, TensorTransport
+from ferry.experimental import Buffer, OneSidedTensorTransport, PullItem
 
 _REQUEST = struct.Struct("!QQ")
 _OK, _MISSING = b"\x00", b"\x01"
 
 
-class TcpTransport(TensorTransport):
+class TcpTransport(OneSidedTensorTransport):
 
     def __init__(self) -> None:
         self._lock = threading.Condition()

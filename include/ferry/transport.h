@@ -1,30 +1,42 @@
 // ferry/transport.h: a tensor transport of your own, registered at run time
 // and then used by name like a built-in one:
 // `.SetTensorTransport("my_tcp")` on a call, with the same errors, freeing and
-// transfer log as "nixl" or "shm".
+// transfer log as "nixl", "shm" or "gloo".
 //
-// A registered transport is one-sided: the producer exports its tensors'
-// memory when the object is stored and the receiver pulls the bytes with what
-// the export returned. The two strings of an export (an `endpoint` naming
-// the producer, a `descriptor` per buffer) are opaque to ferry; they travel
-// with the object's metadata to whoever pulls it.
+// Two kinds, as the built-in ones:
+// * one-sided (OneSidedTransport, like nixl and shm): the producer exports
+//   its tensors' memory when the object is stored and the receiver pulls the
+//   bytes with what the export returned. The two strings of an export (an
+//   `endpoint` naming the producer, a `descriptor` per buffer) are opaque to
+//   ferry; they travel with the object's metadata to whoever pulls it.
+// * two-sided (TwoSidedTransport, like gloo): the actors form a collective
+//   group with the transport's name as its backend
+//   (CreateCollectiveGroup(actors, "my_backend")); each member's factory joins
+//   it, and a transfer is a Send in the producer matched by a Recv in the
+//   consumer under the same tag, which ferry posts in an order that cannot
+//   deadlock.
 //
 // Register before ferry::Init, in every process: actor workers are your
 // binary re-executed, and Init never returns in them, so a registration after
 // Init runs in the driver only.
 //
-// Lifecycle: ferry makes one instance per process (on first use, with the
-// factory), keeps it until the process ends, calls Export when an object is
-// stored and Release with the same buffers when its owner frees it; the memory
-// stays valid and unchanged in between. Pull may be called any number of
-// times while the object lives.
+// Lifecycle (one-sided): ferry makes one instance per process (on first use,
+// with the factory), keeps it until the process ends, calls Export when an
+// object is stored and Release with the same buffers when its owner frees it;
+// the memory stays valid and unchanged in between. Pull may be called any
+// number of times while the object lives.
+// Lifecycle (two-sided): one instance per group member, made when the group
+// is created and destroyed when it is destroyed or after a failed transfer
+// (a system error destroys the group, as with gloo).
 //
 // THREAD CONTRACT: the instance's methods are called from any ferry thread,
 // concurrently; they must be thread-safe. Pull blocks its thread (never one
 // of ferry's I/O threads) until every item is copied or `deadline` passes.
-// Return a Status for failures or throw: an exception thrown by a method is a
-// failed transfer (the consumer's error is TransportError), never a crash.
-// A failed Pull must leave the transport usable.
+// Send and Recv return at once and call `done` exactly once, later, from a
+// thread of the transport's own. Return a Status for failures or throw: an
+// exception thrown by a method is a failed transfer (the consumer's error is
+// TransportError), never a crash. A failed Pull must leave the transport
+// usable.
 //
 //   class MyTcp : public ferry::OneSidedTransport { ... };
 //   int main(int argc, char** argv) {
@@ -34,7 +46,8 @@
 //     auto t = a.Task(&A::Make).SetTensorTransport("my_tcp").Remote();
 //   }
 //
-// examples/cpp/asio_tcp_transport.h is a complete one, over TCP with asio.
+// examples/cpp/asio_tcp_transport.h is a complete one-sided transport, over
+// TCP with asio.
 #pragma once
 
 #include <chrono>
@@ -97,5 +110,56 @@ using OneSidedTransportFactory = std::function<std::unique_ptr<OneSidedTransport
 // name registered with other devices.
 void RegisterTensorTransport(const std::string& name, const std::vector<std::string>& devices,
                              OneSidedTransportFactory make);
+
+// --- two-sided --------------------------------------------------------------
+
+// What a two-sided factory gets: this member's place in the group being
+// created and the group's key-value store, through which members find each
+// other (publish your address, look up your peers'). Keys are private to this
+// group; `publish` and `lookup` work only during the factory call.
+struct GroupMember {
+  int rank = 0;
+  int size = 1;
+  // The address to listen on: this node's IP in a cluster, else loopback.
+  std::string hostname;
+  // Joining must finish by then (the factory then throws or returns an
+  // error).
+  std::chrono::steady_clock::time_point join_deadline;
+  // Bound on one transfer: `done` with DeadlineExceeded after this long.
+  std::chrono::milliseconds transfer_timeout{0};
+  std::function<Status(const std::string& key, const std::string& value)> publish;
+  // Waits for `key`; DeadlineExceeded after `deadline`.
+  std::function<StatusOr<std::string>(const std::string& key,
+                                      std::chrono::steady_clock::time_point deadline)>
+      lookup;
+};
+
+using TransferDone = std::function<void(Status)>;
+
+class TwoSidedTransport {
+ public:
+  // Must abort what is pending and return after every `done` has returned.
+  virtual ~TwoSidedTransport() = default;
+
+  // Sends `buffers`, in order, to rank `peer` under `tag` (unique per
+  // transfer between a pair). The matching Recv lists as many buffers, of
+  // the same sizes.
+  virtual void Send(int peer, uint64_t tag, std::vector<TransportBuffer> buffers,
+                    TransferDone done) = 0;
+  // Receives into `buffers` what rank `peer` sends under `tag`.
+  virtual void Recv(int peer, uint64_t tag, std::vector<TransportBuffer> buffers,
+                    TransferDone done) = 0;
+  // Fails every pending and later transfer with `reason`. Idempotent.
+  virtual void Abort(Status reason) = 0;
+};
+
+using TwoSidedTransportFactory =
+    std::function<std::unique_ptr<TwoSidedTransport>(const GroupMember& member)>;
+
+// Registers `make` as the two-sided transport `name`, also the collective
+// backend name its groups are created with. Errors as RegisterTensorTransport.
+void RegisterTwoSidedTensorTransport(const std::string& name,
+                                     const std::vector<std::string>& devices,
+                                     TwoSidedTransportFactory make);
 
 }  // namespace ferry

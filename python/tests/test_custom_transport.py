@@ -149,12 +149,12 @@ def test_a_device_the_transport_does_not_list_is_refused(ferry, ct):
 
 
 def test_bad_registrations_raise_value_error(ferry, ct):
-    from ferry.experimental import TensorTransport, register_tensor_transport
+    from ferry.experimental import OneSidedTensorTransport, register_tensor_transport
 
     class NotATransport:
         pass
 
-    with pytest.raises(ValueError, match="subclass of ferry.experimental.TensorTransport"):
+    with pytest.raises(ValueError, match="subclass of ferry.experimental.OneSidedTensorTransport"):
         register_tensor_transport("x", ["cpu"], NotATransport)
     with pytest.raises(ValueError, match="devices must be a list"):
         register_tensor_transport("x", "cpu", ct.TrackedTcp)
@@ -165,7 +165,7 @@ def test_bad_registrations_raise_value_error(ferry, ct):
     with pytest.raises(ValueError, match="already registered"):
         register_tensor_transport("tracked_tcp", ["cpu", "cuda"], ct.TrackedTcp)
     with pytest.raises(TypeError):
-        TensorTransport()  # abstract
+        OneSidedTensorTransport()  # abstract
     # an unknown name still lists the valid ones, the registered included
     with pytest.raises(ValueError, match="Invalid tensor transport.*tracked_tcp"):
         ct.Node.options(enable_tensor_transport=True).remote().make.options(

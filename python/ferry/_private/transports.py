@@ -51,20 +51,27 @@ def normalize_backend(backend: str) -> str:
 
 
 # The transports registered in this process, in order: (name, factory,
-# devices). Actor creations and remote-function calls from this process carry
-# them to their workers, which register them too (Ray's rule: register before
-# creating the actors that use a transport, in the process that creates them).
-_registered: dict[str, tuple[str, Any, tuple[str, ...]]] = {}
+# devices, two_sided). Actor creations and remote-function calls from this
+# process carry them to their workers, which register them too (Ray's rule:
+# register before creating the actors that use a transport, in the process
+# that creates them).
+Registration = tuple[str, Any, tuple[str, ...], bool]
+_registered: dict[str, Registration] = {}
 
 
-def register(name: str, factory: Any, devices: tuple[str, ...]) -> None:
-    """Registers ``factory`` (a class: ``factory()`` makes this process's
-    instance) as one-sided transport ``name`` here; raises ValueError for
-    what the table refuses."""
-    if _registered.get(name, (None, None, None))[1:] == (factory, devices):
+def register(name: str, factory: Any, devices: tuple[str, ...], two_sided: bool) -> None:
+    """Registers ``factory`` (a class) as transport ``name`` here: one-sided
+    (``factory()`` makes this process's instance) or two-sided (also a
+    collective backend; ``factory(member)`` joins a group). Raises
+    ValueError for what the table refuses."""
+    entry = (name, factory, devices, two_sided)
+    if _registered.get(name) == entry:
         return
-    _core.register_one_sided_transport(name, list(devices), factory)
-    _registered[name] = (name, factory, devices)
+    if two_sided:
+        _core.register_two_sided_transport(name, list(devices), factory)
+    else:
+        _core.register_one_sided_transport(name, list(devices), factory)
+    _registered[name] = entry
     refresh()
 
 
@@ -74,7 +81,7 @@ class Registrations:
     pickled class or function that follows it is imported (its decorators may
     name them)."""
 
-    def __init__(self, items: tuple[tuple[str, Any, tuple[str, ...]], ...]) -> None:
+    def __init__(self, items: tuple[Registration, ...]) -> None:
         self.items = items
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
@@ -87,10 +94,10 @@ def registered() -> Registrations | None:
     return Registrations(tuple(_registered.values())) if _registered else None
 
 
-def install(registrations: tuple[tuple[str, Any, tuple[str, ...]], ...]) -> None:
+def install(registrations: tuple[Registration, ...]) -> None:
     """Registers in this worker what its creator had registered."""
-    for name, factory, devices in registrations:
-        register(name, factory, devices)
+    for registration in registrations:
+        register(*registration)
 
 
 class Deferred:

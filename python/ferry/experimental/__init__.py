@@ -7,10 +7,13 @@ from typing import Any
 
 from ferry._private import runtime
 from ferry.experimental import collective  # noqa: F401  (ray.experimental.collective)
-from ferry.experimental.tensor_transport import (Buffer, PullItem, TensorTransport,
+from ferry.experimental.tensor_transport import (Buffer, GroupMember, OneSidedTensorTransport,
+                                                 PullItem, TensorTransport,
+                                                 TwoSidedTensorTransport,
                                                  register_tensor_transport)
 
-__all__ = ["Buffer", "PullItem", "TensorTransport", "collective", "register_tensor_transport",
+__all__ = ["Buffer", "GroupMember", "OneSidedTensorTransport", "PullItem", "TensorTransport",
+           "TwoSidedTensorTransport", "collective", "register_tensor_transport",
            "tensor_store_stats", "transfer_log", "wait_tensor_freed"]
 
 

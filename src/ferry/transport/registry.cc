@@ -37,15 +37,25 @@ class CustomFactories {
     MutexLock lock(mu_);
     one_sided_[name] = std::move(make);
   }
-  OneSidedFactory Find(const std::string& name) {
+  void Set(const std::string& name, TwoSidedFactory make) {
+    MutexLock lock(mu_);
+    two_sided_[name] = std::move(make);
+  }
+  OneSidedFactory FindOneSided(const std::string& name) {
     MutexLock lock(mu_);
     auto it = one_sided_.find(name);
     return it != one_sided_.end() ? it->second : nullptr;
+  }
+  TwoSidedFactory FindTwoSided(const std::string& name) {
+    MutexLock lock(mu_);
+    auto it = two_sided_.find(name);
+    return it != two_sided_.end() ? it->second : nullptr;
   }
 
  private:
   Mutex mu_;
   std::map<std::string, OneSidedFactory, std::less<>> one_sided_ FERRY_GUARDED_BY(mu_);
+  std::map<std::string, TwoSidedFactory, std::less<>> two_sided_ FERRY_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -57,6 +67,17 @@ Status RegisterOneSidedTransport(const std::string& name, std::vector<std::strin
                                            .kind = TransportKind::kOneSided,
                                            .devices = std::move(devices),
                                            .one_sided_backends = {name}}));
+  CustomFactories::Get().Set(name, std::move(make));
+  return Status::Ok();
+}
+
+Status RegisterTwoSidedTransport(const std::string& name, std::vector<std::string> devices,
+                                 TwoSidedFactory make) {
+  if (!make) return Status::InvalidArgument("tensor transport '" + name + "': no factory");
+  FERRY_RETURN_IF_ERROR(RegisterTransport({.name = name,
+                                           .kind = TransportKind::kTwoSided,
+                                           .devices = std::move(devices),
+                                           .collective_backends = {name}}));
   CustomFactories::Get().Set(name, std::move(make));
   return Status::Ok();
 }
@@ -78,6 +99,13 @@ StatusOr<std::unique_ptr<TwoSidedTransport>> CreateTwoSidedTransport(
         "transport backend '" + backend +
         "': ferry was built without Gloo (install libgloo-dev and rebuild)");
 #endif
+  }
+  if (TwoSidedFactory make = CustomFactories::Get().FindTwoSided(backend)) {
+    FERRY_ASSIGN_OR_RETURN(std::unique_ptr<TwoSidedTransport> t, make(store, options));
+    if (t == nullptr) {
+      return Status::Internal("tensor transport '" + backend + "': its factory made nothing");
+    }
+    return t;
   }
   if (backend == "nccl") {
     return Status::Unimplemented(
@@ -114,7 +142,7 @@ StatusOr<std::unique_ptr<OneSidedTransport>> CreateOneSidedTransport(const std::
     return Status::Unimplemented("tensor transport 'shm' is not available in this build");
 #endif
   }
-  if (OneSidedFactory make = CustomFactories::Get().Find(name)) {
+  if (OneSidedFactory make = CustomFactories::Get().FindOneSided(name)) {
     FERRY_ASSIGN_OR_RETURN(std::unique_ptr<OneSidedTransport> t, make());
     if (t == nullptr) {
       return Status::Internal("tensor transport '" + name + "': its factory made nothing");

@@ -69,6 +69,18 @@ using OneSidedFactory = std::function<StatusOr<std::unique_ptr<OneSidedTransport
 Status RegisterOneSidedTransport(const std::string& name, std::vector<std::string> devices,
                                  OneSidedFactory make);
 
+// Makes one rank's connected transport in a collective group of a user's
+// two-sided transport (RegisterTwoSidedTransport), as CreateTwoSidedTransport
+// does for Gloo: `store` is valid only during the call.
+using TwoSidedFactory = std::function<StatusOr<std::unique_ptr<TwoSidedTransport>>(
+    RendezvousStore& store, const TransportOptions& options)>;
+
+// Registers a user's two-sided transport: a table entry whose collective
+// backend is `name` itself (create_collective_group(backend=name) makes its
+// groups) and the factory that joins them. Errors as RegisterOneSidedTransport.
+Status RegisterTwoSidedTransport(const std::string& name, std::vector<std::string> devices,
+                                 TwoSidedFactory make);
+
 // The one-sided backends this build has (the entries of Transports() that
 // CreateOneSidedTransport makes; not "auto", which exports with several).
 std::vector<std::string> AvailableOneSidedTransports();

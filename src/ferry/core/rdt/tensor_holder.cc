@@ -144,7 +144,9 @@ Status TensorHolder::Store(const ObjectId& id, std::vector<tensor::Tensor> tenso
       return Status::Unimplemented("no one-sided transport for '" + info->transport() +
                                    "' is available in this build");
     }
-  } else if (transport::IsTwoSided(info->transport())) {
+  } else if (const transport::TransportInfo* t = transport::FindTransport(info->transport());
+             t != nullptr && t->kind == transport::TransportKind::kTwoSided && !t->custom) {
+    // A user's transport always carries its objects: no shortcut.
     ExportSmallForThisHost(tensors, info, &exporters);
   }
   if (!exporters.empty()) {
