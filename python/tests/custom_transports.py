@@ -15,7 +15,9 @@ if EXAMPLE_DIR not in sys.path:
     sys.path.insert(0, EXAMPLE_DIR)
 
 import tcp_transport  # noqa: E402
+import tcp_two_sided  # noqa: E402
 from tcp_transport import TcpTransport  # noqa: E402
+from tcp_two_sided import TcpTwoSidedTransport  # noqa: E402
 
 # Every instance this process made, for the tests to look inside.
 INSTANCES = []
@@ -64,6 +66,29 @@ class NeverArrives(TrackedTcp):
 class ExportFails(TrackedTcp):
     def export(self, buffers):
         raise RuntimeError("no route to the fabric")
+
+
+class BreaksFirstSend(TcpTwoSidedTransport):
+    """Two-sided: its first send in a process writes half of the first
+    buffer and then raises, as a link dropping mid-transfer would."""
+    broke = False
+
+    def send(self, peer, tag, buffers, timeout):
+        if BreaksFirstSend.broke:
+            return super().send(peer, tag, buffers, timeout)
+        BreaksFirstSend.broke = True
+        host, port = self._peers[peer].rsplit(":", 1)
+        nbytes = buffers[0].data.nbytes
+        with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+            conn.sendall(tcp_two_sided._HEADER.pack(self.rank, tag, len(buffers)))
+            conn.sendall(tcp_two_sided._SIZE.pack(nbytes))
+            conn.sendall(buffers[0].data[:nbytes // 2])
+        raise ConnectionResetError(f"the link dropped after {nbytes // 2} of {nbytes} bytes")
+
+
+class JoinFails(TcpTwoSidedTransport):
+    def __init__(self, member):
+        raise RuntimeError(f"rank {member.rank} found no fabric")
 
 
 @ferry.remote

@@ -29,6 +29,9 @@ def ferry(ct, ferry_module_session):
     register_tensor_transport("fails_mid_pull", ct.FailsMidPull, ["cpu"])  # the order
     register_tensor_transport("never_arrives", ["cpu"], ct.NeverArrives)
     register_tensor_transport("export_fails", ["cpu"], ct.ExportFails)
+    register_tensor_transport("tcp2", ["cpu"], ct.TcpTwoSidedTransport)
+    register_tensor_transport("tcp2_breaks", ["cpu"], ct.BreaksFirstSend)
+    register_tensor_transport("tcp2_join_fails", ["cpu"], ct.JoinFails)
     return ferry_module_session
 
 
@@ -37,8 +40,9 @@ def _pair(ct):
     return ct.Node.options(**opts).remote(), ct.Node.options(**opts).remote()
 
 
-def test_the_tcp_example_runs_as_a_script():
-    proc = subprocess.run([sys.executable, "tcp_example.py"], cwd=EXAMPLE_DIR, capture_output=True,
+@pytest.mark.parametrize("script", ["tcp_example.py", "tcp_two_sided_example.py"])
+def test_the_tcp_examples_run_as_scripts(script):
+    proc = subprocess.run([sys.executable, script], cwd=EXAMPLE_DIR, capture_output=True,
                           text=True, timeout=180, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["1000000.0", "torch.Size([1000,", "1000])"]
@@ -170,3 +174,57 @@ def test_bad_registrations_raise_value_error(ferry, ct):
     with pytest.raises(ValueError, match="Invalid tensor transport.*tracked_tcp"):
         ct.Node.options(enable_tensor_transport=True).remote().make.options(
             tensor_transport="pigeon")
+
+
+# --- two-sided ---------------------------------------------------------------
+
+N = 1 << 20  # 4 MiB of float32
+
+
+def test_a_two_sided_transport_carries_objects_in_its_own_groups(ferry, ct):
+    from ferry.experimental.collective import create_collective_group, get_collective_groups
+    producer, consumer = _pair(ct)
+    group = create_collective_group([producer, consumer], backend="tcp2")
+    assert group.backend == "tcp2" and group.name.startswith("tcp2-")
+    assert [g.name for g in get_collective_groups([producer, consumer], backend="tcp2")] == [
+        group.name]
+    refs = [producer.make.options(tensor_transport="tcp2").remote(n, 2) for n in (N, 3, 0)]
+    assert refs[0].tensor_transport() == "TCP2"
+    assert ferry.get([consumer.total.remote(r) for r in refs], timeout=TIMEOUT) == [
+        2.0 * N, 6.0, 0.0]
+    # a small object moves over the user's transport too (no same-host shortcut)
+    log = ferry.get(consumer.transfer_log.remote(), timeout=TIMEOUT)
+    assert sorted(e["bytes"] for e in log if e["transport"] == "tcp2") == [0, 12, 4 * N], log
+    # the driver is in no group: it fetches through the object store
+    got = ferry.get(refs[1], _tensor_transport="object_store", timeout=TIMEOUT)
+    assert got.tolist() == [2.0, 2.0, 2.0]
+
+
+def test_a_two_sided_object_without_its_group_is_refused_at_submit(ferry, ct):
+    producer, _ = _pair(ct)
+    with pytest.raises(ValueError, match="create_collective_group"):
+        producer.make.options(tensor_transport="tcp2").remote(3, 1)
+
+
+def test_a_two_sided_transport_failing_mid_send_destroys_the_group_until_recreated(ferry, ct):
+    from ferry.experimental.collective import create_collective_group, get_collective_groups
+    producer, consumer = _pair(ct)
+    create_collective_group([producer, consumer], backend="tcp2_breaks", name="breaks")
+    ref = producer.make.options(tensor_transport="tcp2_breaks").remote(N, 1)
+    with pytest.raises(ferry.exceptions.TransportError, match="tcp2_breaks"):
+        ferry.get(consumer.total.remote(ref), timeout=TIMEOUT)
+    assert wait_for(lambda: not get_collective_groups([producer, consumer]), TIMEOUT)
+    # the actors live on; the group's name can be used again, and then it works
+    create_collective_group([producer, consumer], backend="tcp2_breaks", name="breaks")
+    ref = producer.make.options(tensor_transport="tcp2_breaks").remote(N, 1)
+    assert ferry.get(consumer.total.remote(ref), timeout=TIMEOUT) == float(N)
+
+
+def test_a_two_sided_transport_failing_to_join_fails_group_creation(ferry, ct):
+    from ferry.experimental.collective import create_collective_group, get_collective_groups
+    producer, consumer = _pair(ct)
+    with pytest.raises(Exception, match="found no fabric") as ei:
+        create_collective_group([producer, consumer], backend="tcp2_join_fails")
+    assert isinstance(ei.value, ferry.exceptions.FerryError), type(ei.value)
+    assert not get_collective_groups([producer, consumer])
+    assert ferry.get(consumer.total.remote(torch.ones(2)), timeout=TIMEOUT) == 2.0
