@@ -15,9 +15,8 @@
 // its buffers still running (the memory is freed once it returns).
 #pragma once
 
-#include <asio.hpp>
-
 #include <array>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
@@ -29,6 +28,8 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include <asio.hpp>
 
 #include "ferry/transport.h"
 
@@ -42,6 +43,10 @@ class AsioTcpTransport : public ferry::OneSidedTransport {
     if (server_thread_.joinable()) server_thread_.join();
   }
 
+  // Buffers exported and not yet released by every instance of this
+  // process (the example checks that freeing an object releases them).
+  static int64_t LiveExports() { return live_exports_; }
+
   ferry::StatusOr<ferry::ExportedBuffers> Export(
       const std::vector<ferry::TransportBuffer>& buffers) override {
     if (ferry::Status s = Listen(); !s.ok()) return s;
@@ -51,6 +56,7 @@ class AsioTcpTransport : public ferry::OneSidedTransport {
       const uint64_t id = ++next_id_;
       exports_[id] = b;
       ids_[KeyOf(b)].push_back(id);
+      ++live_exports_;
       out.descriptors.push_back(std::to_string(id) + ":" + std::to_string(b.nbytes));
     }
     return out;
@@ -65,6 +71,7 @@ class AsioTcpTransport : public ferry::OneSidedTransport {
       it->second.pop_front();
       if (it->second.empty()) ids_.erase(it);
       exports_.erase(id);
+      --live_exports_;
       released_.wait(lock, [&] { return sending_[id] == 0; });
       sending_.erase(id);
     }
@@ -200,16 +207,18 @@ class AsioTcpTransport : public ferry::OneSidedTransport {
       asio::async_write(socket, asio::buffer(request), [&, item](asio::error_code e, size_t) {
         if (e) return fail("sending a request to " + std::string(endpoint) + ": " + e.message());
         asio::async_read(socket, asio::buffer(&status, 1), [&, item](asio::error_code e2, size_t) {
-          if (e2) return fail("the producer at " + std::string(endpoint) +
-                              " closed the connection: " + e2.message());
+          if (e2)
+            return fail("the producer at " + std::string(endpoint) +
+                        " closed the connection: " + e2.message());
           if (status != 0) {
             return fail("the producer at " + std::string(endpoint) +
                         " no longer exports this buffer");
           }
           asio::async_read(socket, asio::buffer(item->dst.data, item->dst.nbytes),
                            [&](asio::error_code e3, size_t) {
-                             if (e3) return fail("reading from " + std::string(endpoint) + ": " +
-                                                 e3.message());
+                             if (e3)
+                               return fail("reading from " + std::string(endpoint) + ": " +
+                                           e3.message());
                              ++next;
                              step();
                            });
@@ -232,6 +241,7 @@ class AsioTcpTransport : public ferry::OneSidedTransport {
     return result;
   }
 
+  static inline std::atomic<int64_t> live_exports_{0};
   std::mutex mu_;
   std::condition_variable released_;
   uint64_t next_id_ = 0;                                // guarded by mu_

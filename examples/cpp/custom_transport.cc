@@ -29,8 +29,9 @@ class MyActor {
   static MyActor* Create() { return new MyActor(); }
   ferry::Tensor RandomTensor() { return example::RandomTensor(1000, 1000, 7); }
   double Sum(const ferry::Tensor& tensor) { return example::Sum(tensor); }
+  int64_t LiveExports() { return example::AsioTcpTransport::LiveExports(); }
 };
-FERRY_REMOTE(MyActor::Create, &MyActor::RandomTensor, &MyActor::Sum);
+FERRY_REMOTE(MyActor::Create, &MyActor::RandomTensor, &MyActor::Sum, &MyActor::LiveExports);
 
 int main(int argc, char** argv) {
   // Before Init: actor workers are this binary re-executed, and Init never
@@ -68,10 +69,18 @@ int main(int argc, char** argv) {
   sum = *ferry::Get(receiver.Task(&MyActor::Sum).Remote(flaky));
   example::Check(example::Close(sum, expected), "the object survives a failed pull");
 
-  // Freeing: dropping the refs frees the sender's tensors (and releases the
-  // exports) without a call to it.
+  // Freeing: dropping the refs frees the sender's tensors and releases their
+  // exports, without a call from the driver.
+  example::Check(*ferry::Get(sender.Task(&MyActor::LiveExports).Remote()) == 2,
+                 "the sender exports the two objects' tensors");
   tensor = {};
   flaky = {};
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int64_t live = -1;
+  while (live != 0 && std::chrono::steady_clock::now() < deadline) {
+    live = *ferry::Get(sender.Task(&MyActor::LiveExports).Remote());
+  }
+  example::Check(live == 0, "freeing the objects released the sender's exports");
   ferry::Shutdown();
   return example::failures == 0 ? 0 : 1;
 }

@@ -38,7 +38,8 @@ void RegisterTables(py::module_& m) {
         return out;
       },
       "Every tensor transport as a dict: name, kind ('object_store', 'one_sided', 'two_sided'), "
-      "devices, available (in this build), same_host, collective_backends, one_sided_backends, custom (registered by a user).");
+      "devices, available (in this build), same_host, collective_backends, one_sided_backends, "
+      "custom (registered by a user).");
   m.def(
       "status_codes",
       [] {

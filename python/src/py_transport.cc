@@ -57,8 +57,9 @@ py::list MakeBuffers(const std::vector<transport::BufferView>& buffers, bool wri
 // The Status of a Python exception a user's method raised (the GIL held).
 Status Raised(const std::string& name, const char* method, py::error_already_set& e) {
   std::string what = name.empty() ? "" : "tensor transport '" + name + "': ";
-  what += std::string(method) + " raised " + py::str(e.type().attr("__name__")).cast<std::string>() +
-          ": " + py::str(e.value()).cast<std::string>();
+  what += std::string(method) + " raised " +
+          py::str(e.type().attr("__name__")).cast<std::string>() + ": " +
+          py::str(e.value()).cast<std::string>();
   return e.matches(PyExc_TimeoutError) ? Status::DeadlineExceeded(what) : Status::Aborted(what);
 }
 
@@ -77,8 +78,8 @@ class PyOneSidedTransport final : public transport::OneSidedTransport {
     py::gil_scoped_acquire gil;
     try {
       py::object result = instance_.attr("export")(MakeBuffers(buffers));
-      auto [endpoint, descriptors] =
-          result.cast<std::pair<std::string, std::vector<std::string>>>();
+      auto [endpoint,
+            descriptors] = result.cast<std::pair<std::string, std::vector<std::string>>>();
       if (descriptors.size() != buffers.size()) {
         return Status::Aborted("tensor transport '" + name_ + "': export returned " +
                                std::to_string(descriptors.size()) + " descriptors for " +
@@ -226,26 +227,26 @@ py::object MakeGroupMember(transport::RendezvousStore& store,
       throw std::runtime_error("the group's store is usable only while joining (in __init__)");
     }
   };
-  py::cpp_function publish([&store, prefix, check](const std::string& key,
-                                                   const std::string& value) {
-    check();
-    Status s;
-    {
-      py::gil_scoped_release release;
-      s = store.Set(prefix + key, value);
-    }
-    CheckOk(s);
-  });
-  py::cpp_function lookup([&store, prefix, check](const std::string& key,
-                                                  std::optional<double> timeout) {
-    check();
-    StatusOr<std::string> value = Status::Internal("not looked up");
-    {
-      py::gil_scoped_release release;
-      value = store.Get(prefix + key, Deadline::FromSeconds(timeout));
-    }
-    return ValueOrThrow(std::move(value));
-  });
+  py::cpp_function publish(
+      [&store, prefix, check](const std::string& key, const std::string& value) {
+        check();
+        Status s;
+        {
+          py::gil_scoped_release release;
+          s = store.Set(prefix + key, value);
+        }
+        CheckOk(s);
+      });
+  py::cpp_function lookup(
+      [&store, prefix, check](const std::string& key, std::optional<double> timeout) {
+        check();
+        StatusOr<std::string> value = Status::Internal("not looked up");
+        {
+          py::gil_scoped_release release;
+          value = store.Get(prefix + key, Deadline::FromSeconds(timeout));
+        }
+        return ValueOrThrow(std::move(value));
+      });
   return GroupMemberType()(options.rank, options.size, options.hostname,
                            Seconds(options.transfer_timeout), publish, lookup);
 }

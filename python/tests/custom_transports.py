@@ -10,7 +10,23 @@ import torch
 
 import ferry
 
-EXAMPLE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "custom_transport")
+
+
+def _example_dir():
+    """examples/custom_transport of the checkout these tests run from (they
+    may run from a copy inside a build directory: the sanitizer runs)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    while True:
+        candidate = os.path.join(here, "examples", "custom_transport")
+        if os.path.isdir(candidate):
+            return candidate
+        parent = os.path.dirname(here)
+        if parent == here:
+            raise RuntimeError("examples/custom_transport not found above " + __file__)
+        here = parent
+
+
+EXAMPLE_DIR = _example_dir()
 if EXAMPLE_DIR not in sys.path:
     sys.path.insert(0, EXAMPLE_DIR)
 

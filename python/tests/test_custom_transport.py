@@ -3,7 +3,6 @@ ferry.experimental.register_tensor_transport and used by name like a
 built-in transport: the TCP-socket example end to end, freeing, failures in
 the middle of a transfer, timeouts, export failures, and bad registrations.
 (The C++ side: examples/cpp/custom_transport.cc, run by ctest.)"""
-import os
 import subprocess
 import sys
 
@@ -13,7 +12,6 @@ import torch
 from conftest import wait_for
 
 TIMEOUT = 60
-EXAMPLE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "custom_transport")
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +39,8 @@ def _pair(ct):
 
 
 @pytest.mark.parametrize("script", ["tcp_example.py", "tcp_two_sided_example.py"])
-def test_the_tcp_examples_run_as_scripts(script):
-    proc = subprocess.run([sys.executable, script], cwd=EXAMPLE_DIR, capture_output=True,
+def test_the_tcp_examples_run_as_scripts(ct, script):
+    proc = subprocess.run([sys.executable, script], cwd=ct.EXAMPLE_DIR, capture_output=True,
                           text=True, timeout=180, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["1000000.0", "torch.Size([1000,", "1000])"]

@@ -115,7 +115,8 @@ def _is_custom_ref(value: Any) -> bool:
     if not isinstance(value, _core.ObjectRef):
         return False
     name = value.tensor_transport()
-    return name is not None and TRANSPORTS.get(name.lower(), {}).get("custom", False)
+    info = TRANSPORTS.get(name.lower()) if name is not None else None
+    return info is not None and info["custom"]
 
 
 def defer_custom_refs(args: tuple[Any, ...], kwargs: dict[str, Any]

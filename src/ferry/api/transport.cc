@@ -167,8 +167,8 @@ void RegisterTwoSidedTensorTransport(const std::string& name,
 void RegisterTensorTransport(const std::string& name, const std::vector<std::string>& devices,
                              OneSidedTransportFactory make) {
   if (!make) internal::ThrowStatus(Status::InvalidArgument("RegisterTensorTransport: no factory"));
-  auto factory = [name, make = std::move(make)]()
-      -> StatusOr<std::unique_ptr<transport::OneSidedTransport>> {
+  auto factory =
+      [name, make = std::move(make)]() -> StatusOr<std::unique_ptr<transport::OneSidedTransport>> {
     std::unique_ptr<ferry::OneSidedTransport> user;
     try {
       user = make();

@@ -89,8 +89,7 @@ TEST(UserTransportTest, BadRegistrationsThrowInvalidArgumentError) {
   auto make = [] { return std::make_unique<InProcessTransport>(); };
   EXPECT_THROW(ferry::RegisterTensorTransport("Bad Name", {"cpu"}, make),
                ferry::InvalidArgumentError);
-  EXPECT_THROW(ferry::RegisterTensorTransport("gloo", {"cpu"}, make),
-               ferry::InvalidArgumentError);
+  EXPECT_THROW(ferry::RegisterTensorTransport("gloo", {"cpu"}, make), ferry::InvalidArgumentError);
   EXPECT_THROW(ferry::RegisterTensorTransport("api_no_devices", {}, make),
                ferry::InvalidArgumentError);
   EXPECT_THROW(ferry::RegisterTensorTransport("api_no_factory", {"cpu"}, nullptr),
@@ -151,15 +150,14 @@ class MailboxTransport : public ferry::TwoSidedTransport {
 TEST(UserTransportTest, ATwoSidedTransportJoinsThroughTheGroupsStoreAndMovesBytes) {
   static Mailbox box;
   static std::string heard[2];  // what each rank looked up: its peer's greeting
-  ferry::RegisterTwoSidedTensorTransport(
-      "api_mailbox", {"cpu"}, [](const ferry::GroupMember& m) {
-        Status s = m.publish("rank" + std::to_string(m.rank), "hi from " + std::to_string(m.rank));
-        if (!s.ok()) throw std::runtime_error(s.ToString());
-        auto peer = m.lookup("rank" + std::to_string(1 - m.rank), m.join_deadline);
-        if (!peer.ok()) throw std::runtime_error(peer.status().ToString());
-        heard[m.rank] = *peer;
-        return std::make_unique<MailboxTransport>(&box, m.rank);
-      });
+  ferry::RegisterTwoSidedTensorTransport("api_mailbox", {"cpu"}, [](const ferry::GroupMember& m) {
+    Status s = m.publish("rank" + std::to_string(m.rank), "hi from " + std::to_string(m.rank));
+    if (!s.ok()) throw std::runtime_error(s.ToString());
+    auto peer = m.lookup("rank" + std::to_string(1 - m.rank), m.join_deadline);
+    if (!peer.ok()) throw std::runtime_error(peer.status().ToString());
+    heard[m.rank] = *peer;
+    return std::make_unique<MailboxTransport>(&box, m.rank);
+  });
   // The registration made a collective backend of the same name.
   EXPECT_TRUE(ferry::transport::CheckCollectiveBackend("api_mailbox").ok());
 

@@ -96,11 +96,10 @@ TEST_F(CustomTransportTest, BadNamesDevicesAndBuiltInNamesAreRefused) {
 }
 
 TEST_F(CustomTransportTest, AFactorysErrorIsReturnedAsItIs) {
-  ASSERT_TRUE(RegisterOneSidedTransport(
-                  "broken", {"cpu"},
-                  []() -> StatusOr<std::unique_ptr<OneSidedTransport>> {
-                    return Status::Unavailable("the fabric is down");
-                  })
+  ASSERT_TRUE(RegisterOneSidedTransport("broken", {"cpu"},
+                                        []() -> StatusOr<std::unique_ptr<OneSidedTransport>> {
+                                          return Status::Unavailable("the fabric is down");
+                                        })
                   .ok());
   auto made = CreateOneSidedTransport("broken");
   EXPECT_EQ(made.status().code(), StatusCode::kUnavailable);

@@ -149,8 +149,10 @@ const TransportInfo* FindTransport(std::string_view name) {
 
 Status RegisterTransport(TransportInfo info) {
   if (!IsValidName(info.name)) {
-    return Status::InvalidArgument("a tensor transport's name is 1 to 64 lower-case letters, "
-                                   "digits or '_'; got '" + info.name + "'");
+    return Status::InvalidArgument(
+        "a tensor transport's name is 1 to 64 lower-case letters, "
+        "digits or '_'; got '" +
+        info.name + "'");
   }
   if (info.devices.empty()) {
     return Status::InvalidArgument("tensor transport '" + info.name +
