@@ -384,6 +384,22 @@ void ControlSeeds() {
   placed.mutable_options()->mutable_scheduling()->set_kind(proto::SchedulingStrategy::SPREAD);
   Msg("create_actor_with_resources", proto::CREATE_ACTOR, placed);
 
+  // Remote functions: a pooled worker leased, given back, blocked in get.
+  proto::LeaseWorker lease;
+  *lease.mutable_options() = placed.options();
+  lease.add_worker_command("/bin/false");  // never run by the target
+  lease.set_language("python");
+  Msg("lease_worker", proto::LEASE_WORKER, lease);
+  proto::ReturnWorker give_back;
+  give_back.set_lease_id(kOtherId);
+  Msg("return_worker", proto::RETURN_WORKER, give_back);
+  give_back.set_worker_failed(true);
+  Msg("return_worker_failed", proto::RETURN_WORKER, give_back);
+  proto::LeaseBlocked blocked;
+  blocked.set_lease_id(kOtherId);
+  blocked.set_blocked(true);
+  Msg("lease_blocked", proto::LEASE_BLOCKED, blocked);
+
   // Replies, as the caller handles them.
   proto::HelloReply hello_reply;
   hello_reply.set_worker_id(kOtherId);
@@ -394,6 +410,10 @@ void ControlSeeds() {
   *push_reply.add_returns() = InlineValue(0, {});
   push_reply.mutable_returns(1)->mutable_error()->set_code(100);
   Msg("reply_push_task", kReply | proto::PUSH_TASK, push_reply);
+  proto::LeaseWorkerReply lease_reply;
+  lease_reply.set_lease_id(kOtherId);
+  lease_reply.set_actor_id(kActorId);
+  Msg("reply_lease_worker", kReply | proto::LEASE_WORKER, lease_reply);
   Msg("reply_get_object", kReply | proto::GET_OBJECT, InlineValue(30, {256, 1}));
   Msg("reply_fetch_tensors", kReply | proto::FETCH_TENSORS, InlineValue(0, {16, 0}, "tensors"));
   proto::NodeList nodes;
