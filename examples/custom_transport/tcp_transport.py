@@ -28,7 +28,8 @@ import time
 
 from ferry.experimental import Buffer, OneSidedTensorTransport, PullItem
 
-_REQUEST = struct.Struct("!QQ")
+_REQUEST = "!QQ"  # struct formats (plain strings: the module also pickles by value)
+_REQUEST_SIZE = struct.calcsize(_REQUEST)
 _OK, _MISSING = b"\x00", b"\x01"
 
 
@@ -90,10 +91,10 @@ class TcpTransport(OneSidedTensorTransport):
     def _serve(self, conn: socket.socket) -> None:
         with conn:
             while True:
-                header = _recv_exactly(conn, _REQUEST.size)
+                header = _recv_exactly(conn, _REQUEST_SIZE)
                 if header is None:
                     return  # the consumer is done
-                buffer_id, nbytes = _REQUEST.unpack(header)
+                buffer_id, nbytes = struct.unpack(_REQUEST, header)
                 with self._lock:
                     data = self._exports.get(buffer_id)
                     if data is not None and data.nbytes == nbytes:
@@ -133,7 +134,7 @@ class TcpTransport(OneSidedTensorTransport):
             raise ValueError(f"descriptor {item.descriptor!r} is for {nbytes} bytes, the "
                              f"destination has {item.dst.data.nbytes}")
         conn.settimeout(_left(deadline))
-        conn.sendall(_REQUEST.pack(buffer_id, nbytes))
+        conn.sendall(struct.pack(_REQUEST, buffer_id, nbytes))
         if _recv_exactly(conn, 1) != _OK:
             raise ConnectionError(f"the producer at {item.endpoint} no longer exports buffer "
                                   f"{buffer_id}")

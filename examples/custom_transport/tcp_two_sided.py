@@ -26,8 +26,9 @@ import time
 
 from ferry.experimental import Buffer, GroupMember, TwoSidedTensorTransport
 
-_HEADER = struct.Struct("!QQQ")
-_SIZE = struct.Struct("!Q")
+_HEADER = "!QQQ"  # struct formats (plain strings: the module also pickles by value)
+_SIZE = "!Q"
+_SIZE_BYTES = struct.calcsize(_SIZE)
 _OK, _MISMATCH = b"\x00", b"\x01"
 
 
@@ -49,9 +50,9 @@ class TcpTwoSidedTransport(TwoSidedTensorTransport):
         deadline = None if timeout is None else time.monotonic() + timeout
         host, port = self._peers[peer].rsplit(":", 1)
         with socket.create_connection((host, int(port)), timeout=_left(deadline)) as conn:
-            conn.sendall(_HEADER.pack(self.rank, tag, len(buffers)))
+            conn.sendall(struct.pack(_HEADER, self.rank, tag, len(buffers)))
             for b in buffers:
-                conn.sendall(_SIZE.pack(b.data.nbytes))
+                conn.sendall(struct.pack(_SIZE, b.data.nbytes))
                 conn.sendall(b.data)
             conn.settimeout(_left(deadline))
             answer = conn.recv(1)
@@ -70,13 +71,13 @@ class TcpTwoSidedTransport(TwoSidedTensorTransport):
             conn = self._arrived.pop((peer, tag))
         with conn:
             conn.settimeout(_left(deadline))
-            count = _SIZE.unpack(_recv_exactly(conn, _SIZE.size))[0]
+            count = struct.unpack(_SIZE, _recv_exactly(conn, _SIZE_BYTES))[0]
             if count != len(buffers):
                 conn.sendall(_MISMATCH)
                 raise ValueError(f"rank {peer} sent {count} buffers for tag {tag}, "
                                  f"expected {len(buffers)}")
             for b in buffers:
-                size = _SIZE.unpack(_recv_exactly(conn, _SIZE.size))[0]
+                size = struct.unpack(_SIZE, _recv_exactly(conn, _SIZE_BYTES))[0]
                 if size != b.data.nbytes:
                     conn.sendall(_MISMATCH)
                     raise ValueError(f"rank {peer} sent {size} bytes for tag {tag}, "

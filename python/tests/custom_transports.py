@@ -3,6 +3,7 @@ transport, and variants that fail in each way a transport can. Workers
 import this module (classes pickle by reference)."""
 import os
 import socket
+import struct
 import sys
 import threading
 
@@ -63,7 +64,7 @@ class FailsMidPull(TrackedTcp):
         host, port = item.endpoint.rsplit(":", 1)
         buffer_id, nbytes = (int(x) for x in item.descriptor.split(":"))
         with socket.create_connection((host, int(port)), timeout=timeout) as conn:
-            conn.sendall(tcp_transport._REQUEST.pack(buffer_id, nbytes))
+            conn.sendall(struct.pack(tcp_transport._REQUEST, buffer_id, nbytes))
             assert tcp_transport._recv_exactly(conn, 1) == tcp_transport._OK
             half = nbytes // 2
             item.dst.data.cast("B")[:half] = tcp_transport._recv_exactly(conn, half)
@@ -96,8 +97,8 @@ class BreaksFirstSend(TcpTwoSidedTransport):
         host, port = self._peers[peer].rsplit(":", 1)
         nbytes = buffers[0].data.nbytes
         with socket.create_connection((host, int(port)), timeout=timeout) as conn:
-            conn.sendall(tcp_two_sided._HEADER.pack(self.rank, tag, len(buffers)))
-            conn.sendall(tcp_two_sided._SIZE.pack(nbytes))
+            conn.sendall(struct.pack(tcp_two_sided._HEADER, self.rank, tag, len(buffers)))
+            conn.sendall(struct.pack(tcp_two_sided._SIZE, nbytes))
             conn.sendall(buffers[0].data[:nbytes // 2])
         raise ConnectionResetError(f"the link dropped after {nbytes // 2} of {nbytes} bytes")
 
