@@ -24,9 +24,9 @@ import os
 import socket
 import struct
 import threading
-import time
 
 from ferry.experimental import Buffer, OneSidedTensorTransport, PullItem
+from socket_io import deadline_after, recv_exactly, recv_into, seconds_left
 
 _REQUEST = "!QQ"  # struct formats (plain strings: the module also pickles by value)
 _REQUEST_SIZE = struct.calcsize(_REQUEST)
@@ -91,7 +91,7 @@ class TcpTransport(OneSidedTensorTransport):
     def _serve(self, conn: socket.socket) -> None:
         with conn:
             while True:
-                header = _recv_exactly(conn, _REQUEST_SIZE)
+                header = recv_exactly(conn, _REQUEST_SIZE)
                 if header is None:
                     return  # the consumer is done
                 buffer_id, nbytes = struct.unpack(_REQUEST, header)
@@ -117,13 +117,14 @@ class TcpTransport(OneSidedTensorTransport):
     # --- consumer ---------------------------------------------------------
 
     def pull(self, items: list[PullItem], timeout: float | None) -> None:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_after(timeout)
         by_producer: dict[str, list[PullItem]] = collections.defaultdict(list)
         for item in items:
             by_producer[item.endpoint].append(item)
         for endpoint, mine in by_producer.items():
             host, port = endpoint.rsplit(":", 1)
-            with socket.create_connection((host, int(port)), timeout=_left(deadline)) as conn:
+            address = (host, int(port))
+            with socket.create_connection(address, timeout=seconds_left(deadline)) as conn:
                 for item in mine:
                     self._pull_one(conn, item, deadline)
 
@@ -133,40 +134,9 @@ class TcpTransport(OneSidedTensorTransport):
         if nbytes != item.dst.data.nbytes:
             raise ValueError(f"descriptor {item.descriptor!r} is for {nbytes} bytes, the "
                              f"destination has {item.dst.data.nbytes}")
-        conn.settimeout(_left(deadline))
+        conn.settimeout(seconds_left(deadline))
         conn.sendall(struct.pack(_REQUEST, buffer_id, nbytes))
-        if _recv_exactly(conn, 1) != _OK:
+        if recv_exactly(conn, 1) != _OK:
             raise ConnectionError(f"the producer at {item.endpoint} no longer exports buffer "
                                   f"{buffer_id}")
-        view, got = item.dst.data.cast("B"), 0
-        while got < nbytes:
-            conn.settimeout(_left(deadline))
-            n = conn.recv_into(view[got:], nbytes - got)
-            if n == 0:
-                raise ConnectionError(f"the producer at {item.endpoint} closed the connection "
-                                      f"after {got} of {nbytes} bytes")
-            got += n
-
-
-def _left(deadline: float | None) -> float | None:
-    """Seconds until ``deadline`` (None: no limit); TimeoutError once past."""
-    if deadline is None:
-        return None
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("the pull's timeout passed")
-    return left
-
-
-def _recv_exactly(conn: socket.socket, n: int) -> bytes | None:
-    """``n`` bytes, or None if the peer closed before the first one."""
-    chunks, got = [], 0
-    while got < n:
-        chunk = conn.recv(n - got)
-        if not chunk:
-            if got == 0:
-                return None
-            raise ConnectionError(f"the peer closed the connection after {got} of {n} bytes")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
+        recv_into(conn, item.dst.data, deadline)

@@ -22,9 +22,9 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-import time
 
 from ferry.experimental import Buffer, GroupMember, TwoSidedTensorTransport
+from socket_io import deadline_after, recv_exactly, recv_into, seconds_left
 
 _HEADER = "!QQQ"  # struct formats (plain strings: the module also pickles by value)
 _SIZE = "!Q"
@@ -47,49 +47,42 @@ class TcpTwoSidedTransport(TwoSidedTensorTransport):
         threading.Thread(target=self._accept, name="tcp2-accept", daemon=True).start()
 
     def send(self, peer: int, tag: int, buffers: list[Buffer], timeout: float | None) -> None:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_after(timeout)
         host, port = self._peers[peer].rsplit(":", 1)
-        with socket.create_connection((host, int(port)), timeout=_left(deadline)) as conn:
+        with socket.create_connection((host, int(port)), timeout=seconds_left(deadline)) as conn:
             conn.sendall(struct.pack(_HEADER, self.rank, tag, len(buffers)))
             for b in buffers:
                 conn.sendall(struct.pack(_SIZE, b.data.nbytes))
                 conn.sendall(b.data)
-            conn.settimeout(_left(deadline))
+            conn.settimeout(seconds_left(deadline))
             answer = conn.recv(1)
         if answer != _OK:
             raise ConnectionError(f"rank {peer} did not take tag {tag}: "
                                   + ("the sizes differ" if answer else "it closed the connection"))
 
     def recv(self, peer: int, tag: int, buffers: list[Buffer], timeout: float | None) -> None:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_after(timeout)
         with self._cv:
             while (peer, tag) not in self._arrived:
                 if self._aborted is not None:
                     raise ConnectionAbortedError(self._aborted)
-                if not self._cv.wait(_left(deadline)):
+                if not self._cv.wait(seconds_left(deadline)):
                     raise TimeoutError(f"nothing from rank {peer} for tag {tag}")
             conn = self._arrived.pop((peer, tag))
         with conn:
-            conn.settimeout(_left(deadline))
-            count = struct.unpack(_SIZE, _recv_exactly(conn, _SIZE_BYTES))[0]
+            conn.settimeout(seconds_left(deadline))
+            count = struct.unpack(_SIZE, _received(conn, _SIZE_BYTES))[0]
             if count != len(buffers):
                 conn.sendall(_MISMATCH)
                 raise ValueError(f"rank {peer} sent {count} buffers for tag {tag}, "
                                  f"expected {len(buffers)}")
             for b in buffers:
-                size = struct.unpack(_SIZE, _recv_exactly(conn, _SIZE_BYTES))[0]
+                size = struct.unpack(_SIZE, _received(conn, _SIZE_BYTES))[0]
                 if size != b.data.nbytes:
                     conn.sendall(_MISMATCH)
                     raise ValueError(f"rank {peer} sent {size} bytes for tag {tag}, "
                                      f"expected {b.data.nbytes}")
-                view, got = b.data.cast("B"), 0
-                while got < size:
-                    conn.settimeout(_left(deadline))
-                    n = conn.recv_into(view[got:], size - got)
-                    if n == 0:
-                        raise ConnectionError(f"rank {peer} closed the connection after {got} "
-                                              f"of {size} bytes")
-                    got += n
+                recv_into(conn, b.data, deadline)
             conn.sendall(_OK)
 
     def abort(self, reason: str) -> None:
@@ -111,7 +104,7 @@ class TcpTwoSidedTransport(TwoSidedTensorTransport):
                 conn, _ = self._listener.accept()
                 # The header's first two fields say which transfer this is;
                 # the third (the count) is read by recv.
-                peer, tag = struct.unpack("!QQ", _recv_exactly(conn, 16))
+                peer, tag = struct.unpack("!QQ", _received(conn, 16))
             except OSError:
                 return  # aborted
             with self._cv:
@@ -119,21 +112,10 @@ class TcpTwoSidedTransport(TwoSidedTensorTransport):
                 self._cv.notify_all()
 
 
-def _left(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("the transfer's timeout passed")
-    return left
 
-
-def _recv_exactly(conn: socket.socket, n: int) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        chunk = conn.recv(n - got)
-        if not chunk:
-            raise ConnectionError(f"the peer closed the connection after {got} of {n} bytes")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
+def _received(conn: socket.socket, n: int) -> bytes:
+    """``n`` bytes; ConnectionError if the peer closed first."""
+    data = recv_exactly(conn, n)
+    if data is None:
+        raise ConnectionError("the peer closed the connection")
+    return data

@@ -31,6 +31,7 @@ EXAMPLE_DIR = _example_dir()
 if EXAMPLE_DIR not in sys.path:
     sys.path.insert(0, EXAMPLE_DIR)
 
+import socket_io  # noqa: E402
 import tcp_transport  # noqa: E402
 import tcp_two_sided  # noqa: E402
 from tcp_transport import TcpTransport  # noqa: E402
@@ -65,9 +66,9 @@ class FailsMidPull(TrackedTcp):
         buffer_id, nbytes = (int(x) for x in item.descriptor.split(":"))
         with socket.create_connection((host, int(port)), timeout=timeout) as conn:
             conn.sendall(struct.pack(tcp_transport._REQUEST, buffer_id, nbytes))
-            assert tcp_transport._recv_exactly(conn, 1) == tcp_transport._OK
+            assert socket_io.recv_exactly(conn, 1) == tcp_transport._OK
             half = nbytes // 2
-            item.dst.data.cast("B")[:half] = tcp_transport._recv_exactly(conn, half)
+            item.dst.data.cast("B")[:half] = socket_io.recv_exactly(conn, half)
         raise ConnectionResetError(f"the link dropped after {half} of {nbytes} bytes")
 
 

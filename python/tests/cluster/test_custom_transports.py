@@ -26,6 +26,7 @@ def test_registered_transports_move_tensors_between_hosts(cluster):
             os.path.abspath(driver_lib.__file__)))))
         sys.path.insert(0, os.path.join(repo, "examples", "custom_transport"))
         import cloudpickle
+        import socket_io
         import tcp_transport
         import tcp_two_sided
         from tcp_transport import TcpTransport
@@ -33,6 +34,7 @@ def test_registered_transports_move_tensors_between_hosts(cluster):
 
         # The other hosts' workers cannot import the examples' modules: they
         # travel by value, as the classes of a driver's __main__ do.
+        cloudpickle.register_pickle_by_value(socket_io)
         cloudpickle.register_pickle_by_value(tcp_transport)
         cloudpickle.register_pickle_by_value(tcp_two_sided)
 
