@@ -31,6 +31,8 @@ TEST_F(CustomTransportTest, ARegisteredTransportIsUsableByNameLikeABuiltInOne) {
   const TransportInfo* info = FindTransport("my_tcp");
   ASSERT_NE(info, nullptr);
   EXPECT_TRUE(info->custom);
+  EXPECT_TRUE(IsCustom("my_tcp"));
+  EXPECT_FALSE(IsCustom("shm"));
   EXPECT_TRUE(info->available);
   EXPECT_EQ(info->kind, TransportKind::kOneSided);
   EXPECT_EQ(info->one_sided_backends, std::vector<std::string>{"my_tcp"});

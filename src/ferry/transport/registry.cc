@@ -26,7 +26,7 @@ bool IsOneSidedBackend(const TransportInfo& t) {
          t.one_sided_backends == std::vector<std::string>{t.name};
 }
 
-// The factories of registered one-sided transports, by name.
+// The factories of the transports users registered, by name.
 class CustomFactories {
  public:
   static CustomFactories& Get() {

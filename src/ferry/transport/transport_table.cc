@@ -188,6 +188,11 @@ bool IsTwoSided(std::string_view name) {
   return t != nullptr && t->kind == TransportKind::kTwoSided;
 }
 
+bool IsCustom(std::string_view name) {
+  const TransportInfo* t = FindTransport(name);
+  return t != nullptr && t->custom;
+}
+
 std::vector<std::string> AvailableTensorTransports() {
   std::vector<std::string> names;
   for (const TransportInfo& t : Transports()) {

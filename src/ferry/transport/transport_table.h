@@ -79,6 +79,8 @@ bool IsObjectStore(std::string_view name);
 bool IsOneSided(std::string_view name);
 // True for transports where both ends act (a collective group is needed).
 bool IsTwoSided(std::string_view name);
+// True for a transport a user registered (RegisterTransport).
+bool IsCustom(std::string_view name);
 
 // The transports this build has, in table order.
 std::vector<std::string> AvailableTensorTransports();

@@ -50,8 +50,7 @@ void AddExport(const std::string& name, transport::ExportedBuffers exported, pro
 // True if one of `exporters` is a transport a user registered.
 bool AnyUserTransport(const std::vector<transport::OneSidedTransport*>& exporters) {
   return std::any_of(exporters.begin(), exporters.end(), [](transport::OneSidedTransport* e) {
-    const transport::TransportInfo* info = transport::FindTransport(e->name());
-    return info != nullptr && info->custom;
+    return transport::IsCustom(e->name());
   });
 }
 
@@ -144,8 +143,7 @@ Status TensorHolder::Store(const ObjectId& id, std::vector<tensor::Tensor> tenso
       return Status::Unimplemented("no one-sided transport for '" + info->transport() +
                                    "' is available in this build");
     }
-  } else if (const transport::TransportInfo* t = transport::FindTransport(info->transport());
-             t != nullptr && t->kind == transport::TransportKind::kTwoSided && !t->custom) {
+  } else if (transport::IsTwoSided(info->transport()) && !transport::IsCustom(info->transport())) {
     // A user's transport always carries its objects: no shortcut.
     ExportSmallForThisHost(tensors, info, &exporters);
   }

@@ -116,9 +116,8 @@ Status TransferOwner::ArrangeTransfer(const ObjectId& id, const ValuePtr& value,
   proto::TensorRecv* recv = arg->mutable_tensor_recv();
   recv->set_group(route->group);
   recv->set_src_rank(route->src_rank);
-  const transport::TransportInfo* info = transport::FindTransport(rdt.transport());
-  const bool custom = info != nullptr && info->custom;
-  if (!custom && static_cast<int64_t>(TotalBytes(rdt)) <= Config::Get().inline_tensor_bytes) {
+  if (!transport::IsCustom(rdt.transport()) &&
+      static_cast<int64_t>(TotalBytes(rdt)) <= Config::Get().inline_tensor_bytes) {
     // Small: the receiver fetches the bytes itself (one round trip); a
     // collective transfer's handshakes would cost more than the bytes. A
     // user's transport carries every object: its user chose it.
