@@ -78,6 +78,17 @@ def test_decorated_methods_and_remote_functions_take_the_transport(ferry, ct):
     assert ferry.get(consumer.totals.remote([ref]), timeout=TIMEOUT) == [45.0]
 
 
+def test_put_keeps_tensors_in_the_driver_with_a_registered_transport(ferry, ct):
+    _, consumer = _pair(ct)
+    before = ct.exported_buffers()
+    ref = ferry.put(torch.full((1000,), 2.0), _tensor_transport="tracked_tcp")
+    assert ct.exported_buffers() == before + 1  # exported here, by this process's transport
+    assert ferry.get(consumer.total.remote(ref), timeout=TIMEOUT) == 2000.0
+    assert ferry.get(consumer.totals.remote([ref]), timeout=TIMEOUT) == [2000.0]
+    del ref
+    assert wait_for(lambda: ct.exported_buffers() == before, TIMEOUT)
+
+
 def test_freeing_the_object_releases_its_export_in_the_producer(ferry, ct):
     producer, consumer = _pair(ct)
     ref = producer.make.options(tensor_transport="tracked_tcp").remote(1000, 1)
