@@ -80,11 +80,6 @@ class PyOneSidedTransport final : public transport::OneSidedTransport {
       py::object result = instance_.attr("export")(MakeBuffers(buffers));
       auto [endpoint,
             descriptors] = result.cast<std::pair<std::string, std::vector<std::string>>>();
-      if (descriptors.size() != buffers.size()) {
-        return Status::Aborted("tensor transport '" + name_ + "': export returned " +
-                               std::to_string(descriptors.size()) + " descriptors for " +
-                               std::to_string(buffers.size()) + " buffers");
-      }
       return transport::ExportedBuffers{std::move(endpoint), std::move(descriptors)};
     } catch (py::error_already_set& e) {
       return Raised(name_, "export", e);

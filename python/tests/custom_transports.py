@@ -81,6 +81,14 @@ class NeverArrives(TrackedTcp):
         raise TimeoutError(f"nothing arrived within {timeout:.1f} s")
 
 
+class DropsADescriptor(TrackedTcp):
+    """Exports every buffer but returns one descriptor too few."""
+
+    def export(self, buffers):
+        endpoint, descriptors = super().export(buffers)
+        return endpoint, descriptors[:-1]
+
+
 class ExportFails(TrackedTcp):
     def export(self, buffers):
         raise RuntimeError("no route to the fabric")

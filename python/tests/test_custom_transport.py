@@ -27,6 +27,7 @@ def ferry(ct, ferry_module_session):
     register_tensor_transport("fails_mid_pull", ct.FailsMidPull, ["cpu"])  # the order
     register_tensor_transport("never_arrives", ["cpu"], ct.NeverArrives)
     register_tensor_transport("export_fails", ["cpu"], ct.ExportFails)
+    register_tensor_transport("drops_a_descriptor", ["cpu"], ct.DropsADescriptor)
     register_tensor_transport("tcp2", ["cpu"], ct.TcpTwoSidedTransport)
     register_tensor_transport("tcp2_breaks", ["cpu"], ct.BreaksFirstSend)
     register_tensor_transport("tcp2_join_fails", ["cpu"], ct.JoinFails)
@@ -135,6 +136,15 @@ def test_a_failing_export_fails_the_producing_call(ferry, ct):
         ferry.get(consumer.total.remote(ref), timeout=TIMEOUT)
     # the producer is fine
     assert ferry.get(producer.total.remote(torch.ones(3)), timeout=TIMEOUT) == 3.0
+
+
+def test_an_export_without_a_descriptor_per_buffer_fails_and_is_released(ferry, ct):
+    producer, _ = _pair(ct)
+    ref = producer.make.options(tensor_transport="drops_a_descriptor").remote(10, 1)
+    with pytest.raises(ferry.exceptions.TransportError,
+                       match="drops_a_descriptor.*returned 0 descriptors for 1 buffers"):
+        ferry.get(ref, timeout=TIMEOUT)
+    assert ferry.get(producer.exported_buffers.remote(), timeout=TIMEOUT) == 0
 
 
 def test_an_actor_created_before_the_registration_says_so(ferry, ct):

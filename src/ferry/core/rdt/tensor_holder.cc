@@ -132,6 +132,13 @@ Status TensorHolder::Store(const ObjectId& id, std::vector<tensor::Tensor> tenso
         return t.status();
       }
       auto exported = (*t)->Export(views);
+      if (exported.ok() && exported->descriptors.size() != views.size()) {
+        // A user's transport may get this wrong: receivers need one per buffer.
+        (*t)->Release(views);
+        exported = Status::Aborted("the transport returned " +
+                                   std::to_string(exported->descriptors.size()) +
+                                   " descriptors for " + std::to_string(views.size()) + " buffers");
+      }
       if (!exported.ok()) {
         for (auto* e : exporters) e->Release(views);
         return exported.status().WithContext("exporting tensors for '" + name + "'");
