@@ -2,8 +2,8 @@
 example of ``ferry.experimental.OneSidedTensorTransport``.
 
 The producer serves the buffers it exported from a listening socket (one
-thread per connection); a consumer's ``pull`` connects to each producer it
-needs and asks for its buffers by id. Endpoint: ``"host:port"``;
+thread per connection), open only while it exports something; a consumer's
+``pull`` connects to each producer it needs and asks for its buffers by id. Endpoint: ``"host:port"``;
 descriptor: ``"id:nbytes"``.
 
 Protocol, per buffer: the consumer sends (id, nbytes) as two big-endian
@@ -48,9 +48,9 @@ class TcpTransport(OneSidedTensorTransport):
     # --- producer ---------------------------------------------------------
 
     def export(self, buffers: list[Buffer]) -> tuple[str, list[str]]:
-        self._listen()
         descriptors = []
         with self._lock:
+            self._listen()
             for b in buffers:
                 self._next_id += 1
                 self._exports[self._next_id] = b.data
@@ -71,20 +71,37 @@ class TcpTransport(OneSidedTensorTransport):
                 # The memory is freed once this returns: wait for its sends.
                 self._lock.wait_for(lambda: self._sending[buffer_id] == 0)
                 del self._sending[buffer_id]
+            if not self._exports:
+                self._stop_listening()
 
     def _listen(self) -> None:
-        with self._lock:
-            if self._listener is not None:
-                return
-            host = os.environ.get("FERRY_NODE_IP", "127.0.0.1")
-            self._listener = socket.create_server((host, 0))
-            self._endpoint = f"{host}:{self._listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, name="tcp-transport-accept", daemon=True).start()
+        """Opens the listening socket if it is closed. Holds ``_lock``."""
+        if self._listener is not None:
+            return
+        host = os.environ.get("FERRY_NODE_IP", "127.0.0.1")
+        self._listener = socket.create_server((host, 0))
+        self._endpoint = f"{host}:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, args=(self._listener,),
+                         name="tcp-transport-accept", daemon=True).start()
 
-    def _accept(self) -> None:
-        assert self._listener is not None
+    def _stop_listening(self) -> None:
+        """Closes the listening socket: nothing is left to serve. Connections
+        already accepted finish on their own threads. Holds ``_lock``."""
+        if self._listener is None:
+            return
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
+        self._listener.close()
+        self._listener = None
+
+    def _accept(self, listener: socket.socket) -> None:
         while True:
-            conn, _ = self._listener.accept()
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed: nothing exported any more
             threading.Thread(target=self._serve, args=(conn,), name="tcp-transport-serve",
                              daemon=True).start()
 

@@ -52,6 +52,11 @@ def exported_buffers():
     return sum(len(t._exports) for t in INSTANCES)
 
 
+def listening():
+    """Whether any of this process's transports has a listening socket open."""
+    return any(t._listener is not None for t in INSTANCES)
+
+
 class FailsMidPull(TrackedTcp):
     """Its first pull in a process reads half of the first buffer and then
     raises, as a connection dropping mid-transfer would; later pulls work."""

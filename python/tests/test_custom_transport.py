@@ -88,6 +88,8 @@ def test_put_keeps_tensors_in_the_driver_with_a_registered_transport(ferry, ct):
     assert ferry.get(consumer.totals.remote([ref]), timeout=TIMEOUT) == [2000.0]
     del ref
     assert wait_for(lambda: ct.exported_buffers() == before, TIMEOUT)
+    # nothing left to serve: the example transport stops listening
+    assert wait_for(lambda: not ct.listening(), TIMEOUT)
 
 
 def test_freeing_the_object_releases_its_export_in_the_producer(ferry, ct):
