@@ -3,7 +3,7 @@
 // they can run in-process.
 //
 // Input: byte 0 chooses the message, the rest is its payload.
-//   bits 0-4  the method (proto::Method; 28..31 are unknown methods)
+//   bits 0-4  the method (proto::Method; 0, METHOD_UNSPECIFIED, is unknown)
 //   bit 7     0: a request (or one-way message) to a handler;
 //             1: a reply, parsed and checked as the caller does
 //   bit 6     with bit 7: an error reply (payload = StatusProto)
@@ -17,7 +17,7 @@
 //     kObjectId so the deeper paths of SEND/FETCH/FREE are reachable).
 //   REGISTER_WORKER, ACTOR_READY, GET_ACTOR_INFO, KILL_ACTOR, KV_PUT, KV_GET,
 //   KV_DEL, REGISTER_NODE, NODE_HEARTBEAT, WORKER_EXITED, GET_NODES,
-//   REGISTER_DRIVER: the real Head handlers (a fresh Head per input; no
+//   REGISTER_DRIVER, WORKER_OUTPUT: the real Head handlers (a fresh Head per input; no
 //   connection, so the two that keep one refuse after parsing).
 //   START_WORKER, STOP_WORKER: parse only (a node agent's handlers; they
 //     spawn the message's argv).
@@ -280,7 +280,8 @@ void HandleRequest(uint16_t method, std::string_view payload) {
     case proto::NODE_HEARTBEAT:
     case proto::WORKER_EXITED:
     case proto::GET_NODES:
-    case proto::REGISTER_DRIVER: RunHeadHandler(method, payload); return;
+    case proto::REGISTER_DRIVER:
+    case proto::WORKER_OUTPUT: RunHeadHandler(method, payload); return;
     default:  // GET_OBJECT, FREE_OBJECTS, SEND/FETCH_TENSORS, LEAVE_GROUP, EXIT,
               // ADD/REMOVE_BORROWERS, unknown
       Worker().dispatcher().Dispatch(nullptr, method, payload, rpc::Responder());

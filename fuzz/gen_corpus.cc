@@ -400,6 +400,17 @@ void ControlSeeds() {
   blocked.set_blocked(true);
   Msg("lease_blocked", proto::LEASE_BLOCKED, blocked);
 
+  // A worker's output, relayed by its node agent.
+  proto::WorkerOutput output;
+  output.set_actor_id(kActorId);
+  output.set_pid(4242);
+  output.set_name("Trainer");
+  output.set_node_ip("10.213.0.12");
+  output.set_is_stderr(true);
+  output.add_lines("epoch 3 loss 0.125");
+  output.add_lines("");
+  Msg("worker_output", proto::WORKER_OUTPUT, output);
+
   // Replies, as the caller handles them.
   proto::HelloReply hello_reply;
   hello_reply.set_worker_id(kOtherId);

@@ -58,6 +58,7 @@ class NodeOptions(TypedDict):
     num_cpus: float
     num_gpus: float
     resources: dict[str, float]
+    log_dir: str  # where the node's workers write their output; "" = no files
 
 class Node:
     """A node process's part of the cluster (the head, or a node that joined

@@ -105,6 +105,7 @@ void RegisterCluster(py::module_& m) {
                     o.node_ip = StringOr(options, "node_ip");
                     o.token = StringOr(options, "token");
                     o.resources = ResourcesFrom(options);
+                    o.log_dir = StringOr(options, "log_dir");
                     StatusOr<std::unique_ptr<cluster::NodeService>> node = Status::Internal(
                         "unset");
                     {

@@ -174,7 +174,7 @@ def test_head_daemon_announces_itself_and_exits_0_on_sigterm(temp, capsys):
     node = nodes[0]
     assert node.options == {"head": True, "address": "", "port": 6379, "node_ip": "127.0.0.1",
                             "token": "", "num_cpus": 2.0, "num_gpus": 0.0,
-                            "resources": {"accel": 1.0}}
+                            "resources": {"accel": 1.0}, "log_dir": os.path.join(temp, "logs")}
     pid = os.getpid()
     assert node.seen_files == {
         cluster_address.CLUSTER_FILE_NAME: (

@@ -56,7 +56,8 @@ def serve(options: dict[str, Any], token: str,
     node_options: NodeOptions = {
         "head": bool(options["head"]), "address": options["address"], "port": options["port"],
         "node_ip": options["node_ip"], "token": token, "num_cpus": options["num_cpus"],
-        "num_gpus": options["num_gpus"], "resources": options["resources"]}
+        "num_gpus": options["num_gpus"], "resources": options["resources"],
+        "log_dir": os.path.join(temp, "logs")}
     node: NodeLike | None = None
     signalled = False
 

@@ -17,7 +17,7 @@ from typing import Any
 import cloudpickle
 
 from ferry import _core
-from ferry._private import refs, runtime, serialization, transports
+from ferry._private import refs, runtime, serialization, transports, worker_output
 from ferry._private.event_loop import ActorEventLoop, is_asyncio_class
 from ferry.exceptions import TASK_ERROR
 
@@ -158,6 +158,7 @@ def _run_function(name, payload, return_ids, retry_exceptions):
     """A remote function's call: ((registered transports, function, args,
     kwargs), {})."""
     (_, fn, call_args, call_kwargs), _ = payload
+    worker_output.announce(name)
     try:
         call_args, call_kwargs = _fetch_deferred(call_args, call_kwargs)
         result = fn(*call_args, **call_kwargs)
@@ -208,6 +209,7 @@ def main():
         for p in reversed(extra.split(os.pathsep)):
             if p not in sys.path:
                 sys.path.insert(0, p)
+    worker_output.line_buffered()
     rt = runtime.start_worker()
     try:
         rt.run_worker(execute, execute_async)

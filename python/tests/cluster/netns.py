@@ -238,6 +238,26 @@ class DriverProcess:
             if line.startswith("{"):
                 return json.loads(line)
 
+    def wait_line(self, text: str, timeout: float) -> str:
+        """The first line (JSON or not) the driver prints, from here on, that
+        contains ``text``; ClusterError when it exits or ``timeout`` s pass
+        first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                line = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                raise ClusterError(f"{self.label}: no line with {text!r} within {timeout:g} s\n"
+                                   f"{self.describe()}") from None
+            if line is None:
+                self._queue.put(None)
+                raise ClusterError(f"{self.label}: exited before printing {text!r}\n"
+                                   f"{self.describe()}")
+            self.lines.append(line)
+            if text in line:
+                return line
+
     def finish(self, timeout: float) -> int:
         """Closes the driver's stdin and waits for it; kills it after timeout.
         Returns its exit status (negative: killed by that signal)."""

@@ -20,9 +20,13 @@ using namespace head_internal;  // NOLINT: the Head's own helpers
 Head::Head(rpc::IoLoop& loop, rpc::Dispatcher& dispatcher, HeadOptions options)
     : loop_(loop),
       options_(std::move(options)),
-      local_agent_(loop, [this](const std::string& actor_id, const std::string& description) {
-        OnWorkerExit(actor_id, description);
-      }) {
+      local_agent_(loop,
+                   [this](const std::string& actor_id, const std::string& description) {
+                     OnWorkerExit(actor_id, description);
+                   },
+                   {.log_dir = options_.log_dir,
+                    .node_ip = options_.local_node.ip,
+                    .on_output = [this](proto::WorkerOutput output) { RouteOutput(output); }}) {
   auto local = std::make_shared<Node>();
   local->view.id = options_.local_node.id;
   local->view.alive = true;
@@ -69,6 +73,13 @@ Head::Head(rpc::IoLoop& loop, rpc::Dispatcher& dispatcher, HeadOptions options)
                       [this](const ChannelPtr&, std::string_view payload, rpc::Responder) {
                         HandleWorkerExited(payload);
                       });
+  dispatcher.Register(proto::WORKER_OUTPUT, [this](const ChannelPtr&, std::string_view payload,
+                                                   rpc::Responder) {
+    proto::WorkerOutput output;
+    if (output.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+      RouteOutput(output);
+    }
+  });
   dispatcher.Register(proto::GET_NODES,
                       [this](const ChannelPtr&, std::string_view, rpc::Responder responder) {
                         HandleGetNodes(std::move(responder));
@@ -300,6 +311,10 @@ void Head::HandleRegisterDriver(const ChannelPtr& channel, std::string_view payl
     }
   }
   std::string driver = channel->peer().worker_id();
+  if (req.log_to_driver()) {
+    MutexLock lock(mu_);
+    output_drivers_[driver] = channel;
+  }
   channel->SetCloseCallback([this, driver](Status) { OnDriverGone(driver); });
   responder.Reply(reply);
 }
@@ -310,6 +325,7 @@ void Head::OnDriverGone(const std::string& driver) {
   {
     MutexLock lock(mu_);
     drivers_.erase(std::remove(drivers_.begin(), drivers_.end(), driver), drivers_.end());
+    output_drivers_.erase(driver);
     for (auto& [id, actor] : actors_) {
       if (!driver.empty() && actor->creator == driver) {
         actor->creator.clear();
@@ -324,6 +340,24 @@ void Head::OnDriverGone(const std::string& driver) {
     MarkDead(actor, "the driver that created the actor exited");
     StopWorker(actor);
   }
+}
+
+// ---- Worker output ------------------------------------------------------------
+
+void Head::RouteOutput(const proto::WorkerOutput& output) {
+  std::vector<ChannelPtr> to;
+  {
+    MutexLock lock(mu_);
+    std::string creator;
+    auto actor = actors_.find(output.actor_id());
+    if (actor != actors_.end()) creator = actor->second->creator;
+    for (auto& [driver, channel] : output_drivers_) {
+      if (!creator.empty() && driver != creator) continue;
+      if (auto ch = channel.lock()) to.push_back(std::move(ch));
+    }
+  }
+  for (auto& ch : to) ch->Notify(proto::WORKER_OUTPUT, output);
+  if (options_.print_output) options_.print_output(output);
 }
 
 // ---- Accessors and shutdown ---------------------------------------------------

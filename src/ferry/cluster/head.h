@@ -42,6 +42,12 @@
 // and their workers. While a lent task waits in get (LEASE_BLOCKED), its
 // lease's resources are free for others, as in Ray.
 //
+// Worker output: every node's agent sends what its workers print
+// (WORKER_OUTPUT; the Head's own node's directly); the Head passes an
+// actor's lines to the driver that created it, and the lines of workers no
+// driver created (pooled workers, actors made by actors) to every driver
+// that asked for output, and in the embedded default to print_output.
+//
 // Thread contract: handlers run on the io thread; the tables are guarded by
 // mu_ so Shutdown() and the accessors may be called from any thread.
 // Responders and channels are always called outside the lock.
@@ -54,6 +60,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -87,6 +94,12 @@ struct HeadOptions {
   std::string token;
   std::string session;
   LocalNode local_node;
+  // Where the workers of the Head's own node write their log files; empty:
+  // none.
+  std::string log_dir;
+  // The embedded driver's printer of its workers' output (io thread); empty:
+  // the output goes only to drivers registered with log_to_driver.
+  std::function<void(const proto::WorkerOutput&)> print_output;
 };
 
 class Head {
@@ -138,6 +151,8 @@ class Head {
                          rpc::Responder responder);
   void HandleReturnWorker(std::string_view payload, rpc::Responder responder);
   void HandleLeaseBlocked(std::string_view payload);
+  // Worker output (head.cc): to the drivers that should print it.
+  void RouteOutput(const proto::WorkerOutput& output);
 
   // Places every queued actor that now fits (in arrival order); fails those
   // that became infeasible (their node died). Then grants the queued leases
@@ -207,6 +222,8 @@ class Head {
   // Worker ids of the drivers connected over REGISTER_DRIVER: their actors
   // end with them.
   std::vector<std::string> drivers_ FERRY_GUARDED_BY(mu_);
+  // Those of them that print their workers' output, by worker id.
+  std::map<std::string, std::weak_ptr<rpc::Channel>> output_drivers_ FERRY_GUARDED_BY(mu_);
   bool shut_down_ FERRY_GUARDED_BY(mu_) = false;
 };
 

@@ -140,6 +140,7 @@ void Head::Launch(const std::shared_ptr<Actor>& actor) {
     node = actor->node;
     start.set_actor_id(actor->info.actor_id());
     start.set_worker_id(actor->info.worker_id());
+    start.set_display_name(actor->info.class_name());
     *start.mutable_worker_command() = actor->spec.worker_command();
     for (auto& [k, v] : WorkerEnv(*actor, *node)) (*start.mutable_env())[k] = v;
   }

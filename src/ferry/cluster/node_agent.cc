@@ -1,24 +1,92 @@
 #include "ferry/cluster/node_agent.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <future>
 
 #include <asio.hpp>
 
 #include "ferry/common/config.h"
+#include "ferry/common/id.h"
 #include "ferry/common/logging.h"
 
 namespace ferry::cluster {
+
+namespace {
+
+// How many of a crashed worker's last lines its exit description quotes.
+constexpr size_t kCrashLines = 10;
+
+std::string DescribeLastLines(const std::deque<std::string>& tail) {
+  if (tail.empty()) return "";
+  std::string out = "; its last output:";
+  size_t skip = tail.size() > kCrashLines ? tail.size() - kCrashLines : 0;
+  for (size_t i = skip; i < tail.size(); ++i) out += "\n    " + tail[i];
+  return out;
+}
+
+// Makes `dir` and its missing parents (mode 0700), and checks that no one
+// else can change what it holds: each directory on the path is a real
+// directory of this user or root, and one that others may write to is
+// sticky (as /tmp); `dir` itself is this user's.
+Status MakePrivateDir(const std::string& dir) {
+  if (dir.empty() || dir[0] != '/') return Status::InvalidArgument("not an absolute path");
+  std::string path;
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    size_t next = dir.find('/', pos + 1);
+    path = dir.substr(0, next);
+    pos = next;
+    if (path.empty() || path == "/") continue;
+    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+      return Status::Internal("mkdir " + path + ": " + std::strerror(errno));
+    }
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) {
+      return Status::Internal("stat " + path + ": " + std::strerror(errno));
+    }
+    bool last = next == std::string::npos;
+    if (!S_ISDIR(st.st_mode)) return Status::PermissionDenied(path + " is not a directory");
+    if (st.st_uid != ::getuid() && (last || st.st_uid != 0)) {
+      return Status::PermissionDenied(path + " belongs to another user");
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && (last || !(st.st_mode & S_ISVTX))) {
+      return Status::PermissionDenied("others can write to " + path);
+    }
+  }
+  return Status::Ok();
+}
+
+// `output` with its log dir made, or with none if it cannot be made safely:
+// the output then only streams.
+NodeAgentOutput WithLogDir(NodeAgentOutput output) {
+  if (output.log_dir.empty()) return output;
+  Status s = MakePrivateDir(output.log_dir);
+  if (!s.ok()) {
+    FERRY_LOG(WARNING) << "worker output is not kept in files: the log dir " << output.log_dir
+                       << " cannot be used: " << s.message();
+    output.log_dir.clear();
+  }
+  return output;
+}
+
+}  // namespace
 
 struct NodeAgent::Worker {
   std::string actor_id;
   ChildProcess child;
   bool exited = false;
+  bool stopped = false;  // Stop() killed it: its exit is no crash
   std::unique_ptr<asio::posix::stream_descriptor> exit_watch;
+  std::unique_ptr<WorkerOutput> output;  // used on the io thread
 };
 
-NodeAgent::NodeAgent(rpc::IoLoop& loop, ExitCallback on_exit)
-    : loop_(loop), on_exit_(std::move(on_exit)) {}
+NodeAgent::NodeAgent(rpc::IoLoop& loop, ExitCallback on_exit, NodeAgentOutput output)
+    : loop_(loop), on_exit_(std::move(on_exit)), output_(WithLogDir(std::move(output))) {}
 
 NodeAgent::~NodeAgent() { Shutdown(); }
 
@@ -33,10 +101,40 @@ StatusOr<int> NodeAgent::Start(const proto::StartWorker& request) {
   std::vector<std::string> argv(request.worker_command().begin(), request.worker_command().end());
   if (argv.empty()) return Status::InvalidArgument("empty worker command");
   std::map<std::string, std::string> env(request.env().begin(), request.env().end());
-  FERRY_ASSIGN_OR_RETURN(ChildProcess child, spawner_.Spawn(argv, env));
+  WorkerOutput::Sink sink;
+  std::shared_ptr<int> sink_pid;
+  if (output_.on_output) {
+    // The pid is known once spawned; the first lines cannot come before.
+    auto pid = std::make_shared<int>(0);
+    sink = [this, pid, actor_id = request.actor_id()](OutputBatch batch) {
+      proto::WorkerOutput out;
+      out.set_actor_id(actor_id);
+      out.set_pid(*pid);
+      out.set_name(std::move(batch.name));
+      out.set_node_ip(output_.node_ip);
+      out.set_is_stderr(batch.is_stderr);
+      for (auto& line : batch.lines) out.add_lines(std::move(line));
+      output_.on_output(std::move(out));
+    };
+    sink_pid = pid;
+  }
+  auto worker_hex = WorkerId::FromBinary(request.worker_id());
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<WorkerOutput> output,
+                         WorkerOutput::Create(loop_,
+                                              {.log_dir = output_.log_dir,
+                                               .worker_id = worker_hex.ok() ? worker_hex->Hex()
+                                                                            : "unknown",
+                                               .name = request.display_name()},
+                                              std::move(sink)));
+  FERRY_ASSIGN_OR_RETURN(ChildProcess child,
+                         spawner_.Spawn(argv, env,
+                                        {output->stdout_write_fd(), output->stderr_write_fd()}));
+  if (sink_pid) *sink_pid = child.pid;
+  output->Start(child.pid);
   auto worker = std::make_shared<Worker>();
   worker->actor_id = request.actor_id();
   worker->child = child;
+  worker->output = std::move(output);
   int fd = dup(child.pidfd);
   if (fd >= 0) {
     worker->exit_watch = std::make_unique<asio::posix::stream_descriptor>(loop_.context(), fd);
@@ -63,10 +161,12 @@ StatusOr<int> NodeAgent::Start(const proto::StartWorker& request) {
 void NodeAgent::OnExit(const std::shared_ptr<Worker>& worker) {
   int status;
   pid_t pid;
+  bool stopped;
   {
     MutexLock lock(mu_);
     if (worker->exited) return;
     pid = worker->child.pid;
+    stopped = worker->stopped;
     status = TryReap(worker->child);
     if (worker->child.pidfd >= 0) close(worker->child.pidfd);
     worker->child.pidfd = -1;
@@ -74,15 +174,22 @@ void NodeAgent::OnExit(const std::shared_ptr<Worker>& worker) {
     auto it = workers_.find(worker->actor_id);
     if (it != workers_.end() && it->second == worker) workers_.erase(it);
   }
+  std::string last_lines;
+  if (worker->output) {
+    worker->output->Finish();
+    if (!stopped) last_lines = DescribeLastLines(worker->output->Tail());
+    worker->output.reset();
+  }
   on_exit_(worker->actor_id,
            "the actor's worker process (pid " + std::to_string(pid) + ") " +
-               (status >= 0 ? DescribeWaitStatus(status) : std::string("exited")));
+               (status >= 0 ? DescribeWaitStatus(status) : std::string("exited")) + last_lines);
 }
 
 void NodeAgent::Stop(const std::string& actor_id) {
   MutexLock lock(mu_);
   auto it = workers_.find(actor_id);
   if (it != workers_.end() && !it->second->exited && it->second->child.pid > 0) {
+    it->second->stopped = true;
     kill(it->second->child.pid, SIGKILL);  // the exit watch reports it
   }
 }
@@ -120,8 +227,34 @@ void NodeAgent::Shutdown() {
     Status s = KillAndReap(w->child, deadline);
     if (!s.ok()) FERRY_LOG(ERROR) << s;
   }
+  FinishOutputs(std::move(all));
   // The exit watches are cancelled by the io loop's teardown or fire with
   // `exited` set; either way on_exit stays quiet.
+}
+
+void NodeAgent::FinishOutputs(std::vector<std::shared_ptr<Worker>> workers) {
+  // What the workers printed before they were killed still reaches the
+  // sink; their outputs belong to the io thread.
+  auto finish = [workers] {
+    for (auto& w : workers) {
+      if (!w->output) continue;
+      w->output->Finish();
+      w->output.reset();
+    }
+  };
+  if (loop_.InLoopThread() || !loop_.Running()) {
+    finish();
+    return;
+  }
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> finished = done->get_future();
+  loop_.Post([finish, done] {
+    finish();
+    done->set_value();
+  });
+  if (finished.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+    FERRY_LOG(WARNING) << "the io loop did not take the workers' last output within 2 s";
+  }
 }
 
 }  // namespace ferry::cluster

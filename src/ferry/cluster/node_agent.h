@@ -11,8 +11,13 @@
 // Shutdown() (idempotent, run by the destructor) kills and reaps every
 // worker; `on_exit` never fires after it returns.
 //
+// Output: each worker's stdout and stderr go to a WorkerOutput (log files
+// under `log_dir`, lines to `on_output`, the last lines kept). A worker that
+// exits without being stopped has its last lines in the exit description.
+//
 // Thread contract: thread-safe. `on_exit(actor_id, description)` runs on the
-// io thread, once per started worker, outside the agent's lock.
+// io thread, once per started worker, outside the agent's lock; so does
+// `on_output`.
 //
 //   NodeAgent agent(loop, [](const std::string& actor, const std::string& why) { ... });
 //   FERRY_ASSIGN_OR_RETURN(int pid, agent.Start(request));
@@ -26,18 +31,29 @@
 #include <vector>
 
 #include "ferry/cluster/process_spawner.h"
+#include "ferry/cluster/worker_output.h"
 #include "ferry/common/thread_annotations.h"
 #include "ferry/proto/ferry.pb.h"
 #include "ferry/rpc/io_loop.h"
 
 namespace ferry::cluster {
 
+struct NodeAgentOutput {
+  // Where the workers' log files go; empty: none.
+  std::string log_dir;
+  // This node's address, carried by its output ("" on the Head's own host).
+  std::string node_ip;
+  // Receives each batch of lines (actor_id, pid, name, node_ip, stream,
+  // lines); empty: the output is only kept in the files.
+  std::function<void(proto::WorkerOutput)> on_output;
+};
+
 class NodeAgent {
  public:
   using ExitCallback =
       std::function<void(const std::string& actor_id, const std::string& description)>;
 
-  NodeAgent(rpc::IoLoop& loop, ExitCallback on_exit);
+  NodeAgent(rpc::IoLoop& loop, ExitCallback on_exit, NodeAgentOutput output = {});
   ~NodeAgent();
   NodeAgent(const NodeAgent&) = delete;
   NodeAgent& operator=(const NodeAgent&) = delete;
@@ -56,9 +72,12 @@ class NodeAgent {
  private:
   struct Worker;
   void OnExit(const std::shared_ptr<Worker>& worker);
+  // Delivers what the (reaped) workers printed last and closes their pipes.
+  void FinishOutputs(std::vector<std::shared_ptr<Worker>> workers);
 
   rpc::IoLoop& loop_;
   const ExitCallback on_exit_;
+  const NodeAgentOutput output_;
   ProcessSpawner spawner_;
 
   Mutex mu_;

@@ -129,6 +129,7 @@ Status NodeService::StartHead() {
   head_options.local_node.id = node_id_;
   head_options.local_node.ip = options_.node_ip;
   head_options.local_node.resources = options_.resources;
+  head_options.log_dir = options_.log_dir;
   head_ = std::make_unique<Head>(loop_, *dispatcher_, head_options);
   rpc::ServerOptions server_options;
   server_options.token = options_.token;
@@ -158,13 +159,19 @@ Status NodeService::StartHead() {
 Status NodeService::StartJoined() {
   FERRY_ASSIGN_OR_RETURN(std::string head, HeadTcpAddress(options_.head_address));
   head_address_ = head.substr(4);
-  agent_ = std::make_unique<NodeAgent>(loop_, [this](const std::string& actor_id,
-                                                     const std::string& description) {
-    proto::WorkerExited exited;
-    exited.set_actor_id(actor_id);
-    exited.set_description(description);
-    if (head_channel_) head_channel_->Notify(proto::WORKER_EXITED, exited);
-  });
+  agent_ = std::make_unique<NodeAgent>(
+      loop_,
+      [this](const std::string& actor_id, const std::string& description) {
+        proto::WorkerExited exited;
+        exited.set_actor_id(actor_id);
+        exited.set_description(description);
+        if (head_channel_) head_channel_->Notify(proto::WORKER_EXITED, exited);
+      },
+      NodeAgentOutput{.log_dir = options_.log_dir,
+                      .node_ip = options_.node_ip,
+                      .on_output = [this](proto::WorkerOutput output) {
+                        if (head_channel_) head_channel_->Notify(proto::WORKER_OUTPUT, output);
+                      }});
   dispatcher_->Register(proto::START_WORKER,
                         [this](const std::shared_ptr<rpc::Channel>&, std::string_view payload,
                                rpc::Responder responder) {

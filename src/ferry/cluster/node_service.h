@@ -53,6 +53,9 @@ struct NodeServiceOptions {
   // The cluster token. Head mode: empty makes a new one.
   std::string token;
   ResourceMap resources;
+  // Where this host's workers write their log files (worker-*.out/.err);
+  // empty: none are written.
+  std::string log_dir;
 };
 
 // "IP:PORT" -> "tcp:IP:PORT", validated; InvalidArgument naming the form.

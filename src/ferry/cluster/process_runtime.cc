@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "ferry/cluster/node_service.h"
+#include "ferry/cluster/output_printer.h"
 #include "ferry/cluster/process_spawner.h"
 #include "ferry/common/config.h"
 #include "ferry/rpc/address.h"
@@ -32,8 +33,21 @@ StatusOr<DriverRuntime> StartEmbedded(const DriverOptions& options) {
   DriverRuntime rt;
   rt.node_id = node.id;
   rt.core = std::make_shared<core::CoreWorker>(core_options);
+  HeadOptions head_options{.token = core_options.token,
+                           .session = core_options.session,
+                           .local_node = node,
+                           .log_dir = Config::Get().temp_dir + "/session-" + core_options.session +
+                                      "/logs",
+                           .print_output = nullptr};
+  if (Config::Get().log_to_driver) {
+    auto printer = std::make_shared<OutputPrinter>("");
+    head_options.print_output = [printer](const proto::WorkerOutput& output) {
+      printer->Print(output);
+    };
+  }
+  rt.log_dir = head_options.log_dir;
   rt.head = std::make_unique<Head>(rt.core->io_loop(), rt.core->dispatcher(),
-                                   HeadOptions{core_options.token, core_options.session, node});
+                                   std::move(head_options));
   Status s = rt.core->Start();
   if (!s.ok()) {
     rt.Shutdown();
@@ -65,7 +79,19 @@ StatusOr<DriverRuntime> ConnectToCluster(const DriverOptions& options) {
   hello.set_token(options.token);
   hello.set_worker_id(core_options.worker_id.Binary());
   hello.set_pid(getpid());
-  auto link = ConnectToHead(*rt.link_loop, head, hello, nullptr);
+  // The Head sends this driver its workers' output over the link.
+  auto link_dispatcher = std::make_shared<rpc::Dispatcher>();
+  auto printer = std::make_shared<OutputPrinter>(node_ip);
+  link_dispatcher->Register(proto::WORKER_OUTPUT, [printer](const std::shared_ptr<rpc::Channel>&,
+                                                            std::string_view payload,
+                                                            rpc::Responder) {
+    proto::WorkerOutput output;
+    if (output.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+      printer->Print(output);
+    }
+  });
+  link_dispatcher->Freeze();
+  auto link = ConnectToHead(*rt.link_loop, head, hello, link_dispatcher);
   if (!link.ok()) {
     rt.Shutdown();
     return link.status();
@@ -73,6 +99,7 @@ StatusOr<DriverRuntime> ConnectToCluster(const DriverOptions& options) {
   rt.link = *link;
   proto::RegisterDriver reg;
   reg.set_node_ip(node_ip);
+  reg.set_log_to_driver(Config::Get().log_to_driver);
   auto payload = rt.link->CallSync(proto::REGISTER_DRIVER, reg,
                                    Deadline::After(std::chrono::seconds(5)));
   proto::RegisterDriverReply reply;

@@ -43,6 +43,8 @@ struct DriverRuntime {
   std::unique_ptr<rpc::IoLoop> link_loop;
   std::shared_ptr<rpc::Channel> link;
   NodeId node_id;
+  // Embedded mode: where this session's workers write their output.
+  std::string log_dir;
 
   // The cluster's nodes, from the embedded Head or over the link.
   StatusOr<std::vector<proto::NodeInfo>> Nodes();

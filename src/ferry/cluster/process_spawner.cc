@@ -51,7 +51,8 @@ ProcessSpawner::~ProcessSpawner() {
 }
 
 StatusOr<ChildProcess> ProcessSpawner::Spawn(const std::vector<std::string>& argv,
-                                             const std::map<std::string, std::string>& env) {
+                                             const std::map<std::string, std::string>& env,
+                                             ChildStdio stdio) {
   if (argv.empty()) return Status::InvalidArgument("empty worker command");
   std::map<std::string, std::string> merged;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
@@ -74,6 +75,8 @@ StatusOr<ChildProcess> ProcessSpawner::Spawn(const std::vector<std::string>& arg
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, liveness_read_, kChildLivenessFd);
+  if (stdio.stdout_fd >= 0) posix_spawn_file_actions_adddup2(&actions, stdio.stdout_fd, 1);
+  if (stdio.stderr_fd >= 0) posix_spawn_file_actions_adddup2(&actions, stdio.stderr_fd, 2);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   // The child must not inherit signal masks of whichever thread spawns it.

@@ -31,6 +31,12 @@ struct ChildProcess {
   int pidfd = -1;  // owned; readable once the process has exited
 };
 
+// Where a child's stdout and stderr go: these fds, or (-1) this process's.
+struct ChildStdio {
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+};
+
 class ProcessSpawner {
  public:
   // The environment variable through which a child learns its liveness fd.
@@ -44,7 +50,8 @@ class ProcessSpawner {
 
   // Starts argv[0] (a path) with this process's environment plus `env`.
   StatusOr<ChildProcess> Spawn(const std::vector<std::string>& argv,
-                               const std::map<std::string, std::string>& env);
+                               const std::map<std::string, std::string>& env,
+                               ChildStdio stdio = {});
 
  private:
   int liveness_read_ = -1;

@@ -21,6 +21,8 @@ Config Load() {
   c.heartbeat_interval = milliseconds(EnvInt("FERRY_HEARTBEAT_INTERVAL_MS", 500));
   c.node_timeout = milliseconds(EnvInt("FERRY_NODE_TIMEOUT_S", 5) * 1000);
   c.pending_warning = milliseconds(EnvInt("FERRY_PENDING_WARNING_S", 5) * 1000);
+  c.log_to_driver = EnvInt("FERRY_LOG_TO_DRIVER", 1) != 0;
+  c.temp_dir = EnvString("FERRY_TEMP_DIR", "/tmp/ferry");
   return c;
 }
 

@@ -45,6 +45,13 @@ struct Config {
   // FERRY_PENDING_WARNING_S: an actor still waiting for resources after this
   // long gets a warning in the head's log and in its driver's. Default 5 s.
   std::chrono::milliseconds pending_warning{5'000};
+  // FERRY_LOG_TO_DRIVER: 1 prints what the workers print in the driver's
+  // terminal (prefixed with the worker's name and pid); 0 keeps it only in
+  // the workers' log files. Default 1 (Ray's log_to_driver).
+  bool log_to_driver = true;
+  // FERRY_TEMP_DIR: where an embedded session keeps its files
+  // (session-<name>/logs/worker-*.out|err). Default /tmp/ferry.
+  std::string temp_dir = "/tmp/ferry";
 
   static const Config& Get();
   static void ReloadForTest();

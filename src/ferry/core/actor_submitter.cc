@@ -304,13 +304,15 @@ void ActorSubmitter::OnLost(const ActorId& id, const std::shared_ptr<Actor>& act
     MutexLock lock(actor->mu);
     if (actor->state == Actor::State::kDead) {
       cause = actor->death_cause;
-    } else if (!actor->may_restart) {
-      cause = status;  // it cannot restart: fail at once
     } else if (pending.connection == actor->connection) {
-      // Its fate decides (retried or failed with the Head's cause), so that
-      // once it fails, later calls go to the restarted process.
-      actor->lost.push_back(std::move(pending));  // its fate decides
+      // Its fate decides (retried, or failed with the Head's cause: how the
+      // process ended and its last output), so that once it fails, later
+      // calls go to the restarted process. The close of the connection asks
+      // the Head (ActorLocator::AwaitFate, bounded).
+      actor->lost.push_back(std::move(pending));
       return;
+    } else if (!actor->may_restart) {
+      cause = status;
     } else {
       // The restart was already handled: retry now, first in line.
       if (MayRetry(pending.spec)) {

@@ -10,8 +10,8 @@
 // when a task is sent, from 0 for each connection, so a restarted actor's
 // new process counts from 0 as well.
 //
-// When the channel closes, in-flight tasks of an actor that cannot restart
-// (max_restarts 0) fail at once. Otherwise the Head says what became of it:
+// When the channel closes, the Head says what became of the actor (at once
+// when it saw the process end, within 2 s otherwise: ActorLocator::AwaitFate):
 // * dead: every in-flight and queued task, and every later one, completes
 //   with an error value carrying the cause (kUnavailable -> ActorDiedError);
 // * restarting: in-flight tasks whose max_retries allow are re-sent to the

@@ -259,16 +259,30 @@ TEST_F(ActorSubmitterTest, DeathFailsInFlightQueuedAndLaterCallsWithTheCause) {
   EXPECT_EQ(connector_.NumProcesses(), 1u);
 }
 
-TEST_F(ActorSubmitterTest, AnActorThatCannotRestartFailsCallsWithoutWaitingForTheHead) {
+TEST_F(ActorSubmitterTest, AnActorThatCannotRestartFailsCallsWithTheHeadsCause) {
   connector_.SetMayRestart(false);
   connector_.HoldFate();
   Submit("a", /*max_retries=*/-1);
   ASSERT_TRUE(WaitTasks(0, 1));
   connector_.Process(0)->actor_end->Close();
-  // Fails while the Head has not answered.
+  ASSERT_TRUE(waiter_.WaitFor([&] { return connector_.FateAsked() == 1; }));
+  // How the process ended (and what it printed last) is the Head's to say.
+  connector_.SetFate({.restarting = false,
+                      .cause = Status::Unavailable("exited with code 3; its last output: oom")});
+  connector_.ReleaseFate();
+  ASSERT_TRUE(WaitResult("a"));
+  Status s = ValueStatus(Result("a"));
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  EXPECT_NE(s.message().find("its last output: oom"), std::string::npos) << s;
+}
+
+TEST_F(ActorSubmitterTest, WhenTheHeadCannotSayTheCallsFailWithTheConnectionsCause) {
+  connector_.SetMayRestart(false);
+  Submit("a", /*max_retries=*/-1);
+  ASSERT_TRUE(WaitTasks(0, 1));
+  connector_.Process(0)->actor_end->Close();  // the fake's fate: unknown
   ASSERT_TRUE(WaitResult("a"));
   EXPECT_EQ(ValueStatus(Result("a")).code(), StatusCode::kUnavailable);
-  connector_.ReleaseFate();
 }
 
 TEST_F(ActorSubmitterTest, ARestartableActorsCallsWaitForItsFate) {
