@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -163,6 +164,9 @@ StatusOr<std::shared_ptr<core::CoreWorker>> StartWorkerRuntime() {
     return Status::FailedPrecondition("not started by ferry: FERRY_HEAD_ADDRESS is not set");
   }
   InstallWorkerGuards();
+  // stdout is a pipe to the node agent (WorkerOutput): line-buffer it, so a
+  // C or C++ worker's lines reach the driver as they are printed.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   transport::SetProcessEnvironmentDefaults();
   core::CoreWorkerOptions options;
   options.is_driver = false;

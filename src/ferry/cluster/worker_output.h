@@ -78,7 +78,7 @@ struct WorkerOutputOptions {
 
 class WorkerOutput {
  public:
-  static constexpr std::string_view kNameMarker = "\x1e" "ferry-name:";
+  static constexpr std::string_view kNameMarker = "\036ferry-name:";  // \036: ASCII RS
   static constexpr size_t kTailLines = 20;
   using Sink = std::function<void(OutputBatch)>;
 

@@ -43,7 +43,8 @@ TEST(LineSplitterTest, CutsAnOverlongLineIntoBoundedPieces) {
 class WorkerOutputTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("ferry-output-test-" + std::to_string(getpid()));
+    dir_ = std::filesystem::temp_directory_path() /
+           ("ferry-output-test-" + std::to_string(getpid()));
     std::filesystem::create_directories(dir_);
     loop_.Start();
   }
@@ -66,7 +67,8 @@ class WorkerOutputTest : public ::testing::Test {
   // Runs `script` in /bin/sh with its output here; returns once it exited
   // and Finish() ran.
   void Run(const std::string& script) {
-    auto out = WorkerOutput::Create(loop_, {.log_dir = dir_.string(), .worker_id = "abc", .name = "Init"},
+    auto out = WorkerOutput::Create(loop_,
+                                    {.log_dir = dir_.string(), .worker_id = "abc", .name = "Init"},
                                     [this](OutputBatch batch) {
                                       std::lock_guard<std::mutex> lock(mu_);
                                       batches_.push_back(std::move(batch));
@@ -139,7 +141,10 @@ TEST_F(WorkerOutputTest, NoLogDirMeansNoFilesButTheLinesStillFlow) {
   ASSERT_TRUE(out.ok());
   (*out)->Start(1);
   EXPECT_EQ((*out)->stdout_path(), "");
-  RunOnLoop([&] { (*out)->Finish(); out->reset(); });
+  RunOnLoop([&] {
+    (*out)->Finish();
+    out->reset();
+  });
 }
 
 }  // namespace
