@@ -91,6 +91,19 @@ class Runtime:
     def __getattr__(self, name: str) -> Any: ...
 
 def transports() -> list[TransportInfo]: ...
+
+class GpuSupport(TypedDict):
+    cuda: bool  # the CUDA runtime loads and at least one device is visible
+    devices: int
+    cuda_library: str  # "" when no runtime loads
+    driver_version: int  # 13000 for 13.0; 0 without a driver
+    runtime_version: int
+    nccl: bool  # NCCL loads
+    nccl_library: str
+    nccl_version: int  # 22703 for 2.27.3
+    reason: str  # why cuda (or else nccl) is False; "" when both are True
+
+def gpu_support() -> GpuSupport: ...
 def register_one_sided_transport(name: str, devices: list[str],
                                  factory: Callable[[], Any]) -> None: ...
 def register_two_sided_transport(name: str, devices: list[str],

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ferry/status.h"
+#include "ferry/transport/gpu_support.h"
 #include "ferry/transport/transport_table.h"
 #include "py_errors.h"
 
@@ -53,6 +54,29 @@ void RegisterTables(py::module_& m) {
         return out;
       },
       "{code name: integer} for every status code, e.g. 'INVALID_ARGUMENT': 3.");
+  m.def(
+      "gpu_support",
+      [] {
+        transport::GpuSupport g;
+        {
+          py::gil_scoped_release release;  // the first call loads the libraries
+          g = transport::ProbeGpuSupport();
+        }
+        py::dict d;
+        d["cuda"] = g.cuda;
+        d["devices"] = g.devices;
+        d["cuda_library"] = g.cuda_library;
+        d["driver_version"] = g.driver_version;
+        d["runtime_version"] = g.runtime_version;
+        d["nccl"] = g.nccl;
+        d["nccl_library"] = g.nccl_library;
+        d["nccl_version"] = g.nccl_version;
+        d["reason"] = g.reason;
+        return d;
+      },
+      "What this process can do with GPUs: cuda (the runtime loads and a device is visible), "
+      "devices, cuda_library, driver_version, runtime_version, nccl, nccl_library, "
+      "nccl_version, reason (why not, or '').");
   m.def(
       "check_tensor_device",
       [](const std::string& transport, const std::string& device) {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ferry import _core
 from ferry._private import runtime
 from ferry.experimental import collective  # noqa: F401  (ray.experimental.collective)
 from ferry.experimental.tensor_transport import (Buffer, GroupMember, OneSidedTensorTransport,
@@ -13,8 +14,8 @@ from ferry.experimental.tensor_transport import (Buffer, GroupMember, OneSidedTe
                                                  register_tensor_transport)
 
 __all__ = ["Buffer", "GroupMember", "OneSidedTensorTransport", "PullItem", "TensorTransport",
-           "TwoSidedTensorTransport", "collective", "register_tensor_transport",
-           "tensor_store_stats", "transfer_log", "wait_tensor_freed"]
+           "TwoSidedTensorTransport", "collective", "gpu_available", "gpu_info",
+           "register_tensor_transport", "tensor_store_stats", "transfer_log", "wait_tensor_freed"]
 
 
 def wait_tensor_freed(tensor: Any, timeout: float | None = None) -> None:
@@ -24,6 +25,22 @@ def wait_tensor_freed(tensor: Any, timeout: float | None = None) -> None:
     if timeout is not None and timeout < 0:
         raise ValueError("timeout must be >= 0 or None")
     runtime.current().wait_tensor_freed(tensor.data_ptr(), timeout)
+
+
+def gpu_available() -> bool:
+    """True when this process can use a CUDA GPU: the CUDA runtime loads
+    and at least one device is visible. ``gpu_info()["reason"]`` says why
+    not. Needs no ``ferry.init()``."""
+    return _core.gpu_support()["cuda"]
+
+
+def gpu_info() -> _core.GpuSupport:
+    """What this process can do with GPUs: {"cuda", "devices",
+    "cuda_library", "driver_version", "runtime_version", "nccl",
+    "nccl_library", "nccl_version", "reason"}. The CUDA runtime and NCCL
+    are loaded at run time (FERRY_CUDART_LIBRARY, FERRY_NCCL_LIBRARY name
+    other files), so one build runs with and without them."""
+    return _core.gpu_support()
 
 
 def tensor_store_stats() -> dict[str, int]:

@@ -1,0 +1,40 @@
+#include "ferry/transport/nccl/nccl_library.h"
+
+#include "ferry/common/config.h"
+#include "ferry/common/dynamic_library.h"
+
+namespace ferry::transport {
+namespace {
+
+StatusOr<const NcclLibrary*> Load(NcclLibrary* nccl, std::string* library) {
+  std::string configured = EnvString("FERRY_NCCL_LIBRARY", "");
+  std::vector<std::string> names = configured.empty()
+                                       ? std::vector<std::string>{"libnccl.so.2", "libnccl.so"}
+                                       : std::vector<std::string>{configured};
+  auto lib = DynamicLibrary::Open(names);
+  if (!lib.ok())
+    return Status::FailedPrecondition("NCCL is not available: " + lib.status().message());
+  Status bound = (*lib)->Bind("ncclGetVersion", &nccl->GetVersion);
+  if (bound.ok()) bound = (*lib)->Bind("ncclGetErrorString", &nccl->GetErrorString);
+  if (!bound.ok()) {
+    return Status::FailedPrecondition("NCCL at " + (*lib)->path() +
+                                      " is not usable: " + bound.message());
+  }
+  *library = (*lib)->path();
+  return nccl;
+}
+
+}  // namespace
+
+StatusOr<const NcclLibrary*> NcclLibrary::Get() {
+  static NcclLibrary* nccl = new NcclLibrary();  // never unloaded
+  static StatusOr<const NcclLibrary*> loaded = Load(nccl, &nccl->library_);
+  return loaded;
+}
+
+int NcclLibrary::Version() const {
+  int version = 0;
+  return GetVersion(&version) == 0 ? version : 0;
+}
+
+}  // namespace ferry::transport
