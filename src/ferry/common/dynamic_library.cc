@@ -3,6 +3,8 @@
 #include <dlfcn.h>
 #include <link.h>
 
+#include <cstdlib>
+
 namespace ferry {
 
 StatusOr<std::unique_ptr<DynamicLibrary>> DynamicLibrary::Open(
@@ -27,6 +29,13 @@ StatusOr<std::unique_ptr<DynamicLibrary>> DynamicLibrary::Open(
     return std::unique_ptr<DynamicLibrary>(new DynamicLibrary(handle, std::move(path)));
   }
   return Status::NotFound("cannot load " + names.front() + " (tried " + tried + ")");
+}
+
+StatusOr<std::unique_ptr<DynamicLibrary>> DynamicLibrary::OpenConfigured(
+    const char* env, const std::vector<std::string>& defaults) {
+  const char* configured = std::getenv(env);
+  if (configured != nullptr && configured[0] != '\0') return Open({configured});
+  return Open(defaults);
 }
 
 Status DynamicLibrary::Lookup(const char* symbol, void** address) const {

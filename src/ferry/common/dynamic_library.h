@@ -28,6 +28,10 @@ class DynamicLibrary {
   // loader's cache); a name with a '/' is a path. NotFound lists each name
   // tried with the loader's reason.
   static StatusOr<std::unique_ptr<DynamicLibrary>> Open(const std::vector<std::string>& names);
+  // Open({$env}) when the environment variable `env` is set and not empty,
+  // else Open(defaults): a user may point ferry at another file.
+  static StatusOr<std::unique_ptr<DynamicLibrary>> OpenConfigured(
+      const char* env, const std::vector<std::string>& defaults);
 
   // Binds `symbol` to `*fn`. NotFound when the library lacks it.
   template <typename Fn>

@@ -30,5 +30,17 @@ TEST(DynamicLibraryTest, AMissingLibraryOrSymbolIsNotFoundWithEveryReason) {
   EXPECT_EQ(DynamicLibrary::Open({}).status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST(DynamicLibraryTest, AnEnvironmentVariableNamesAnotherFile) {
+  ::setenv("FERRY_TEST_LIBRARY", "libm.so.6", 1);
+  auto configured = DynamicLibrary::OpenConfigured("FERRY_TEST_LIBRARY", {"libferry-default.so"});
+  ASSERT_TRUE(configured.ok()) << configured.status();
+  EXPECT_NE((*configured)->path().find("libm.so.6"), std::string::npos);
+  ::setenv("FERRY_TEST_LIBRARY", "", 1);  // empty: the defaults
+  auto defaults = DynamicLibrary::OpenConfigured("FERRY_TEST_LIBRARY", {"libferry-default.so"});
+  ASSERT_FALSE(defaults.ok());
+  EXPECT_NE(defaults.status().message().find("libferry-default.so"), std::string::npos);
+  ::unsetenv("FERRY_TEST_LIBRARY");
+}
+
 }  // namespace
 }  // namespace ferry

@@ -1,18 +1,13 @@
 #include "ferry/tensor/cuda_runtime.h"
 
-#include "ferry/common/config.h"
 #include "ferry/common/dynamic_library.h"
 
 namespace ferry::tensor {
 namespace {
 
 StatusOr<const CudaRuntime*> Load(CudaRuntime* runtime, std::string* library) {
-  std::string configured = EnvString("FERRY_CUDART_LIBRARY", "");
-  std::vector<std::string> names = configured.empty()
-                                       ? std::vector<std::string>{"libcudart.so", "libcudart.so.13",
-                                                                  "libcudart.so.12"}
-                                       : std::vector<std::string>{configured};
-  auto lib = DynamicLibrary::Open(names);
+  auto lib = DynamicLibrary::OpenConfigured("FERRY_CUDART_LIBRARY",
+                                            {"libcudart.so", "libcudart.so.13", "libcudart.so.12"});
   if (!lib.ok()) {
     return Status::FailedPrecondition("the CUDA runtime is not available: " +
                                       lib.status().message());

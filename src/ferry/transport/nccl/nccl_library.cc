@@ -1,17 +1,12 @@
 #include "ferry/transport/nccl/nccl_library.h"
 
-#include "ferry/common/config.h"
 #include "ferry/common/dynamic_library.h"
 
 namespace ferry::transport {
 namespace {
 
 StatusOr<const NcclLibrary*> Load(NcclLibrary* nccl, std::string* library) {
-  std::string configured = EnvString("FERRY_NCCL_LIBRARY", "");
-  std::vector<std::string> names = configured.empty()
-                                       ? std::vector<std::string>{"libnccl.so.2", "libnccl.so"}
-                                       : std::vector<std::string>{configured};
-  auto lib = DynamicLibrary::Open(names);
+  auto lib = DynamicLibrary::OpenConfigured("FERRY_NCCL_LIBRARY", {"libnccl.so.2", "libnccl.so"});
   if (!lib.ok())
     return Status::FailedPrecondition("NCCL is not available: " + lib.status().message());
   Status bound = (*lib)->Bind("ncclGetVersion", &nccl->GetVersion);
