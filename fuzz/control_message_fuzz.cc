@@ -3,7 +3,8 @@
 // they can run in-process.
 //
 // Input: byte 0 chooses the message, the rest is its payload.
-//   bits 0-4  the method (proto::Method; 0, METHOD_UNSPECIFIED, is unknown)
+//   bits 0-5  the method (proto::Method; 0, METHOD_UNSPECIFIED, and those
+//             above the last are unknown)
 //   bit 7     0: a request (or one-way message) to a handler;
 //             1: a reply, parsed and checked as the caller does
 //   bit 6     with bit 7: an error reply (payload = StatusProto)
@@ -17,7 +18,7 @@
 //     kObjectId so the deeper paths of SEND/FETCH/FREE are reachable).
 //   REGISTER_WORKER, ACTOR_READY, GET_ACTOR_INFO, KILL_ACTOR, KV_PUT, KV_GET,
 //   KV_DEL, REGISTER_NODE, NODE_HEARTBEAT, WORKER_EXITED, GET_NODES,
-//   REGISTER_DRIVER, WORKER_OUTPUT: the real Head handlers (a fresh Head per input; no
+//   REGISTER_DRIVER, WORKER_OUTPUT, LIST_ACTORS: the real Head handlers (a fresh Head per input; no
 //   connection, so the two that keep one refuse after parsing).
 //   START_WORKER, STOP_WORKER: parse only (a node agent's handlers; they
 //     spawn the message's argv).
@@ -78,7 +79,7 @@ constexpr uint64_t kMaxTensorBytes = 1 << 20;
 
 constexpr uint8_t kReplyBit = 0x80;
 constexpr uint8_t kErrorBit = 0x40;
-constexpr uint8_t kMethodMask = 0x1f;
+constexpr uint8_t kMethodMask = 0x3f;
 
 template <typename Msg>
 bool Parse(std::string_view payload, Msg* msg) {
@@ -281,7 +282,8 @@ void HandleRequest(uint16_t method, std::string_view payload) {
     case proto::WORKER_EXITED:
     case proto::GET_NODES:
     case proto::REGISTER_DRIVER:
-    case proto::WORKER_OUTPUT: RunHeadHandler(method, payload); return;
+    case proto::WORKER_OUTPUT:
+    case proto::LIST_ACTORS: RunHeadHandler(method, payload); return;
     default:  // GET_OBJECT, FREE_OBJECTS, SEND/FETCH_TENSORS, LEAVE_GROUP, EXIT,
               // ADD/REMOVE_BORROWERS, unknown
       Worker().dispatcher().Dispatch(nullptr, method, payload, rpc::Responder());

@@ -410,6 +410,7 @@ void ControlSeeds() {
   output.add_lines("epoch 3 loss 0.125");
   output.add_lines("");
   Msg("worker_output", proto::WORKER_OUTPUT, output);
+  Msg("list_actors", proto::LIST_ACTORS, proto::Empty());
 
   // Replies, as the caller handles them.
   proto::HelloReply hello_reply;

@@ -104,6 +104,13 @@ class GpuSupport(TypedDict):
     reason: str  # why cuda (or else nccl) is False; "" when both are True
 
 def gpu_support() -> GpuSupport: ...
+
+class HeadClient:
+    """A head's tables, for `ferry status` / `ferry list` (not a session member)."""
+    @staticmethod
+    def connect(address: str, token: str) -> HeadClient: ...
+    def nodes(self, timeout_s: float = 10.0) -> list[dict[str, Any]]: ...  # ferry.nodes()'s rows
+    def actors(self, timeout_s: float = 10.0) -> list[dict[str, Any]]: ...
 def register_one_sided_transport(name: str, devices: list[str],
                                  factory: Callable[[], Any]) -> None: ...
 def register_two_sided_transport(name: str, devices: list[str],

@@ -7,6 +7,7 @@
 #include "py_cluster.h"
 #include "py_object_ref.h"
 #include "py_runtime.h"
+#include "py_state.h"
 #include "py_tables.h"
 #include "py_transport.h"
 
@@ -22,6 +23,7 @@ PYBIND11_MODULE(_core, m) {
   ferry::python::RegisterTables(m);
   ferry::python::RegisterCustomTransports(m);
   ferry::python::RegisterCluster(m);
+  ferry::python::RegisterState(m);
   // Makes torch's large CPU tensors live in ferry's shared-memory arena (the
   // shm transport pulls them with one copy). False if unavailable.
   m.def("install_shm_allocator", [] {

@@ -8,6 +8,8 @@ Ray's ``ray start`` / ``ray stop``, with the same flags and defaults::
     ferry start --address IP:PORT [--node-ip-address IP] [--num-cpus N] ...
     ferry stop [--temp-dir D]
     ferry run [--as-ray] script.py [args ...]
+    ferry status [--address IP:PORT] [--format table|json]
+    ferry list actors|nodes [--address IP:PORT] [--format table|json]
 
 ``start`` runs ``python -m ferry._private.node_daemon`` detached (its own
 session, output appended to ``<temp dir>/logs/node-*.log``) and returns once
@@ -33,7 +35,9 @@ import sys
 import time
 from typing import Any, Sequence
 
+from ferry import exceptions as ferry_exceptions
 from ferry._private import cluster_address
+from ferry.scripts import state
 
 DEFAULT_PORT = 6379  # Ray's
 # How long `ferry start` waits for the node to be ready.
@@ -103,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ferry",
         description="Start and stop the processes of a ferry cluster (as `ray start`), and run "
                     "programs on ferry (Ray programs, with run --as-ray).")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{start,stop,run}")
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     metavar="{start,stop,run,status,list}")
 
     start = commands.add_parser(
         "start", help="start a ferry node on this host (the head, or one that joins a cluster)",
@@ -146,6 +151,27 @@ def build_parser() -> argparse.ArgumentParser:
                      help="make `import ray` resolve to ferry for the script")
     run.add_argument("script", help="the Python file to run")
     run.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
+
+    status = commands.add_parser(
+        "status", help="show the nodes and actors of a running ferry",
+        description="Show a running ferry's nodes (resources in use / total) and its actors by "
+                    "state: the newest session on this host, else this host's cluster, or the "
+                    "cluster at --address.")
+    listing = commands.add_parser(
+        "list", help="list the actors or nodes of a running ferry, one row each",
+        description="List a running ferry's actors or nodes, one row each (as `ray list`).")
+    listing.add_argument("kind", choices=state.kinds(), help="what to list")
+    for sub in (status, listing):
+        sub.add_argument("--address", metavar="IP:PORT", default=None,
+                         help="a cluster's head (FERRY_ADDRESS; default: this host's newest "
+                              "session, else its cluster)")
+        sub.add_argument("--token", default=None,
+                         help="the cluster token (FERRY_TOKEN, else this host's cluster file)")
+        sub.add_argument("--format", choices=("table", "json"), default="table",
+                         help="a table for people (default) or JSON for programs")
+        sub.add_argument("--temp-dir", default=None,
+                         help=f"the temp dir to look in (FERRY_TEMP_DIR, default "
+                              f"{cluster_address.DEFAULT_TEMP_DIR})")
     return parser
 
 
@@ -163,10 +189,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "start":
             return start(args)
+        if args.command in ("status", "list"):
+            print(state.run(args.command, getattr(args, "kind", None), args.format, args.address,
+                            args.token, cluster_address.temp_dir(args.temp_dir)))
+            return 0
         return stop(cluster_address.temp_dir(args.temp_dir))
+    except state.NotFound as e:
+        print(f"ferry {args.command}: {e}", file=sys.stderr)
+        return 1
     except UsageError as e:
         parser.exit(2, f"ferry {args.command}: error: {e}\n")
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, ferry_exceptions.FerryError) as e:
         print(f"ferry {args.command}: {e}", file=sys.stderr)
         return 1
 

@@ -239,9 +239,13 @@ class DriverProcess:
                 return json.loads(line)
 
     def wait_line(self, text: str, timeout: float) -> str:
-        """The first line (JSON or not) the driver prints, from here on, that
-        contains ``text``; ClusterError when it exits or ``timeout`` s pass
+        """The first line (JSON or not) the driver printed that contains
+        ``text``, among those already read (next_json reads past them) and
+        those to come; ClusterError when it exits or ``timeout`` s pass
         first."""
+        for line in self.lines:
+            if text in line:
+                return line
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()

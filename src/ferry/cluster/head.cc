@@ -80,6 +80,10 @@ Head::Head(rpc::IoLoop& loop, rpc::Dispatcher& dispatcher, HeadOptions options)
       RouteOutput(output);
     }
   });
+  dispatcher.Register(proto::LIST_ACTORS,
+                      [this](const ChannelPtr&, std::string_view, rpc::Responder responder) {
+                        HandleListActors(std::move(responder));
+                      });
   dispatcher.Register(proto::GET_NODES,
                       [this](const ChannelPtr&, std::string_view, rpc::Responder responder) {
                         HandleGetNodes(std::move(responder));
@@ -268,6 +272,23 @@ void Head::HandleGetNodes(rpc::Responder responder) {
   proto::NodeList list;
   for (auto& info : Nodes()) *list.add_nodes() = std::move(info);
   responder.Reply(list);
+}
+
+void Head::HandleListActors(rpc::Responder responder) {
+  proto::ActorList list;
+  for (auto& info : Actors()) *list.add_actors() = std::move(info);
+  responder.Reply(list);
+}
+
+std::vector<proto::ActorInfo> Head::Actors() {
+  MutexLock lock(mu_);
+  std::vector<proto::ActorInfo> out;
+  out.reserve(actors_.size());
+  for (auto& [id, actor] : actors_) {
+    out.push_back(actor->info);
+    out.back().clear_handle_meta();  // the caller's pickled method table: not state
+  }
+  return out;
 }
 
 proto::NodeInfo Head::InfoLocked(const Node& node) const {

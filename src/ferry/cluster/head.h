@@ -121,6 +121,9 @@ class Head {
   size_t NumLiveWorkers();
   std::vector<int> WorkerPids();
   std::vector<proto::NodeInfo> Nodes();
+  // Every actor, in no particular order (pooled workers have the class
+  // "ferry-task-worker").
+  std::vector<proto::ActorInfo> Actors();
   KvStore& kv() { return kv_; }
 
  private:
@@ -143,6 +146,7 @@ class Head {
   void HandleHeartbeat(std::string_view payload);
   void HandleWorkerExited(std::string_view payload);
   void HandleGetNodes(rpc::Responder responder);
+  void HandleListActors(rpc::Responder responder);
   void HandleRegisterDriver(const ChannelPtr& channel, std::string_view payload,
                             rpc::Responder responder);
   // Remote-function tasks (head_leases.cc): pooled workers lent with the

@@ -1,7 +1,6 @@
 #include "ferry/cluster/node_agent.h"
 
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,6 +9,7 @@
 
 #include <asio.hpp>
 
+#include "ferry/cluster/private_dir.h"
 #include "ferry/common/config.h"
 #include "ferry/common/id.h"
 #include "ferry/common/logging.h"
@@ -27,38 +27,6 @@ std::string DescribeLastLines(const std::deque<std::string>& tail) {
   size_t skip = tail.size() > kCrashLines ? tail.size() - kCrashLines : 0;
   for (size_t i = skip; i < tail.size(); ++i) out += "\n    " + tail[i];
   return out;
-}
-
-// Makes `dir` and its missing parents (mode 0700), and checks that no one
-// else can change what it holds: each directory on the path is a real
-// directory of this user or root, and one that others may write to is
-// sticky (as /tmp); `dir` itself is this user's.
-Status MakePrivateDir(const std::string& dir) {
-  if (dir.empty() || dir[0] != '/') return Status::InvalidArgument("not an absolute path");
-  std::string path;
-  size_t pos = 0;
-  while (pos != std::string::npos) {
-    size_t next = dir.find('/', pos + 1);
-    path = dir.substr(0, next);
-    pos = next;
-    if (path.empty() || path == "/") continue;
-    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
-      return Status::Internal("mkdir " + path + ": " + std::strerror(errno));
-    }
-    struct stat st;
-    if (::lstat(path.c_str(), &st) != 0) {
-      return Status::Internal("stat " + path + ": " + std::strerror(errno));
-    }
-    bool last = next == std::string::npos;
-    if (!S_ISDIR(st.st_mode)) return Status::PermissionDenied(path + " is not a directory");
-    if (st.st_uid != ::getuid() && (last || st.st_uid != 0)) {
-      return Status::PermissionDenied(path + " belongs to another user");
-    }
-    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && (last || !(st.st_mode & S_ISVTX))) {
-      return Status::PermissionDenied("others can write to " + path);
-    }
-  }
-  return Status::Ok();
 }
 
 // `output` with its log dir made, or with none if it cannot be made safely:

@@ -12,7 +12,9 @@
 #include "ferry/cluster/node_service.h"
 #include "ferry/cluster/output_printer.h"
 #include "ferry/cluster/process_spawner.h"
+#include "ferry/cluster/session_file.h"
 #include "ferry/common/config.h"
+#include "ferry/common/logging.h"
 #include "ferry/rpc/address.h"
 #include "ferry/transport/registry.h"
 
@@ -37,7 +39,7 @@ StatusOr<DriverRuntime> StartEmbedded(const DriverOptions& options) {
   HeadOptions head_options{.token = core_options.token,
                            .session = core_options.session,
                            .local_node = node,
-                           .log_dir = Config::Get().temp_dir + "/session-" + core_options.session +
+                           .log_dir = SessionDir(Config::Get().temp_dir, core_options.session) +
                                       "/logs",
                            .print_output = nullptr};
   if (Config::Get().log_to_driver) {
@@ -55,6 +57,16 @@ StatusOr<DriverRuntime> StartEmbedded(const DriverOptions& options) {
     return s.WithContext("starting ferry");
   }
   rt.head->SetAddress(rt.core->address());
+  // So that `ferry status` / `ferry list` find this session.
+  Status written = WriteSessionFile(Config::Get().temp_dir, {.session = core_options.session,
+                                                             .address = rt.core->address(),
+                                                             .token = core_options.token,
+                                                             .pid = static_cast<int>(getpid())});
+  if (written.ok()) {
+    rt.session_file = {Config::Get().temp_dir, core_options.session};
+  } else {
+    FERRY_LOG(WARNING) << "`ferry status` will not find this session: " << written.message();
+  }
   return rt;
 }
 
@@ -128,6 +140,10 @@ StatusOr<DriverRuntime> ConnectToCluster(const DriverOptions& options) {
 }  // namespace
 
 void DriverRuntime::Shutdown() {
+  if (!session_file.first.empty()) {
+    RemoveSessionFile(session_file.first, session_file.second);
+    session_file = {};
+  }
   if (head) head->Shutdown();
   if (link) link->Close();
   if (core) core->Shutdown();

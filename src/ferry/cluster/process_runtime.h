@@ -17,6 +17,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <utility>
 
 #include "ferry/cluster/head.h"
 #include "ferry/cluster/placement.h"
@@ -45,6 +47,9 @@ struct DriverRuntime {
   NodeId node_id;
   // Embedded mode: where this session's workers write their output.
   std::string log_dir;
+  // Embedded mode: (temp dir, session) of the session file written for the
+  // `ferry` command (session_file.h); removed by Shutdown.
+  std::pair<std::string, std::string> session_file;
 
   // The cluster's nodes, from the embedded Head or over the link.
   StatusOr<std::vector<proto::NodeInfo>> Nodes();

@@ -1,0 +1,68 @@
+"""`ferry status` and `ferry list` against a cluster: from a host that
+joined it (its cluster file names the head and the token), and from
+anywhere with --address and --token; a wrong token is refused clearly.
+
+The cluster (conftest): h1 (head), h2, h3 with 4 CPUs each."""
+import json
+
+import pytest
+
+from .netns import ClusterError, host_ip, host_temp_dir
+from .snippets import driver
+
+pytestmark = pytest.mark.cluster
+
+WAIT_S = 60
+
+
+def test_status_and_list_show_every_host_and_the_actors_placed_there(cluster):
+    d = cluster.popen_driver("h1", driver("""
+        import sys
+
+        import ferry
+        from ferry.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        from driver_lib import GET_TIMEOUT_S, connect, emit, node_id
+
+        connect()
+
+
+        @ferry.remote
+        class Holder:
+            def ping(self):
+                return "pong"
+
+
+        on_h3 = NodeAffinitySchedulingStrategy(node_id("h3"), soft=False)
+        h = Holder.options(name="on-h3", scheduling_strategy=on_h3).remote()
+        ferry.get(h.ping.remote(), timeout=GET_TIMEOUT_S)
+        emit({"ready": True})
+        sys.stdin.read()
+        ferry.shutdown()
+        """))
+    try:
+        assert d.next_json(WAIT_S) == {"ready": True}
+        # On h2, with no flags: its cluster file says where the head is.
+        text = cluster.ferry_command("h2", ["status", "--temp-dir", str(host_temp_dir("h2"))],
+                                     WAIT_S)
+        assert f"ferry cluster at {cluster.address}" in text, text
+        assert "Nodes: 3 alive, 0 dead" in text, text
+        assert "Actors: 1 ALIVE" in text, text
+        for host in ("h1", "h2", "h3"):
+            assert host_ip(host) in text, text
+        rows = json.loads(cluster.ferry_command(
+            "h2", ["list", "actors", "--format", "json", "--temp-dir", str(host_temp_dir("h2"))],
+            WAIT_S))
+        holder = [r for r in rows if r["name"] == "on-h3"]
+        assert len(holder) == 1 and holder[0]["state"] == "ALIVE", rows
+        assert holder[0]["node_ip"] == host_ip("h3") and holder[0]["pid"] > 0
+        # From h3, naming the head and the token.
+        nodes = json.loads(cluster.ferry_command(
+            "h3", ["list", "nodes", "--format", "json", "--address", cluster.address,
+                   "--token", cluster.token], WAIT_S))
+        assert sorted(n["address"] for n in nodes) == [host_ip(h) for h in ("h1", "h2", "h3")]
+        assert [n["head"] for n in nodes if n["address"] == host_ip("h1")] == [True]
+        with pytest.raises(ClusterError, match="rejected the cluster token"):
+            cluster.ferry_command("h3", ["status", "--address", cluster.address, "--token",
+                                         "not-the-token"], WAIT_S)
+    finally:
+        assert d.finish(WAIT_S) == 0, d.describe()
