@@ -40,9 +40,10 @@ class SessionFileTest : public ::testing::Test {
 
 TEST_F(SessionFileTest, WritesAPrivateFileAndPointsLatestAtItThenRemovesBoth) {
   const std::string temp = (root_ / "ferry").string();
-  ASSERT_TRUE(WriteSessionFile(temp, {.session = "abc", .address = "unix:@ferry-abc-1",
-                                      .token = "t\"ok", .pid = 42})
-                  .ok());
+  ASSERT_TRUE(
+      WriteSessionFile(
+          temp, {.session = "abc", .address = "unix:@ferry-abc-1", .token = "t\"ok", .pid = 42})
+          .ok());
   fs::path file = fs::path(temp) / "session-abc" / "session.json";
   EXPECT_EQ(Read(file),
             "{\"session\": \"abc\", \"address\": \"unix:@ferry-abc-1\", \"token\": \"t\\\"ok\", "
@@ -52,8 +53,8 @@ TEST_F(SessionFileTest, WritesAPrivateFileAndPointsLatestAtItThenRemovesBoth) {
   EXPECT_EQ(fs::read_symlink(fs::path(temp) / "session_latest"), "session-abc");
 
   // A newer session takes session_latest; removing the older leaves it.
-  ASSERT_TRUE(WriteSessionFile(temp, {.session = "def", .address = "a", .token = "t", .pid = 43})
-                  .ok());
+  ASSERT_TRUE(
+      WriteSessionFile(temp, {.session = "def", .address = "a", .token = "t", .pid = 43}).ok());
   RemoveSessionFile(temp, "abc");
   EXPECT_FALSE(fs::exists(file));
   EXPECT_EQ(fs::read_symlink(fs::path(temp) / "session_latest"), "session-def");
