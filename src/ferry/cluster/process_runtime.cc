@@ -48,7 +48,6 @@ StatusOr<DriverRuntime> StartEmbedded(const DriverOptions& options) {
       printer->Print(output);
     };
   }
-  rt.log_dir = head_options.log_dir;
   rt.head = std::make_unique<Head>(rt.core->io_loop(), rt.core->dispatcher(),
                                    std::move(head_options));
   Status s = rt.core->Start();

@@ -45,8 +45,6 @@ struct DriverRuntime {
   std::unique_ptr<rpc::IoLoop> link_loop;
   std::shared_ptr<rpc::Channel> link;
   NodeId node_id;
-  // Embedded mode: where this session's workers write their output.
-  std::string log_dir;
   // Embedded mode: (temp dir, session) of the session file written for the
   // `ferry` command (session_file.h); removed by Shutdown.
   std::pair<std::string, std::string> session_file;
