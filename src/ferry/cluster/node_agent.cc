@@ -3,8 +3,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <future>
 
 #include <asio.hpp>
@@ -70,21 +68,17 @@ StatusOr<int> NodeAgent::Start(const proto::StartWorker& request) {
   if (argv.empty()) return Status::InvalidArgument("empty worker command");
   std::map<std::string, std::string> env(request.env().begin(), request.env().end());
   WorkerOutput::Sink sink;
-  std::shared_ptr<int> sink_pid;
   if (output_.on_output) {
-    // The pid is known once spawned; the first lines cannot come before.
-    auto pid = std::make_shared<int>(0);
-    sink = [this, pid, actor_id = request.actor_id()](OutputBatch batch) {
+    sink = [this, actor_id = request.actor_id()](OutputBatch batch) {
       proto::WorkerOutput out;
       out.set_actor_id(actor_id);
-      out.set_pid(*pid);
+      out.set_pid(batch.pid);
       out.set_name(std::move(batch.name));
       out.set_node_ip(output_.node_ip);
       out.set_is_stderr(batch.is_stderr);
       for (auto& line : batch.lines) out.add_lines(std::move(line));
       output_.on_output(std::move(out));
     };
-    sink_pid = pid;
   }
   auto worker_hex = WorkerId::FromBinary(request.worker_id());
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<WorkerOutput> output,
@@ -97,7 +91,6 @@ StatusOr<int> NodeAgent::Start(const proto::StartWorker& request) {
   FERRY_ASSIGN_OR_RETURN(ChildProcess child,
                          spawner_.Spawn(argv, env,
                                         {output->stdout_write_fd(), output->stderr_write_fd()}));
-  if (sink_pid) *sink_pid = child.pid;
   output->Start(child.pid);
   auto worker = std::make_shared<Worker>();
   worker->actor_id = request.actor_id();

@@ -92,6 +92,7 @@ WorkerOutput::~WorkerOutput() {
 }
 
 void WorkerOutput::Start(pid_t pid) {
+  pid_ = pid;
   for (int i = 0; i < 2; ++i) {
     Stream& stream = streams_[i];
     if (stream.write_fd >= 0) ::close(stream.write_fd);
@@ -142,7 +143,7 @@ bool WorkerOutput::ReadAvailable(int index) {
 
 void WorkerOutput::Deliver(int index, std::string_view bytes, bool flush) {
   Stream& stream = streams_[index];
-  OutputBatch batch{stream.name, index == 1, {}};
+  OutputBatch batch{pid_, stream.name, index == 1, {}};
   std::string to_file;
   auto on_line = [&](std::string_view line) {
     if (line.substr(0, kNameMarker.size()) == kNameMarker) {
@@ -150,7 +151,7 @@ void WorkerOutput::Deliver(int index, std::string_view bytes, bool flush) {
       if (name == stream.name) return;
       if (!batch.lines.empty() && sink_) sink_(std::move(batch));
       stream.name = std::move(name);
-      batch = OutputBatch{stream.name, index == 1, {}};
+      batch = OutputBatch{pid_, stream.name, index == 1, {}};
       return;
     }
     to_file.append(line).push_back('\n');

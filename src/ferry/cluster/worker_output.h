@@ -62,6 +62,7 @@ class LineSplitter {
 
 // Lines of one stream that carry the same name, in the order printed.
 struct OutputBatch {
+  pid_t pid = 0;
   std::string name;
   bool is_stderr = false;
   std::vector<std::string> lines;
@@ -125,6 +126,7 @@ class WorkerOutput {
   rpc::IoLoop& loop_;
   const WorkerOutputOptions options_;
   const Sink sink_;
+  pid_t pid_ = 0;  // set by Start(), before any read
   Stream streams_[2];
   std::deque<std::string> tail_;
   bool finished_ = false;

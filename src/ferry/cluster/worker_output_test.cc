@@ -79,6 +79,7 @@ class WorkerOutputTest : public ::testing::Test {
                                 {output_->stdout_write_fd(), output_->stderr_write_fd()});
     ASSERT_TRUE(child.ok()) << child.status();
     output_->Start(child->pid);
+    pid_ = child->pid;
     pollfd p{child->pidfd, POLLIN, 0};
     ASSERT_EQ(poll(&p, 1, 30'000), 1);
     ASSERT_TRUE(KillAndReap(*child, testing::Soon()).ok());
@@ -108,6 +109,7 @@ class WorkerOutputTest : public ::testing::Test {
   std::unique_ptr<WorkerOutput> output_;
   std::mutex mu_;
   std::vector<OutputBatch> batches_;
+  pid_t pid_ = 0;
 };
 
 TEST_F(WorkerOutputTest, LinesReachTheSinkAndTheFilesWithTheNameTheWorkerAnnounced) {
@@ -117,6 +119,10 @@ TEST_F(WorkerOutputTest, LinesReachTheSinkAndTheFilesWithTheNameTheWorkerAnnounc
   EXPECT_EQ(Lines(true, "Init"), std::vector<std::string>{"oops"});
   EXPECT_EQ(Lines(false, "f"), (std::vector<std::string>{"two", "unfinished"}));
   EXPECT_EQ(Lines(true, "f"), std::vector<std::string>{"bad"});
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const OutputBatch& b : batches_) EXPECT_EQ(b.pid, pid_);  // every batch names its process
+  }
   // The files hold the output without the markers, named like Ray's.
   ASSERT_FALSE(output_->stdout_path().empty());
   EXPECT_EQ(std::filesystem::path(output_->stdout_path()).filename().string().substr(0, 11),
