@@ -84,6 +84,12 @@ Head::Head(rpc::IoLoop& loop, rpc::Dispatcher& dispatcher, HeadOptions options)
                       [this](const ChannelPtr&, std::string_view, rpc::Responder responder) {
                         HandleListActors(std::move(responder));
                       });
+  dispatcher.Register(proto::LIST_PROCESSES,
+                      [this](const ChannelPtr&, std::string_view, rpc::Responder responder) {
+                        proto::ProcessList list;
+                        for (auto& p : Processes()) *list.add_processes() = std::move(p);
+                        responder.Reply(list);
+                      });
   dispatcher.Register(proto::GET_NODES,
                       [this](const ChannelPtr&, std::string_view, rpc::Responder responder) {
                         HandleGetNodes(std::move(responder));
@@ -291,6 +297,35 @@ std::vector<proto::ActorInfo> Head::Actors() {
   return out;
 }
 
+std::vector<proto::ProcessInfo> Head::Processes() {
+  MutexLock lock(mu_);
+  std::vector<proto::ProcessInfo> out;
+  if (!options_.driver_worker_id.empty()) {
+    proto::ProcessInfo& self = out.emplace_back();
+    self.set_kind(proto::ProcessInfo::DRIVER);
+    self.set_worker_id(options_.driver_worker_id);
+    self.set_address(address_);
+    self.set_pid(getpid());
+    self.set_node_id(options_.local_node.id.Binary());
+    self.set_node_ip(options_.local_node.ip);
+  }
+  for (const auto& [id, driver] : drivers_) out.push_back(driver);
+  for (const auto& [id, actor] : actors_) {
+    const proto::ActorInfo& a = actor->info;
+    if (a.state() != proto::ActorInfo::ALIVE || a.address().empty()) continue;
+    proto::ProcessInfo& p = out.emplace_back();
+    p.set_kind(actor->pooled ? proto::ProcessInfo::TASK_WORKER : proto::ProcessInfo::ACTOR);
+    p.set_worker_id(a.worker_id());
+    p.set_address(a.address());
+    p.set_pid(a.pid());
+    p.set_node_id(a.node_id());
+    p.set_node_ip(a.node_ip());
+    p.set_actor_id(a.actor_id());
+    p.set_class_name(a.class_name());
+  }
+  return out;
+}
+
 proto::NodeInfo Head::InfoLocked(const Node& node) const {
   proto::NodeInfo info;
   info.set_node_id(node.view.id.Binary());
@@ -323,13 +358,19 @@ void Head::HandleRegisterDriver(const ChannelPtr& channel, std::string_view payl
   reply.set_session(options_.session);
   {
     MutexLock lock(mu_);
-    drivers_.push_back(channel->peer().worker_id());
     for (auto& n : nodes_) {
       if (n->view.alive && !req.node_ip().empty() && n->ip == req.node_ip()) {
         reply.set_node_id(n->view.id.Binary());
         break;
       }
     }
+    proto::ProcessInfo& info = drivers_[channel->peer().worker_id()];
+    info.set_kind(proto::ProcessInfo::DRIVER);
+    info.set_worker_id(channel->peer().worker_id());
+    info.set_address(channel->peer().address());
+    info.set_pid(channel->peer().pid());
+    info.set_node_id(reply.node_id());
+    info.set_node_ip(req.node_ip());
   }
   std::string driver = channel->peer().worker_id();
   if (req.log_to_driver()) {
@@ -345,7 +386,7 @@ void Head::OnDriverGone(const std::string& driver) {
   std::vector<std::shared_ptr<Actor>> orphans;
   {
     MutexLock lock(mu_);
-    drivers_.erase(std::remove(drivers_.begin(), drivers_.end(), driver), drivers_.end());
+    drivers_.erase(driver);
     output_drivers_.erase(driver);
     for (auto& [id, actor] : actors_) {
       if (!driver.empty() && actor->creator == driver) {

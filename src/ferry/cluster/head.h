@@ -100,6 +100,9 @@ struct HeadOptions {
   // The embedded driver's printer of its workers' output (io thread); empty:
   // the output goes only to drivers registered with log_to_driver.
   std::function<void(const proto::WorkerOutput&)> print_output;
+  // The embedded driver the Head lives in (its worker id, binary); empty in
+  // a `ferry start --head` daemon. LIST_PROCESSES names it.
+  std::string driver_worker_id;
 };
 
 class Head {
@@ -124,6 +127,9 @@ class Head {
   // Every actor, in no particular order (pooled workers have the class
   // "ferry-task-worker").
   std::vector<proto::ActorInfo> Actors();
+  // The session's drivers and running workers with their addresses: whom
+  // `ferry list objects` and `ferry memory` ask (GET_STATE).
+  std::vector<proto::ProcessInfo> Processes();
   KvStore& kv() { return kv_; }
 
  private:
@@ -223,9 +229,9 @@ class Head {
       FERRY_GUARDED_BY(mu_);
   // Connections holding or asking for leases, watched for their close.
   std::unordered_map<const rpc::Channel*, bool> lease_holders_ FERRY_GUARDED_BY(mu_);
-  // Worker ids of the drivers connected over REGISTER_DRIVER: their actors
+  // The drivers connected over REGISTER_DRIVER, by worker id: their actors
   // end with them.
-  std::vector<std::string> drivers_ FERRY_GUARDED_BY(mu_);
+  std::map<std::string, proto::ProcessInfo> drivers_ FERRY_GUARDED_BY(mu_);
   // Those of them that print their workers' output, by worker id.
   std::map<std::string, std::weak_ptr<rpc::Channel>> output_drivers_ FERRY_GUARDED_BY(mu_);
   bool shut_down_ FERRY_GUARDED_BY(mu_) = false;

@@ -45,7 +45,7 @@ void Head::HandleCreateActor(const ChannelPtr& channel, std::string_view payload
       return;
     }
     const std::string& caller = channel ? channel->peer().worker_id() : std::string();
-    if (!caller.empty() && std::find(drivers_.begin(), drivers_.end(), caller) != drivers_.end()) {
+    if (!caller.empty() && drivers_.count(caller) != 0) {
       actor->creator = caller;
     }
     const std::string& name = req.options().name();

@@ -1,14 +1,17 @@
-// HeadClient: reads a Head's tables (nodes, actors) over a connection of its
-// own, without joining the session: what the `ferry` command uses for
-// `ferry status` and `ferry list`. It reaches an embedded session's Head at
-// the driver's socket (the session file, session_file.h) and a cluster's at
-// IP:PORT, with the token either way.
+// HeadClient: reads a Head's tables (nodes, actors, processes) over a
+// connection of its own, without joining the session, and asks the
+// session's processes what they hold (GET_STATE): what the `ferry` command
+// uses for `ferry status`, `ferry list` and `ferry memory`. It reaches an
+// embedded session's Head at the driver's socket (the session file,
+// session_file.h) and a cluster's at IP:PORT, with the token either way.
 //
-// Thread contract: thread-safe (one channel; calls may overlap). Each call
-// waits for its reply until `deadline`.
+// Thread contract: thread-safe (calls may overlap). Each call waits for its
+// replies until `deadline`.
 //
 //   FERRY_ASSIGN_OR_RETURN(auto head, HeadClient::Connect("10.0.0.1:6379", token));
 //   FERRY_ASSIGN_OR_RETURN(auto actors, head->Actors(Deadline::After(5s)));
+//   FERRY_ASSIGN_OR_RETURN(auto processes, head->Processes(deadline));
+//   auto states = head->States(processes, {}, deadline);  // one per process
 #pragma once
 
 #include <memory>
@@ -36,10 +39,20 @@ class HeadClient {
 
   StatusOr<std::vector<proto::NodeInfo>> Nodes(Deadline deadline);
   StatusOr<std::vector<proto::ActorInfo>> Actors(Deadline deadline);
+  // The drivers and running workers, with the addresses they answer at.
+  StatusOr<std::vector<proto::ProcessInfo>> Processes(Deadline deadline);
+  // Asks every one of `processes` at once what it holds, over connections
+  // opened for this call and closed after it. One result per process, in
+  // order: its state, or why it gave none (it exited meanwhile: Unavailable;
+  // no answer by `deadline`: DeadlineExceeded).
+  std::vector<StatusOr<proto::ProcessState>> States(
+      const std::vector<proto::ProcessInfo>& processes, const proto::StateRequest& request,
+      Deadline deadline);
 
  private:
   HeadClient() = default;
   std::unique_ptr<rpc::IoLoop> loop_;
+  proto::Hello hello_;
   std::shared_ptr<rpc::Channel> channel_;
 };
 

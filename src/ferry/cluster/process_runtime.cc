@@ -41,7 +41,8 @@ StatusOr<DriverRuntime> StartEmbedded(const DriverOptions& options) {
                            .local_node = node,
                            .log_dir = SessionDir(Config::Get().temp_dir, core_options.session) +
                                       "/logs",
-                           .print_output = nullptr};
+                           .print_output = nullptr,
+                           .driver_worker_id = core_options.worker_id.Binary()};
   if (Config::Get().log_to_driver) {
     auto printer = std::make_shared<OutputPrinter>("");
     head_options.print_output = [printer](const proto::WorkerOutput& output) {

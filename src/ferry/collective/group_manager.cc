@@ -25,18 +25,21 @@ Status GroupManager::Join(const proto::JoinGroup& req, transport::RendezvousStor
   }
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<transport::TwoSidedTransport> t,
                          transport::CreateTwoSidedTransport(req.backend(), store, options));
-  Adopt(req.name(), std::shared_ptr<transport::TwoSidedTransport>(std::move(t)));
+  Adopt(req.name(), std::shared_ptr<transport::TwoSidedTransport>(std::move(t)), req);
   return Status::Ok();
 }
 
 void GroupManager::Adopt(const std::string& name,
-                         std::shared_ptr<transport::TwoSidedTransport> transport) {
+                         std::shared_ptr<transport::TwoSidedTransport> transport,
+                         proto::JoinGroup join) {
   std::shared_ptr<transport::TwoSidedTransport> old;  // a destroyed predecessor
   {
     MutexLock lock(mu_);
     Group& g = groups_[name];
     old = std::move(g.transport);
-    g = Group{std::move(transport), Status()};
+    join.set_name(name);
+    join.clear_kv_prefix();
+    g = Group{std::move(transport), Status(), std::move(join)};
   }
   // `old` is released here, outside the lock.
 }
@@ -93,6 +96,14 @@ std::vector<std::string> GroupManager::Names() {
     if (g.destroyed.ok()) names.push_back(name);
   }
   return names;
+}
+
+std::vector<GroupManager::Membership> GroupManager::List() {
+  MutexLock lock(mu_);
+  std::vector<Membership> out;
+  out.reserve(groups_.size());
+  for (const auto& [name, g] : groups_) out.push_back({g.join, g.destroyed});
+  return out;
 }
 
 void GroupManager::Clear() {

@@ -33,7 +33,9 @@ class GroupManager {
   Status Join(const proto::JoinGroup& req, transport::RendezvousStore& store);
   // Installs an already-connected transport as group `name` (Join's last
   // step; tests use it with transport::FakeTransportGroup).
-  void Adopt(const std::string& name, std::shared_ptr<transport::TwoSidedTransport> transport);
+  // `join` describes the membership (List); tests may leave it default.
+  void Adopt(const std::string& name, std::shared_ptr<transport::TwoSidedTransport> transport,
+             proto::JoinGroup join = {});
   // Leaves (and aborts) the group; no-op if absent.
   void Leave(const std::string& name);
   // The group's transport, or FailedPrecondition saying it is missing or was
@@ -43,6 +45,12 @@ class GroupManager {
   // transfer callback (the transport object is released later).
   void Destroy(const std::string& name, const Status& cause);
   std::vector<std::string> Names();
+  // Every group joined here, destroyed ones included (`ferry list groups`).
+  struct Membership {
+    proto::JoinGroup join;  // name, backend, rank, size
+    Status destroyed;       // non-OK once destroyed
+  };
+  std::vector<Membership> List() FERRY_EXCLUDES(mu_);
   // Aborts every group (shutdown).
   void Clear();
 
@@ -50,6 +58,7 @@ class GroupManager {
   struct Group {
     std::shared_ptr<transport::TwoSidedTransport> transport;
     Status destroyed;  // non-OK once destroyed
+    proto::JoinGroup join;
   };
   Mutex mu_;
   std::map<std::string, Group> groups_ FERRY_GUARDED_BY(mu_);

@@ -38,6 +38,32 @@ TEST(GroupManagerTest, MissingGroupNamesCreateCollectiveGroup) {
   EXPECT_NE(t.status().message().find("create_collective_group"), std::string::npos);
 }
 
+TEST(GroupManagerTest, ListsMembershipsWithRankAndWhyDestroyed) {
+  transport::FakeTransportGroup fake(2);
+  GroupManager groups;
+  proto::JoinGroup join;
+  join.set_backend("gloo");
+  join.set_rank(1);
+  join.set_size(2);
+  join.set_kv_prefix("rendezvous/secret");
+  groups.Adopt("g", fake.Transport(1), join);
+  std::vector<GroupManager::Membership> list = groups.List();
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].join.name(), "g");
+  EXPECT_EQ(list[0].join.backend(), "gloo");
+  EXPECT_EQ(list[0].join.rank(), 1);
+  EXPECT_EQ(list[0].join.size(), 2);
+  EXPECT_EQ(list[0].join.kv_prefix(), "") << "rendezvous keys are not state";
+  EXPECT_TRUE(list[0].destroyed.ok());
+
+  groups.Destroy("g", Status::Unavailable("peer died"));
+  list = groups.List();
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].destroyed.message(), "peer died");
+  groups.Leave("g");
+  EXPECT_TRUE(groups.List().empty());
+}
+
 TEST(GroupManagerTest, TransferThroughAdoptedGroup) {
   transport::FakeTransportGroup fake(2);
   GroupManager a, b;

@@ -52,7 +52,10 @@ CoreWorker::CoreWorker(CoreWorkerOptions options)
           locator_.get(), background_.get(),
           [this](const ActorId& actor, const Status& cause) { OnActorRestarted(actor, cause); })),
       receiver_(std::make_unique<TaskReceiver>(this)),
-      blocked_(std::make_unique<BlockedTaskNotifier>([this] { return HeadChannel(); })) {
+      blocked_(std::make_unique<BlockedTaskNotifier>([this] { return HeadChannel(); })),
+      state_(std::make_unique<StateReporter>(
+          StateReporter::Identity{options_.worker_id, options_.actor_id, options_.is_driver},
+          *refs_, *store_, *segments_, *tensors_)) {
   address_ = options_.listen_address.empty()
                  ? "unix:@ferry-" + options_.session + "-" + options_.worker_id.Hex()
                  : options_.listen_address;
@@ -71,6 +74,7 @@ proto::Hello CoreWorker::MakeHello() const {
 }
 
 void CoreWorker::RegisterHandlers() {
+  state_->Register(*dispatcher_);
   dispatcher_->Register(proto::GET_OBJECT,
                         [this](const std::shared_ptr<rpc::Channel>&, std::string_view payload,
                                rpc::Responder responder) {
@@ -191,6 +195,7 @@ Status CoreWorker::Start() {
   tracker_ = std::make_unique<RefTracker>(options_.worker_id, *refs_, *messenger_);
   task_submitter_ = MakeTaskSubmitter();
   StartTensorTransport();
+  state_->Attach({tracker_.get(), holder_.get(), transfer_owner_.get()});
   return Status::Ok();
 }
 

@@ -63,6 +63,7 @@
 #include "ferry/core/rdt/tensor_holder.h"
 #include "ferry/core/rdt/transfer_owner.h"
 #include "ferry/core/ref_tracker.h"
+#include "ferry/core/state_reporter.h"
 #include "ferry/core/task_executor.h"
 #include "ferry/core/task_receiver.h"
 #include "ferry/core/task_submitter.h"
@@ -344,6 +345,7 @@ class CoreWorker : public ArgumentResolver, public rdt::ActorDirectory {
   std::unique_ptr<TaskSubmitter> task_submitter_;  // made by Start() (needs the resolver)
   std::unique_ptr<TaskReceiver> receiver_;
   std::unique_ptr<BlockedTaskNotifier> blocked_;  // get/wait of a lent task
+  std::unique_ptr<StateReporter> state_;          // GET_STATE (`ferry memory`)
 
   Mutex mu_;
   // Owned objects whose bytes live in another process's segment: where to

@@ -1,5 +1,6 @@
 #include "ferry/core/ref_tracker.h"
 
+#include <algorithm>
 #include <map>
 
 #include "ferry/common/logging.h"
@@ -237,6 +238,17 @@ size_t RefTracker::NumBorrowed() const {
 size_t RefTracker::NumHolds() const {
   MutexLock lock(mu_);
   return holds_.size();
+}
+
+std::vector<RefTracker::BorrowedRef> RefTracker::ListBorrowed(size_t max) const {
+  std::vector<BorrowedRef> out;
+  MutexLock lock(mu_);
+  out.reserve(std::min(max, borrowed_.size()));
+  for (const auto& [id, b] : borrowed_) {
+    if (out.size() == max) break;
+    out.push_back({id, b.owner_id, b.owner_address, b.count});
+  }
+  return out;
 }
 
 int64_t RefTracker::BorrowedCount(const ObjectId& id) const {

@@ -114,6 +114,15 @@ class RefTracker {
   }
   // The live copies of borrowed `id` here (0 when not borrowed).
   int64_t BorrowedCount(const ObjectId& id) const FERRY_EXCLUDES(mu_);
+  // Up to `max` refs this process borrows, with their owners and live
+  // copies (`ferry memory`).
+  struct BorrowedRef {
+    ObjectId id;
+    WorkerId owner_id;
+    std::string owner_address;
+    int64_t copies = 0;
+  };
+  std::vector<BorrowedRef> ListBorrowed(size_t max) const FERRY_EXCLUDES(mu_);
 
  private:
   struct Borrowed {

@@ -3,6 +3,9 @@
 namespace ferry::core {
 
 void TransferLog::Add(TransferRecord record) {
+  if (record.end_time == std::chrono::system_clock::time_point{}) {
+    record.end_time = std::chrono::system_clock::now();
+  }
   MutexLock lock(mu_);
   ++total_;
   if (capacity_ == 0) return;

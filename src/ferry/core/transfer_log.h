@@ -16,6 +16,7 @@
 //   for (const TransferRecord& r : log.Recent()) { ... }
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -37,6 +38,8 @@ struct TransferRecord {
   std::string peer;
   uint64_t bytes = 0;
   int64_t micros = 0;  // from the start of the transfer to its end
+  // When it ended (wall clock); Add sets it when left unset.
+  std::chrono::system_clock::time_point end_time{};
   // The destination came from the warm receive pool (false: fresh memory,
   // which costs a page fault per 4 KiB the first time it is written).
   bool pooled = false;

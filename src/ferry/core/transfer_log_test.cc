@@ -25,6 +25,18 @@ TEST(TransferLogTest, KeepsTheMostRecentRecordsOldestFirst) {
   EXPECT_EQ(log.total(), 5u);
 }
 
+TEST(TransferLogTest, StampsTheEndTimeUnlessGiven) {
+  TransferLog log(2);
+  const auto before = std::chrono::system_clock::now();
+  log.Add(Record(1));
+  TransferRecord given = Record(2);
+  given.end_time = std::chrono::system_clock::time_point(std::chrono::seconds(1000));
+  log.Add(given);
+  std::vector<TransferRecord> recent = log.Recent();
+  EXPECT_GE(recent[0].end_time, before);
+  EXPECT_EQ(recent[1].end_time, given.end_time);
+}
+
 TEST(TransferLogTest, ZeroCapacityCountsButKeepsNothing) {
   TransferLog log(0);
   log.Add(Record(1));

@@ -41,6 +41,13 @@ size_t LocalSegments::Size() const {
   return segments_.size();
 }
 
+uint64_t LocalSegments::Bytes() const {
+  MutexLock lock(mu_);
+  uint64_t total = 0;
+  for (const auto& [id, segment] : segments_) total += segment->capacity();
+  return total;
+}
+
 void LocalSegments::Clear() {
   std::unordered_map<ObjectId, std::unique_ptr<ShmSegment>> all;
   {

@@ -45,6 +45,8 @@ class LocalSegments {
 
   bool Contains(const ObjectId& id) const FERRY_EXCLUDES(mu_);
   size_t Size() const FERRY_EXCLUDES(mu_);
+  // The bytes of every segment held (`ferry status`).
+  uint64_t Bytes() const FERRY_EXCLUDES(mu_);
 
   // Returns every segment to the pool.
   void Clear() FERRY_EXCLUDES(mu_);

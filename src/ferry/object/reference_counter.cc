@@ -130,6 +130,24 @@ std::optional<ReferenceCounter::Counts> ReferenceCounter::GetCounts(const Object
   return Counts{e.local, e.submitted, e.borrowers.size(), e.pinned};
 }
 
+std::vector<ReferenceCounter::Tracked> ReferenceCounter::List(size_t max) const {
+  std::vector<Tracked> out;
+  {
+    MutexLock lock(mu_);
+    out.reserve(entries_.size());
+    for (const auto& [id, e] : entries_) {
+      Tracked t{id, Counts{e.local, e.submitted, e.borrowers.size(), e.pinned}, {}, e.created};
+      t.borrowers.reserve(e.borrowers.size());
+      for (const auto& [worker, epoch] : e.borrowers) t.borrowers.push_back(worker);
+      out.push_back(std::move(t));
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Tracked& a, const Tracked& b) { return a.created < b.created; });
+  if (out.size() > max) out.resize(max);
+  return out;
+}
+
 void ReferenceCounter::EraseIfUnreferenced(Map::iterator it, std::vector<ObjectId>* freed) {
   if (!it->second.Unreferenced()) return;
   freed->push_back(it->first);

@@ -43,6 +43,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ferry/common/clock.h"
 #include "ferry/common/id.h"
 #include "ferry/common/thread_annotations.h"
 #include "ferry/status.h"
@@ -59,6 +60,13 @@ class ReferenceCounter {
     int64_t submitted = 0;
     size_t borrowers = 0;
     bool pinned = false;
+  };
+  // One tracked object, for `ferry memory`.
+  struct Tracked {
+    ObjectId id;
+    Counts counts;
+    std::vector<WorkerId> borrowers;
+    Clock::time_point created;  // when AddOwnedObject ran
   };
 
   // `on_free` may be empty.
@@ -95,6 +103,8 @@ class ReferenceCounter {
   bool Has(const ObjectId& id) const FERRY_EXCLUDES(mu_);
   size_t NumTracked() const FERRY_EXCLUDES(mu_);
   std::optional<Counts> GetCounts(const ObjectId& id) const FERRY_EXCLUDES(mu_);
+  // Up to `max` tracked objects, oldest first.
+  std::vector<Tracked> List(size_t max) const FERRY_EXCLUDES(mu_);
 
  private:
   struct Entry {
@@ -102,6 +112,7 @@ class ReferenceCounter {
     int64_t submitted = 0;
     std::unordered_map<WorkerId, uint64_t> borrowers;  // -> latest epoch
     bool pinned = false;
+    Clock::time_point created = Clock::now();
     bool Unreferenced() const {
       return local == 0 && submitted == 0 && borrowers.empty() && !pinned;
     }

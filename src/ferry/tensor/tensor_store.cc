@@ -1,5 +1,6 @@
 #include "ferry/tensor/tensor_store.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -123,6 +124,20 @@ Status TensorStore::WaitFreed(const void* data, Deadline deadline) {
 TensorStore::Stats TensorStore::GetStats() const {
   MutexLock lock(mu_);
   return Stats{objects_.size(), num_tensors_, bytes_, waiters_, waiter_wakeups_};
+}
+
+std::vector<TensorStore::Entry> TensorStore::List(size_t max) const {
+  std::vector<Entry> out;
+  MutexLock lock(mu_);
+  out.reserve(std::min(max, objects_.size()));
+  for (const auto& [id, tensors] : objects_) {
+    if (out.size() == max) break;
+    Entry e{id, tensors.size(), 0, "cpu"};
+    for (const Tensor& t : tensors) e.bytes += t.nbytes();
+    if (!tensors.empty()) e.device = tensors.front().meta().device();
+    out.push_back(std::move(e));
+  }
+  return out;
 }
 
 }  // namespace ferry::tensor

@@ -26,6 +26,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -72,6 +73,15 @@ class TensorStore {
   Status WaitFreed(const void* data, Deadline deadline) FERRY_EXCLUDES(mu_);
 
   Stats GetStats() const FERRY_EXCLUDES(mu_);
+  // One stored object, for `ferry memory`.
+  struct Entry {
+    ObjectId id;
+    uint64_t num_tensors = 0;
+    uint64_t bytes = 0;
+    std::string device;  // of its first tensor: "cpu", "cuda:0"
+  };
+  // Up to `max` stored objects, in no order.
+  std::vector<Entry> List(size_t max) const FERRY_EXCLUDES(mu_);
 
  private:
   // The id of an object holding `data`, if any.
