@@ -13,12 +13,13 @@
 //   GET_OBJECT, FREE_OBJECTS, SEND_TENSORS, FETCH_TENSORS, LEAVE_GROUP, EXIT,
 //   ADD_BORROWERS, REMOVE_BORROWERS (un-started: refused / ignored after
 //   the checks; core/ref_tracker_test covers the started handlers),
+//   GET_STATE (the StateReporter's answer from the un-started worker's tables),
 //   unknown methods: the real CoreWorker handlers, through its Dispatcher
 //     (an un-started CoreWorker with fixed ids; it holds tensors under
 //     kObjectId so the deeper paths of SEND/FETCH/FREE are reachable).
 //   REGISTER_WORKER, ACTOR_READY, GET_ACTOR_INFO, KILL_ACTOR, KV_PUT, KV_GET,
 //   KV_DEL, REGISTER_NODE, NODE_HEARTBEAT, WORKER_EXITED, GET_NODES,
-//   REGISTER_DRIVER, WORKER_OUTPUT, LIST_ACTORS: the real Head handlers (a fresh Head per input; no
+//   REGISTER_DRIVER, WORKER_OUTPUT, LIST_ACTORS, LIST_PROCESSES: the real Head handlers (a fresh Head per input; no
 //   connection, so the two that keep one refuse after parsing).
 //   START_WORKER, STOP_WORKER: parse only (a node agent's handlers; they
 //     spawn the message's argv).
@@ -283,9 +284,10 @@ void HandleRequest(uint16_t method, std::string_view payload) {
     case proto::GET_NODES:
     case proto::REGISTER_DRIVER:
     case proto::WORKER_OUTPUT:
-    case proto::LIST_ACTORS: RunHeadHandler(method, payload); return;
+    case proto::LIST_ACTORS:
+    case proto::LIST_PROCESSES: RunHeadHandler(method, payload); return;
     default:  // GET_OBJECT, FREE_OBJECTS, SEND/FETCH_TENSORS, LEAVE_GROUP, EXIT,
-              // ADD/REMOVE_BORROWERS, unknown
+              // ADD/REMOVE_BORROWERS, GET_STATE, unknown
       Worker().dispatcher().Dispatch(nullptr, method, payload, rpc::Responder());
       return;
   }

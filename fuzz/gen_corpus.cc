@@ -411,6 +411,11 @@ void ControlSeeds() {
   output.add_lines("");
   Msg("worker_output", proto::WORKER_OUTPUT, output);
   Msg("list_actors", proto::LIST_ACTORS, proto::Empty());
+  Msg("list_processes", proto::LIST_PROCESSES, proto::Empty());
+  proto::StateRequest state;
+  state.set_max_objects(3);
+  state.set_max_transfers(1);
+  Msg("get_state", proto::GET_STATE, state);
 
   // Replies, as the caller handles them.
   proto::HelloReply hello_reply;

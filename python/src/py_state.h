@@ -1,5 +1,5 @@
-// ferry._core.HeadClient: a session's or a cluster's tables (nodes, actors)
-// for the `ferry` command (ferry/scripts/state.py). The work is in
+// ferry._core.HeadClient: a session's or a cluster's tables (nodes, actors,
+// processes) and what each process holds, for the `ferry` command (ferry/scripts/state.py). The work is in
 // src/ferry/cluster/head_client.h.
 #pragma once
 

@@ -9,7 +9,8 @@ Ray's ``ray start`` / ``ray stop``, with the same flags and defaults::
     ferry stop [--temp-dir D]
     ferry run [--as-ray] script.py [args ...]
     ferry status [--address IP:PORT] [--format table|json]
-    ferry list actors|nodes [--address IP:PORT] [--format table|json]
+    ferry list actors|nodes|objects|transfers|groups [--address IP:PORT] [--format table|json]
+    ferry memory [--leak-age SECONDS] [--address IP:PORT] [--format table|json]
 
 ``start`` runs ``python -m ferry._private.node_daemon`` detached (its own
 session, output appended to ``<temp dir>/logs/node-*.log``) and returns once
@@ -37,7 +38,7 @@ from typing import Any, Sequence
 
 from ferry import exceptions as ferry_exceptions
 from ferry._private import cluster_address
-from ferry.scripts import state
+from ferry.scripts import inventory, state
 
 DEFAULT_PORT = 6379  # Ray's
 # How long `ferry start` waits for the node to be ready.
@@ -108,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start and stop the processes of a ferry cluster (as `ray start`), and run "
                     "programs on ferry (Ray programs, with run --as-ray).")
     commands = parser.add_subparsers(dest="command", required=True,
-                                     metavar="{start,stop,run,status,list}")
+                                     metavar="{start,stop,run,status,list,memory}")
 
     start = commands.add_parser(
         "start", help="start a ferry node on this host (the head, or one that joins a cluster)",
@@ -158,10 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "state: the newest session on this host, else this host's cluster, or the "
                     "cluster at --address.")
     listing = commands.add_parser(
-        "list", help="list the actors or nodes of a running ferry, one row each",
-        description="List a running ferry's actors or nodes, one row each (as `ray list`).")
+        "list", help="list the actors, nodes, objects, transfers or groups of a running ferry",
+        description="List a running ferry's actors, nodes, live objects, recent tensor "
+                    "transfers or collective groups, one row each (as `ray list`).")
     listing.add_argument("kind", choices=state.kinds(), help="what to list")
-    for sub in (status, listing):
+    memory = commands.add_parser(
+        "memory", help="show every live object, who keeps it alive and why",
+        description="Show every live object of a running ferry grouped by its owner, with what "
+                    "keeps it alive (local refs, task arguments, borrowers, a pin), the bytes "
+                    "per owner and per node, and the objects older than --leak-age as possible "
+                    "leaks (as `ray memory`).")
+    memory.add_argument("--leak-age", type=non_negative, default=None, metavar="SECONDS",
+                        help="flag objects alive this long as possible leaks (default "
+                             f"{inventory.DEFAULT_LEAK_AGE_S:g})")
+    for sub in (status, listing, memory):
         sub.add_argument("--address", metavar="IP:PORT", default=None,
                          help="a cluster's head (FERRY_ADDRESS; default: this host's newest "
                               "session, else its cluster)")
@@ -189,9 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "start":
             return start(args)
-        if args.command in ("status", "list"):
+        if args.command in ("status", "list", "memory"):
+            leak_age = getattr(args, "leak_age", None)
             print(state.run(args.command, getattr(args, "kind", None), args.format, args.address,
-                            args.token, cluster_address.temp_dir(args.temp_dir)))
+                            args.token, cluster_address.temp_dir(args.temp_dir),
+                            inventory.DEFAULT_LEAK_AGE_S if leak_age is None else leak_age))
             return 0
         return stop(cluster_address.temp_dir(args.temp_dir))
     except state.NotFound as e:

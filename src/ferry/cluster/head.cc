@@ -309,7 +309,9 @@ std::vector<proto::ProcessInfo> Head::Processes() {
     self.set_node_id(options_.local_node.id.Binary());
     self.set_node_ip(options_.local_node.ip);
   }
-  for (const auto& [id, driver] : drivers_) out.push_back(driver);
+  for (const auto& [id, driver] : drivers_) {
+    if (!driver.address().empty()) out.push_back(driver);  // listens by its second REGISTER_DRIVER
+  }
   for (const auto& [id, actor] : actors_) {
     const proto::ActorInfo& a = actor->info;
     if (a.state() != proto::ActorInfo::ALIVE || a.address().empty()) continue;
@@ -367,7 +369,7 @@ void Head::HandleRegisterDriver(const ChannelPtr& channel, std::string_view payl
     proto::ProcessInfo& info = drivers_[channel->peer().worker_id()];
     info.set_kind(proto::ProcessInfo::DRIVER);
     info.set_worker_id(channel->peer().worker_id());
-    info.set_address(channel->peer().address());
+    info.set_address(req.address());
     info.set_pid(channel->peer().pid());
     info.set_node_id(reply.node_id());
     info.set_node_ip(req.node_ip());

@@ -134,6 +134,14 @@ StatusOr<DriverRuntime> ConnectToCluster(const DriverOptions& options) {
     rt.Shutdown();
     return s.WithContext("starting ferry");
   }
+  // Now that it listens: where `ferry list objects` and `ferry memory` ask it.
+  reg.set_address(rt.core->address());
+  auto again = rt.link->CallSync(proto::REGISTER_DRIVER, reg,
+                                 Deadline::After(std::chrono::seconds(5)));
+  if (!again.ok()) {
+    rt.Shutdown();
+    return again.status().WithContext("registering with the ferry head");
+  }
   return rt;
 }
 
