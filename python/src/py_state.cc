@@ -43,8 +43,8 @@ Deadline After(double timeout_s) { return Deadline::FromSeconds(timeout_s); }
 py::object MessageToDict(const google::protobuf::Message& message);
 
 // One value of `field` (element `index` of a repeated one, else -1).
-py::object FieldValue(const google::protobuf::Message& m, const google::protobuf::FieldDescriptor* f,
-                      int index) {
+py::object FieldValue(const google::protobuf::Message& m,
+                      const google::protobuf::FieldDescriptor* f, int index) {
   using google::protobuf::FieldDescriptor;
   const google::protobuf::Reflection* r = m.GetReflection();
   const bool rep = index >= 0;
