@@ -19,9 +19,10 @@
 //     kObjectId so the deeper paths of SEND/FETCH/FREE are reachable).
 //   REGISTER_WORKER, ACTOR_READY, GET_ACTOR_INFO, KILL_ACTOR, KV_PUT, KV_GET,
 //   KV_DEL, REGISTER_NODE, NODE_HEARTBEAT, WORKER_EXITED, GET_NODES,
-//   REGISTER_DRIVER, WORKER_OUTPUT, LIST_ACTORS, LIST_PROCESSES: the real Head handlers (a fresh
-//   Head per input; no connection, so the two that keep one refuse after parsing). START_WORKER,
-//   STOP_WORKER: parse only (a node agent's handlers; they
+//   REGISTER_DRIVER, WORKER_OUTPUT, LIST_ACTORS, LIST_PROCESSES: the real
+//   Head handlers (a fresh Head per input; no connection, so the two that
+//   keep one refuse after parsing).
+//   START_WORKER, STOP_WORKER: parse only (a node agent's handlers; they
 //     spawn the message's argv).
 //   PUSH_TASK: the real TaskReceiver (ordering, argument resolution, opening
 //     every argument with ReadableValue::Open) with the real
