@@ -19,7 +19,7 @@ from ferry._core import ObjectRef
 from ferry.actor import ActorClass, ActorHandle, method
 from ferry.remote_function import RemoteFunction
 from ferry.api import (available_resources, cluster_resources, get, get_actor, get_gpu_ids,
-                       init, is_initialized, kill, nodes, put, remote, shutdown, wait)
+                       init, is_initialized, kill, nodes, put, remote, shutdown, timeline, wait)
 
 _futures.install()  # ObjectRef.future(), as_future(), await ref
 
@@ -28,5 +28,5 @@ __version__ = "0.1.0"
 __all__ = [
     "ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "available_resources", "cluster_resources",
     "exceptions", "experimental", "get", "get_actor", "get_gpu_ids", "init", "is_initialized", "kill", "method",
-    "nodes", "put", "remote", "shutdown", "util", "wait",
+    "nodes", "put", "remote", "shutdown", "timeline", "util", "wait",
 ]

@@ -8,6 +8,7 @@ import pickle
 from typing import TYPE_CHECKING, Any, Callable, Literal, NoReturn, overload
 
 from ferry import exceptions
+from ferry import _core
 from ferry._core import ObjectRef
 from ferry._private import cluster_address, runtime, serialization, transports
 from ferry._private import refs as _refs
@@ -63,6 +64,23 @@ def nodes() -> list[NodeInfo]:
     with "NodeID" (hex), "Alive", "NodeManagerAddress" (its IP),
     "Resources" (its total) and "AvailableResources" (what is free now)."""
     return runtime.current().nodes()
+
+
+def timeline(filename: str | None = None) -> list[dict[str, Any]] | None:
+    """The recent tasks, calls and tensor transfers of every process of this
+    session as Chrome trace events (``ray.timeline``): written to
+    ``filename`` as JSON when given (open it in Perfetto or
+    chrome://tracing), else returned. Each process keeps its last
+    ``FERRY_TIMELINE_SIZE`` tasks and calls and ``FERRY_TRANSFER_LOG_SIZE``
+    transfers (docs/observability.md)."""
+    from ferry._private import timeline as _timeline  # only when asked
+
+    rt = runtime.current()
+    events = _timeline.gather(_core.HeadClient.connect(rt.head_address, rt.token))
+    if filename is None:
+        return events
+    _timeline.write_trace(events, filename)
+    return None
 
 
 def cluster_resources() -> dict[str, float]:

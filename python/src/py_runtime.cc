@@ -114,6 +114,9 @@ void RegisterRuntime(py::module_& m) {
                              [](const PyRuntime& rt) { return Core(rt)->worker_id().Hex(); })
       .def_property_readonly("address", [](const PyRuntime& rt) { return Core(rt)->address(); })
       .def_property_readonly("session", [](const PyRuntime& rt) { return Core(rt)->session(); })
+      .def_property_readonly("head_address",
+                             [](const PyRuntime& rt) { return Core(rt)->head_address(); })
+      .def_property_readonly("token", [](const PyRuntime& rt) { return Core(rt)->token(); })
       .def_property_readonly("is_driver", [](const PyRuntime& rt) { return Core(rt)->is_driver(); })
       .def_property_readonly("node_id",
                              [](const PyRuntime& rt) {

@@ -168,11 +168,12 @@ void RegisterState(py::module_& m) {
       .def(
           "states",
           [](cluster::HeadClient& c, const py::list& processes, uint32_t max_objects,
-             uint32_t max_transfers, double timeout_s) {
+             uint32_t max_transfers, bool timeline, double timeout_s) {
             std::vector<proto::ProcessInfo> asked = ProcessesFrom(processes);
             proto::StateRequest request;
             request.set_max_objects(max_objects);
             request.set_max_transfers(max_transfers);
+            request.set_timeline(timeline);
             std::vector<StatusOr<proto::ProcessState>> states;
             {
               py::gil_scoped_release release;
@@ -193,10 +194,11 @@ void RegisterState(py::module_& m) {
             return out;
           },
           py::arg("processes"), py::arg("max_objects") = 0, py::arg("max_transfers") = 0,
-          py::arg("timeout_s") = 10.0,
+          py::arg("timeline") = false, py::arg("timeout_s") = 10.0,
           "Asks each of `processes` (rows of processes()) what it holds, all at once: one "
           "ProcessState dict per process, in order, or {address, pid, error} for one that "
-          "gave no answer (it exited meanwhile).");
+          "gave no answer (it exited meanwhile). With timeline, their task and call spans "
+          "too.");
 }
 
 }  // namespace ferry::python

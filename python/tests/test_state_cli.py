@@ -14,7 +14,7 @@ import pytest
 
 from conftest import write_script
 from ferry.scripts import state
-from ferry.scripts.inventory import Inventory
+from ferry._private.inventory import Inventory
 
 DRIVER = """
 import sys
@@ -192,6 +192,21 @@ def test_memory_groups_objects_by_owner_with_why_and_flags_old_ones(objects_sess
     text = _ferry(temp, "memory", "--leak-age", "0").stdout
     assert f"driver pid={driver_pid} (node 127.0.0.1): 3 objects" in text, text
     assert "POSSIBLE LEAK" in text and "Possible leaks (alive over 0.0s): 3" in text
+
+
+def test_timeline_writes_a_chrome_trace_of_every_process(objects_session, tmp_path):
+    temp, driver_pid = objects_session
+    path = tmp_path / "trace.json"
+    out = _ferry(temp, "timeline", "-o", str(path))
+    assert out.returncode == 0, out.stderr
+    assert f"processes of ferry session" in out.stdout and str(path) in out.stdout
+    events = json.loads(path.read_text())["traceEvents"]
+    rows = sorted(e["args"]["name"].split(" (node")[0] for e in events
+                  if e["name"] == "process_name")
+    holders = {a["name"]: f"Holder pid={a['pid']}" for a in _json(temp, "list", "actors")}
+    assert rows == sorted([f"driver pid={driver_pid}", holders["maker"], holders["taker"]])
+    names = {e["name"] for e in events if e["ph"] == "X"}
+    assert {"make", "total", "keep", "submit make", "submit total"} <= names, names
 
 
 def test_list_actors_shows_every_actor_with_its_state_node_and_pid(session):

@@ -11,6 +11,7 @@ Ray's ``ray start`` / ``ray stop``, with the same flags and defaults::
     ferry status [--address IP:PORT] [--format table|json]
     ferry list actors|nodes|objects|transfers|groups [--address IP:PORT] [--format table|json]
     ferry memory [--leak-age SECONDS] [--address IP:PORT] [--format table|json]
+    ferry timeline [-o trace.json] [--address IP:PORT]
 
 ``start`` runs ``python -m ferry._private.node_daemon`` detached (its own
 session, output appended to ``<temp dir>/logs/node-*.log``) and returns once
@@ -38,7 +39,8 @@ from typing import Any, Sequence
 
 from ferry import exceptions as ferry_exceptions
 from ferry._private import cluster_address
-from ferry.scripts import inventory, state
+from ferry._private import inventory
+from ferry.scripts import state
 
 DEFAULT_PORT = 6379  # Ray's
 # How long `ferry start` waits for the node to be ready.
@@ -109,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start and stop the processes of a ferry cluster (as `ray start`), and run "
                     "programs on ferry (Ray programs, with run --as-ray).")
     commands = parser.add_subparsers(dest="command", required=True,
-                                     metavar="{start,stop,run,status,list,memory}")
+                                     metavar="{start,stop,run,status,list,memory,timeline}")
 
     start = commands.add_parser(
         "start", help="start a ferry node on this host (the head, or one that joins a cluster)",
@@ -172,14 +174,23 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--leak-age", type=non_negative, default=None, metavar="SECONDS",
                         help="flag objects alive this long as possible leaks (default "
                              f"{inventory.DEFAULT_LEAK_AGE_S:g})")
-    for sub in (status, listing, memory):
+    trace = commands.add_parser(
+        "timeline", help="write the recent tasks, calls and transfers as a Chrome trace",
+        description="Write the recent tasks (waiting for arguments, queued, running), calls "
+                    "and tensor transfers of every process of a running ferry as a Chrome "
+                    "trace, one row per process, for Perfetto or chrome://tracing (as "
+                    "`ray timeline`).")
+    trace.add_argument("-o", "--output", default=None, metavar="FILE",
+                       help="where to write it (default: ferry-timeline-<time>.json here)")
+    for sub in (status, listing, memory, trace):
         sub.add_argument("--address", metavar="IP:PORT", default=None,
                          help="a cluster's head (FERRY_ADDRESS; default: this host's newest "
                               "session, else its cluster)")
         sub.add_argument("--token", default=None,
                          help="the cluster token (FERRY_TOKEN, else this host's cluster file)")
-        sub.add_argument("--format", choices=("table", "json"), default="table",
-                         help="a table for people (default) or JSON for programs")
+        if sub is not trace:
+            sub.add_argument("--format", choices=("table", "json"), default="table",
+                             help="a table for people (default) or JSON for programs")
         sub.add_argument("--temp-dir", default=None,
                          help=f"the temp dir to look in (FERRY_TEMP_DIR, default "
                               f"{cluster_address.DEFAULT_TEMP_DIR})")
@@ -200,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "start":
             return start(args)
+        if args.command == "timeline":
+            print(state.write_timeline(args.output, args.address, args.token,
+                                       cluster_address.temp_dir(args.temp_dir)))
+            return 0
         if args.command in ("status", "list", "memory"):
             leak_age = getattr(args, "leak_age", None)
             print(state.run(args.command, getattr(args, "kind", None), args.format, args.address,

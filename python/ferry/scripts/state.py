@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 from typing import Any, Callable, NamedTuple, Sequence
 
 from ferry import _core
-from ferry._private import cluster_address
-from ferry.scripts import inventory
-from ferry.scripts.inventory import Inventory, human_age, human_bytes
+from ferry._private import cluster_address, inventory, timeline
+from ferry._private.inventory import Inventory, human_age, human_bytes
 
 # The head answers from memory; this bounds a head that does not answer.
 TIMEOUT_S = 10.0
@@ -245,6 +245,18 @@ def run(command: str, kind: str | None, fmt: str, address: str | None, token: st
     assert kind is not None
     rows = list_rows(kind, tables)
     return json.dumps(rows, indent=1) if fmt == "json" else table_text(kind, rows)
+
+
+def write_timeline(output: str | None, address: str | None, token: str | None,
+                   temp: str) -> str:
+    """``ferry timeline``: writes the trace; returns what to print."""
+    target = find_target(address, token, temp)
+    events = timeline.gather(_core.HeadClient.connect(target.address, target.token))
+    path = output or time.strftime("ferry-timeline-%Y%m%d-%H%M%S.json")
+    timeline.write_trace(events, path)
+    rows = sum(1 for e in events if e.get("name") == "process_name")
+    return (f"wrote {len(events)} trace events of {rows} processes of ferry {target.what} to "
+            f"{path}; open it in https://ui.perfetto.dev or chrome://tracing")
 
 
 def kinds() -> Sequence[str]:

@@ -18,6 +18,7 @@ Config Load() {
   c.transfer_timeout = milliseconds(EnvInt("FERRY_TRANSFER_TIMEOUT_S", 60) * 1000);
   c.inline_tensor_bytes = EnvInt("FERRY_INLINE_TENSOR_BYTES", c.inline_tensor_bytes);
   c.transfer_log_size = EnvInt("FERRY_TRANSFER_LOG_SIZE", c.transfer_log_size);
+  c.timeline_size = EnvInt("FERRY_TIMELINE_SIZE", c.timeline_size);
   c.heartbeat_interval = milliseconds(EnvInt("FERRY_HEARTBEAT_INTERVAL_MS", 500));
   c.node_timeout = milliseconds(EnvInt("FERRY_NODE_TIMEOUT_S", 5) * 1000);
   c.pending_warning = milliseconds(EnvInt("FERRY_PENDING_WARNING_S", 5) * 1000);

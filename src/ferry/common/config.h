@@ -36,6 +36,9 @@ struct Config {
   // FERRY_TRANSFER_LOG_SIZE: how many recent transfer records each process
   // keeps for ferry.experimental.transfer_log(). Default 1024.
   int64_t transfer_log_size = 1024;
+  // FERRY_TIMELINE_SIZE: how many recent task spans and call spans each
+  // process keeps for `ferry timeline` (of each kind); 0 records none.
+  int64_t timeline_size = 10000;
   // FERRY_HEARTBEAT_INTERVAL_MS: how often a node agent tells the head it is
   // alive. Default 500 ms.
   std::chrono::milliseconds heartbeat_interval{500};

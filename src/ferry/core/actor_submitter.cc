@@ -36,7 +36,25 @@ bool ActorSubmitter::MayRetry(const proto::TaskSpec& spec) {
 }
 
 void ActorSubmitter::Submit(const ActorId& id, proto::TaskSpec spec, DoneFn done) {
+  done = Recorded(id, spec, std::move(done));
   Enqueue(id, GetActor(id), Pending{std::move(spec), std::move(done)});
+}
+
+ActorSubmitter::DoneFn ActorSubmitter::Recorded(const ActorId& actor, const proto::TaskSpec& spec,
+                                                DoneFn done) {
+  if (timeline_ == nullptr) return done;
+  CallSpan span;
+  auto task = TaskId::FromBinary(spec.task_id());
+  if (task.ok()) span.task_id = *task;
+  span.method = spec.is_creation() ? "__init__" : spec.method();
+  span.actor = actor;
+  span.submitted_us = Timeline::NowMicros();
+  return [timeline = timeline_, span = std::move(span),
+          done = std::move(done)](proto::PushTaskReply reply) mutable {
+    span.replied_us = Timeline::NowMicros();
+    timeline->AddCall(std::move(span));
+    done(std::move(reply));
+  };
 }
 
 uint64_t ActorSubmitter::Reserve(const ActorId& id) {
@@ -56,6 +74,7 @@ uint64_t ActorSubmitter::Reserve(const ActorId& id) {
 void ActorSubmitter::SubmitReserved(const ActorId& id, uint64_t ticket, proto::TaskSpec spec,
                                     DoneFn done) {
   std::shared_ptr<Actor> actor = GetActor(id);
+  done = Recorded(id, spec, std::move(done));
   Pending pending{std::move(spec), std::move(done)};
   Status dead;
   {

@@ -37,6 +37,7 @@
 #include "ferry/common/id.h"
 #include "ferry/common/thread_annotations.h"
 #include "ferry/common/work_queue.h"
+#include "ferry/core/timeline.h"
 #include "ferry/proto/ferry.pb.h"
 #include "ferry/rpc/channel.h"
 
@@ -75,8 +76,13 @@ class ActorSubmitter {
   // Called when `actor` restarts (with why its old process ended).
   using RestartFn = std::function<void(const ActorId& actor, const Status& cause)>;
 
-  ActorSubmitter(ActorConnector* connector, WorkQueue* background, RestartFn on_restart = nullptr)
-      : connector_(connector), background_(background), on_restart_(std::move(on_restart)) {}
+  // `timeline` (may be null) records each call from submission to reply.
+  ActorSubmitter(ActorConnector* connector, WorkQueue* background, RestartFn on_restart = nullptr,
+                 Timeline* timeline = nullptr)
+      : connector_(connector),
+        background_(background),
+        on_restart_(std::move(on_restart)),
+        timeline_(timeline != nullptr && timeline->enabled() ? timeline : nullptr) {}
 
   // Sends the task (or queues it until the actor is reachable and every
   // task before it was sent). `done` receives the reply or error values.
@@ -104,6 +110,8 @@ class ActorSubmitter {
   void Shutdown();
 
  private:
+  // `done`, wrapped to record the call in the timeline when recording.
+  DoneFn Recorded(const ActorId& actor, const proto::TaskSpec& spec, DoneFn done);
   struct Pending {
     proto::TaskSpec spec;
     DoneFn done;
@@ -156,6 +164,7 @@ class ActorSubmitter {
   ActorConnector* const connector_;
   WorkQueue* const background_;
   const RestartFn on_restart_;
+  Timeline* const timeline_;  // null: not recording
 
   Mutex mu_;
   std::unordered_map<ActorId, std::shared_ptr<Actor>> actors_ FERRY_GUARDED_BY(mu_);

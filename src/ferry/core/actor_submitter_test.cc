@@ -208,10 +208,13 @@ class ActorSubmitterTest : public ::testing::Test {
   std::unique_ptr<WorkQueue> background_ = std::make_unique<WorkQueue>("submitter-test-bg");
   std::mutex restarted_mu_;
   int restarted_ = 0;
-  ActorSubmitter submitter_{&connector_, background_.get(), [this](const ActorId&, const Status&) {
+  Timeline timeline_{16};
+  ActorSubmitter submitter_{&connector_, background_.get(),
+                            [this](const ActorId&, const Status&) {
                               std::lock_guard<std::mutex> lock(restarted_mu_);
                               restarted_++;
-                            }};
+                            },
+                            &timeline_};
   ActorId actor_ = ActorId::Random();
   std::map<std::string, proto::ObjectValueProto> results_;  // guarded by waiter_.mu()
 };
@@ -301,6 +304,24 @@ TEST_F(ActorSubmitterTest, ARestartableActorsCallsWaitForItsFate) {
   ASSERT_TRUE(WaitResult("b"));
   ASSERT_TRUE(WaitTasks(1, 1));
   EXPECT_EQ(connector_.Process(1)->Summary(), (std::vector<std::string>{"a@0#1"}));
+}
+
+TEST_F(ActorSubmitterTest, RecordsEachCallFromSubmissionToReplyInTheTimeline) {
+  proto::TaskSpec spec = Spec("step");
+  const TaskId task = TaskId::Random();
+  spec.set_task_id(task.Binary());
+  submitter_.Submit(actor_, spec, Recorder("step"));
+  ASSERT_TRUE(WaitTasks(0, 1));
+  EXPECT_TRUE(timeline_.Calls().empty()) << "recorded when answered";
+  connector_.Process(0)->Reply(0, Raw("S"));
+  ASSERT_TRUE(WaitResult("step"));
+  std::vector<CallSpan> calls = timeline_.Calls();
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].task_id, task);
+  EXPECT_EQ(calls[0].method, "step");
+  EXPECT_EQ(calls[0].actor, actor_);
+  EXPECT_GT(calls[0].submitted_us, 0);
+  EXPECT_LE(calls[0].submitted_us, calls[0].replied_us);
 }
 
 TEST_F(ActorSubmitterTest, AReservedPlaceHoldsTheCallsBehindIt) {

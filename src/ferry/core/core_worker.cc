@@ -36,6 +36,8 @@ CoreWorker::CoreWorker(CoreWorkerOptions options)
       io_loop_(std::make_unique<rpc::IoLoop>()),
       dispatcher_(std::make_shared<rpc::Dispatcher>()),
       background_(std::make_unique<WorkQueue>("ferry-background")),
+      timeline_(std::make_unique<Timeline>(
+          static_cast<size_t>(std::max<int64_t>(0, Config::Get().timeline_size)))),
       pool_(std::make_unique<object::SegmentPool>(Config::Get().shm_pool_bytes)),
       segments_(std::make_unique<object::LocalSegments>(*pool_)),
       store_(std::make_unique<object::MemoryStore>()),
@@ -50,12 +52,13 @@ CoreWorker::CoreWorker(CoreWorkerOptions options)
           })),
       submitter_(std::make_unique<ActorSubmitter>(
           locator_.get(), background_.get(),
-          [this](const ActorId& actor, const Status& cause) { OnActorRestarted(actor, cause); })),
-      receiver_(std::make_unique<TaskReceiver>(this)),
+          [this](const ActorId& actor, const Status& cause) { OnActorRestarted(actor, cause); },
+          timeline_.get())),
+      receiver_(std::make_unique<TaskReceiver>(this, timeline_.get())),
       blocked_(std::make_unique<BlockedTaskNotifier>([this] { return HeadChannel(); })),
       state_(std::make_unique<StateReporter>(
           StateReporter::Identity{options_.worker_id, options_.actor_id, options_.is_driver},
-          *refs_, *store_, *segments_, *tensors_)) {
+          *refs_, *store_, *segments_, *tensors_, *timeline_)) {
   address_ = options_.listen_address.empty()
                  ? "unix:@ferry-" + options_.session + "-" + options_.worker_id.Hex()
                  : options_.listen_address;

@@ -155,6 +155,7 @@ class CoreWorker : public ArgumentResolver, public rdt::ActorDirectory {
   const std::string& address() const { return address_; }
   const std::string& head_address() const { return head_address_; }
   const std::string& session() const { return options_.session; }
+  const std::string& token() const { return options_.token; }
   bool is_driver() const { return options_.is_driver; }
 
   Status Start();
@@ -324,6 +325,7 @@ class CoreWorker : public ArgumentResolver, public rdt::ActorDirectory {
   std::unique_ptr<rpc::Server> tcp_server_;  // cluster mode only
   std::unique_ptr<rpc::ChannelCache> channels_;
   std::unique_ptr<WorkQueue> background_;
+  std::unique_ptr<Timeline> timeline_;  // task and call spans (`ferry timeline`)
 
   std::unique_ptr<object::SegmentPool> pool_;
   std::unique_ptr<object::LocalSegments> segments_;

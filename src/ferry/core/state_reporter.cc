@@ -88,7 +88,31 @@ proto::ProcessState StateReporter::Collect(const proto::StateRequest& request) c
     AddTransfers(started.holder->transfer_log(), request.max_transfers(), &state);
   }
   AddGroups(started, &state);
+  if (request.timeline()) AddTimeline(&state);
   return state;
+}
+
+void StateReporter::AddTimeline(proto::ProcessState* state) const {
+  for (const TaskSpan& t : timeline_.Tasks()) {
+    proto::TaskSpanState* s = state->add_tasks();
+    s->set_task_id(t.task_id.Hex());
+    s->set_method(t.method);
+    if (!t.caller.IsNil()) s->set_caller_worker_id(t.caller.Hex());
+    if (!t.first_return.IsNil()) s->set_first_return(t.first_return.Hex());
+    s->set_arrived_us(t.arrived_us);
+    s->set_resolved_us(t.resolved_us);
+    s->set_started_us(t.started_us);
+    s->set_finished_us(t.finished_us);
+  }
+  for (const CallSpan& c : timeline_.Calls()) {
+    proto::CallSpanState* s = state->add_calls();
+    s->set_task_id(c.task_id.Hex());
+    s->set_method(c.method);
+    s->set_actor_id(c.actor.Hex());
+    s->set_submitted_us(c.submitted_us);
+    s->set_replied_us(c.replied_us);
+  }
+  state->set_timeline_dropped(timeline_.dropped());
 }
 
 // Owned objects, oldest first, and the inline bytes among them (those in

@@ -1,7 +1,8 @@
 // StateReporter: answers GET_STATE with what this process holds right now —
 // the objects it owns and why each is alive (local refs, task arguments in
 // flight, borrowers, a pin), the refs it borrows, the tensors it keeps for
-// RDT objects, its recent transfers and its collective groups. The `ferry`
+// RDT objects, its recent transfers, its collective groups and, when asked,
+// its timeline (the tasks it ran and the calls it made). The `ferry`
 // command gathers it from every process of a session for `ferry list
 // objects|transfers|groups` and `ferry memory` (docs/observability.md).
 //
@@ -14,7 +15,8 @@
 // request before Attach reports what the first ones hold. The handler runs
 // on the io thread and does not block (it copies tables under their locks).
 //
-//   StateReporter state({.worker_id = id, .is_driver = true}, refs, store, segments, tensors);
+//   StateReporter state({.worker_id = id, .is_driver = true}, refs, store, segments, tensors,
+//                       timeline);
 //   state.Register(dispatcher);
 //   ... Start ...
 //   state.Attach({&tracker, &holder, &owner});
@@ -28,6 +30,7 @@
 #include "ferry/core/rdt/tensor_holder.h"
 #include "ferry/core/rdt/transfer_owner.h"
 #include "ferry/core/ref_tracker.h"
+#include "ferry/core/timeline.h"
 #include "ferry/object/local_segments.h"
 #include "ferry/object/memory_store.h"
 #include "ferry/object/reference_counter.h"
@@ -55,12 +58,13 @@ class StateReporter {
 
   StateReporter(Identity identity, const object::ReferenceCounter& owned,
                 const object::MemoryStore& values, const object::LocalSegments& segments,
-                const tensor::TensorStore& tensors)
+                const tensor::TensorStore& tensors, const Timeline& timeline)
       : identity_(std::move(identity)),
         owned_(owned),
         values_(values),
         segments_(segments),
-        tensors_(tensors) {}
+        tensors_(tensors),
+        timeline_(timeline) {}
   StateReporter(const StateReporter&) = delete;
   StateReporter& operator=(const StateReporter&) = delete;
 
@@ -73,12 +77,14 @@ class StateReporter {
   void AddOwned(size_t max, proto::ProcessState* state) const;
   static void AddTransfers(const TransferLog& log, size_t max, proto::ProcessState* state);
   static void AddGroups(Started started, proto::ProcessState* state);
+  void AddTimeline(proto::ProcessState* state) const;
 
   const Identity identity_;
   const object::ReferenceCounter& owned_;
   const object::MemoryStore& values_;
   const object::LocalSegments& segments_;
   const tensor::TensorStore& tensors_;
+  const Timeline& timeline_;
 
   mutable Mutex mu_;
   Started started_ FERRY_GUARDED_BY(mu_);

@@ -41,11 +41,13 @@ class StateReporterTest : public testing::Test {
   object::SegmentPool pool_{0};
   object::LocalSegments segments_{pool_};
   tensor::TensorStore tensors_;
+  Timeline timeline_{4};
   StateReporter reporter_{{.worker_id = self_, .actor_id = ActorId(), .is_driver = true},
                           owned_,
                           values_,
                           segments_,
-                          tensors_};
+                          tensors_,
+                          timeline_};
 };
 
 TEST_F(StateReporterTest, SaysWhatKeepsEachOwnedObjectAliveOldestFirst) {
@@ -144,6 +146,33 @@ TEST_F(StateReporterTest, ListsBorrowedRefsOnceAttached) {
   tracker.RemoveLocalRef(ref);
   tracker.RemoveLocalRef(ref);
   EXPECT_EQ(reporter_.Collect({}).borrowed_size(), 0);
+}
+
+TEST_F(StateReporterTest, IncludesTheTimelineOnlyWhenAsked) {
+  TaskSpan task;
+  task.task_id = TaskId::Random();
+  task.method = "step";
+  task.first_return = ObjectId::Random();
+  task.arrived_us = 10;
+  task.resolved_us = 20;
+  task.started_us = 30;
+  task.finished_us = 40;
+  timeline_.AddTask(task);
+  timeline_.AddCall(CallSpan{TaskId::Random(), "step", ActorId::Random(), 5, 45});
+
+  EXPECT_EQ(reporter_.Collect({}).tasks_size(), 0);
+  proto::StateRequest request;
+  request.set_timeline(true);
+  proto::ProcessState state = reporter_.Collect(request);
+  ASSERT_EQ(state.tasks_size(), 1);
+  EXPECT_EQ(state.tasks(0).task_id(), task.task_id.Hex());
+  EXPECT_EQ(state.tasks(0).first_return(), task.first_return.Hex());
+  EXPECT_EQ(state.tasks(0).caller_worker_id(), "") << "nil ids are left empty";
+  EXPECT_EQ(state.tasks(0).resolved_us(), 20);
+  EXPECT_EQ(state.tasks(0).finished_us(), 40);
+  ASSERT_EQ(state.calls_size(), 1);
+  EXPECT_EQ(state.calls(0).method(), "step");
+  EXPECT_EQ(state.calls(0).replied_us(), 45);
 }
 
 }  // namespace

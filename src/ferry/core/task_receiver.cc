@@ -11,6 +11,10 @@ void TaskReceiver::Submit(proto::TaskSpec spec, ReplyFn reply) {
   auto task = std::make_shared<Task>();
   task->spec = std::move(spec);
   task->reply = std::move(reply);
+  if (timeline_ != nullptr) {
+    task->timeline = timeline_;
+    task->span.arrived_us = Timeline::NowMicros();
+  }
   const int n = task->spec.args_size();
   task->args.resize(n);
   task->tensors.resize(n);
@@ -38,6 +42,7 @@ void TaskReceiver::Submit(proto::TaskSpec spec, ReplyFn reply) {
     queue.waiting[task->spec.sequence_number()] = task;
     if (task->unresolved == 0) {
       task->resolved = true;
+      task->span.resolved_us = task->span.arrived_us;
       DispatchLocked(queue);
     }
   }
@@ -87,6 +92,7 @@ void TaskReceiver::OnArgResolved(const std::shared_ptr<Task>& task, size_t index
     task->args[index] = std::move(value);
     if (--task->unresolved != 0) return;
     task->resolved = true;
+    if (task->timeline != nullptr) task->span.resolved_us = Timeline::NowMicros();
     auto it = callers_.find(task->spec.caller_id());
     if (it == callers_.end()) return;  // stopped
     DispatchLocked(it->second);
@@ -133,6 +139,7 @@ thread_local std::string current_lease;
 const std::string& TaskReceiver::CurrentLease() { return current_lease; }
 
 void TaskReceiver::Execute(TaskExecutor* executor, const std::shared_ptr<Task>& task) {
+  if (task->timeline != nullptr) task->span.started_us = Timeline::NowMicros();
   // An argument that holds a failure fails the task without running it, so
   // the producer's error reaches every consumer.
   for (const ValuePtr& arg : task->args) {
@@ -166,7 +173,24 @@ void TaskReceiver::Reply(Task& task, proto::PushTaskReply reply) {
       !fault.ok()) {
     reply = ErrorReply(task.spec, MakeErrorValue(fault));
   }
+  if (task.timeline != nullptr) Record(task);
   task.reply(std::move(reply));
+}
+
+void TaskReceiver::Record(Task& task) {
+  TaskSpan& span = task.span;
+  span.finished_us = Timeline::NowMicros();
+  if (span.started_us == 0) span.started_us = span.finished_us;  // failed before it ran
+  auto id = TaskId::FromBinary(task.spec.task_id());
+  if (id.ok()) span.task_id = *id;
+  span.method = task.spec.is_creation() ? "__init__" : task.spec.method();
+  auto caller = WorkerId::FromBinary(task.spec.caller_id());
+  if (caller.ok()) span.caller = *caller;
+  if (task.spec.return_ids_size() > 0) {
+    auto first = ObjectId::FromBinary(task.spec.return_ids(0));
+    if (first.ok()) span.first_return = *first;
+  }
+  task.timeline->AddTask(std::move(span));
 }
 
 proto::PushTaskReply TaskReceiver::ErrorReply(const proto::TaskSpec& spec,

@@ -33,6 +33,7 @@
 #include "ferry/common/thread_annotations.h"
 #include "ferry/core/argument_resolver.h"
 #include "ferry/core/task_executor.h"
+#include "ferry/core/timeline.h"
 
 namespace ferry::core {
 
@@ -40,7 +41,10 @@ class TaskReceiver {
  public:
   using ReplyFn = std::function<void(proto::PushTaskReply)>;
 
-  explicit TaskReceiver(ArgumentResolver* resolver) : resolver_(resolver) {}
+  // `timeline` (may be null) records each task's phases.
+  explicit TaskReceiver(ArgumentResolver* resolver, Timeline* timeline = nullptr)
+      : resolver_(resolver),
+        timeline_(timeline != nullptr && timeline->enabled() ? timeline : nullptr) {}
   TaskReceiver(const TaskReceiver&) = delete;
   TaskReceiver& operator=(const TaskReceiver&) = delete;
 
@@ -68,6 +72,8 @@ class TaskReceiver {
     std::vector<std::vector<tensor::Tensor>> tensors;  // per arg, RDT only
     size_t unresolved = 0;
     bool resolved = false;
+    Timeline* timeline = nullptr;  // set when recording: the times below
+    TaskSpan span;
   };
   struct CallerQueue {
     uint64_t next_seq = 0;
@@ -83,10 +89,13 @@ class TaskReceiver {
   // finishes it.
   static void Execute(TaskExecutor* executor, const std::shared_ptr<Task>& task);
   static void Reply(Task& task, proto::PushTaskReply reply);
+  // Completes the task's span and adds it to its timeline.
+  static void Record(Task& task);
   static proto::PushTaskReply ErrorReply(const proto::TaskSpec& spec,
                                          const proto::ObjectValueProto& error);
 
   ArgumentResolver* const resolver_;
+  Timeline* const timeline_;  // null: not recording
 
   Mutex mu_;
   std::condition_variable cv_;

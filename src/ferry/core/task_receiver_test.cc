@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -88,7 +89,8 @@ ValuePtr RawValue() {
 struct Harness {
   FakeResolver resolver;
   RecordingExecutor executor;
-  TaskReceiver receiver{&resolver};
+  Timeline timeline{16};
+  TaskReceiver receiver{&resolver, &timeline};
   std::mutex mu;
   std::condition_variable cv;
   std::vector<std::pair<std::string, proto::PushTaskReply>> replies;
@@ -135,6 +137,45 @@ TEST(TaskReceiverTest, LaterTaskOfSameCallerWaitsForEarlierArgument) {
   h.receiver.Stop();
   t.join();
   EXPECT_EQ(h.executor.ran, (std::vector<std::string>{"other_caller", "needs_x", "plain"}));
+}
+
+TEST(TaskReceiverTest, RecordsEachTaskWithItsPhasesInTheTimeline) {
+  Harness h;
+  h.receiver.Submit(Spec("c", 0, "needs_x", "x"), h.Reply("needs_x"));
+  h.receiver.Submit(Spec("c", 1, "plain"), h.Reply("plain"));
+  EXPECT_TRUE(h.timeline.Tasks().empty()) << "recorded when they finish";
+  h.resolver.Answer("x", RawValue());
+  std::thread t([&] { h.receiver.RunExecutor(&h.executor); });
+  h.WaitReplies(2);
+  h.receiver.Stop();
+  t.join();
+  std::vector<TaskSpan> spans = h.timeline.Tasks();
+  ASSERT_EQ(spans.size(), 2u);
+  EXPECT_EQ(spans[0].method, "needs_x");
+  EXPECT_EQ(spans[1].method, "plain");
+  for (const TaskSpan& s : spans) {
+    EXPECT_GT(s.arrived_us, 0);
+    EXPECT_LE(s.arrived_us, s.resolved_us);
+    EXPECT_LE(s.resolved_us, s.started_us);
+    EXPECT_LE(s.started_us, s.finished_us);
+  }
+  EXPECT_EQ(spans[1].resolved_us, spans[1].arrived_us) << "no argument to wait for";
+  EXPECT_LE(spans[0].finished_us, spans[1].started_us) << "one caller's tasks in order";
+}
+
+TEST(TaskReceiverTest, RecordsNothingWithATimelineOfNoCapacity) {
+  FakeResolver resolver;
+  RecordingExecutor executor;
+  Timeline off(0);
+  TaskReceiver receiver(&resolver, &off);
+  std::promise<void> replied;
+  receiver.Submit(Spec("c", 0, "m"), [&](proto::PushTaskReply) { replied.set_value(); });
+  std::thread t([&] { receiver.RunExecutor(&executor); });
+  ASSERT_EQ(replied.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  receiver.Stop();
+  t.join();
+  EXPECT_TRUE(off.Tasks().empty());
+  EXPECT_EQ(off.dropped(), 0u);
 }
 
 TEST(TaskReceiverTest, FailedArgumentFailsTaskWithoutRunningIt) {

@@ -56,9 +56,9 @@ class Inventory:
 
     @classmethod
     def gather(cls, client: Any, nodes: list[dict[str, Any]], *, max_objects: int = 0,
-               max_transfers: int = 0) -> "Inventory":
+               max_transfers: int = 0, timeline: bool = False) -> "Inventory":
         processes = client.processes(TIMEOUT_S)
-        answers = client.states(processes, max_objects, max_transfers, TIMEOUT_S)
+        answers = client.states(processes, max_objects, max_transfers, timeline, TIMEOUT_S)
         inv = cls(processes, {}, node_ips={n["NodeID"]: n["NodeManagerAddress"] for n in nodes})
         for p, answer in zip(processes, answers):
             if "error" in answer:
