@@ -22,6 +22,8 @@ PACKAGES=(
   # Python side (the venv is made from /usr/bin/python3 --system-site-packages)
   python3-dev python3-venv python3-numpy python3-pytest python3-cloudpickle
   python3-distributed python3-torch python3-matplotlib
+  python3-aiohttp python3-prometheus-client  # ferry dashboard: its web server, /metrics
+  chromium  # the dashboard's test loads the page in headless Chromium
   mypy  # make typecheck (mypy.ini)
   # make test-cluster: namespace hosts (ip netns, veth, bridge; tc for link shaping; unshare)
   iproute2 util-linux

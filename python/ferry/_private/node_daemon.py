@@ -69,6 +69,8 @@ def serve(options: dict[str, Any], token: str,
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     written: list[str] = []
+    servers: list[Any] = []
+    serving = True
     try:
         try:
             started = start_node(node_options)
@@ -79,6 +81,13 @@ def serve(options: dict[str, Any], token: str,
         if signalled:  # a signal came while the node was starting
             started.stop()
         else:
+            try:
+                servers = _serve_web(started, options, token)
+            except OSError as e:  # the port is taken, or not ours to take
+                print(f"ferry node cannot serve its dashboard or metrics: {e}", file=sys.stderr)
+                started.stop()
+                serving = False
+        if not signalled and serving:
             try:
                 _announce(started, options, temp, written)
                 role = "head node" if options["head"] else "node"
@@ -91,12 +100,36 @@ def serve(options: dict[str, Any], token: str,
         while reason is None:
             reason = started.wait(_WAIT_SLICE_S)
     finally:
+        for server in servers:
+            server.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
         for path in written:
             _remove_own(path)
     print(f"ferry node {started.node_id} stopped: {reason}", file=sys.stderr, flush=True)
     return 0 if signalled else 1
+
+
+def _serve_web(node: NodeLike, options: dict[str, Any], token: str) -> list[Any]:
+    """The dashboard (a head with --dashboard) and this node's /metrics
+    (--metrics-port), each on a thread of its own, reading this cluster."""
+    dashboard_port = options.get("dashboard_port")
+    metrics_port = options.get("metrics_port")
+    if dashboard_port is None and metrics_port is None:
+        return []
+    from ferry.dashboard import server, source  # aiohttp only when asked
+    from ferry.scripts import state
+
+    target = state.Target(node.address, token, f"cluster at {node.address}")
+    servers = []
+    if dashboard_port is not None:
+        servers.append(server.start_in_thread(source.Source(target),
+                                              options.get("dashboard_host", "127.0.0.1"),
+                                              dashboard_port))
+    if metrics_port is not None:
+        servers.append(server.start_in_thread(source.Source(target), "127.0.0.1", metrics_port,
+                                              page=False, node_id=node.node_id))
+    return servers
 
 
 def _announce(node: NodeLike, options: dict[str, Any], temp: str, written: list[str]) -> None:

@@ -12,6 +12,7 @@ Ray's ``ray start`` / ``ray stop``, with the same flags and defaults::
     ferry list actors|nodes|objects|transfers|groups [--address IP:PORT] [--format table|json]
     ferry memory [--leak-age SECONDS] [--address IP:PORT] [--format table|json]
     ferry timeline [-o trace.json] [--address IP:PORT]
+    ferry dashboard [--port 8265] [--host 127.0.0.1] [--address IP:PORT]
 
 ``start`` runs ``python -m ferry._private.node_daemon`` detached (its own
 session, output appended to ``<temp dir>/logs/node-*.log``) and returns once
@@ -43,6 +44,7 @@ from ferry._private import inventory
 from ferry.scripts import state
 
 DEFAULT_PORT = 6379  # Ray's
+DASHBOARD_PORT = 8265  # Ray's
 # How long `ferry start` waits for the node to be ready.
 START_TIMEOUT_S = 20.0  # FERRY_START_TIMEOUT_S
 # How long `ferry stop` gives a node after SIGTERM before SIGKILL.
@@ -111,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start and stop the processes of a ferry cluster (as `ray start`), and run "
                     "programs on ferry (Ray programs, with run --as-ray).")
     commands = parser.add_subparsers(dest="command", required=True,
-                                     metavar="{start,stop,run,status,list,memory,timeline}")
+                                     metavar="{start,stop,run,status,list,memory,timeline,dashboard}")
 
     start = commands.add_parser(
         "start", help="start a ferry node on this host (the head, or one that joins a cluster)",
@@ -135,6 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--token", default=None,
                        help="the cluster token (a head makes one if omitted; a joining node "
                             "reads FERRY_TOKEN or this host's cluster file)")
+    start.add_argument("--dashboard", action="store_true",
+                       help="serve the dashboard from the head (--head only; on "
+                            "--dashboard-host:--dashboard-port)")
+    start.add_argument("--dashboard-host", default="127.0.0.1", metavar="IP",
+                       help="where the dashboard listens (default 127.0.0.1: it has no login)")
+    start.add_argument("--dashboard-port", type=port_number, default=None,
+                       help=f"the dashboard's port (default {DASHBOARD_PORT})")
+    start.add_argument("--metrics-port", type=port_number, default=None,
+                       help="serve this node's Prometheus metrics at "
+                            "http://127.0.0.1:PORT/metrics (default: none)")
     start.add_argument("--temp-dir", default=None,
                        help=f"where the node's files and logs go (FERRY_TEMP_DIR, default "
                             f"{cluster_address.DEFAULT_TEMP_DIR})")
@@ -182,13 +194,22 @@ def build_parser() -> argparse.ArgumentParser:
                     "`ray timeline`).")
     trace.add_argument("-o", "--output", default=None, metavar="FILE",
                        help="where to write it (default: ferry-timeline-<time>.json here)")
-    for sub in (status, listing, memory, trace):
+    dashboard = commands.add_parser(
+        "dashboard", help="serve the dashboard of a running ferry on localhost",
+        description="Serve a web page of a running ferry (nodes, actors, objects, a live "
+                    "transfer table and a throughput chart per transport), its JSON API "
+                    "(/api/...) and Prometheus metrics (/metrics), until interrupted.")
+    dashboard.add_argument("--host", default="127.0.0.1",
+                           help="where to listen (default 127.0.0.1: the page has no login)")
+    dashboard.add_argument("--port", type=port_number, default=DASHBOARD_PORT,
+                           help=f"the port (default {DASHBOARD_PORT}, Ray's)")
+    for sub in (status, listing, memory, trace, dashboard):
         sub.add_argument("--address", metavar="IP:PORT", default=None,
                          help="a cluster's head (FERRY_ADDRESS; default: this host's newest "
                               "session, else its cluster)")
         sub.add_argument("--token", default=None,
                          help="the cluster token (FERRY_TOKEN, else this host's cluster file)")
-        if sub is not trace:
+        if sub not in (trace, dashboard):
             sub.add_argument("--format", choices=("table", "json"), default="table",
                              help="a table for people (default) or JSON for programs")
         sub.add_argument("--temp-dir", default=None,
@@ -211,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "start":
             return start(args)
+        if args.command == "dashboard":
+            return serve_dashboard(args)
         if args.command == "timeline":
             print(state.write_timeline(args.output, args.address, args.token,
                                        cluster_address.temp_dir(args.temp_dir)))
@@ -269,7 +292,17 @@ def daemon_options(args: argparse.Namespace, temp: str) -> tuple[dict[str, Any],
         "num_gpus": 0.0 if args.num_gpus is None else args.num_gpus,
         "resources": args.resources or {},
         "temp_dir": temp,
+        "metrics_port": args.metrics_port,
+        "dashboard_port": None,
+        "dashboard_host": args.dashboard_host,
     }
+    if args.dashboard_port is not None and not args.dashboard:
+        raise UsageError("--dashboard-port needs --dashboard")
+    if args.dashboard:
+        if not args.head:
+            raise UsageError("--dashboard is for the head (--head)")
+        common["dashboard_port"] = (DASHBOARD_PORT if args.dashboard_port is None
+                                    else args.dashboard_port)
     if args.head:
         options = {"head": True, "address": "",
                    "port": DEFAULT_PORT if args.port is None else args.port,
@@ -312,6 +345,9 @@ def start(args: argparse.Namespace) -> int:
         return 1
     if args.head:
         _print_head_started(ready, temp, log_path)
+        if options["dashboard_port"] is not None:
+            print(f"The dashboard: http://{options['dashboard_host']}:"
+                  f"{options['dashboard_port']}/")
     else:
         print(f"This node joined the ferry cluster at {ready['address']} (node id "
               f"{ready['node_id']}, address {ready['node_ip']}).")
@@ -357,6 +393,18 @@ def spawn_and_wait(command: list[str], env: dict[str, str], temp: str, log_path:
     print(f"ferry start: {why}. The end of its log ({log_path}):", file=sys.stderr)
     print(_tail(log_path), file=sys.stderr)
     return None
+
+
+def serve_dashboard(args: argparse.Namespace) -> int:
+    """``ferry dashboard``: serves until interrupted."""
+    from ferry.dashboard import server, source  # aiohttp only when asked
+
+    target = state.find_target(args.address, args.token,
+                               cluster_address.temp_dir(args.temp_dir))
+    print(f"ferry dashboard of {target.what}: http://{args.host}:{args.port}/ (Ctrl-C to stop)",
+          flush=True)
+    server.serve(source.Source(target), args.host, args.port)
+    return 0
 
 
 def _print_head_started(ready: cluster_address.ReadyFile, temp: str, log_path: str) -> None:

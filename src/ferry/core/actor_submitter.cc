@@ -43,6 +43,8 @@ void ActorSubmitter::Submit(const ActorId& id, proto::TaskSpec spec, DoneFn done
 ActorSubmitter::DoneFn ActorSubmitter::Recorded(const ActorId& actor, const proto::TaskSpec& spec,
                                                 DoneFn done) {
   if (timeline_ == nullptr) return done;
+  timeline_->CountCall();
+  if (!timeline_->enabled()) return done;
   CallSpan span;
   auto task = TaskId::FromBinary(spec.task_id());
   if (task.ok()) span.task_id = *task;

@@ -76,13 +76,14 @@ class ActorSubmitter {
   // Called when `actor` restarts (with why its old process ended).
   using RestartFn = std::function<void(const ActorId& actor, const Status& cause)>;
 
-  // `timeline` (may be null) records each call from submission to reply.
+  // `timeline` (may be null) counts the calls and records each from
+  // submission to reply.
   ActorSubmitter(ActorConnector* connector, WorkQueue* background, RestartFn on_restart = nullptr,
                  Timeline* timeline = nullptr)
       : connector_(connector),
         background_(background),
         on_restart_(std::move(on_restart)),
-        timeline_(timeline != nullptr && timeline->enabled() ? timeline : nullptr) {}
+        timeline_(timeline) {}
 
   // Sends the task (or queues it until the actor is reachable and every
   // task before it was sent). `done` receives the reply or error values.
@@ -164,7 +165,7 @@ class ActorSubmitter {
   ActorConnector* const connector_;
   WorkQueue* const background_;
   const RestartFn on_restart_;
-  Timeline* const timeline_;  // null: not recording
+  Timeline* const timeline_;  // may be null
 
   Mutex mu_;
   std::unordered_map<ActorId, std::shared_ptr<Actor>> actors_ FERRY_GUARDED_BY(mu_);

@@ -87,6 +87,10 @@ proto::ProcessState StateReporter::Collect(const proto::StateRequest& request) c
   if (started.holder != nullptr) {
     AddTransfers(started.holder->transfer_log(), request.max_transfers(), &state);
   }
+  const Timeline::Totals totals = timeline_.totals();
+  state.set_tasks_run(totals.tasks);
+  state.set_tasks_failed(totals.task_failures);
+  state.set_calls_made(totals.calls);
   AddGroups(started, &state);
   if (request.timeline()) AddTimeline(&state);
   return state;
@@ -139,6 +143,14 @@ void StateReporter::AddOwned(size_t max, proto::ProcessState* state) const {
 void StateReporter::AddTransfers(const TransferLog& log, size_t max, proto::ProcessState* state) {
   std::vector<TransferRecord> records = log.Recent();
   state->set_num_transfers(log.total());
+  for (const TransferLog::Totals& sum : log.Sums()) {
+    proto::TransferTotals* t = state->add_transfer_totals();
+    t->set_transport(sum.transport);
+    t->set_direction(sum.direction);
+    t->set_count(sum.count);
+    t->set_bytes(sum.bytes);
+    t->set_failures(sum.failures);
+  }
   const size_t skip = (max == 0 || records.size() <= max) ? 0 : records.size() - max;
   for (size_t i = skip; i < records.size(); ++i) {
     const TransferRecord& r = records[i];

@@ -148,6 +148,16 @@ TEST_F(StateReporterTest, ListsBorrowedRefsOnceAttached) {
   EXPECT_EQ(reporter_.Collect({}).borrowed_size(), 0);
 }
 
+TEST_F(StateReporterTest, ReportsTheCountsSinceTheProcessStarted) {
+  timeline_.CountTask(false);
+  timeline_.CountTask(true);
+  timeline_.CountCall();
+  proto::ProcessState state = reporter_.Collect({});
+  EXPECT_EQ(state.tasks_run(), 2u);
+  EXPECT_EQ(state.tasks_failed(), 1u);
+  EXPECT_EQ(state.calls_made(), 1u);
+}
+
 TEST_F(StateReporterTest, IncludesTheTimelineOnlyWhenAsked) {
   TaskSpan task;
   task.task_id = TaskId::Random();

@@ -11,8 +11,9 @@ void TaskReceiver::Submit(proto::TaskSpec spec, ReplyFn reply) {
   auto task = std::make_shared<Task>();
   task->spec = std::move(spec);
   task->reply = std::move(reply);
-  if (timeline_ != nullptr) {
-    task->timeline = timeline_;
+  task->timeline = timeline_;
+  if (timeline_ != nullptr && timeline_->enabled()) {
+    task->timed = true;
     task->span.arrived_us = Timeline::NowMicros();
   }
   const int n = task->spec.args_size();
@@ -92,7 +93,7 @@ void TaskReceiver::OnArgResolved(const std::shared_ptr<Task>& task, size_t index
     task->args[index] = std::move(value);
     if (--task->unresolved != 0) return;
     task->resolved = true;
-    if (task->timeline != nullptr) task->span.resolved_us = Timeline::NowMicros();
+    if (task->timed) task->span.resolved_us = Timeline::NowMicros();
     auto it = callers_.find(task->spec.caller_id());
     if (it == callers_.end()) return;  // stopped
     DispatchLocked(it->second);
@@ -139,7 +140,7 @@ thread_local std::string current_lease;
 const std::string& TaskReceiver::CurrentLease() { return current_lease; }
 
 void TaskReceiver::Execute(TaskExecutor* executor, const std::shared_ptr<Task>& task) {
-  if (task->timeline != nullptr) task->span.started_us = Timeline::NowMicros();
+  if (task->timed) task->span.started_us = Timeline::NowMicros();
   // An argument that holds a failure fails the task without running it, so
   // the producer's error reaches every consumer.
   for (const ValuePtr& arg : task->args) {
@@ -173,11 +174,15 @@ void TaskReceiver::Reply(Task& task, proto::PushTaskReply reply) {
       !fault.ok()) {
     reply = ErrorReply(task.spec, MakeErrorValue(fault));
   }
-  if (task.timeline != nullptr) Record(task);
+  if (task.timeline != nullptr) Record(task, reply);
   task.reply(std::move(reply));
 }
 
-void TaskReceiver::Record(Task& task) {
+void TaskReceiver::Record(Task& task, const proto::PushTaskReply& reply) {
+  bool failed = false;
+  for (const auto& value : reply.returns()) failed = failed || value.has_error();
+  task.timeline->CountTask(failed);
+  if (!task.timed) return;
   TaskSpan& span = task.span;
   span.finished_us = Timeline::NowMicros();
   if (span.started_us == 0) span.started_us = span.finished_us;  // failed before it ran

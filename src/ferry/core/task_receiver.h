@@ -41,10 +41,9 @@ class TaskReceiver {
  public:
   using ReplyFn = std::function<void(proto::PushTaskReply)>;
 
-  // `timeline` (may be null) records each task's phases.
+  // `timeline` (may be null) counts the tasks and records their phases.
   explicit TaskReceiver(ArgumentResolver* resolver, Timeline* timeline = nullptr)
-      : resolver_(resolver),
-        timeline_(timeline != nullptr && timeline->enabled() ? timeline : nullptr) {}
+      : resolver_(resolver), timeline_(timeline) {}
   TaskReceiver(const TaskReceiver&) = delete;
   TaskReceiver& operator=(const TaskReceiver&) = delete;
 
@@ -72,7 +71,8 @@ class TaskReceiver {
     std::vector<std::vector<tensor::Tensor>> tensors;  // per arg, RDT only
     size_t unresolved = 0;
     bool resolved = false;
-    Timeline* timeline = nullptr;  // set when recording: the times below
+    Timeline* timeline = nullptr;  // counts it; records `span` when enabled
+    bool timed = false;            // the span's times are being taken
     TaskSpan span;
   };
   struct CallerQueue {
@@ -89,13 +89,13 @@ class TaskReceiver {
   // finishes it.
   static void Execute(TaskExecutor* executor, const std::shared_ptr<Task>& task);
   static void Reply(Task& task, proto::PushTaskReply reply);
-  // Completes the task's span and adds it to its timeline.
-  static void Record(Task& task);
+  // Counts the task and, when timed, adds its completed span.
+  static void Record(Task& task, const proto::PushTaskReply& reply);
   static proto::PushTaskReply ErrorReply(const proto::TaskSpec& spec,
                                          const proto::ObjectValueProto& error);
 
   ArgumentResolver* const resolver_;
-  Timeline* const timeline_;  // null: not recording
+  Timeline* const timeline_;  // may be null
 
   Mutex mu_;
   std::condition_variable cv_;

@@ -176,6 +176,7 @@ TEST(TaskReceiverTest, RecordsNothingWithATimelineOfNoCapacity) {
   t.join();
   EXPECT_TRUE(off.Tasks().empty());
   EXPECT_EQ(off.dropped(), 0u);
+  EXPECT_EQ(off.totals().tasks, 1u) << "counted all the same";
 }
 
 TEST(TaskReceiverTest, FailedArgumentFailsTaskWithoutRunningIt) {
@@ -188,6 +189,8 @@ TEST(TaskReceiverTest, FailedArgumentFailsTaskWithoutRunningIt) {
   h.receiver.Stop();
   t.join();
   EXPECT_TRUE(h.executor.ran.empty());
+  EXPECT_EQ(h.timeline.totals().tasks, 1u);
+  EXPECT_EQ(h.timeline.totals().task_failures, 1u);
   ASSERT_EQ(h.replies[0].second.returns_size(), 1);
   EXPECT_EQ(ValueStatus(h.replies[0].second.returns(0)).code(), StatusCode::kTaskError);
 }

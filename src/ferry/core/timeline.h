@@ -4,6 +4,9 @@
 // and the calls it made (submitted, answered). Transfers come from the
 // TransferLog beside it.
 //
+// It also counts, whatever its capacity, the tasks run (and failed) and the
+// calls made since the process started (Prometheus counters).
+//
 // Recording is always on unless its capacity is 0 (FERRY_TIMELINE_SIZE):
 // each finished task or call costs a few clock reads and one append to a
 // ring under a lock; past `capacity` spans of a kind the oldest is dropped,
@@ -20,6 +23,7 @@
 //   for (const TaskSpan& t : timeline.Tasks()) { ... }
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -62,6 +66,22 @@ class Timeline {
   static int64_t NowMicros();
   bool enabled() const { return capacity_ != 0; }
 
+  struct Totals {
+    uint64_t tasks = 0;
+    uint64_t task_failures = 0;
+    uint64_t calls = 0;
+  };
+  void CountTask(bool failed) {
+    num_tasks_.fetch_add(1, std::memory_order_relaxed);
+    if (failed) num_task_failures_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void CountCall() { num_calls_.fetch_add(1, std::memory_order_relaxed); }
+  Totals totals() const {
+    return {num_tasks_.load(std::memory_order_relaxed),
+            num_task_failures_.load(std::memory_order_relaxed),
+            num_calls_.load(std::memory_order_relaxed)};
+  }
+
   void AddTask(TaskSpan span) FERRY_EXCLUDES(mu_);
   void AddCall(CallSpan span) FERRY_EXCLUDES(mu_);
   // Oldest first.
@@ -72,6 +92,9 @@ class Timeline {
 
  private:
   const size_t capacity_;
+  std::atomic<uint64_t> num_tasks_{0};
+  std::atomic<uint64_t> num_task_failures_{0};
+  std::atomic<uint64_t> num_calls_{0};
   mutable Mutex mu_;
   std::deque<TaskSpan> tasks_ FERRY_GUARDED_BY(mu_);
   std::deque<CallSpan> calls_ FERRY_GUARDED_BY(mu_);

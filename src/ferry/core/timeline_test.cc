@@ -33,6 +33,16 @@ TEST(TimelineTest, ZeroCapacityIsOffAndKeepsNothing) {
   EXPECT_TRUE(timeline.Calls().empty());
 }
 
+TEST(TimelineTest, CountsTasksFailuresAndCallsWhateverItsCapacity) {
+  Timeline timeline(0);
+  timeline.CountTask(false);
+  timeline.CountTask(true);
+  timeline.CountCall();
+  EXPECT_EQ(timeline.totals().tasks, 2u);
+  EXPECT_EQ(timeline.totals().task_failures, 1u);
+  EXPECT_EQ(timeline.totals().calls, 1u);
+}
+
 TEST(TimelineTest, TimesAreUnixMicroseconds) {
   const int64_t now = Timeline::NowMicros();
   EXPECT_GT(now, int64_t{1'600'000'000} * 1'000'000);  // after 2020

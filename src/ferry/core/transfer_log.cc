@@ -8,6 +8,10 @@ void TransferLog::Add(TransferRecord record) {
   }
   MutexLock lock(mu_);
   ++total_;
+  Totals& sum = sums_[{record.transport, record.direction}];
+  sum.count++;
+  sum.bytes += record.bytes;
+  if (!record.error.empty()) sum.failures++;
   if (capacity_ == 0) return;
   if (records_.size() == capacity_) records_.pop_front();
   records_.push_back(std::move(record));
@@ -16,6 +20,18 @@ void TransferLog::Add(TransferRecord record) {
 std::vector<TransferRecord> TransferLog::Recent() const {
   MutexLock lock(mu_);
   return {records_.begin(), records_.end()};
+}
+
+std::vector<TransferLog::Totals> TransferLog::Sums() const {
+  MutexLock lock(mu_);
+  std::vector<Totals> out;
+  out.reserve(sums_.size());
+  for (const auto& [key, sum] : sums_) {
+    out.push_back(sum);
+    out.back().transport = key.first;
+    out.back().direction = key.second;
+  }
+  return out;
 }
 
 uint64_t TransferLog::total() const {

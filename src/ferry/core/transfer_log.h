@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -61,12 +62,23 @@ class TransferLog {
   std::vector<TransferRecord> Recent() const FERRY_EXCLUDES(mu_);
   // Records ever added (including dropped ones).
   uint64_t total() const FERRY_EXCLUDES(mu_);
+  // Every transfer ever added, summed per path and direction (Prometheus
+  // counters).
+  struct Totals {
+    std::string transport;
+    std::string direction;
+    uint64_t count = 0;
+    uint64_t bytes = 0;
+    uint64_t failures = 0;
+  };
+  std::vector<Totals> Sums() const FERRY_EXCLUDES(mu_);
 
  private:
   const size_t capacity_;
   mutable Mutex mu_;
   std::deque<TransferRecord> records_ FERRY_GUARDED_BY(mu_);
   uint64_t total_ FERRY_GUARDED_BY(mu_) = 0;
+  std::map<std::pair<std::string, std::string>, Totals> sums_ FERRY_GUARDED_BY(mu_);
 };
 
 }  // namespace ferry::core

@@ -37,6 +37,26 @@ TEST(TransferLogTest, StampsTheEndTimeUnlessGiven) {
   EXPECT_EQ(recent[1].end_time, given.end_time);
 }
 
+TEST(TransferLogTest, SumsEveryTransferPerPathAndDirection) {
+  TransferLog log(1);
+  log.Add(Record(10));
+  log.Add(Record(5));
+  TransferRecord failed = Record(7);
+  failed.error = "peer died";
+  log.Add(failed);
+  TransferRecord sent = Record(3);
+  sent.direction = "send";
+  log.Add(sent);
+  std::vector<TransferLog::Totals> sums = log.Sums();
+  ASSERT_EQ(sums.size(), 2u);
+  EXPECT_EQ(sums[0].direction, "recv");
+  EXPECT_EQ(sums[0].count, 3u);
+  EXPECT_EQ(sums[0].bytes, 22u);
+  EXPECT_EQ(sums[0].failures, 1u);
+  EXPECT_EQ(sums[1].direction, "send");
+  EXPECT_EQ(sums[1].bytes, 3u);
+}
+
 TEST(TransferLogTest, ZeroCapacityCountsButKeepsNothing) {
   TransferLog log(0);
   log.Add(Record(1));
