@@ -82,7 +82,7 @@ def serve(options: dict[str, Any], token: str,
             started.stop()
         else:
             try:
-                servers = _serve_web(started, options, token)
+                servers = _serve_web(started, options)
             except OSError as e:  # the port is taken, or not ours to take
                 print(f"ferry node cannot serve its dashboard or metrics: {e}", file=sys.stderr)
                 started.stop()
@@ -110,7 +110,7 @@ def serve(options: dict[str, Any], token: str,
     return 0 if signalled else 1
 
 
-def _serve_web(node: NodeLike, options: dict[str, Any], token: str) -> list[Any]:
+def _serve_web(node: NodeLike, options: dict[str, Any]) -> list[Any]:
     """The dashboard (a head with --dashboard) and this node's /metrics
     (--metrics-port), each on a thread of its own, reading this cluster."""
     dashboard_port = options.get("dashboard_port")
@@ -120,7 +120,7 @@ def _serve_web(node: NodeLike, options: dict[str, Any], token: str) -> list[Any]
     from ferry.dashboard import server, source  # aiohttp only when asked
     from ferry.scripts import state
 
-    target = state.Target(node.address, token, f"cluster at {node.address}")
+    target = state.Target(node.address, node.token, f"cluster at {node.address}")
     servers = []
     if dashboard_port is not None:
         servers.append(server.start_in_thread(source.Source(target),

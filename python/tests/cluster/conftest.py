@@ -68,12 +68,13 @@ def cluster(netns_hosts, tmp_path_factory):
 
 @pytest.fixture
 def fresh_cluster(netns_hosts, tmp_path):
-    """``fresh_cluster(env={...})`` -> a started FerryCluster of its own."""
+    """``fresh_cluster(env={...}, start_args={host: [...]})`` -> a started
+    FerryCluster of its own."""
     made = []
 
-    def make(env=None):
+    def make(env=None, start_args=None):
         c = FerryCluster(netns_hosts, tmp_path / f"cluster{len(made)}", num_cpus=NUM_CPUS,
-                         resources=RESOURCES, env=env)
+                         resources=RESOURCES, env=env, start_args=start_args)
         made.append(c)
         return _start(c)
 

@@ -295,7 +295,8 @@ class FerryCluster:
     def __init__(self, hosts: NetnsHosts, log_dir: Path, *, num_cpus: float = 4,
                  resources: dict[str, dict[str, float]] | None = None,
                  env: dict[str, str] | None = None, head_port: int = HEAD_PORT,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable,
+                 start_args: dict[str, list[str]] | None = None) -> None:
         self.hosts = hosts
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -303,6 +304,7 @@ class FerryCluster:
         self.resources = resources or {}
         self.env = dict(env or {})
         self.python = python
+        self.start_args = start_args or {}  # more `ferry start` flags, per host
         self.head = hosts.hosts[0]
         self.address = f"{host_ip(self.head)}:{head_port}"
         self.head_port = head_port
@@ -378,7 +380,7 @@ class FerryCluster:
                 "--temp-dir", str(host_temp_dir(host))]
         if host in self.resources:
             args += ["--resources", json.dumps(self.resources[host])]
-        return args
+        return args + self.start_args.get(host, [])
 
     def start(self) -> None:
         """Starts every host's node and waits until the head lists them all alive."""
@@ -466,6 +468,17 @@ class FerryCluster:
             raise ClusterError("\n".join(errors) + f"\nnode logs:\n{self.logs_tail()}")
 
     # --- drivers --------------------------------------------------------------
+
+    def http_get(self, host: str, url: str, timeout: float = 30.0) -> str:
+        """The body of GET ``url`` from inside ``host`` (its own loopback)."""
+        code = ("import sys, urllib.request\n"
+                "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=20).read().decode())")
+        proc = subprocess.run(self.hosts.command(host, [self.python, "-c", code, url]),
+                              capture_output=True, text=True, timeout=timeout,
+                              env=self.process_env())
+        if proc.returncode != 0:
+            raise ClusterError(f"GET {url} on {host} failed:\n{proc.stderr}")
+        return proc.stdout
 
     def _script_path(self, code: str) -> Path:
         path = self._next_path("driver", ".py")
