@@ -300,3 +300,19 @@ class _ReceiverImpl(_Base):
 Producer = ferry.remote(_ProducerImpl)
 ShoutingProducer = ferry.remote(_ShoutingProducerImpl)
 Receiver = ferry.remote(_ReceiverImpl)
+
+
+@ferry.remote
+class GlooStage:
+    """A pipeline stage for the observability tests: `produce` keeps a tensor
+    of ones for a gloo transfer; `consume` sums what it receives."""
+
+    @ferry.method(tensor_transport="gloo")
+    def produce(self, n):
+        return torch.ones(n)
+
+    def consume(self, t):
+        return float(t.sum())
+
+    def ping(self):
+        return "pong"

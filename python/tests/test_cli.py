@@ -68,8 +68,20 @@ def test_head_defaults_are_rays(temp):
     options, token = cli.daemon_options(args, temp)
     assert options == {"head": True, "address": "", "port": 6379, "node_ip": "127.0.0.1",
                        "num_cpus": float(os.cpu_count()), "num_gpus": 0.0, "resources": {},
-                       "temp_dir": temp}
+                       "temp_dir": temp, "metrics_port": None, "dashboard_port": None,
+                       "dashboard_host": "127.0.0.1"}
     assert token == ""  # the head makes one
+
+
+def test_dashboard_and_metrics_flags(temp):
+    args = cli.build_parser().parse_args(["start", "--head", "--dashboard", "--metrics-port",
+                                          "9100"])
+    options, _ = cli.daemon_options(args, temp)
+    assert (options["dashboard_port"], options["metrics_port"]) == (8265, 9100)
+    for bad, message in ((["--address", "10.0.0.1:6379", "--dashboard"], "for the head"),
+                         (["--head", "--dashboard-port", "9000"], "needs --dashboard")):
+        with pytest.raises(cli.UsageError, match=message):
+            cli.daemon_options(cli.build_parser().parse_args(["start", *bad]), temp)
 
 
 def test_head_flags(temp):

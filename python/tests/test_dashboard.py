@@ -10,27 +10,17 @@ import sys
 import urllib.request
 
 import pytest
-import torch
 
 import ferry
 from conftest import wait_for
+from ferry._private import runtime
 from ferry.dashboard import server, source
 from ferry.experimental.collective import create_collective_group
-from ferry._private import runtime
 from ferry.scripts import state
+from rdt_test_actors import GlooStage
 
 CHROMIUM = shutil.which("chromium")
 BYTES = 200_000  # one transfer of 50,000 float32
-
-
-@ferry.remote
-class Stage:
-    @ferry.method(tensor_transport="gloo")
-    def produce(self, n):
-        return torch.ones(n)
-
-    def consume(self, t):
-        return float(t.sum())
 
 
 def _get(url):
@@ -42,8 +32,8 @@ def _get(url):
 def dashboard(ferry_session):
     """A session with one gloo transfer between two actors, and its
     dashboard on a free port: (base URL, the stage actors' names)."""
-    producer, consumer = Stage.options(name="producer").remote(), \
-        Stage.options(name="consumer").remote()
+    producer, consumer = GlooStage.options(name="producer").remote(), \
+        GlooStage.options(name="consumer").remote()
     create_collective_group([producer, consumer], backend="torch_gloo", name="stages")
     ref = producer.produce.remote(BYTES // 4)
     assert ferry.get(consumer.consume.remote(ref), timeout=60) == BYTES / 4
@@ -62,7 +52,7 @@ def test_the_json_api_answers_what_ferry_list_prints(dashboard):
     assert status == 200 and kind.startswith("application/json")
     [transfer] = json.loads(body)
     assert transfer["size"] == BYTES and transfer["transport"] == "gloo"
-    assert transfer["from"].startswith("Stage pid=") and transfer["to"].startswith("Stage pid=")
+    assert transfer["from"].startswith("GlooStage pid=") and transfer["to"].startswith("GlooStage pid=")
     [group] = json.loads(_get(base + "/api/groups")[2])
     assert group["name"] == "stages" and group["state"] == "ALIVE"
     objects = json.loads(_get(base + "/api/objects")[2])

@@ -4,23 +4,9 @@ call to the task it ran and from a producing task to the transfer of its
 tensors."""
 import json
 
-import torch
-
 import ferry
 from ferry.experimental.collective import create_collective_group
-
-
-@ferry.remote
-class Stage:
-    @ferry.method(tensor_transport="gloo")
-    def produce(self, n):
-        return torch.ones(n)
-
-    def consume(self, t):
-        return float(t.sum())
-
-    def ping(self):
-        return "pong"
+from rdt_test_actors import GlooStage
 
 
 def _by_phase(events, phase):
@@ -29,7 +15,7 @@ def _by_phase(events, phase):
 
 def test_timeline_has_a_row_per_process_with_tasks_calls_transfers_and_arrows(ferry_session,
                                                                                tmp_path):
-    producer, consumer = Stage.remote(), Stage.remote()
+    producer, consumer = GlooStage.remote(), GlooStage.remote()
     create_collective_group([producer, consumer], backend="torch_gloo")
     ref = producer.produce.remote(50_000)  # 200 KB: over gloo
     assert ferry.get(consumer.consume.remote(ref), timeout=60) == 50_000.0
@@ -39,7 +25,7 @@ def test_timeline_has_a_row_per_process_with_tasks_calls_transfers_and_arrows(fe
     rows = {e["pid"]: e["args"]["name"] for e in events if e["name"] == "process_name"}
     assert len(rows) == 3, rows
     assert sum(name.startswith("driver pid=") for name in rows.values()) == 1
-    assert sum(name.startswith("Stage pid=") for name in rows.values()) == 2
+    assert sum(name.startswith("GlooStage pid=") for name in rows.values()) == 2
     tracks = {(e["pid"], e["args"]["name"]) for e in events if e["name"] == "thread_name"}
     assert {name for _, name in tracks} == {"tasks", "transfers", "calls"}
 

@@ -45,6 +45,10 @@ def _flow(phase: str, pid: int, tid: int, ts: float, kind: str, key: str) -> dic
     return event
 
 
+def _is_id(hex_id: str) -> bool:
+    return bool(hex_id.strip("0"))
+
+
 def _process_events(trace_pid: int, state: dict[str, Any], row: str,
                     moved: set[str]) -> list[dict[str, Any]]:
     """One process's events; `moved`: the objects some process received
@@ -53,8 +57,10 @@ def _process_events(trace_pid: int, state: dict[str, Any], row: str,
                                                            trace_pid)]
     for tid, name in ((TASKS, "tasks"), (TRANSFERS, "transfers"), (CALLS, "calls")):
         events.append(_meta(trace_pid, "thread_name", name, tid))
-    for t in state["tasks"]:
-        key = t["task_id"]
+    for i, t in enumerate(state["tasks"]):
+        # A task with no id (an actor's creation) has no call arrow, and
+        # its async slices a key of their own.
+        key = t["task_id"] if _is_id(t["task_id"]) else f"{trace_pid}.{i}"
         if t["resolved_us"] > t["arrived_us"]:
             events += _async(trace_pid, f"waiting for arguments: {t['method']}", key,
                              t["arrived_us"], t["resolved_us"], "task")
@@ -63,12 +69,15 @@ def _process_events(trace_pid: int, state: dict[str, Any], row: str,
                              t["started_us"], "task")
         events.append(_slice(trace_pid, TASKS, t["method"], t["started_us"], t["finished_us"],
                              {"task_id": key, "caller": t["caller_worker_id"]}))
-        events.append(_flow("f", trace_pid, TASKS, t["started_us"], "call", key))
+        if _is_id(t["task_id"]):
+            events.append(_flow("f", trace_pid, TASKS, t["started_us"], "call", key))
         if t["first_return"] in moved:
             events.append(_flow("s", trace_pid, TASKS, max(t["finished_us"] - 1,
                                                            t["started_us"]),
                                 "data", t["first_return"]))
     for c in state["calls"]:
+        if not _is_id(c["task_id"]):
+            continue
         events.append(_slice(trace_pid, CALLS, f"submit {c['method']}", c["submitted_us"],
                              c["submitted_us"] + 1, {"task_id": c["task_id"],
                                                      "actor_id": c["actor_id"]}))

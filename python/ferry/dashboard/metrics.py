@@ -14,12 +14,13 @@ from collections import Counter, defaultdict
 from typing import Any, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ferry.dashboard.source import Source
 from ferry.scripts import state
 
 
-class FerryCollector:
+class FerryCollector(Collector):
     def __init__(self, source: Source, node_id: str | None = None):
         self._source = source
         self._node_id = node_id
@@ -66,16 +67,16 @@ class FerryCollector:
         transfers: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
         for p, s in mine:
             for t in s["transfer_totals"]:
-                key = (node_of(p), t["transport"], t["direction"])
+                labels = (node_of(p), t["transport"], t["direction"])
                 for field in ("count", "bytes", "failures"):
-                    transfers[key][field] += t[field]
+                    transfers[labels][field] += t[field]
         for name, doc, field in (
                 ("ferry_transfers", "Tensor transfers by the path the bytes took", "count"),
                 ("ferry_transfer_bytes", "Bytes moved by tensor transfers", "bytes"),
                 ("ferry_transfer_failures", "Tensor transfers that failed", "failures")):
             family = CounterMetricFamily(name, doc, labels=["node", "transport", "direction"])
-            for key, values in sorted(transfers.items()):
-                family.add_metric(list(key), values[field])
+            for labels, values in sorted(transfers.items()):
+                family.add_metric(list(labels), values[field])
             yield family
         unanswered = GaugeMetricFamily("ferry_unanswered_processes",
                                        "Processes that gave no answer to this scrape")

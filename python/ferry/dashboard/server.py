@@ -72,7 +72,8 @@ def make_app(source: Source, *, page: bool = True, node_id: str | None = None) -
 
 def serve(source: Source, host: str, port: int) -> None:
     """Serves the dashboard until interrupted (``ferry dashboard``)."""
-    web.run_app(make_app(source), host=host, port=port, print=None, handle_signals=True)
+    web.run_app(make_app(source), host=host, port=port, print=lambda *_: None,
+                handle_signals=True)
 
 
 class Running:
