@@ -4,6 +4,8 @@ call to the task it ran and from a producing task to the transfer of its
 tensors."""
 import json
 
+import pytest
+
 import ferry
 from ferry.experimental.collective import create_collective_group
 from rdt_test_actors import GlooStage
@@ -48,7 +50,14 @@ def test_timeline_has_a_row_per_process_with_tasks_calls_transfers_and_arrows(fe
     data_end = [e for e in _by_phase(events, "f") if e["cat"] == "data"]
     assert [e["pid"] for e in data_start] == [produce["pid"]]
     assert [e["pid"] for e in data_end] == [transfer["pid"]] != [produce["pid"]]
-    assert data_start[0]["id"] == data_end[0]["id"] == transfer["args"]["object_id"]
+    assert data_start[0]["id"] == data_end[0]["id"]
+    assert data_start[0]["args"]["key"] == transfer["args"]["object_id"]
+    assert all(isinstance(e["id"], int) for e in data_start + data_end)  # 64-bit for viewers
+    # A phase before the move: allocating the destination (when it took a
+    # microsecond or more), ending where the move starts.
+    for alloc in [e for e in slices if e["tid"] == 2 and e["name"].startswith("allocate")]:
+        assert alloc["pid"] == transfer["pid"]
+        assert alloc["ts"] + alloc["dur"] == pytest.approx(transfer["ts"], abs=1)
     # The consumer's task waited for its argument while the tensors moved.
     waits = [e for e in _by_phase(events, "b") if e["name"] == "waiting for arguments: consume"]
     assert len(waits) == 1 and waits[0]["pid"] == transfer["pid"]

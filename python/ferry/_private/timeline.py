@@ -33,13 +33,23 @@ def _slice(pid: int, tid: int, name: str, start_us: float, end_us: float,
 
 def _async(pid: int, name: str, key: str, start_us: float, end_us: float,
            cat: str) -> list[dict[str, Any]]:
-    common = {"pid": pid, "tid": TASKS, "name": name, "cat": cat, "id": key}
+    # id2.local: the slice belongs to this process's row, not a global one.
+    common = {"pid": pid, "tid": TASKS, "name": name, "cat": cat, "id2": {"local": key}}
     return [dict(common, ph="b", ts=start_us), dict(common, ph="e", ts=end_us)]
 
 
-def _flow(phase: str, pid: int, tid: int, ts: float, kind: str, key: str) -> dict[str, Any]:
+class _FlowIds(dict[str, int]):
+    """Small numbers for the arrows' ids: viewers read a flow id as a
+    64-bit number, which a 128-bit hex id is not."""
+
+    def of(self, key: str) -> int:
+        return self.setdefault(key, len(self) + 1)
+
+
+def _flow(phase: str, pid: int, tid: int, ts: float, kind: str, key: str,
+          ids: _FlowIds) -> dict[str, Any]:
     event = {"ph": phase, "pid": pid, "tid": tid, "ts": ts, "name": kind, "cat": kind,
-             "id": key}
+             "id": ids.of(f"{kind}:{key}"), "args": {"key": key}}
     if phase == "f":
         event["bp"] = "e"  # binds to the slice that encloses it
     return event
@@ -49,8 +59,8 @@ def _is_id(hex_id: str) -> bool:
     return bool(hex_id.strip("0"))
 
 
-def _process_events(trace_pid: int, state: dict[str, Any], row: str,
-                    moved: set[str]) -> list[dict[str, Any]]:
+def _process_events(trace_pid: int, state: dict[str, Any], row: str, moved: set[str],
+                    ids: _FlowIds) -> list[dict[str, Any]]:
     """One process's events; `moved`: the objects some process received
     (the tasks that made them start a data arrow)."""
     events = [_meta(trace_pid, "process_name", row), _meta(trace_pid, "process_sort_index",
@@ -70,25 +80,31 @@ def _process_events(trace_pid: int, state: dict[str, Any], row: str,
         events.append(_slice(trace_pid, TASKS, t["method"], t["started_us"], t["finished_us"],
                              {"task_id": key, "caller": t["caller_worker_id"]}))
         if _is_id(t["task_id"]):
-            events.append(_flow("f", trace_pid, TASKS, t["started_us"], "call", key))
+            events.append(_flow("f", trace_pid, TASKS, t["started_us"], "call", key, ids))
         if t["first_return"] in moved:
             events.append(_flow("s", trace_pid, TASKS, max(t["finished_us"] - 1,
                                                            t["started_us"]),
-                                "data", t["first_return"]))
+                                "data", t["first_return"], ids))
+    marker_end = 0.0  # submit markers are 1 us long and must not overlap
     for c in state["calls"]:
         if not _is_id(c["task_id"]):
             continue
-        events.append(_slice(trace_pid, CALLS, f"submit {c['method']}", c["submitted_us"],
-                             c["submitted_us"] + 1, {"task_id": c["task_id"],
-                                                     "actor_id": c["actor_id"]}))
-        events.append(_flow("s", trace_pid, CALLS, c["submitted_us"], "call", c["task_id"]))
+        at = max(c["submitted_us"], marker_end)
+        marker_end = at + 1
+        events.append(_slice(trace_pid, CALLS, f"submit {c['method']}", at, marker_end,
+                             {"task_id": c["task_id"], "actor_id": c["actor_id"]}))
+        events.append(_flow("s", trace_pid, CALLS, at, "call", c["task_id"], ids))
         common = {"pid": trace_pid, "tid": CALLS, "name": f"call {c['method']}",
-                  "cat": "call", "id": c["task_id"]}
+                  "cat": "call", "id2": {"local": c["task_id"]}}
         events += [dict(common, ph="b", ts=c["submitted_us"]),
                    dict(common, ph="e", ts=max(c["replied_us"], c["submitted_us"]))]
     for tr in state["transfers"]:
-        end = tr["end_time_s"] * 1e6
+        end = round(tr["end_time_s"] * 1e6)  # whole microseconds: phases meet exactly
         start = end - tr["micros"]
+        if tr["setup_micros"] > 0:
+            events.append(_slice(trace_pid, TRANSFERS, f"allocate {human_bytes(tr['size'])}",
+                                 start - tr["setup_micros"], start,
+                                 {"object_id": tr["object_id"], "pooled": tr["pooled"]}))
         events.append(_slice(trace_pid, TRANSFERS,
                              f"{tr['direction']} {tr['transport']} {human_bytes(tr['size'])}",
                              start, end,
@@ -96,7 +112,7 @@ def _process_events(trace_pid: int, state: dict[str, Any], row: str,
                               "bytes": tr["size"], "peer": tr["peer"], "pooled": tr["pooled"],
                               "error": tr["error"]}))
         if tr["direction"] == "recv":
-            events.append(_flow("f", trace_pid, TRANSFERS, start, "data", tr["object_id"]))
+            events.append(_flow("f", trace_pid, TRANSFERS, start, "data", tr["object_id"], ids))
     return events
 
 
@@ -108,9 +124,10 @@ def trace_events(inv: Inventory) -> list[dict[str, Any]]:
     timed: list[dict[str, Any]] = []
     moved = {t["object_id"] for _, state in inv.answered() for t in state["transfers"]
              if t["direction"] == "recv"}
+    ids = _FlowIds()
     for index, (p, state) in enumerate(inv.answered(), start=1):
         row = f"{process_name(p)} (node {inv.node_of(p)})"
-        for e in _process_events(index, state, row, moved):
+        for e in _process_events(index, state, row, moved, ids):
             (meta if e["ph"] == "M" else timed).append(e)
     timed.sort(key=lambda e: e["ts"])
     return meta + timed

@@ -161,6 +161,7 @@ void StateReporter::AddTransfers(const TransferLog& log, size_t max, proto::Proc
     t->set_peer(r.peer);
     t->set_size(r.bytes);
     t->set_micros(r.micros);
+    t->set_setup_micros(r.setup_micros);
     t->set_end_time_s(std::chrono::duration<double>(r.end_time.time_since_epoch()).count());
     t->set_pooled(r.pooled);
     t->set_reason(r.reason);

@@ -39,6 +39,8 @@ struct TransferRecord {
   std::string peer;
   uint64_t bytes = 0;
   int64_t micros = 0;  // from the start of the transfer to its end
+  // Before `micros`: allocating the destination buffers (a receive only).
+  int64_t setup_micros = 0;
   // When it ended (wall clock); Add sets it when left unset.
   std::chrono::system_clock::time_point end_time{};
   // The destination came from the warm receive pool (false: fresh memory,

@@ -110,6 +110,7 @@ void TensorHolder::ReceiveOnGroup(const ObjectId& id, const proto::TensorRecv& r
   }
   auto tensors = std::make_shared<std::vector<tensor::Tensor>>();
   bool all_pooled = true;
+  const Clock::time_point setup_start = Clock::now();
   for (const proto::TensorMetaProto& meta : rdt.tensors()) {
     if (Status s = transport::CheckTensorDevice(rdt.transport(), meta.device()); !s.ok()) {
       done(s);
@@ -131,6 +132,7 @@ void TensorHolder::ReceiveOnGroup(const ObjectId& id, const proto::TensorRecv& r
   record->peer = rdt.producer_address();
   record->bytes = TotalBytes(rdt);
   record->pooled = all_pooled;
+  record->setup_micros = MicrosSince(setup_start);
   Clock::time_point start = Clock::now();
   (*group)->Recv(recv.src_rank(), recv.tag(), Views(*tensors),
                  [this, tensors, done = std::move(done), name, record, start](Status s) {
@@ -239,6 +241,7 @@ StatusOr<std::vector<std::vector<tensor::Tensor>>> TensorHolder::Pull(
   };
   std::map<std::string, Batch> batches;
   std::vector<bool> pooled(values.size(), true);
+  const Clock::time_point setup_start = Clock::now();
   for (size_t i = 0; i < values.size(); ++i) {
     const proto::ObjectValueProto& value = *values[i];
     if (!value.has_rdt()) return Status::InvalidArgument("Pull: not an RDT object");
@@ -280,6 +283,7 @@ StatusOr<std::vector<std::vector<tensor::Tensor>>> TensorHolder::Pull(
       out[i].push_back(std::move(t));
     }
   }
+  const int64_t setup_micros = MicrosSince(setup_start);  // every destination, before any pull
   for (auto& [name, batch] : batches) {
     Clock::time_point start = Clock::now();
     Status s = InjectFault("transfer.pull");
@@ -298,7 +302,7 @@ StatusOr<std::vector<std::vector<tensor::Tensor>>> TensorHolder::Pull(
                                : "the producer is on another host: the network (" + name + ")";
       }
       LogTransfer(log_, ids[i], name, rdt.producer_address(), TotalBytes(rdt), start, pooled[i], s,
-                  "recv", std::move(reason));
+                  "recv", std::move(reason), setup_micros);
     }
     FERRY_RETURN_IF_ERROR(s);
   }

@@ -40,7 +40,7 @@ inline uint64_t TotalBytes(const proto::RdtInfo& rdt) {
 inline void LogTransfer(TransferLog& log, const ObjectId& id, std::string transport,
                         std::string peer, uint64_t bytes, Clock::time_point start, bool pooled,
                         const Status& status, std::string direction = "recv",
-                        std::string reason = "") {
+                        std::string reason = "", int64_t setup_micros = 0) {
   TransferRecord r;
   r.object_id = id;
   r.transport = std::move(transport);
@@ -48,6 +48,7 @@ inline void LogTransfer(TransferLog& log, const ObjectId& id, std::string transp
   r.peer = std::move(peer);
   r.bytes = bytes;
   r.micros = MicrosSince(start);
+  r.setup_micros = setup_micros;
   r.pooled = pooled;
   r.reason = std::move(reason);
   if (!status.ok()) r.error = status.ToString();
