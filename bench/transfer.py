@@ -42,6 +42,7 @@ bench/results/transfer.json and bench/results/transfer.png (copied to docs/trans
 
     python bench/transfer.py            # full run (~1-2 minutes on 2 cores)
     python bench/transfer.py --quick    # fewer reps (~40 s)
+    python bench/transfer.py --breakdown  # a 4 KiB RDT round stage by stage (rdt_breakdown.py)
 """
 import argparse
 import datetime
@@ -474,7 +475,14 @@ def main(argv=None):
     ap.add_argument("--docs-png", default=os.path.join(ROOT, "docs", "transfer.png"),
                     help="where to copy the plot ('' to skip)")
     ap.add_argument("--overhead-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--breakdown", action="store_true",
+                    help="instead: where the time of a 4 KiB RDT round goes, stage by stage "
+                         "(bench/rdt_breakdown.py)")
     args = ap.parse_args(argv)
+    if args.breakdown:
+        sys.path.insert(0, HERE)
+        import rdt_breakdown
+        return rdt_breakdown.main([])
     p = _params(args.quick)
     if args.overhead_only:  # child run (see _forced_gloo_overhead): prints one JSON line
         fp = FerryPair()

@@ -124,26 +124,25 @@ class Inventory:
         the bytes arrived in (a sender's own record when only it logged)."""
         declared = {o["object_id"]: o["transport"]
                     for _, state in self.answered() for o in state["owned"]}
-        rows = []
+        received, sent = [], []
         for p, state in self.answered():
             here = process_name(p)
             for t in state["transfers"]:
                 there = self.name_of_address(t["peer"]) if t["peer"] else "-"
-                src, dst = (there, here) if t["direction"] == "recv" else (here, there)
+                recv = t["direction"] == "recv"
                 seconds = t["micros"] / 1e6
-                rows.append({
-                    "object_id": t["object_id"], "from": src, "to": dst,
+                (received if recv else sent).append({
+                    "object_id": t["object_id"], "from": there if recv else here,
+                    "to": here if recv else there,
                     "transport": declared.get(t["object_id"], "") or t["transport"],
                     "path": t["transport"], "size": t["size"], "micros": t["micros"],
                     "throughput_mb_s": round(t["size"] / seconds / 1e6, 1) if seconds > 0 else 0,
                     "end_time_s": t["end_time_s"], "reason": t["reason"], "error": t["error"],
-                    "_recv": t["direction"] == "recv", "_send": t["direction"] == "send",
                 })
         # A two-sided transfer is logged at both ends (the sender names the
         # group, not the receiver): keep the receiver's.
-        received = {(r["object_id"], r["from"]) for r in rows if r.pop("_recv")}
-        rows = [r for r in rows
-                if not r.pop("_send") or (r["object_id"], r["from"]) not in received]
+        seen = {(r["object_id"], r["from"]) for r in received}
+        rows = received + [r for r in sent if (r["object_id"], r["from"]) not in seen]
         return sorted(rows, key=lambda r: r["end_time_s"])
 
     # --- ferry list groups -----------------------------------------------------
