@@ -124,7 +124,8 @@ class Inventory:
         the bytes arrived in (a sender's own record when only it logged)."""
         declared = {o["object_id"]: o["transport"]
                     for _, state in self.answered() for o in state["owned"]}
-        received, sent = [], []
+        received: list[dict[str, Any]] = []
+        sent: list[dict[str, Any]] = []
         for p, state in self.answered():
             here = process_name(p)
             for t in state["transfers"]:
