@@ -31,10 +31,10 @@ def _slice(pid: int, tid: int, name: str, start_us: float, end_us: float,
             "dur": max(end_us - start_us, 1), "args": args}
 
 
-def _async(pid: int, name: str, key: str, start_us: float, end_us: float,
+def _async(pid: int, tid: int, name: str, key: str, start_us: float, end_us: float,
            cat: str) -> list[dict[str, Any]]:
     # id2.local: the slice belongs to this process's row, not a global one.
-    common = {"pid": pid, "tid": TASKS, "name": name, "cat": cat, "id2": {"local": key}}
+    common = {"pid": pid, "tid": tid, "name": name, "cat": cat, "id2": {"local": key}}
     return [dict(common, ph="b", ts=start_us), dict(common, ph="e", ts=end_us)]
 
 
@@ -72,10 +72,10 @@ def _process_events(trace_pid: int, state: dict[str, Any], row: str, moved: set[
         # its async slices a key of their own.
         key = t["task_id"] if _is_id(t["task_id"]) else f"{trace_pid}.{i}"
         if t["resolved_us"] > t["arrived_us"]:
-            events += _async(trace_pid, f"waiting for arguments: {t['method']}", key,
+            events += _async(trace_pid, TASKS, f"waiting for arguments: {t['method']}", key,
                              t["arrived_us"], t["resolved_us"], "task")
         if t["started_us"] > t["resolved_us"]:
-            events += _async(trace_pid, f"queued: {t['method']}", key, t["resolved_us"],
+            events += _async(trace_pid, TASKS, f"queued: {t['method']}", key, t["resolved_us"],
                              t["started_us"], "task")
         events.append(_slice(trace_pid, TASKS, t["method"], t["started_us"], t["finished_us"],
                              {"task_id": key, "caller": t["caller_worker_id"]}))
@@ -94,10 +94,8 @@ def _process_events(trace_pid: int, state: dict[str, Any], row: str, moved: set[
         events.append(_slice(trace_pid, CALLS, f"submit {c['method']}", at, marker_end,
                              {"task_id": c["task_id"], "actor_id": c["actor_id"]}))
         events.append(_flow("s", trace_pid, CALLS, at, "call", c["task_id"], ids))
-        common = {"pid": trace_pid, "tid": CALLS, "name": f"call {c['method']}",
-                  "cat": "call", "id2": {"local": c["task_id"]}}
-        events += [dict(common, ph="b", ts=c["submitted_us"]),
-                   dict(common, ph="e", ts=max(c["replied_us"], c["submitted_us"]))]
+        events += _async(trace_pid, CALLS, f"call {c['method']}", c["task_id"],
+                         c["submitted_us"], max(c["replied_us"], c["submitted_us"]), "call")
     for tr in state["transfers"]:
         end = round(tr["end_time_s"] * 1e6)  # whole microseconds: phases meet exactly
         start = end - tr["micros"]

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "ferry/core/rdt/transfer_util.h"
 #include "ferry/rpc/parse.h"
 
 namespace ferry::core {
@@ -21,9 +22,7 @@ void DescribeValue(const proto::ObjectValueProto* value, proto::OwnedObjectState
     out->set_kind("rdt");
     out->set_transport(value->rdt().transport());
     out->set_producer_address(value->rdt().producer_address());
-    uint64_t bytes = 0;
-    for (const auto& meta : value->rdt().tensors()) bytes += meta.nbytes();
-    out->set_size(bytes);
+    out->set_size(rdt::TotalBytes(value->rdt()));
   } else {
     out->set_kind(value->has_shm() ? "shm" : "inline");
     out->set_size(value->data_size());
@@ -59,7 +58,7 @@ proto::ProcessState StateReporter::Collect(const proto::StateRequest& request) c
   state.set_is_driver(identity_.is_driver);
   if (!identity_.actor_id.IsNil()) state.set_actor_id(identity_.actor_id.Hex());
 
-  AddOwned(max_objects, &state);
+  const uint64_t inline_bytes = AddOwned(max_objects, &state);
   for (const tensor::TensorStore::Entry& e : tensors_.List(max_objects)) {
     proto::StoredTensorsState* t = state.add_stored_tensors();
     t->set_object_id(e.id.Hex());
@@ -68,7 +67,7 @@ proto::ProcessState StateReporter::Collect(const proto::StateRequest& request) c
     t->set_device(e.device);
   }
   state.set_tensor_store_bytes(tensors_.GetStats().bytes);
-  state.set_object_store_bytes(state.object_store_bytes() + segments_.Bytes());
+  state.set_object_store_bytes(inline_bytes + segments_.Bytes());
 
   Started started;
   {
@@ -119,9 +118,9 @@ void StateReporter::AddTimeline(proto::ProcessState* state) const {
   state->set_timeline_dropped(timeline_.dropped());
 }
 
-// Owned objects, oldest first, and the inline bytes among them (those in
-// shared memory are counted by the segments that hold them).
-void StateReporter::AddOwned(size_t max, proto::ProcessState* state) const {
+// Adds the owned objects, oldest first; returns the inline bytes among them
+// (those in shared memory are counted by the segments that hold them).
+uint64_t StateReporter::AddOwned(size_t max, proto::ProcessState* state) const {
   state->set_num_owned(owned_.NumTracked());
   const Clock::time_point now = Clock::now();
   uint64_t inline_bytes = 0;
@@ -137,7 +136,7 @@ void StateReporter::AddOwned(size_t max, proto::ProcessState* state) const {
     o->set_pinned(t.counts.pinned);
     o->set_age_s(SecondsSince(t.created, now));
   }
-  state->set_object_store_bytes(inline_bytes);
+  return inline_bytes;
 }
 
 void StateReporter::AddTransfers(const TransferLog& log, size_t max, proto::ProcessState* state) {

@@ -74,7 +74,7 @@ class StateReporter {
   proto::ProcessState Collect(const proto::StateRequest& request) const FERRY_EXCLUDES(mu_);
 
  private:
-  void AddOwned(size_t max, proto::ProcessState* state) const;
+  uint64_t AddOwned(size_t max, proto::ProcessState* state) const;
   static void AddTransfers(const TransferLog& log, size_t max, proto::ProcessState* state);
   static void AddGroups(Started started, proto::ProcessState* state);
   void AddTimeline(proto::ProcessState* state) const;
