@@ -69,6 +69,7 @@ ROOT = os.path.dirname(HERE)
 # Targets of the two-sided path (Gloo) and the per-call cost of passing a ref.
 TARGET_GLOO_VS_TORCH = 1.0      # at >= 1 MiB
 TARGET_GLOO_VS_OBJSTORE = 2.0   # at >= 16 MiB
+TARGET_GLOO_VS_SHM = 0.9        # at >= 1 MiB: a same-host pair through shared memory
 TARGET_PASS_OVERHEAD_US = 100.0  # 4 KiB
 # Targets of the one-sided transports (at 256 MiB, steady state).
 TARGET_SHM_VS_MEMCPY = 0.6
@@ -244,6 +245,10 @@ class ActorPair:
             def check(self, t):
                 return t.numel(), float(t[0]), float(t[-1])
 
+            def transfer_paths(self):  # ferry only
+                from ferry.experimental import transfer_log
+                return sorted({r["transport"] for r in transfer_log()})
+
         deco = rt.remote(**actor_options) if actor_options else rt.remote
         self.a, self.b = deco(Producer).remote(), deco(Consumer).remote()
         if "gloo" in self.transports:
@@ -259,6 +264,9 @@ class ActorPair:
         n, first, last = self.get(self.b.check.remote(method.remote(nbytes)))
         if n != nbytes // 4 or first != fill or last != fill:
             raise AssertionError(f"{self.rt.__name__} {method}: bytes did not arrive ({n}, {first}, {last} vs {fill})")
+
+    def verify_transport(self, nbytes, fill, transport):
+        self.verify(nbytes, fill, self.method(transport))
 
     def method(self, transport):
         """A's producing method for a transport ("object_store" = the plain one)."""
@@ -339,14 +347,47 @@ class ActorPair:
 
 
 class FerryPair(ActorPair):
-    """The ferry columns: starts ferry, and shuts it down on close."""
+    """The ferry columns: starts ferry, and shuts it down on close. Transport
+    "gloo_tcp" runs on a second pair whose Gloo group keeps Gloo's TCP
+    connection on this host (its actors start with
+    FERRY_GLOO_SAME_HOST_PATH=tcp); "gloo" takes the same-host shared-memory
+    path, the default."""
 
     def __init__(self):
         import ferry
         ferry.init()
         super().__init__(ferry)
+        os.environ["FERRY_GLOO_SAME_HOST_PATH"] = "tcp"
+        try:
+            self.tcp = ActorPair(ferry, transports=("gloo",))
+        finally:
+            del os.environ["FERRY_GLOO_SAME_HOST_PATH"]
+
+    def prepare(self, nbytes, fill):
+        super().prepare(nbytes, fill)
+        self.tcp.prepare(nbytes, fill)
+
+    def method(self, transport):
+        return self.tcp.method("gloo") if transport == "gloo_tcp" else super().method(transport)
+
+    def verify_transport(self, nbytes, fill, transport):
+        if transport == "gloo_tcp":
+            self.tcp.verify_transport(nbytes, fill, "gloo")
+        else:
+            super().verify_transport(nbytes, fill, transport)
+
+    def run(self, nbytes, warmup, reps, transport):
+        if transport == "gloo_tcp":
+            return self.tcp.run(nbytes, warmup, reps, "gloo")
+        return super().run(nbytes, warmup, reps, transport)
+
+    def paths(self):
+        """The paths the consumers' logs name: {"gloo": ..., "gloo_tcp": ...}."""
+        return {"gloo": self.get(self.b.transfer_paths.remote()),
+                "gloo_tcp": self.tcp.get(self.tcp.b.transfer_paths.remote())}
 
     def close(self):
+        self.tcp.close()
         super().close()
         self.rt.shutdown()
 
@@ -355,10 +396,12 @@ class FerryPair(ActorPair):
 
 COLS = (("memcpy", "memcpy"), ("torch_gloo", "torch.dist gloo"),
         ("ferry_object_store", "ferry object_store"), ("ferry_gloo", "ferry gloo"),
-        ("ferry_nixl", "ferry nixl"), ("ferry_shm", "ferry shm"), ("ferry_auto", "ferry auto"))
+        ("ferry_gloo_tcp", "ferry gloo tcp"), ("ferry_nixl", "ferry nixl"), ("ferry_shm", "ferry shm"),
+        ("ferry_auto", "ferry auto"))
 # ferry's columns: (result key, transport).
-FERRY_COLS = (("ferry_object_store", "object_store"), ("ferry_gloo", "gloo"), ("ferry_nixl", "nixl"),
-              ("ferry_shm", "shm"), ("ferry_auto", "auto"))
+FERRY_COLS = (("ferry_object_store", "object_store"), ("ferry_gloo", "gloo"),
+              ("ferry_gloo_tcp", "gloo_tcp"), ("ferry_nixl", "nixl"), ("ferry_shm", "shm"),
+              ("ferry_auto", "auto"))
 
 
 def _gbps_txt(g):
@@ -399,6 +442,14 @@ def evaluate_targets(results, overhead):
     if ratios.get("gloo_vs_object_store"):
         out["gloo_ge_2x_object_store_at_ge_16MiB"] = all(
             v >= TARGET_GLOO_VS_OBJSTORE for v in ratios["gloo_vs_object_store"].values())
+    shm = results.get("ferry_shm", {})
+    for n in SIZES:
+        k = _key(n)
+        if n >= 1 * MiB and k in g and k in shm:
+            ratios.setdefault("gloo_vs_shm", {})[k] = g[k]["gbps"] / shm[k]["gbps"]
+    if ratios.get("gloo_vs_shm"):
+        out["gloo_ge_0.9x_shm_at_ge_1MiB"] = all(
+            v >= TARGET_GLOO_VS_SHM for v in ratios["gloo_vs_shm"].values())
     if overhead:
         out["pass_overhead_4KiB_le_100us"] = overhead["overhead_us"] <= TARGET_PASS_OVERHEAD_US
     # The one-sided transports at 256 MiB.
@@ -431,7 +482,7 @@ def plot(results, png_path):
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     styles = {"memcpy": ("k", ":", "s"), "torch_gloo": ("tab:orange", "-", "o"),
               "ferry_object_store": ("tab:blue", "-", "^"), "ferry_gloo": ("tab:green", "-", "D"),
-              "ferry_nixl": ("tab:purple", "-", "v"), "ferry_shm": ("tab:red", "-", "P"),
+              "ferry_gloo_tcp": ("tab:olive", "--", "d"), "ferry_nixl": ("tab:purple", "-", "v"), "ferry_shm": ("tab:red", "-", "P"),
               "ferry_auto": ("tab:brown", "--", "x")}
     for k, lbl in COLS:
         r = results.get(k)
@@ -499,7 +550,7 @@ def main(argv=None):
 
     results = {k: {} for k, _ in COLS}
     errors = {}
-    overhead = None
+    overhead = paths = None
     tp = fp = None
     try:
         try:
@@ -528,7 +579,7 @@ def main(argv=None):
                 try:
                     fp.prepare(n, fill)
                     for _, tr in FERRY_COLS:
-                        fp.verify(n, fill, fp.method(tr))
+                        fp.verify_transport(n, fill, tr)
                 except Exception as e:
                     errors["ferry"] = f"{type(e).__name__}: {e}".splitlines()[0][:200]
                     traceback.print_exc()
@@ -556,7 +607,7 @@ def main(argv=None):
                     fill2 = fill + 0.5  # new values after timing: still arriving, not stale pool data
                     fp.prepare(n, fill2)
                     for _, tr in FERRY_COLS:
-                        fp.verify(n, fill2, fp.method(tr))
+                        fp.verify_transport(n, fill2, tr)
                 except Exception as e:
                     errors["ferry"] = f"{type(e).__name__}: {e}".splitlines()[0][:200]
                     traceback.print_exc()
@@ -571,6 +622,11 @@ def main(argv=None):
             print(f"  {_label(n):>7}: {time.perf_counter() - t0:5.1f}s  " +
                   "  ".join(f"{lbl} {results[c][k]['gbps']:.3f}" for c, lbl in COLS if k in results[c]),
                   flush=True)
+        if fp and "ferry" not in errors:
+            try:
+                paths = fp.paths()
+            except Exception as e:
+                errors["ferry_paths"] = f"{type(e).__name__}: {e}".splitlines()[0][:200]
         if fp and "ferry" not in errors:
             try:
                 overhead = fp.pass_overhead(p["overhead_pairs"], p["overhead_warmup"])
@@ -620,10 +676,15 @@ def main(argv=None):
     if overhead:
         print(f"plain call RTT: {overhead['plain_call_us']:.1f} µs (int argument); with a "
               f"1-element plain tensor argument: {overhead['tiny_tensor_arg_call_us']:.1f} µs")
+    if paths:
+        print("paths in the consumers' transfer logs: ferry gloo " + "/".join(paths["gloo"]) +
+              ", ferry gloo tcp " + "/".join(paths["gloo_tcp"]) +
+              " (inline: objects up to FERRY_INLINE_TENSOR_BYTES)")
     for name, per in ratios.items():
         print(f"{name}: " + ", ".join(f"{k} {v:.2f}x" for k, v in per.items()))
     tgt_text = {"gloo_ge_1x_torch_gloo_at_ge_1MiB": "ferry gloo ≥ 1.0× torch.distributed gloo at ≥ 1 MiB",
                 "gloo_ge_2x_object_store_at_ge_16MiB": "ferry gloo ≥ 2× ferry object_store at ≥ 16 MiB",
+                "gloo_ge_0.9x_shm_at_ge_1MiB": "ferry gloo (same host) ≥ 0.9× ferry shm at ≥ 1 MiB",
                 "pass_overhead_4KiB_le_100us": "4 KiB pass overhead ≤ 100 µs",
                 "shm_ge_0.6x_memcpy_at_256MiB": "ferry shm ≥ 0.6× warm memcpy at 256 MiB",
                 "shm_ge_4x_torch_gloo_at_256MiB": "ferry shm ≥ 4× torch.distributed gloo at 256 MiB",
@@ -673,7 +734,10 @@ def main(argv=None):
                 "torch_gloo": "torch.distributed gloo send + 1-element ack between two processes, "
                               "timed on the sender",
                 "ferry_object_store": "ferry.get(B.consume.remote(A.produce.remote(n))), plain method",
-                "ferry_gloo": "same, A.produce_gloo decorated tensor_transport='gloo', group [A, B]",
+                "ferry_gloo": "same, A.produce_gloo decorated tensor_transport='gloo', group [A, B] "
+                              "(same host: the bytes move through shared memory)",
+                "ferry_gloo_tcp": "same as ferry_gloo, another pair with FERRY_GLOO_SAME_HOST_PATH=tcp "
+                                  "(Gloo's TCP connection)",
                 "ferry_nixl": "same, tensor_transport='nixl' (UCX one-sided get; no group)",
                 "ferry_shm": "same, tensor_transport='shm' (same-host one-copy pull)",
                 "ferry_auto": "same, tensor_transport='auto' (shm on one host)",
@@ -682,6 +746,7 @@ def main(argv=None):
         "table": lines,
         "results": results,
         "pass_overhead_4KiB": overhead,
+        "paths": paths,
         "inline_tensor_bytes": INLINE_BYTES,
         "pass_overhead_4KiB_note": "RDT objects up to FERRY_INLINE_TENSOR_BYTES move inline over "
                                    "the control channel; _forced_gloo sets it to 0",
@@ -692,6 +757,7 @@ def main(argv=None):
                     "nixl_vs_torch_min_at_256MiB": TARGET_NIXL_VS_TORCH,
                     "gloo_vs_torch_min_at_ge_1MiB": TARGET_GLOO_VS_TORCH,
                     "gloo_vs_object_store_min_at_ge_16MiB": TARGET_GLOO_VS_OBJSTORE,
+                    "gloo_vs_shm_min_at_ge_1MiB": TARGET_GLOO_VS_SHM,
                     "pass_overhead_4KiB_us_max": TARGET_PASS_OVERHEAD_US},
         "targets_met": targets,
         "noisy_cells": noisy,

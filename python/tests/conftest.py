@@ -84,17 +84,19 @@ def write_script(tmp_path, body, name="driver.py"):
     return path
 
 
-def run_fault_driver(tmp_path, body, args, transfer_timeout_s):
-    """Runs body as a fresh driver with FERRY_TRANSFER_TIMEOUT_S set (and no
-    FERRY_FAULT: the driver sets it per actor) and returns the JSON object it
+def run_fault_driver(tmp_path, body, args, transfer_timeout_s, env=None):
+    """Runs body as a fresh driver with FERRY_TRANSFER_TIMEOUT_S and `env`
+    set (and no FERRY_FAULT: the driver sets it per actor) and returns the JSON object it
     printed last. It must have reported its workers' pids under "pids"; they
     must all be gone soon after it exits, and /dev/shm must hold no new ferry
     file."""
     import json
     path = write_script(tmp_path, body)
+    extra = env or {}
     env = dict(os.environ, FERRY_TRANSFER_TIMEOUT_S=str(transfer_timeout_s),
                PYTHONPATH=os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
     env.pop("FERRY_FAULT", None)
+    env.update(extra)
     before = shm_entries()
     proc = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True,
                           timeout=240, env=env, stdin=subprocess.DEVNULL, cwd=str(tmp_path))

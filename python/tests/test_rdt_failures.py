@@ -140,6 +140,7 @@ def test_a_sender_dying_mid_transfer_fails_the_receiver_at_once_and_frees_the_gr
     out = _run_driver(tmp_path, SENDER_DIES_MID_TRANSFER, timeout=240, env={
         "FERRY_FAULT": "transfer.send:exit",
         "FERRY_TRANSFER_TIMEOUT_S": "60",  # the failure must not wait for it
+        "FERRY_GLOO_SAME_HOST_PATH": "tcp",  # a send on Gloo's wire (same host: no send)
     })
     assert out["no_group_error"] and "create_collective_group" in out["no_group_error"], out
     assert out["error"] == "ActorDiedError", out
@@ -191,6 +192,7 @@ def test_a_receiver_dying_mid_transfer_aborts_the_senders_posted_send(tmp_path):
     out = _run_driver(tmp_path, RECEIVER_DIES_MID_TRANSFER, timeout=240, env={
         "FERRY_FAULT": "transfer.recv:exit",
         "FERRY_TRANSFER_TIMEOUT_S": "60",
+        "FERRY_GLOO_SAME_HOST_PATH": "tcp",  # a posted send on Gloo's wire to abort
     })
     assert out["error"] == "ActorDiedError" and out["elapsed"] < 8, out
     # The send is aborted when the death is known, not at the 60 s timeout.

@@ -271,14 +271,13 @@ def test_ref_passed_back_to_its_producer_is_the_very_same_tensor(cluster, method
     assert same_object, "the producer got a new tensor object over the same memory"
 
 
-@pytest.mark.parametrize("numel, path", [(256, "shm"), (64 * 1024, "gloo")])
-def test_small_objects_are_read_from_the_producer_on_this_host(cluster, numel, path):
-    """A gloo object up to FERRY_INLINE_TENSOR_BYTES (64 KiB) reaches a
-    receiver on the same host through the shm export its producer adds (the
-    receiver reads the producer's memory; no message to the producer); a
-    larger one moves through the Gloo group. Either way the receiver gets the
-    bytes as they are at transfer time, in-place changes included (the
-    guide's mutability semantics)."""
+@pytest.mark.parametrize("numel", [256, 64 * 1024])
+def test_objects_are_read_from_the_producer_on_this_host(cluster, numel):
+    """A gloo object reaches a receiver on the same host through the shm
+    export its producer adds (the receiver reads the producer's memory; no
+    message to the producer), small (up to FERRY_INLINE_TENSOR_BYTES) or not;
+    the receiver gets the bytes as they are at transfer time, in-place
+    changes included (the guide's mutability semantics)."""
     import ferry
     ref = cluster.a.make_recorded.remote(numel, 3)
     changed = ferry.get(cluster.a.add_one_in_place.remote(ref), timeout=GET_TIMEOUT)
@@ -286,7 +285,8 @@ def test_small_objects_are_read_from_the_producer_on_this_host(cluster, numel, p
     records = [r for r in ferry.get(cluster.b.transfer_log.remote(), timeout=GET_TIMEOUT)
                if r["object_id"] == ref.hex()]
     assert [(r["transport"], r["direction"], r["bytes"], r["error"]) for r in records] == \
-        [(path, "recv", numel * 4, None)]
+        [("shm", "recv", numel * 4, None)]
+    assert "share this host" in records[0]["reason"]
 
 
 def test_refs_as_positional_keyword_and_nested_arguments(cluster, rdt):

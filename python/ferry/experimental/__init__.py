@@ -54,5 +54,8 @@ def transfer_log() -> list[dict[str, Any]]:
     object_store), direction (recv/send), peer, bytes, micros, pooled (the
     destination came from the warm receive pool), error (None if it
     succeeded) and reason (why this path, where there was a choice: for
-    "auto", whether the producer is on this host; else ""). FERRY_TRANSFER_LOG_SIZE bounds how many are kept."""
+    "auto", whether the producer is on this host; for a Gloo object read
+    from a producer on this host (transport "shm"), that the group's two
+    ranks share the host; else ""). FERRY_TRANSFER_LOG_SIZE bounds how many
+    are kept."""
     return runtime.current().transfer_log()

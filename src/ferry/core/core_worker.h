@@ -264,6 +264,7 @@ class CoreWorker : public ArgumentResolver, public rdt::ActorDirectory {
   bool IsDead(const ActorId& actor, Status* cause) override;
   StatusOr<std::string> Address(const ActorId& actor, bool wait_until_started,
                                 Deadline deadline) override;
+  StatusOr<std::string> Host(const ActorId& actor, Deadline deadline) override;
 
  private:
   static ValuePtr ErrorPtr(const Status& s);

@@ -322,6 +322,11 @@ StatusOr<std::string> CoreWorker::Address(const ActorId& actor, bool wait_until_
   return locator_->Address(actor, wait_until_started, deadline);
 }
 
+StatusOr<std::string> CoreWorker::Host(const ActorId& actor, Deadline deadline) {
+  FERRY_ASSIGN_OR_RETURN(proto::ActorInfo info, locator_->GetActorInfo(actor, false, deadline));
+  return info.host();
+}
+
 Status CoreWorker::StoreTensors(const ObjectId& id, std::vector<tensor::Tensor> tensors,
                                 proto::RdtInfo* info) {
   return holder_->Store(id, std::move(tensors), info);

@@ -5,7 +5,8 @@
 // answer from a table.
 //
 // THREAD CONTRACT: implementations are thread-safe. IsDead never blocks;
-// Address may block up to `deadline` (never call it on the io thread).
+// Address and Host may block up to `deadline` (never call them on the io
+// thread).
 #pragma once
 
 #include <string>
@@ -26,6 +27,9 @@ class ActorDirectory {
   // it is dead.
   virtual StatusOr<std::string> Address(const ActorId& actor, bool wait_until_started,
                                         Deadline deadline) = 0;
+  // The host `actor` runs on (its HostId) once it has started; empty when
+  // unknown.
+  virtual StatusOr<std::string> Host(const ActorId& actor, Deadline deadline) = 0;
 };
 
 }  // namespace ferry::core::rdt

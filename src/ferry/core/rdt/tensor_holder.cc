@@ -152,7 +152,7 @@ Status TensorHolder::Store(const ObjectId& id, std::vector<tensor::Tensor> tenso
     }
   } else if (transport::IsTwoSided(info->transport()) && !transport::IsCustom(info->transport())) {
     // A user's transport always carries its objects: no shortcut.
-    ExportSmallForThisHost(tensors, info, &exporters);
+    ExportForThisHost(tensors, info, &exporters);
   }
   if (!exporters.empty()) {
     MutexLock lock(transports_mu_);
@@ -169,15 +169,14 @@ Status TensorHolder::Store(const ObjectId& id, std::vector<tensor::Tensor> tenso
   return s;
 }
 
-void TensorHolder::ExportSmallForThisHost(const std::vector<tensor::Tensor>& tensors,
-                                          proto::RdtInfo* info,
-                                          std::vector<transport::OneSidedTransport*>* exporters) {
-  uint64_t total = 0;
+void TensorHolder::ExportForThisHost(const std::vector<tensor::Tensor>& tensors,
+                                     proto::RdtInfo* info,
+                                     std::vector<transport::OneSidedTransport*>* exporters) {
+  // An shm export registers nothing (a descriptor names the memory), so
+  // every CPU object gets one; the owner decides who reads through it.
   for (const tensor::Tensor& t : tensors) {
     if (t.meta().device() != "cpu") return;
-    total += t.nbytes();
   }
-  if (static_cast<int64_t>(total) > Config::Get().inline_tensor_bytes) return;
   auto shm = OneSided("shm");
   if (!shm.ok()) return;
   auto exported = (*shm)->Export(Views(tensors));

@@ -102,9 +102,10 @@ class TensorHolder {
   // --- producer side
   // Keeps `tensors` under `id` (an RDT return or put). `info` names the
   // transport and the tensors' metadata; this fills in the producer and, for
-  // a one-sided transport, what it exported (a small CPU object of a
-  // two-sided transport also gets an shm export, so same-host receivers read
-  // it without a message).
+  // a one-sided transport, what it exported (a CPU object of a built-in
+  // two-sided transport also gets an shm export, so that a receiver on this
+  // host reads it without a message: every small one, and any one whose
+  // group's two ranks share the host).
   Status Store(const ObjectId& id, std::vector<tensor::Tensor> tensors, proto::RdtInfo* info);
   // Removes an object's tensors and releases what was exported for them.
   void Drop(const ObjectId& id);
@@ -136,8 +137,8 @@ class TensorHolder {
   StatusOr<std::vector<tensor::Tensor>> Held(const std::string& object_id);
   StatusOr<transport::OneSidedTransport*> OneSided(const std::string& name)
       FERRY_EXCLUDES(transports_mu_);
-  void ExportSmallForThisHost(const std::vector<tensor::Tensor>& tensors, proto::RdtInfo* info,
-                              std::vector<transport::OneSidedTransport*>* exporters);
+  void ExportForThisHost(const std::vector<tensor::Tensor>& tensors, proto::RdtInfo* info,
+                         std::vector<transport::OneSidedTransport*>* exporters);
   void ReceiveOnGroup(const ObjectId& id, const proto::TensorRecv& recv, const ValuePtr& value,
                       TensorsFn done);
   void FetchInline(const ObjectId& id, const ValuePtr& value, TensorsFn done);

@@ -92,9 +92,20 @@ void TensorHolder::Receive(const proto::TaskArg& arg, const ValuePtr& value, Ten
   if (!arg.tensor_recv().inline_fetch()) {
     ReceiveOnGroup(*id, arg.tensor_recv(), value, std::move(done));
   } else if (CanPullFromThisHost(rdt)) {
-    // Same host: read the producer's memory through the shm export it adds
-    // to small objects, without waking it.
-    PullArgument(*id, value, std::move(done));
+    // Same host (a small object, or the owner saw the group's two ranks
+    // share it): read the producer's memory through its shm export, without
+    // waking it. A failure is the group's, as one on its wire would be.
+    PullArgument(*id, value,
+                 [this, group = arg.tensor_recv().group(),
+                  done = std::move(done)](StatusOr<std::vector<tensor::Tensor>> tensors) {
+                   if (!tensors.ok()) {
+                     Status err = AsTransportError(tensors.status(), group);
+                     groups_.Destroy(group, err);
+                     done(err);
+                     return;
+                   }
+                   done(std::move(tensors));
+                 });
   } else {
     FetchInline(*id, value, std::move(done));
   }
@@ -297,7 +308,9 @@ StatusOr<std::vector<std::vector<tensor::Tensor>>> TensorHolder::Pull(
     for (size_t i : batch.objects) {
       const proto::RdtInfo& rdt = values[i]->rdt();
       std::string reason;
-      if (rdt.exports_size() > 1) {
+      if (!transport::IsOneSided(rdt.transport())) {
+        reason = "the '" + rdt.transport() + "' group's two ranks share this host: shared memory";
+      } else if (rdt.exports_size() > 1) {
         reason = name == "shm" ? "the producer is on this host: shared memory"
                                : "the producer is on another host: the network (" + name + ")";
       }

@@ -4,6 +4,7 @@
 // two-sided group transport and the fake one-sided fabric.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <future>
 #include <map>
@@ -60,10 +61,21 @@ class TableDirectory : public ActorDirectory {
     if (dead_.count(actor) != 0) return Status::Unavailable("dead");
     return addresses_.at(actor);
   }
+  // Unknown ("") unless set: transfers then take the group, as between hosts.
+  void SetHost(const ActorId& actor, std::string host) {
+    std::lock_guard<std::mutex> lock(mu_);
+    hosts_[actor] = std::move(host);
+  }
+  StatusOr<std::string> Host(const ActorId& actor, Deadline) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = hosts_.find(actor);
+    return it == hosts_.end() ? std::string() : it->second;
+  }
 
  private:
   std::mutex mu_;
   std::map<ActorId, std::string> addresses_;
+  std::map<ActorId, std::string> hosts_;
   std::set<ActorId> dead_;
 };
 
@@ -142,14 +154,17 @@ class TensorTransferTest : public ::testing::Test {
 
   // `producer` returned `tensors` from a task this owner submitted with
   // `transport`: the value the owner then holds.
+  // With `shm_export`, the value also gets the shm export a real producer
+  // adds to CPU objects (this test's producers have no shm transport).
   ObjectRef Produce(Actor& producer, std::vector<tensor::Tensor> tensors,
-                    const std::string& transport) {
+                    const std::string& transport, bool shm_export = false) {
     ObjectRef ref{ObjectId::Random(), "owner", self_};
     owner_->Track(std::span<const ObjectId>(&ref.id, 1), producer.id, transport);
     proto::ObjectValueProto value;
     value.mutable_rdt()->set_transport(transport);
     for (const auto& t : tensors) *value.mutable_rdt()->add_tensors() = t.meta();
     EXPECT_TRUE(producer.holder->Store(ref.id, std::move(tensors), value.mutable_rdt()).ok());
+    if (shm_export) value.mutable_rdt()->add_exports()->set_transport("shm");
     owner_store_.Put(ref.id, std::make_shared<const proto::ObjectValueProto>(std::move(value)));
     return ref;
   }
@@ -219,6 +234,47 @@ TEST_F(TensorTransferTest, TwoSidedTransferSendsFromTheProducerOverTheSharedGrou
   EXPECT_NE((*got)[0].data(), t.data());
   EXPECT_TRUE(SameBytes((*got)[0], t));
   EXPECT_EQ(b_.holder->transfer_log().Recent().back().transport, "gloo");
+}
+
+TEST_F(TensorTransferTest, RanksOnOneHostAreToldToReadTheProducersMemoryWithoutASend) {
+  directory_.SetHost(a_.id, "host-1");
+  directory_.SetHost(b_.id, "host-1");
+  CreateGroup("g");
+  ObjectRef ref = Produce(a_, {Floats(kLargeFloats, 2)}, "gloo", /*shm_export=*/true);
+  auto args = Submit({ref}, b_.id);
+  ASSERT_TRUE(args[0].has_tensor_recv());
+  EXPECT_TRUE(args[0].tensor_recv().inline_fetch());
+  EXPECT_EQ(args[0].tensor_recv().group(), "g");  // still required, and failures destroy it
+  EXPECT_EQ(peers_.CallsOf(proto::SEND_TENSORS), 0);
+}
+
+TEST_F(TensorTransferTest, RanksOnTwoHostsOrWithoutAnShmExportUseTheGroup) {
+  directory_.SetHost(a_.id, "host-1");
+  directory_.SetHost(b_.id, "host-2");
+  CreateGroup("g");
+  ObjectRef across = Produce(a_, {Floats(kLargeFloats, 2)}, "gloo", /*shm_export=*/true);
+  EXPECT_FALSE(Submit({across}, b_.id)[0].tensor_recv().inline_fetch());
+  ASSERT_TRUE(owner_->DestroyGroup("g").ok());
+  directory_.SetHost(b_.id, "host-1");
+  CreateGroup("g");
+  ObjectRef unexported = Produce(a_, {Floats(kLargeFloats, 3)}, "gloo");
+  EXPECT_FALSE(Submit({unexported}, b_.id)[0].tensor_recv().inline_fetch());
+  EXPECT_EQ(peers_.CallsOf(proto::SEND_TENSORS), 2);
+}
+
+TEST_F(TensorTransferTest, TheTcpSettingKeepsSameHostRanksOnTheGroupAndABadOneIsRefused) {
+  directory_.SetHost(a_.id, "host-1");
+  directory_.SetHost(b_.id, "host-1");
+  ASSERT_EQ(setenv("FERRY_GLOO_SAME_HOST_PATH", "pigeon", 1), 0);
+  Status bad = owner_->CreateGroup("g", "gloo", {a_.id, b_.id});
+  EXPECT_EQ(bad.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("valid values: shm, tcp"), std::string::npos) << bad;
+  ASSERT_EQ(setenv("FERRY_GLOO_SAME_HOST_PATH", "tcp", 1), 0);
+  CreateGroup("g");
+  ASSERT_EQ(unsetenv("FERRY_GLOO_SAME_HOST_PATH"), 0);
+  ObjectRef ref = Produce(a_, {Floats(kLargeFloats, 2)}, "gloo", /*shm_export=*/true);
+  EXPECT_FALSE(Submit({ref}, b_.id)[0].tensor_recv().inline_fetch());
+  EXPECT_EQ(peers_.CallsOf(proto::SEND_TENSORS), 1);
 }
 
 TEST_F(TensorTransferTest, TwoSidedTransferWithoutASharedGroupIsAClearError) {

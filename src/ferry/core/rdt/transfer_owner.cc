@@ -20,7 +20,25 @@ uint64_t RandomTagPrefix() {
   return r << 32;
 }
 
+// The producer added an shm export (a CPU object of a built-in two-sided
+// transport, TensorHolder::Store).
+bool HasShmExport(const proto::RdtInfo& rdt) {
+  for (const proto::TensorExport& e : rdt.exports()) {
+    if (e.transport() == "shm") return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+StatusOr<bool> SameHostPathEnabled() {
+  const std::string path = EnvString("FERRY_GLOO_SAME_HOST_PATH", "shm");
+  if (path != "shm" && path != "tcp") {
+    return Status::InvalidArgument("FERRY_GLOO_SAME_HOST_PATH is '" + path +
+                                   "'; valid values: shm, tcp");
+  }
+  return path == "shm";
+}
 
 TransferOwner::TransferOwner(WorkerId self, object::MemoryStore& store, ActorDirectory& actors,
                              PeerMessenger& peers)
@@ -117,9 +135,11 @@ Status TransferOwner::ArrangeTransfer(const ObjectId& id, const ValuePtr& value,
   recv->set_group(route->group);
   recv->set_src_rank(route->src_rank);
   if (!transport::IsCustom(rdt.transport()) &&
-      static_cast<int64_t>(TotalBytes(rdt)) <= Config::Get().inline_tensor_bytes) {
+      (static_cast<int64_t>(TotalBytes(rdt)) <= Config::Get().inline_tensor_bytes ||
+       (route->same_host && HasShmExport(rdt)))) {
     // Small: the receiver fetches the bytes itself (one round trip); a
-    // collective transfer's handshakes would cost more than the bytes. A
+    // collective transfer's handshakes would cost more than the bytes. Two
+    // ranks on one host: the receiver reads the producer's memory once. A
     // user's transport carries every object: its user chose it.
     recv->set_inline_fetch(true);
     return Status::Ok();
@@ -158,6 +178,8 @@ std::optional<TransferOwner::Route> TransferOwner::FindRoute(const std::string& 
       if (group.members[r] == target) route.dst_rank = static_cast<int>(r);
     }
     if (route.src_rank < 0 || route.dst_rank < 0) continue;
+    route.same_host = !group.hosts.empty() && !group.hosts[route.src_rank].empty() &&
+                      group.hosts[route.src_rank] == group.hosts[route.dst_rank];
     route.group = name;
     route.tag = tag_prefix_ | (next_tag_++ & 0xffffffffull);
     return route;
@@ -186,10 +208,15 @@ Status TransferOwner::CreateGroup(const std::string& name, const std::string& ba
   std::string prefix = "ferry/groups/" + name + "/" + ObjectId::Random().Hex() + "/";
   Deadline deadline = Deadline::After(Config::Get().transfer_timeout +
                                       Config::Get().worker_start_timeout);
-  std::vector<std::string> addresses;
+  FERRY_ASSIGN_OR_RETURN(bool same_host_path, SameHostPathEnabled());
+  std::vector<std::string> addresses, hosts;
   for (const ActorId& actor : actors) {
     FERRY_ASSIGN_OR_RETURN(std::string address, actors_.Address(actor, true, deadline));
     addresses.push_back(std::move(address));
+    if (same_host_path) {
+      FERRY_ASSIGN_OR_RETURN(std::string host, actors_.Host(actor, deadline));
+      hosts.push_back(std::move(host));
+    }
   }
   struct Join {
     std::mutex mu;
@@ -230,7 +257,7 @@ Status TransferOwner::CreateGroup(const std::string& name, const std::string& ba
     return result;
   }
   MutexLock lock(mu_);
-  groups_[name] = CollectiveGroup{name, backend, actors, std::move(addresses)};
+  groups_[name] = CollectiveGroup{name, backend, actors, std::move(addresses), std::move(hosts)};
   return Status::Ok();
 }
 
@@ -316,7 +343,8 @@ TaskTransfers TaskTransfers::Of(const proto::TaskSpec& spec) {
   if (auto receiver = ActorId::FromBinary(spec.actor_id()); receiver.ok()) out.receiver = *receiver;
   for (const proto::TaskArg& arg : spec.args()) {
     if (!arg.has_tensor_recv()) continue;
-    if (!arg.tensor_recv().inline_fetch()) out.groups.push_back(arg.tensor_recv().group());
+    // An inline fetch is the group's transfer too (its failure destroys it).
+    out.groups.push_back(arg.tensor_recv().group());
     auto sender = ActorId::FromBinary(arg.value().rdt().producer_actor_id());
     if (sender.ok()) out.senders.push_back(*sender);
   }

@@ -12,7 +12,10 @@
 //   * over a two-sided transport: picks a group holding both actors and a
 //     tag unique to this transfer, tells the producer to send
 //     (SEND_TENSORS), and tells the receiver, in the task argument, to
-//     receive; a small object is fetched by the receiver instead.
+//     receive; a small object is fetched by the receiver instead, and so is
+//     any object whose two ranks share a host (the receiver reads the
+//     producer's memory through the shm export the producer added, as NCCL
+//     moves bytes inside a node; SameHostPathEnabled).
 //
 // Lifecycle: made by CoreWorker once its address is known; Track at submit,
 // NoteUses and FillArgument for each submitted dependency, Forget when the
@@ -64,7 +67,16 @@ struct CollectiveGroup {
   std::string backend;
   std::vector<ActorId> members;        // rank = index
   std::vector<std::string> addresses;  // the members' addresses when it was made
+  // The members' hosts (HostId) when transfers between two members on one
+  // host take the same-host path; empty when it is off for this group.
+  std::vector<std::string> hosts;
 };
+
+// How the groups created from now on move bytes between two members on one
+// host: "shm" (the receiver reads the producer's memory; default) or "tcp"
+// (the backend's wire). FERRY_GLOO_SAME_HOST_PATH, read at each creation;
+// InvalidArgument for another value.
+StatusOr<bool> SameHostPathEnabled();
 
 class TransferOwner {
  public:
@@ -149,6 +161,7 @@ class TransferOwner {
     int src_rank = -1;
     int dst_rank = -1;
     uint64_t tag = 0;
+    bool same_host = false;  // both ranks on one host, the same-host path on
   };
   std::optional<Route> FindRoute(const std::string& transport, const ActorId& producer,
                                  const ActorId& target) FERRY_EXCLUDES(mu_);
