@@ -506,10 +506,11 @@ def plot(results, png_path):
 
 
 def _forced_gloo_overhead(quick):
-    """The 4 KiB pass overhead with FERRY_INLINE_TENSOR_BYTES=0, so the 4 KiB
-    moves through the Gloo group rather than ferry's inline small-object path."""
+    """The 4 KiB pass overhead with FERRY_INLINE_TENSOR_BYTES=0 and
+    FERRY_GLOO_SAME_HOST_PATH=tcp, so the 4 KiB moves over the Gloo group's
+    wire rather than ferry's inline or same-host read."""
     import subprocess
-    env = dict(os.environ, FERRY_INLINE_TENSOR_BYTES="0")
+    env = dict(os.environ, FERRY_INLINE_TENSOR_BYTES="0", FERRY_GLOO_SAME_HOST_PATH="tcp")
     cmd = [sys.executable, os.path.abspath(__file__), "--overhead-only"] + (["--quick"] if quick else [])
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     for line in out.stdout.splitlines():
@@ -670,7 +671,8 @@ def main(argv=None):
                       f"= {overhead[name + '_call_us']:.1f} − {overhead['plain_call_us']:.1f} µs "
                       "(same loop)")
     if overhead_gloo:
-        print(f"4 KiB pass overhead through the Gloo group (FERRY_INLINE_TENSOR_BYTES=0): "
+        print(f"4 KiB pass overhead over the Gloo group's wire (FERRY_INLINE_TENSOR_BYTES=0, "
+              f"FERRY_GLOO_SAME_HOST_PATH=tcp): "
               f"{overhead_gloo['overhead_us']:.1f} µs = {overhead_gloo['rdt_call_us']:.1f} − "
               f"{overhead_gloo['plain_call_us']:.1f} µs")
     if overhead:
