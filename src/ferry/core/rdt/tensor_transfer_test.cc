@@ -262,16 +262,26 @@ TEST_F(TensorTransferTest, RanksOnTwoHostsOrWithoutAnShmExportUseTheGroup) {
   EXPECT_EQ(peers_.CallsOf(proto::SEND_TENSORS), 2);
 }
 
+// FERRY_GLOO_SAME_HOST_PATH set for one scope (read when a group is made).
+class SameHostPathSetting {
+ public:
+  explicit SameHostPathSetting(const char* value) { setenv("FERRY_GLOO_SAME_HOST_PATH", value, 1); }
+  ~SameHostPathSetting() { unsetenv("FERRY_GLOO_SAME_HOST_PATH"); }
+};
+
 TEST_F(TensorTransferTest, TheTcpSettingKeepsSameHostRanksOnTheGroupAndABadOneIsRefused) {
   directory_.SetHost(a_.id, "host-1");
   directory_.SetHost(b_.id, "host-1");
-  ASSERT_EQ(setenv("FERRY_GLOO_SAME_HOST_PATH", "pigeon", 1), 0);
-  Status bad = owner_->CreateGroup("g", "gloo", {a_.id, b_.id});
-  EXPECT_EQ(bad.code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(bad.message().find("valid values: shm, tcp"), std::string::npos) << bad;
-  ASSERT_EQ(setenv("FERRY_GLOO_SAME_HOST_PATH", "tcp", 1), 0);
-  CreateGroup("g");
-  ASSERT_EQ(unsetenv("FERRY_GLOO_SAME_HOST_PATH"), 0);
+  {
+    SameHostPathSetting pigeon("pigeon");
+    Status bad = owner_->CreateGroup("g", "gloo", {a_.id, b_.id});
+    EXPECT_EQ(bad.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(bad.message().find("valid values: shm, tcp"), std::string::npos) << bad;
+  }
+  {
+    SameHostPathSetting tcp("tcp");
+    CreateGroup("g");
+  }
   ObjectRef ref = Produce(a_, {Floats(kLargeFloats, 2)}, "gloo", /*shm_export=*/true);
   EXPECT_FALSE(Submit({ref}, b_.id)[0].tensor_recv().inline_fetch());
   EXPECT_EQ(peers_.CallsOf(proto::SEND_TENSORS), 1);
@@ -325,7 +335,9 @@ TEST_F(TensorTransferTest, PassedToItsProducerAndAnotherActorItWarnsOnce) {
   std::vector<std::string> warnings;
   for (const ActorId& target : {a_.id, b_.id, b_.id, a_.id}) {
     auto args = Submit({ref}, target, &warnings);
-    if (args[0].has_tensor_recv()) ASSERT_TRUE(Receive(b_, args[0]).ok());
+    if (args[0].has_tensor_recv()) {
+      ASSERT_TRUE(Receive(b_, args[0]).ok());
+    }
   }
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_NE(warnings[0].find("mutable"), std::string::npos);
