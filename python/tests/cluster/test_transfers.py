@@ -83,6 +83,48 @@ def test_gloo_guide_example_between_hosts(cluster):
     assert _close(out["fetched_sum"], out["local_sum"]), out
 
 
+def test_gloo_reads_memory_on_one_host_and_uses_the_wire_between_hosts(cluster):
+    """One group over h2, h2 and h3: the transfer between the two h2 members
+    is a read of the producer's memory (path shm), the one to h3 goes over
+    Gloo (path gloo), and both arrive whole."""
+    out = cluster.driver_json("h1", driver("""
+        import torch
+        import ferry as ray
+        from ferry.experimental.collective import create_collective_group
+        from driver_lib import GET_TIMEOUT_S, connect, emit, pinned
+
+        connect()
+
+
+        @ray.remote
+        class Stage:
+            @ray.method(tensor_transport="gloo")
+            def produce(self):
+                return torch.arange(1 << 20, dtype=torch.float32)  # 4 MiB: past the inline path
+
+            def total(self, t):
+                return float(t.double().sum())
+
+            def paths(self):
+                from ferry.experimental import transfer_log
+                return [(r["transport"], r["reason"], r["error"]) for r in transfer_log()]
+
+
+        sender, near, far = (pinned(Stage, h).remote() for h in ("h2", "h2", "h3"))
+        create_collective_group([sender, near, far], backend="gloo")
+        ref = sender.produce.remote()
+        totals = ray.get([near.total.remote(ref), far.total.remote(ref)], timeout=GET_TIMEOUT_S)
+        emit({"totals": totals,
+              "near": ray.get(near.paths.remote(), timeout=GET_TIMEOUT_S),
+              "far": ray.get(far.paths.remote(), timeout=GET_TIMEOUT_S)})
+        """))
+    want = float(sum(range(1 << 20)))
+    assert out["totals"] == [want, want], out
+    [(near_path, near_reason, near_error)] = out["near"]
+    assert (near_path, near_error) == ("shm", None) and "share this host" in near_reason, out
+    assert out["far"] == [["gloo", "", None]], out
+
+
 def test_nixl_guide_example_between_hosts(cluster):
     out = cluster.driver_json("h1", driver("""
         import torch
