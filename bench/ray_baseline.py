@@ -105,7 +105,7 @@ def _transfer_cells(rt, transports, quick, errors):
                         if rnd in (-1, rounds):
                             f = fill if rnd == -1 else fill + 0.5
                             pair.prepare(n, f)
-                            pair.verify(n, f, pair.method(tr))
+                            pair.verify_transport(n, f, tr)
                         else:
                             wr = w if rnd == 0 else max(1, w // rounds)
                             samples[tr] += pair.run(n, wr, per_round, tr)
